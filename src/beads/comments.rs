@@ -1,0 +1,133 @@
+//! Comments on beads, from people and agents.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::model::Bead;
+use super::query::Page;
+use crate::activity::{Activity, Actor, Record};
+use crate::db::Conn;
+use crate::db::schema::comments;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = comments)]
+pub struct Comment {
+    pub id: Uuid,
+    #[serde(rename = "bead")]
+    pub bead_id: String,
+    pub author_user_id: Option<Uuid>,
+    pub author_agent_id: Option<Uuid>,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    pub body: String,
+}
+
+/// The `@username` mentions in a text, each once, in order of appearance.
+pub fn mentions(body: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let chars: Vec<char> = body.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        let starts_word = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '@');
+        if *c != '@' || !starts_word {
+            continue;
+        }
+        let name: String = chars[i + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(**c))
+            .collect();
+        let name = name.trim_end_matches(['.', '-']).to_owned();
+        if !name.is_empty() && !found.contains(&name) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+impl Comment {
+    pub async fn add(
+        conn: &mut Conn,
+        bead_id: &str,
+        new: NewComment,
+        actor: Actor,
+    ) -> Result<Comment> {
+        let body = new.body.trim().to_owned();
+        if body.is_empty() {
+            return Err(Error::invalid("body_required", "a comment needs a body"));
+        }
+        if body.len() > 65_536 {
+            return Err(Error::invalid("body_too_long", "a comment is at most 65536 bytes"));
+        }
+        let bead_id = bead_id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            // FOR SHARE: the bead cannot vanish under the comment.
+            let bead = Bead::get(conn, &bead_id).await?;
+            let comment = diesel::insert_into(comments::table)
+                .values((
+                    comments::id.eq(Uuid::now_v7()),
+                    comments::bead_id.eq(&bead_id),
+                    comments::author_user_id.eq(actor.user_id()),
+                    comments::author_agent_id.eq(actor.agent_id()),
+                    comments::body.eq(&body),
+                ))
+                .returning(Comment::as_returning())
+                .get_result(conn)
+                .await?;
+            Activity::record(
+                conn,
+                Record {
+                    kind: "comment.added",
+                    project_id: Some(&bead.project_id),
+                    bead_id: Some(&bead_id),
+                    actor,
+                    data: serde_json::json!({ "comment": comment.id, "mentions": mentions(&body) }),
+                },
+            )
+            .await?;
+            Ok(comment)
+        })
+        .await
+    }
+
+    /// A bead's comments, oldest first, paged by comment id (time-ordered UUIDv7).
+    pub async fn list(
+        conn: &mut Conn,
+        bead_id: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Page<Comment>> {
+        let mut q = comments::table
+            .filter(comments::bead_id.eq(bead_id))
+            .select(Comment::as_select())
+            .order((comments::created_at.asc(), comments::id.asc()))
+            .into_boxed();
+        if let Some(after) = after {
+            q = q.filter(comments::id.gt(after));
+        }
+        let mut rows: Vec<Comment> = q.limit(limit + 1).load(conn).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|c| c.id.to_string()) } else { None };
+        Ok(Page { items: rows, next_cursor })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn mentions_are_found_once_each_and_not_inside_emails() {
+        assert_eq!(mentions("@ana please ask @bob.k, and @ana again"), vec!["ana", "bob.k"]);
+        assert!(mentions("mail me at ana@example.com").is_empty());
+        assert_eq!(mentions("(@ops-team) done."), vec!["ops-team"]);
+    }
+}

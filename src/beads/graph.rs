@@ -1,0 +1,467 @@
+//! The dependency graph: adding and removing edges, refusing `blocks` cycles, and keeping
+//! each bead's readiness columns (`open_blockers`, `held_by`) current in the same
+//! transaction as the change that moves them.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Bool, Nullable, Text};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+
+use super::model::{Bead, Link};
+use super::types::{BeadStatus, DependencyKind, EdgeKind};
+use crate::activity::{Activity, Actor, Record};
+use crate::db::Conn;
+use crate::db::schema::{bead_dependencies, beads};
+use crate::error::{Error, Result};
+
+/// One dependency as the API speaks of it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    pub depends_on: String,
+    pub kind: DependencyKind,
+}
+
+/// Graph changes that could close a cycle are serialised through this transaction-scoped
+/// advisory lock; two concurrent edges could otherwise each pass the check and together
+/// make a cycle.
+const GRAPH_LOCK: i64 = 4242424202;
+
+/// The SQL test for "this bead holds its descendants back".
+const HOLDS: &str = "(p.status IN ('blocked', 'deferred') \
+                     OR (p.status <> 'closed' AND p.open_blockers > 0))";
+
+/// What a child's `held_by` is given its parent.
+pub(super) fn hold_from_parent(parent: &Bead) -> Option<String> {
+    let holds = matches!(parent.status, BeadStatus::Blocked | BeadStatus::Deferred)
+        || (parent.status != BeadStatus::Closed && parent.open_blockers > 0);
+    if holds { Some(parent.id.clone()) } else { parent.held_by.clone() }
+}
+
+/// Locks the given beads against status changes (FOR SHARE) and returns their statuses;
+/// any id that does not exist is an error naming it.
+pub(super) async fn lock_existing(
+    conn: &mut Conn,
+    ids: &[String],
+) -> Result<Vec<(String, BeadStatus)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: Vec<(String, BeadStatus)> = beads::table
+        .filter(beads::id.eq_any(ids))
+        .select((beads::id, beads::status))
+        .order(beads::id)
+        .for_share()
+        .load(conn)
+        .await?;
+    if let Some(missing) = ids.iter().find(|id| !found.iter().any(|(f, _)| f == *id)) {
+        return Err(Error::invalid("unknown_dependency", format!("no bead {missing:?}")));
+    }
+    Ok(found)
+}
+
+#[derive(QueryableByName)]
+struct Recount {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Bool)]
+    crossed_zero: bool,
+}
+
+/// Recounts `open_blockers` for the given beads and refreshes the holds below any whose
+/// count moved to or from zero.
+pub(super) async fn recount_blockers(conn: &mut Conn, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let changed: Vec<Recount> = diesel::sql_query(
+        "WITH counts AS ( \
+           SELECT b.id, b.open_blockers AS old, \
+             (SELECT count(*) FROM bead_dependencies d JOIN beads x ON x.id = d.depends_on \
+               WHERE d.bead_id = b.id AND d.kind = 'blocks' AND x.status <> 'closed')::int AS new \
+           FROM beads b WHERE b.id = ANY($1)) \
+         UPDATE beads SET open_blockers = counts.new FROM counts \
+         WHERE beads.id = counts.id AND beads.open_blockers <> counts.new \
+         RETURNING beads.id, (counts.old = 0) <> (counts.new = 0) AS crossed_zero",
+    )
+    .bind::<Array<Text>, _>(ids)
+    .load(conn)
+    .await?;
+    let roots: Vec<String> = changed.into_iter().filter(|r| r.crossed_zero).map(|r| r.id).collect();
+    refresh_holds(conn, &roots).await
+}
+
+/// Recounts the beads that wait on `id` through `blocks` edges (after `id` closed or
+/// reopened).
+pub(super) async fn recount_dependents(conn: &mut Conn, id: &str) -> Result<()> {
+    let dependents: Vec<String> = bead_dependencies::table
+        .filter(bead_dependencies::depends_on.eq(id))
+        .filter(bead_dependencies::kind.eq(EdgeKind::Blocks))
+        .select(bead_dependencies::bead_id)
+        .load(conn)
+        .await?;
+    recount_blockers(conn, &dependents).await
+}
+
+/// Recomputes `held_by` for every descendant of the given beads, after something changed
+/// whether they hold their subtree back. One statement, however deep the tree.
+pub(super) async fn refresh_holds(conn: &mut Conn, roots: &[String]) -> Result<()> {
+    if roots.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(format!(
+        "WITH RECURSIVE tree(id, held, depth) AS ( \
+           SELECT c.id, CASE WHEN {HOLDS} THEN p.id ELSE p.held_by END, 1 \
+             FROM beads p JOIN beads c ON c.parent_id = p.id WHERE p.id = ANY($1) \
+           UNION ALL \
+           SELECT c.id, CASE WHEN {HOLDS} THEN p.id ELSE t.held END, t.depth + 1 \
+             FROM tree t JOIN beads p ON p.id = t.id JOIN beads c ON c.parent_id = p.id \
+            WHERE t.depth < 1000) \
+         UPDATE beads SET held_by = tree.held FROM tree \
+         WHERE beads.id = tree.id AND beads.held_by IS DISTINCT FROM tree.held"
+    ))
+    .bind::<Array<Text>, _>(roots)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The chain of `blocks` edges from `from` to `to`, if one exists.
+async fn blocks_path(conn: &mut Conn, from: &str, to: &str) -> Result<Option<Vec<String>>> {
+    #[derive(QueryableByName)]
+    struct Reachable {
+        #[diesel(sql_type = Bool)]
+        reachable: bool,
+    }
+    // UNION (not UNION ALL) visits each bead once, so a diamond costs no more than a
+    // chain, and EXISTS stops at the first hit.
+    let found: Reachable = diesel::sql_query(
+        "WITH RECURSIVE reach(id) AS ( \
+           SELECT $1::text \
+           UNION \
+           SELECT d.depends_on FROM reach r \
+             JOIN bead_dependencies d ON d.bead_id = r.id AND d.kind = 'blocks') \
+         SELECT EXISTS (SELECT 1 FROM reach WHERE id = $2) AS reachable",
+    )
+    .bind::<Text, _>(from)
+    .bind::<Text, _>(to)
+    .get_result(conn)
+    .await?;
+    if !found.reachable {
+        return Ok(None);
+    }
+    explain_path(conn, from, to).await.map(Some)
+}
+
+/// Reconstructs one path for the error message; only runs when a cycle was found.
+async fn explain_path(conn: &mut Conn, from: &str, to: &str) -> Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        pred: Option<String>,
+    }
+    let steps: Vec<Step> = diesel::sql_query(
+        "WITH RECURSIVE reach(id, pred) AS ( \
+           SELECT $1::text, NULL::text \
+           UNION \
+           SELECT d.depends_on, r.id FROM reach r \
+             JOIN bead_dependencies d ON d.bead_id = r.id AND d.kind = 'blocks') \
+         SELECT id, pred FROM reach",
+    )
+    .bind::<Text, _>(from)
+    .load(conn)
+    .await?;
+    let pred: std::collections::HashMap<&str, &str> =
+        steps.iter().filter_map(|s| s.pred.as_deref().map(|p| (s.id.as_str(), p))).collect();
+    let mut path = vec![to.to_owned()];
+    let mut at = to;
+    while at != from && path.len() <= steps.len() {
+        let Some(p) = pred.get(at) else { break };
+        path.push((*p).to_owned());
+        at = p;
+    }
+    path.reverse();
+    Ok(path)
+}
+
+/// The ancestors of a bead, nearest first.
+pub(super) async fn ancestors(conn: &mut Conn, id: &str) -> Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "WITH RECURSIVE up(id, depth) AS ( \
+           SELECT parent_id, 1 FROM beads WHERE id = $1 AND parent_id IS NOT NULL \
+           UNION ALL \
+           SELECT b.parent_id, u.depth + 1 FROM up u JOIN beads b ON b.id = u.id \
+            WHERE b.parent_id IS NOT NULL AND u.depth < 1000) \
+         SELECT id FROM up ORDER BY depth",
+    )
+    .bind::<Text, _>(id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+fn cycle_error(path: &[String]) -> Error {
+    Error::conflict("dependency_cycle", format!("this would make a cycle: {}", path.join(" -> ")))
+}
+
+impl Bead {
+    /// Adds a dependency; returns true when it was new.
+    pub async fn add_dependency(
+        conn: &mut Conn,
+        id: &str,
+        dep: Dependency,
+        actor: Actor,
+    ) -> Result<bool> {
+        if dep.depends_on == id {
+            return Err(Error::invalid("self_dependency", "a bead cannot depend on itself"));
+        }
+        let id = id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(GRAPH_LOCK)
+                .execute(conn)
+                .await?;
+            let bead = Bead::lock(conn, &id).await?;
+            let (_, target_status) =
+                lock_existing(conn, std::slice::from_ref(&dep.depends_on)).await?.remove(0);
+            let added = match dep.kind.edge() {
+                None => set_parent(conn, &bead, &dep.depends_on, target_status).await?,
+                Some(kind) => add_edge(conn, &bead, &dep.depends_on, kind).await?,
+            };
+            if added {
+                record_edge(conn, &bead, &dep, "dependency.added", actor).await?;
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    /// Removes a dependency; "not found" when there is no such edge.
+    pub async fn remove_dependency(
+        conn: &mut Conn,
+        id: &str,
+        dep: Dependency,
+        actor: Actor,
+    ) -> Result<()> {
+        let id = id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            let bead = Bead::lock(conn, &id).await?;
+            match dep.kind.edge() {
+                None => {
+                    if bead.parent_id.as_deref() != Some(dep.depends_on.as_str()) {
+                        return Err(Error::not_found("dependency"));
+                    }
+                    diesel::update(beads::table.find(&id))
+                        .set((
+                            beads::parent_id.eq(None::<String>),
+                            beads::held_by.eq(None::<String>),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    refresh_holds(conn, std::slice::from_ref(&id)).await?;
+                }
+                Some(kind) => {
+                    let n = diesel::delete(
+                        bead_dependencies::table
+                            .filter(bead_dependencies::bead_id.eq(&id))
+                            .filter(bead_dependencies::depends_on.eq(&dep.depends_on))
+                            .filter(bead_dependencies::kind.eq(kind)),
+                    )
+                    .execute(conn)
+                    .await?;
+                    if n == 0 {
+                        return Err(Error::not_found("dependency"));
+                    }
+                    if kind == EdgeKind::Blocks {
+                        recount_blockers(conn, std::slice::from_ref(&id)).await?;
+                    }
+                }
+            }
+            record_edge(conn, &bead, &dep, "dependency.removed", actor).await
+        })
+        .await
+    }
+
+    /// Everything this bead depends on and everything that depends on it.
+    pub async fn links(conn: &mut Conn, bead: &Bead) -> Result<(Vec<Link>, Vec<Link>)> {
+        let out: Vec<(EdgeKind, String, String, BeadStatus)> = bead_dependencies::table
+            .inner_join(beads::table.on(beads::id.eq(bead_dependencies::depends_on)))
+            .filter(bead_dependencies::bead_id.eq(&bead.id))
+            .select((bead_dependencies::kind, beads::id, beads::title, beads::status))
+            .order(beads::id)
+            .load(conn)
+            .await?;
+        let inbound: Vec<(EdgeKind, String, String, BeadStatus)> = bead_dependencies::table
+            .inner_join(beads::table.on(beads::id.eq(bead_dependencies::bead_id)))
+            .filter(bead_dependencies::depends_on.eq(&bead.id))
+            .select((bead_dependencies::kind, beads::id, beads::title, beads::status))
+            .order(beads::id)
+            .limit(500)
+            .load(conn)
+            .await?;
+        let children: Vec<(String, String, BeadStatus)> = beads::table
+            .filter(beads::parent_id.eq(&bead.id))
+            .select((beads::id, beads::title, beads::status))
+            .order(beads::id)
+            .limit(500)
+            .load(conn)
+            .await?;
+        let edge = |(kind, id, title, status): (EdgeKind, String, String, BeadStatus)| Link {
+            id,
+            title,
+            status,
+            kind: kind.into(),
+        };
+        let mut dependencies: Vec<Link> = out.into_iter().map(edge).collect();
+        if let Some(parent) = &bead.parent_id {
+            let (title, status) = beads::table
+                .find(parent)
+                .select((beads::title, beads::status))
+                .first::<(String, BeadStatus)>(conn)
+                .await?;
+            dependencies.push(Link {
+                id: parent.clone(),
+                title,
+                status,
+                kind: DependencyKind::ParentChild,
+            });
+        }
+        let mut dependents: Vec<Link> = inbound.into_iter().map(edge).collect();
+        dependents.extend(children.into_iter().map(|(id, title, status)| Link {
+            id,
+            title,
+            status,
+            kind: DependencyKind::ParentChild,
+        }));
+        Ok((dependencies, dependents))
+    }
+}
+
+async fn add_edge(conn: &mut Conn, bead: &Bead, target: &str, kind: EdgeKind) -> Result<bool> {
+    if kind == EdgeKind::Blocks {
+        if let Some(mut path) = blocks_path(conn, target, &bead.id).await? {
+            path.insert(0, bead.id.clone());
+            return Err(cycle_error(&path));
+        }
+        // A child waiting on its own ancestor could never run: the ancestor waits for
+        // its children.
+        let up = ancestors(conn, &bead.id).await?;
+        if let Some(pos) = up.iter().position(|a| a == target) {
+            let mut path = vec![bead.id.clone(), target.to_owned()];
+            path.extend(up[..pos].iter().rev().cloned());
+            path.push(bead.id.clone());
+            return Err(cycle_error(&path));
+        }
+    }
+    let inserted = diesel::insert_into(bead_dependencies::table)
+        .values((
+            bead_dependencies::bead_id.eq(&bead.id),
+            bead_dependencies::depends_on.eq(target),
+            bead_dependencies::kind.eq(kind),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted > 0 && kind == EdgeKind::Blocks {
+        recount_blockers(conn, std::slice::from_ref(&bead.id)).await?;
+    }
+    Ok(inserted > 0)
+}
+
+async fn set_parent(
+    conn: &mut Conn,
+    bead: &Bead,
+    parent_id: &str,
+    parent_status: BeadStatus,
+) -> Result<bool> {
+    if bead.parent_id.as_deref() == Some(parent_id) {
+        return Ok(false);
+    }
+    if let Some(existing) = &bead.parent_id {
+        return Err(Error::conflict(
+            "already_has_parent",
+            format!("{} is already a child of {existing}; remove that first", bead.id),
+        ));
+    }
+    let parent = Bead::get(conn, parent_id).await?;
+    if parent.project_id != bead.project_id {
+        return Err(Error::invalid(
+            "cross_project_parent",
+            "a bead's parent must be in the same project",
+        ));
+    }
+    if parent_status == BeadStatus::Closed && bead.status != BeadStatus::Closed {
+        return Err(Error::conflict("parent_closed", format!("{parent_id} is closed")));
+    }
+    let mut up = ancestors(conn, parent_id).await?;
+    if let Some(pos) = up.iter().position(|a| a == &bead.id) {
+        up.truncate(pos + 1);
+        let mut path = vec![bead.id.clone(), parent_id.to_owned()];
+        path.extend(up);
+        return Err(cycle_error(&path));
+    }
+    if blocks_path(conn, parent_id, &bead.id).await?.is_some() {
+        return Err(Error::conflict(
+            "dependency_cycle",
+            format!(
+                "{parent_id} waits on {} through blocks edges; it cannot be its parent",
+                bead.id
+            ),
+        ));
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((beads::parent_id.eq(parent_id), beads::held_by.eq(hold_from_parent(&parent))))
+        .execute(conn)
+        .await?;
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    Ok(true)
+}
+
+async fn record_edge(
+    conn: &mut Conn,
+    bead: &Bead,
+    dep: &Dependency,
+    kind: &str,
+    actor: Actor,
+) -> Result<()> {
+    Activity::record(
+        conn,
+        Record {
+            kind,
+            project_id: Some(&bead.project_id),
+            bead_id: Some(&bead.id),
+            actor,
+            data: serde_json::json!({ "depends_on": dep.depends_on, "kind": dep.kind }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Used by the bead list to look up blockers for a page in one query.
+pub(super) async fn open_blockers_of(
+    conn: &mut Conn,
+    ids: &[String],
+) -> Result<Vec<(String, Link)>> {
+    let rows: Vec<(String, String, String, BeadStatus)> = bead_dependencies::table
+        .inner_join(beads::table.on(beads::id.eq(bead_dependencies::depends_on)))
+        .filter(bead_dependencies::bead_id.eq_any(ids))
+        .filter(bead_dependencies::kind.eq(EdgeKind::Blocks))
+        .filter(beads::status.ne(BeadStatus::Closed))
+        .select((bead_dependencies::bead_id, beads::id, beads::title, beads::status))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(of, id, title, status)| {
+            (of, Link { id, title, status, kind: DependencyKind::Blocks })
+        })
+        .collect())
+}

@@ -1,0 +1,24 @@
+//! Beads: dependency-tracked work items. Their model and rules live here, with no HTTP
+//! types: creating, changing status, the dependency graph with readiness kept current in the
+//! same transaction as every change, and the ready and blocked queries.
+
+mod comments;
+mod create;
+mod graph;
+mod model;
+mod query;
+mod runs;
+mod transitions;
+mod types;
+
+pub use comments::{Comment, NewComment};
+pub use create::NewBead;
+pub use graph::Dependency;
+pub use model::{Bead, BeadDetails, HeldBead, Hold, Link};
+pub use query::{BeadFilter, Cursor, Page};
+pub use runs::{Run, RunOutcome, RunStep, RunWithSteps};
+pub use transitions::{BeadPatch, StatusChange};
+pub use types::{
+    BeadId, BeadStatus, BeadType, BlockedReason, DependencyKind, EdgeKind, Priority,
+    normalize_labels,
+};

@@ -1,0 +1,126 @@
+//! Runs of agents on beads and their steps, as the executor records them.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::Conn;
+use crate::db::schema::{run_steps, runs, sql_types};
+use crate::error::{Error, Result};
+
+/// How a run ended. Everything but `success` counts as a failed attempt.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = sql_types::RunOutcome)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Success,
+    Failed,
+    LeaseExpired,
+    InvalidReplies,
+    LoopDetected,
+    TurnLimit,
+    TokenBudget,
+    GatewayUnavailable,
+    NeedsHuman,
+    MergeConflict,
+    Cancelled,
+}
+
+crate::pg_enum!(RunOutcome, sql_types::RunOutcome, {
+    Success => "success",
+    Failed => "failed",
+    LeaseExpired => "lease_expired",
+    InvalidReplies => "invalid_replies",
+    LoopDetected => "loop_detected",
+    TurnLimit => "turn_limit",
+    TokenBudget => "token_budget",
+    GatewayUnavailable => "gateway_unavailable",
+    NeedsHuman => "needs_human",
+    MergeConflict => "merge_conflict",
+    Cancelled => "cancelled",
+});
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = runs)]
+pub struct Run {
+    pub id: Uuid,
+    #[serde(rename = "bead")]
+    pub bead_id: String,
+    #[serde(rename = "agent")]
+    pub agent_id: Option<Uuid>,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<RunOutcome>,
+    pub turns: i32,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = run_steps)]
+pub struct RunStep {
+    pub id: i64,
+    #[serde(skip)]
+    pub run_id: Uuid,
+    pub turn: i32,
+    pub action: serde_json::Value,
+    pub ok: bool,
+    pub result: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunWithSteps {
+    #[serde(flatten)]
+    pub run: Run,
+    pub steps: Vec<RunStep>,
+}
+
+impl Run {
+    /// A bead's runs, newest first.
+    pub async fn for_bead(conn: &mut Conn, bead_id: &str) -> Result<Vec<Run>> {
+        Ok(runs::table
+            .filter(runs::bead_id.eq(bead_id))
+            .order(runs::started_at.desc())
+            .limit(200)
+            .select(Run::as_select())
+            .load(conn)
+            .await?)
+    }
+
+    pub async fn with_steps(conn: &mut Conn, id: Uuid) -> Result<RunWithSteps> {
+        let run = runs::table
+            .find(id)
+            .select(Run::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("run"))?;
+        let steps = run_steps::table
+            .filter(run_steps::run_id.eq(id))
+            .order(run_steps::id.asc())
+            .select(RunStep::as_select())
+            .load(conn)
+            .await?;
+        Ok(RunWithSteps { run, steps })
+    }
+}

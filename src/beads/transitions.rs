@@ -1,0 +1,416 @@
+//! Changing a bead: editing its fields under an optimistic version, and moving it between
+//! statuses, each in one transaction with its activity row and the readiness of everything
+//! that depends on it.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Deserialize;
+
+use super::graph::{recount_dependents, refresh_holds};
+use super::model::Bead;
+use super::types::{
+    BeadStatus, BeadType, BlockedReason, Priority, check_description, check_persona, check_title,
+    normalize_labels,
+};
+use crate::activity::{Activity, Actor, Record};
+use crate::db::Conn;
+use crate::db::schema::beads;
+use crate::error::{Error, Result};
+
+/// Edits to a bead. `version` must match the stored one.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BeadPatch {
+    pub version: i32,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub priority: Option<Priority>,
+    #[serde(rename = "type")]
+    pub bead_type: Option<BeadType>,
+    pub labels: Option<Vec<String>>,
+    /// Set to a persona name, or to null to clear it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub persona: Option<Option<String>>,
+    /// `open`, `deferred`, `blocked` or `closed` (`in_progress` belongs to the dispatcher).
+    pub status: Option<BeadStatus>,
+    /// With `status: deferred`: when the bead comes back (absent: until reopened).
+    pub defer_until: Option<DateTime<Utc>>,
+    /// With `status: blocked` or `closed`: why.
+    pub reason: Option<String>,
+}
+
+/// Distinguishes an absent field (None) from an explicit null (Some(None)).
+fn double_option<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A status change requested through its own endpoint.
+#[derive(Debug, Clone)]
+pub enum StatusChange {
+    Close { reason: Option<String> },
+    Reopen { reason: Option<String> },
+    Block { reason: BlockedReason, note: Option<String> },
+    Defer { until: Option<DateTime<Utc>> },
+}
+
+fn check_reason(reason: &Option<String>) -> Result<()> {
+    if reason.as_ref().is_some_and(|r| r.len() > 10_000) {
+        return Err(Error::invalid("reason_too_long", "a reason is at most 10000 bytes"));
+    }
+    Ok(())
+}
+
+impl Bead {
+    pub async fn get(conn: &mut Conn, id: &str) -> Result<Bead> {
+        beads::table
+            .find(id)
+            .select(Bead::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("bead"))
+    }
+
+    /// Reads a bead and locks it for the rest of the transaction.
+    pub async fn lock(conn: &mut Conn, id: &str) -> Result<Bead> {
+        beads::table
+            .find(id)
+            .select(Bead::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("bead"))
+    }
+
+    /// Applies a patch if `version` is current; a stale version is 409 `stale_version`.
+    pub async fn patch(conn: &mut Conn, id: &str, patch: BeadPatch, actor: Actor) -> Result<Bead> {
+        let title = patch.title.as_deref().map(check_title).transpose()?;
+        if let Some(d) = &patch.description {
+            check_description(d)?;
+        }
+        let labels = patch.labels.clone().map(normalize_labels).transpose()?;
+        if let Some(Some(p)) = &patch.persona {
+            check_persona(p)?;
+        }
+        check_reason(&patch.reason)?;
+        let change = match patch.status {
+            None => None,
+            Some(BeadStatus::Open) => Some(StatusChange::Reopen { reason: patch.reason.clone() }),
+            Some(BeadStatus::Closed) => Some(StatusChange::Close { reason: patch.reason.clone() }),
+            Some(BeadStatus::Deferred) => Some(StatusChange::Defer { until: patch.defer_until }),
+            Some(BeadStatus::Blocked) => Some(StatusChange::Block {
+                reason: BlockedReason::Manual,
+                note: patch.reason.clone(),
+            }),
+            Some(BeadStatus::InProgress) => {
+                return Err(Error::invalid(
+                    "invalid_status",
+                    "in_progress is set by the dispatcher when an agent claims a bead",
+                ));
+            }
+        };
+        let id = id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            let current = Bead::lock(conn, &id).await?;
+            if current.version != patch.version {
+                return Err(Error::conflict(
+                    "stale_version",
+                    format!(
+                        "the bead changed since version {} (now {}); reload and retry",
+                        patch.version, current.version
+                    ),
+                ));
+            }
+            let mut changed: Vec<&str> = Vec::new();
+            let mut track = |name: &'static str, differs: bool| {
+                if differs {
+                    changed.push(name)
+                }
+            };
+            track("title", title.as_ref().is_some_and(|t| *t != current.title));
+            track(
+                "description",
+                patch.description.as_ref().is_some_and(|d| *d != current.description),
+            );
+            track("priority", patch.priority.is_some_and(|p| p != current.priority));
+            track("type", patch.bead_type.is_some_and(|t| t != current.bead_type));
+            track("labels", labels.as_ref().is_some_and(|l| *l != current.labels));
+            track("persona", patch.persona.as_ref().is_some_and(|p| *p != current.persona));
+            if patch.bead_type == Some(BeadType::Epic) && current.status == BeadStatus::InProgress {
+                return Err(Error::conflict(
+                    "bead_in_progress",
+                    "an agent is working on this bead",
+                ));
+            }
+            diesel::update(beads::table.find(&id))
+                .set((
+                    beads::title.eq(title.unwrap_or(current.title.clone())),
+                    beads::description.eq(patch.description.unwrap_or(current.description.clone())),
+                    beads::priority.eq(patch.priority.unwrap_or(current.priority).get()),
+                    beads::bead_type.eq(patch.bead_type.unwrap_or(current.bead_type)),
+                    beads::labels.eq(labels.unwrap_or(current.labels.clone())),
+                    beads::persona.eq(patch.persona.unwrap_or(current.persona.clone())),
+                ))
+                .execute(conn)
+                .await?;
+            if !changed.is_empty() {
+                Activity::record(
+                    conn,
+                    Record {
+                        kind: "bead.updated",
+                        project_id: Some(&current.project_id),
+                        bead_id: Some(&id),
+                        actor,
+                        data: serde_json::json!({ "fields": changed }),
+                    },
+                )
+                .await?;
+            }
+            // Asking for the status a bead already has changes nothing.
+            if let Some(change) = change.filter(|_| patch.status != Some(current.status)) {
+                let locked = Bead::get(conn, &id).await?;
+                apply(conn, locked, change, actor).await?;
+            }
+            bump_version(conn, &id).await
+        })
+        .await
+    }
+
+    /// Moves a bead to another status through its own endpoint (close, reopen, block, defer).
+    /// With `version`, a stale one is refused like a PATCH.
+    pub async fn change_status(
+        conn: &mut Conn,
+        id: &str,
+        change: StatusChange,
+        version: Option<i32>,
+        actor: Actor,
+    ) -> Result<Bead> {
+        match &change {
+            StatusChange::Close { reason } | StatusChange::Reopen { reason } => {
+                check_reason(reason)?
+            }
+            StatusChange::Block { note, .. } => check_reason(note)?,
+            StatusChange::Defer { .. } => {}
+        }
+        let id = id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            let bead = Bead::lock(conn, &id).await?;
+            if version.is_some_and(|v| v != bead.version) {
+                return Err(Error::conflict("stale_version", "the bead changed; reload and retry"));
+            }
+            apply(conn, bead, change, actor).await?;
+            bump_version(conn, &id).await
+        })
+        .await
+    }
+}
+
+async fn bump_version(conn: &mut Conn, id: &str) -> Result<Bead> {
+    Ok(diesel::update(beads::table.find(id))
+        .set((beads::version.eq(beads::version + 1), beads::updated_at.eq(diesel::dsl::now)))
+        .returning(Bead::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Applies one status change to a locked bead, with everything that follows from it.
+async fn apply(conn: &mut Conn, bead: Bead, change: StatusChange, actor: Actor) -> Result<()> {
+    match change {
+        StatusChange::Close { reason } => close(conn, bead, reason, actor).await,
+        StatusChange::Reopen { reason } => reopen(conn, bead, reason, actor).await,
+        StatusChange::Block { reason, note } => block(conn, bead, reason, note, actor).await,
+        StatusChange::Defer { until } => defer(conn, bead, until, actor).await,
+    }
+}
+
+async fn record(
+    conn: &mut Conn,
+    bead: &Bead,
+    kind: &str,
+    actor: Actor,
+    data: serde_json::Value,
+) -> Result<()> {
+    Activity::record(
+        conn,
+        Record { kind, project_id: Some(&bead.project_id), bead_id: Some(&bead.id), actor, data },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn close(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Actor) -> Result<()> {
+    if bead.status == BeadStatus::Closed {
+        return Err(Error::conflict("already_closed", format!("{} is already closed", bead.id)));
+    }
+    let open_children: i64 = beads::table
+        .filter(beads::parent_id.eq(&bead.id))
+        .filter(beads::status.ne(BeadStatus::Closed))
+        .count()
+        .get_result(conn)
+        .await?;
+    if open_children > 0 {
+        return Err(Error::conflict(
+            "has_open_children",
+            format!("{} has {open_children} child bead(s) that are not closed", bead.id),
+        ));
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Closed),
+            beads::closed_at.eq(diesel::dsl::now),
+            beads::close_reason.eq(&reason),
+            beads::blocked_reason.eq(None::<BlockedReason>),
+            beads::blocked_note.eq(None::<String>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    recount_dependents(conn, &bead.id).await?;
+    record(conn, &bead, "bead.closed", actor, serde_json::json!({ "reason": reason })).await?;
+    close_finished_epic(conn, bead.parent_id.as_deref()).await
+}
+
+/// Closes an epic whose last child just closed, and so on up the hierarchy.
+async fn close_finished_epic(conn: &mut Conn, parent: Option<&str>) -> Result<()> {
+    let Some(parent_id) = parent else { return Ok(()) };
+    let parent = Bead::lock(conn, parent_id).await?;
+    if parent.bead_type != BeadType::Epic || parent.status == BeadStatus::Closed {
+        return Ok(());
+    }
+    let remaining: i64 = beads::table
+        .filter(beads::parent_id.eq(parent_id))
+        .filter(beads::status.ne(BeadStatus::Closed))
+        .count()
+        .get_result(conn)
+        .await?;
+    if remaining > 0 {
+        return Ok(());
+    }
+    let reason = Some("all children closed".to_owned());
+    Box::pin(close(conn, parent, reason, Actor::System)).await?;
+    bump_version(conn, parent_id).await?;
+    Ok(())
+}
+
+async fn reopen(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Actor) -> Result<()> {
+    if bead.status == BeadStatus::Open {
+        return Err(Error::conflict("already_open", format!("{} is already open", bead.id)));
+    }
+    let was = bead.status;
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Open),
+            beads::closed_at.eq(None::<DateTime<Utc>>),
+            beads::close_reason.eq(None::<String>),
+            beads::blocked_reason.eq(None::<BlockedReason>),
+            beads::blocked_note.eq(None::<String>),
+            beads::defer_until.eq(None::<DateTime<Utc>>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+            // A person reopening a bead gives it a fresh start.
+            beads::attempts.eq(0),
+            beads::not_before.eq(None::<DateTime<Utc>>),
+            beads::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    if was == BeadStatus::Closed {
+        recount_dependents(conn, &bead.id).await?;
+    }
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    record(
+        conn,
+        &bead,
+        "bead.reopened",
+        actor,
+        serde_json::json!({ "reason": reason, "from": was }),
+    )
+    .await?;
+    reopen_closed_parent(conn, bead.parent_id.as_deref()).await
+}
+
+/// A closed parent cannot keep an open child: it is reopened too, up the hierarchy.
+async fn reopen_closed_parent(conn: &mut Conn, parent: Option<&str>) -> Result<()> {
+    let Some(parent_id) = parent else { return Ok(()) };
+    let parent = Bead::lock(conn, parent_id).await?;
+    if parent.status != BeadStatus::Closed {
+        return Ok(());
+    }
+    let reason = Some("a child was reopened".to_owned());
+    Box::pin(reopen(conn, parent, reason, Actor::System)).await?;
+    bump_version(conn, parent_id).await?;
+    Ok(())
+}
+
+async fn block(
+    conn: &mut Conn,
+    bead: Bead,
+    reason: BlockedReason,
+    note: Option<String>,
+    actor: Actor,
+) -> Result<()> {
+    if bead.status == BeadStatus::Closed {
+        return Err(Error::conflict(
+            "bead_closed",
+            format!("{} is closed; reopen it first", bead.id),
+        ));
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Blocked),
+            beads::blocked_reason.eq(reason),
+            beads::blocked_note.eq(&note),
+            beads::defer_until.eq(None::<DateTime<Utc>>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    record(
+        conn,
+        &bead,
+        "bead.blocked",
+        actor,
+        serde_json::json!({ "reason": reason, "note": note }),
+    )
+    .await
+}
+
+async fn defer(
+    conn: &mut Conn,
+    bead: Bead,
+    until: Option<DateTime<Utc>>,
+    actor: Actor,
+) -> Result<()> {
+    if bead.status == BeadStatus::Closed {
+        return Err(Error::conflict(
+            "bead_closed",
+            format!("{} is closed; reopen it first", bead.id),
+        ));
+    }
+    if until.is_some_and(|t| t <= Utc::now()) {
+        return Err(Error::invalid("invalid_defer_until", "defer_until must be in the future"));
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Deferred),
+            beads::defer_until.eq(until),
+            beads::blocked_reason.eq(None::<BlockedReason>),
+            beads::blocked_note.eq(None::<String>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    record(conn, &bead, "bead.deferred", actor, serde_json::json!({ "until": until })).await
+}

@@ -1,0 +1,84 @@
+//! Typed configuration, read once from `LOOM_*` variables (or flags) by the binary and passed
+//! explicitly to whatever needs it. There is no global settings singleton.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must never be logged or echoed back.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where the database comes from.
+#[derive(Debug, Clone)]
+pub enum DatabaseSource {
+    /// A server someone else runs (`LOOM_DATABASE_URL`).
+    Url(Secret),
+    /// A private cluster Loom runs under `<data dir>/postgres`.
+    Embedded,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// Connections the API may hold at once.
+    pub pool_size: usize,
+    /// How long a request waits for a free connection before it gets a 503.
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run.
+    pub statement_timeout: Duration,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            pool_size: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything `loom serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub database: DatabaseSource,
+    pub db: DbConfig,
+    pub data_dir: PathBuf,
+    pub personas_dir: PathBuf,
+}
+
+impl Config {
+    /// A configuration for tests and tools: the given database, an ephemeral port.
+    pub fn for_database(url: &str, data_dir: PathBuf) -> Self {
+        Config {
+            bind: "127.0.0.1:0".into(),
+            database: DatabaseSource::Url(Secret::new(url)),
+            db: DbConfig::default(),
+            personas_dir: PathBuf::from("personas"),
+            data_dir,
+        }
+    }
+}

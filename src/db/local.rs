@@ -1,0 +1,246 @@
+//! The private PostgreSQL cluster Loom runs under its data directory when no
+//! `LOOM_DATABASE_URL` is given: found on the machine, initialised on first start, served on
+//! a Unix socket only (no TCP port to collide with), stopped on shutdown.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+const INSTALL_HINT: &str = "no PostgreSQL server binaries (initdb, pg_ctl, postgres) were found \
+in PATH, `pg_config --bindir` or /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: \
+`sudo apt-get install postgresql`; macOS: `brew install postgresql`) or point Loom at an \
+existing server with LOOM_DATABASE_URL=postgres://user@host/db";
+
+/// The database Loom keeps its data in, inside the private cluster.
+pub const DATABASE: &str = "loom";
+
+/// A running private cluster.
+#[derive(Debug)]
+pub struct LocalPostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    /// As root, the server runs as this unprivileged user (initdb refuses root).
+    run_as: Option<String>,
+    /// False when another process had already started the cluster: it stays up for them.
+    started_here: bool,
+}
+
+impl LocalPostgres {
+    /// Finds the binaries, initialises the cluster on first use and starts it, or reuses it
+    /// when it is already running.
+    pub async fn start(data_dir: &Path) -> anyhow::Result<LocalPostgres> {
+        let bin = find_binaries().await.context(INSTALL_HINT)?;
+        let root = absolute(&data_dir.join("postgres"))?;
+        let data = root.join("data");
+        let socket_dir = socket_dir_for(&root);
+        let run_as = server_user().await?;
+        let mut pg = LocalPostgres { bin, data, socket_dir, run_as, started_here: false };
+        pg.prepare_dirs().await?;
+        if !pg.data.join("PG_VERSION").exists() {
+            pg.initdb().await?;
+        }
+        if !pg.is_running().await {
+            pg.pg_ctl_start().await?;
+            pg.started_here = true;
+        }
+        pg.ensure_database().await?;
+        Ok(pg)
+    }
+
+    /// The URL of Loom's database in this cluster (a Unix-socket connection).
+    pub fn url(&self) -> String {
+        self.url_for(DATABASE)
+    }
+
+    fn url_for(&self, db: &str) -> String {
+        format!("postgres://postgres@localhost/{db}?host={}", self.socket_dir.display())
+    }
+
+    /// Stops the server if this process started it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if !self.started_here {
+            return Ok(());
+        }
+        let data = self.data.display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]).await?;
+        tracing::info!(data_dir = %data, "stopped the private PostgreSQL cluster");
+        Ok(())
+    }
+
+    async fn prepare_dirs(&self) -> anyhow::Result<()> {
+        for dir in [&self.data, &self.socket_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            set_mode(dir, 0o700)?;
+            if let Some(user) = &self.run_as {
+                chown(dir, user).await?;
+            }
+        }
+        if let Some(user) = &self.run_as {
+            let check = Command::new("runuser")
+                .args(["-u", user, "--", "test", "-w"])
+                .arg(&self.data)
+                .status()
+                .await?;
+            if !check.success() {
+                bail!(
+                    "the PostgreSQL server runs as user `{user}` (it refuses root), but that \
+                     user cannot reach {}; set LOOM_DATA_DIR to a directory every user can \
+                     traverse (for example /var/lib/loom) or set LOOM_DATABASE_URL",
+                    self.data.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn initdb(&self) -> anyhow::Result<()> {
+        tracing::info!(data_dir = %self.data.display(), "initialising a private PostgreSQL cluster");
+        let data = self.data.display().to_string();
+        self.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"],
+        )
+        .await
+    }
+
+    async fn is_running(&self) -> bool {
+        let data = self.data.display().to_string();
+        self.run("pg_ctl", &["-D", &data, "status"]).await.is_ok()
+    }
+
+    async fn pg_ctl_start(&self) -> anyhow::Result<()> {
+        let data = self.data.display().to_string();
+        let log = self.data.join("server.log").display().to_string();
+        let opts = format!(
+            "-k {} -c listen_addresses='' -c max_connections=200",
+            self.socket_dir.display()
+        );
+        self.run("pg_ctl", &["-D", &data, "-l", &log, "-w", "-t", "60", "start", "-o", &opts])
+            .await
+            .with_context(|| format!("starting PostgreSQL (its log: {log})"))?;
+        tracing::info!(socket_dir = %self.socket_dir.display(), "started the private PostgreSQL cluster");
+        Ok(())
+    }
+
+    async fn ensure_database(&self) -> anyhow::Result<()> {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        let mut conn = AsyncPgConnection::establish(&self.url_for("postgres")).await?;
+        let exists: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+            "(SELECT count(*) FROM pg_database WHERE datname = '{DATABASE}')"
+        )))
+        .get_result(&mut conn)
+        .await?;
+        if exists == 0 {
+            diesel::sql_query(format!("CREATE DATABASE {DATABASE}")).execute(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        let exe = self.bin.join(program);
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        // The server must not inherit the caller's working directory (it may be
+        // unreadable to the server user) nor a PGDATA pointing elsewhere.
+        cmd.args(args).current_dir("/").env_remove("PGDATA");
+        let out = cmd.output().await.with_context(|| format!("running {}", exe.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{program} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Looks for a directory holding initdb, pg_ctl and postgres: PATH, then
+/// `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
+pub async fn find_binaries() -> anyhow::Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output().await
+        && out.status.success()
+    {
+        candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| dir.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort_by_key(|p| std::cmp::Reverse(version_of(p)));
+    candidates.extend(versions);
+    candidates
+        .into_iter()
+        .find(|dir| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file()))
+        .ok_or_else(|| anyhow::anyhow!("PostgreSQL server binaries not found"))
+}
+
+fn version_of(bin_dir: &Path) -> u32 {
+    bin_dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Unix socket paths are limited to about 100 bytes; a deep data dir gets its socket in
+/// /tmp under a name derived from the data dir, so it stays stable across restarts.
+fn socket_dir_for(root: &Path) -> PathBuf {
+    let preferred = root.join("run");
+    if preferred.as_os_str().len() < 80 {
+        return preferred;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    std::env::temp_dir().join(format!("loom-pg-{tag}"))
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) })
+}
+
+/// None when not root; as root, the `postgres` system user (created when missing).
+async fn server_user() -> anyhow::Result<Option<String>> {
+    let uid = Command::new("id").arg("-u").output().await?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Ok(None);
+    }
+    let exists = Command::new("id").arg("postgres").output().await?.status.success();
+    if !exists {
+        let created = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"])
+            .status()
+            .await?;
+        if !created.success() {
+            bail!("running as root needs an unprivileged `postgres` user, and creating it failed");
+        }
+    }
+    Ok(Some("postgres".into()))
+}
+
+async fn chown(dir: &Path, user: &str) -> anyhow::Result<()> {
+    let status = Command::new("chown").arg(format!("{user}:")).arg(dir).status().await?;
+    if !status.success() {
+        bail!("chown {} to {user} failed", dir.display());
+    }
+    Ok(())
+}
+
+fn set_mode(dir: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting permissions on {}", dir.display()))
+}

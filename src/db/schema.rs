@@ -1,0 +1,234 @@
+// @generated automatically by Diesel CLI.
+
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "agent_status"))]
+    pub struct AgentStatus;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "bead_status"))]
+    pub struct BeadStatus;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "bead_type"))]
+    pub struct BeadType;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "blocked_reason"))]
+    pub struct BlockedReason;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "dependency_kind"))]
+    pub struct DependencyKind;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "run_outcome"))]
+    pub struct RunOutcome;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "user_role"))]
+    pub struct UserRole;
+}
+
+diesel::table! {
+    activity (id) {
+        id -> Int8,
+        created_at -> Timestamptz,
+        kind -> Text,
+        project_id -> Nullable<Text>,
+        bead_id -> Nullable<Text>,
+        actor_user_id -> Nullable<Uuid>,
+        actor_agent_id -> Nullable<Uuid>,
+        data -> Jsonb,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::AgentStatus;
+
+    agents (id) {
+        id -> Uuid,
+        name -> Text,
+        persona -> Text,
+        project_id -> Nullable<Text>,
+        status -> AgentStatus,
+        last_heartbeat_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        token_hash -> Bytea,
+        prefix -> Text,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::DependencyKind;
+
+    bead_dependencies (bead_id, depends_on, kind) {
+        bead_id -> Text,
+        depends_on -> Text,
+        kind -> DependencyKind,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::BeadType;
+    use super::sql_types::BeadStatus;
+    use super::sql_types::BlockedReason;
+
+    beads (id) {
+        id -> Text,
+        project_id -> Text,
+        title -> Text,
+        description -> Text,
+        bead_type -> BeadType,
+        priority -> Int2,
+        status -> BeadStatus,
+        blocked_reason -> Nullable<BlockedReason>,
+        blocked_note -> Nullable<Text>,
+        labels -> Array<Text>,
+        persona -> Nullable<Text>,
+        assignee_agent_id -> Nullable<Uuid>,
+        parent_id -> Nullable<Text>,
+        created_by_user_id -> Nullable<Uuid>,
+        created_by_agent_id -> Nullable<Uuid>,
+        close_reason -> Nullable<Text>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        not_before -> Nullable<Timestamptz>,
+        defer_until -> Nullable<Timestamptz>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        open_blockers -> Int4,
+        held_by -> Nullable<Text>,
+        child_seq -> Int4,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        closed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    comments (id) {
+        id -> Uuid,
+        bead_id -> Text,
+        author_user_id -> Nullable<Uuid>,
+        author_agent_id -> Nullable<Uuid>,
+        body -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    personas (name) {
+        name -> Text,
+        display_name -> Text,
+        role -> Text,
+        description -> Text,
+        labels -> Array<Text>,
+        instructions -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    projects (id) {
+        id -> Text,
+        name -> Text,
+        repo -> Text,
+        branch -> Text,
+        prefix -> Text,
+        max_parallel -> Int4,
+        max_attempts -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    run_steps (id) {
+        id -> Int8,
+        run_id -> Uuid,
+        turn -> Int4,
+        action -> Jsonb,
+        ok -> Bool,
+        result -> Text,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        started_at -> Timestamptz,
+        duration_ms -> Int8,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::RunOutcome;
+
+    runs (id) {
+        id -> Uuid,
+        bead_id -> Text,
+        agent_id -> Nullable<Uuid>,
+        attempt -> Int4,
+        started_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+        outcome -> Nullable<RunOutcome>,
+        turns -> Int4,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::UserRole;
+
+    users (id) {
+        id -> Uuid,
+        username -> Text,
+        password_hash -> Text,
+        role -> UserRole,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(agents -> personas (persona));
+diesel::joinable!(agents -> projects (project_id));
+diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(beads -> projects (project_id));
+diesel::joinable!(beads -> users (created_by_user_id));
+diesel::joinable!(comments -> agents (author_agent_id));
+diesel::joinable!(comments -> beads (bead_id));
+diesel::joinable!(comments -> users (author_user_id));
+diesel::joinable!(run_steps -> runs (run_id));
+diesel::joinable!(runs -> agents (agent_id));
+diesel::joinable!(runs -> beads (bead_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    activity,
+    agents,
+    api_tokens,
+    bead_dependencies,
+    beads,
+    comments,
+    personas,
+    projects,
+    run_steps,
+    runs,
+    users,
+);

@@ -1,0 +1,114 @@
+//! The domain error type. Every layer below HTTP returns it; `http::error` maps it to a
+//! response in exactly one place.
+
+use std::borrow::Cow;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that parsed but breaks a rule: 422 with a stable code.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: Cow<'static, str> },
+    /// Input that could not be read at all: 400 with a stable code.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: Cow<'static, str> },
+    #[error("{0} not found")]
+    NotFound(Cow<'static, str>),
+    /// The request conflicts with the current state: 409 with a stable code.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: Cow<'static, str> },
+    #[error("{0}")]
+    Unauthenticated(Cow<'static, str>),
+    #[error("{0}")]
+    Forbidden(Cow<'static, str>),
+    #[error("{0}")]
+    RateLimited(Cow<'static, str>),
+    /// A dependency (the database, the gateway) cannot be reached right now: 503.
+    #[error("{0}")]
+    Unavailable(Cow<'static, str>),
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn invalid(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Error::Invalid { code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Error::BadRequest { code, message: message.into() }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Error::Conflict { code, message: message.into() }
+    }
+
+    pub fn not_found(what: impl Into<Cow<'static, str>>) -> Self {
+        Error::NotFound(what.into())
+    }
+
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::Forbidden(message.into())
+    }
+
+    pub fn unauthenticated(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::Unauthenticated(message.into())
+    }
+
+    /// The stable machine-readable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Invalid { code, .. } | Error::BadRequest { code, .. } => code,
+            Error::Conflict { code, .. } => code,
+            Error::NotFound(_) => "not_found",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
+            Error::RateLimited(_) => "rate_limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::Database(e) if is_unavailable(e) => "unavailable",
+            Error::Database(diesel::result::Error::NotFound) => "not_found",
+            Error::Database(_) | Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Connection loss, a closed pool connection or a statement timeout: the database is
+/// there but cannot answer now.
+fn is_unavailable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    match e {
+        D::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        D::DatabaseError(_, info) => {
+            // 57014 query_canceled (statement_timeout), 57P01 admin_shutdown,
+            // 53300 too_many_connections, 08xxx connection exceptions
+            let msg = info.message();
+            msg.contains("canceling statement due to statement timeout")
+                || msg.contains("terminating connection")
+                || msg.contains("too many clients")
+        }
+        _ => false,
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        tracing::warn!(error = %e, "database pool could not hand out a connection");
+        Error::Unavailable("the database is unavailable".into())
+    }
+}
+
+impl Error {
+    /// True when the underlying database error is a unique-key violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}

@@ -1,0 +1,18 @@
+//! Loom: a self-hosted service that runs a team of AI agents on software projects.
+//!
+//! The crate is layered so that arrows point one way: `http` and `cli` sit on top of the
+//! domain modules (`beads`, `projects`, `users`, `activity`), which sit on `db`.
+
+pub mod activity;
+pub mod app;
+pub mod beads;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod projects;
+pub mod telemetry;
+pub mod users;
+
+pub use error::{Error, Result};

@@ -1,0 +1,298 @@
+//! Projects: a repository Loom works on, its branch, and the prefix of its bead ids.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{Activity, Actor, Record};
+use crate::beads::BeadStatus;
+use crate::db::Conn;
+use crate::db::schema::{beads, projects};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, Deserialize, utoipa::ToSchema)]
+#[diesel(table_name = projects)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    /// A local path or a git URL.
+    pub repo: String,
+    pub branch: String,
+    /// Bead ids in this project start with `<prefix>-`.
+    pub prefix: String,
+    pub max_parallel: i32,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new project, as the API receives it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    pub id: String,
+    pub name: String,
+    pub repo: String,
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Defaults to the id.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub max_parallel: Option<i32>,
+    #[serde(default)]
+    pub max_attempts: Option<i32>,
+}
+
+/// Changes to a project; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    pub name: Option<String>,
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    pub max_parallel: Option<i32>,
+    pub max_attempts: Option<i32>,
+}
+
+/// A slug: 1–32 lowercase letters, digits and single dashes, starting with a letter.
+pub fn check_slug(value: &str, code: &'static str, what: &str) -> Result<()> {
+    let ok = (1..=32).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && !value.ends_with('-')
+        && !value.contains("--")
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            code,
+            format!(
+                "{what} must be 1-32 lowercase letters, digits and single dashes, \
+                 starting with a letter: {value:?}"
+            ),
+        ))
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        return Err(Error::invalid("invalid_name", "a project name is 1-200 characters"));
+    }
+    Ok(())
+}
+
+fn check_repo(repo: &str) -> Result<()> {
+    if repo.trim().is_empty() || repo.len() > 2000 || repo.contains('\0') {
+        return Err(Error::invalid("invalid_repo", "repo must be a local path or a git URL"));
+    }
+    Ok(())
+}
+
+/// Branch names as git accepts them, minus the oddities nobody needs.
+fn check_branch(branch: &str) -> Result<()> {
+    let bad = branch.is_empty()
+        || branch.len() > 200
+        || branch.starts_with(['-', '/', '.'])
+        || branch.ends_with(['/', '.'])
+        || branch.ends_with(".lock")
+        || branch.contains("..")
+        || branch.contains("//")
+        || branch.contains("@{")
+        || branch.chars().any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c));
+    if bad {
+        return Err(Error::invalid(
+            "invalid_branch",
+            format!("not a valid branch name: {branch:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_limits(max_parallel: Option<i32>, max_attempts: Option<i32>) -> Result<()> {
+    if max_parallel.is_some_and(|n| !(1..=64).contains(&n)) {
+        return Err(Error::invalid("invalid_max_parallel", "max_parallel is between 1 and 64"));
+    }
+    if max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+        return Err(Error::invalid("invalid_max_attempts", "max_attempts is between 1 and 100"));
+    }
+    Ok(())
+}
+
+impl Project {
+    pub async fn create(conn: &mut Conn, new: NewProject, actor: Actor) -> Result<Project> {
+        check_slug(&new.id, "invalid_project_id", "a project id")?;
+        let prefix = new.prefix.unwrap_or_else(|| new.id.clone());
+        check_slug(&prefix, "invalid_prefix", "a bead id prefix")?;
+        check_name(&new.name)?;
+        check_repo(&new.repo)?;
+        let branch = new.branch.unwrap_or_else(|| "main".into());
+        check_branch(&branch)?;
+        check_limits(new.max_parallel, new.max_attempts)?;
+        conn.transaction::<_, Error, _>(async move |conn| {
+            let inserted = diesel::insert_into(projects::table)
+                .values((
+                    projects::id.eq(&new.id),
+                    projects::name.eq(new.name.trim()),
+                    projects::repo.eq(new.repo.trim()),
+                    projects::branch.eq(&branch),
+                    projects::prefix.eq(&prefix),
+                    projects::max_parallel.eq(new.max_parallel.unwrap_or(2)),
+                    projects::max_attempts.eq(new.max_attempts.unwrap_or(3)),
+                ))
+                .on_conflict_do_nothing()
+                .returning(Project::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            let Some(project) = inserted else {
+                return Err(Error::conflict(
+                    "project_exists",
+                    "a project with this id or bead id prefix already exists",
+                ));
+            };
+            Activity::record(
+                conn,
+                Record {
+                    kind: "project.created",
+                    project_id: Some(&project.id),
+                    bead_id: None,
+                    actor,
+                    data: serde_json::json!({ "name": project.name }),
+                },
+            )
+            .await?;
+            Ok(project)
+        })
+        .await
+    }
+
+    pub async fn find(conn: &mut Conn, id: &str) -> Result<Project> {
+        projects::table
+            .find(id)
+            .select(Project::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("project"))
+    }
+
+    pub async fn list(conn: &mut Conn, after: Option<&str>, limit: i64) -> Result<Vec<Project>> {
+        let mut q = projects::table.select(Project::as_select()).order(projects::id).into_boxed();
+        if let Some(after) = after {
+            q = q.filter(projects::id.gt(after.to_owned()));
+        }
+        Ok(q.limit(limit).load(conn).await?)
+    }
+
+    pub async fn update(
+        conn: &mut Conn,
+        id: &str,
+        patch: ProjectPatch,
+        actor: Actor,
+    ) -> Result<Project> {
+        if let Some(n) = &patch.name {
+            check_name(n)?;
+        }
+        if let Some(r) = &patch.repo {
+            check_repo(r)?;
+        }
+        if let Some(b) = &patch.branch {
+            check_branch(b)?;
+        }
+        check_limits(patch.max_parallel, patch.max_attempts)?;
+        let id = id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            let current = projects::table
+                .find(&id)
+                .select(Project::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| Error::not_found("project"))?;
+            let updated = diesel::update(projects::table.find(&id))
+                .set((
+                    projects::name.eq(patch
+                        .name
+                        .as_deref()
+                        .map(str::trim)
+                        .unwrap_or(&current.name)),
+                    projects::repo.eq(patch
+                        .repo
+                        .as_deref()
+                        .map(str::trim)
+                        .unwrap_or(&current.repo)),
+                    projects::branch.eq(patch.branch.as_deref().unwrap_or(&current.branch)),
+                    projects::max_parallel.eq(patch.max_parallel.unwrap_or(current.max_parallel)),
+                    projects::max_attempts.eq(patch.max_attempts.unwrap_or(current.max_attempts)),
+                    projects::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(Project::as_returning())
+                .get_result(conn)
+                .await?;
+            Activity::record(
+                conn,
+                Record {
+                    kind: "project.updated",
+                    project_id: Some(&id),
+                    bead_id: None,
+                    actor,
+                    data: serde_json::json!({}),
+                },
+            )
+            .await?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    /// Deletes a project and its closed beads; refused while any bead is not closed.
+    pub async fn delete(conn: &mut Conn, id: &str, actor: Actor) -> Result<()> {
+        let id = id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            // Locking the project row makes a concurrent bead create (which reads it
+            // FOR SHARE) wait, so no bead can slip in between the check and the delete.
+            projects::table
+                .find(&id)
+                .select(projects::id)
+                .for_update()
+                .first::<String>(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| Error::not_found("project"))?;
+            let unfinished: i64 = beads::table
+                .filter(beads::project_id.eq(&id))
+                .filter(beads::status.ne(BeadStatus::Closed))
+                .count()
+                .get_result(conn)
+                .await?;
+            if unfinished > 0 {
+                return Err(Error::conflict(
+                    "project_has_open_beads",
+                    format!("the project still has {unfinished} bead(s) that are not closed"),
+                ));
+            }
+            // Children reference parents without cascade; clear the links first.
+            diesel::update(beads::table.filter(beads::project_id.eq(&id)))
+                .set(beads::parent_id.eq(None::<String>))
+                .execute(conn)
+                .await?;
+            diesel::delete(projects::table.find(&id)).execute(conn).await?;
+            Activity::record(
+                conn,
+                Record {
+                    kind: "project.deleted",
+                    project_id: Some(&id),
+                    bead_id: None,
+                    actor,
+                    data: serde_json::json!({}),
+                },
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+}
