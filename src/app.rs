@@ -1,1 +1,92 @@
+//! Start-up: database, migrations, HTTP server. `Application::build` binds (port 0 in tests)
+//! and returns the running pieces, so tests start the real thing.
 
+use std::net::TcpListener;
+
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use utoipa_actix_web::AppExt;
+
+use crate::config::{Config, DatabaseSource};
+use crate::db::local::LocalPostgres;
+use crate::db::{self, Pool};
+use crate::http::{self, AppState};
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    pool: Pool,
+    local_pg: Option<LocalPostgres>,
+}
+
+/// Resolves the database URL, starting the private cluster when none is configured.
+pub async fn open_database(config: &Config) -> anyhow::Result<(String, Option<LocalPostgres>)> {
+    match &config.database {
+        DatabaseSource::Url(url) => Ok((url.expose().to_owned(), None)),
+        DatabaseSource::Embedded => {
+            let pg = LocalPostgres::start(&config.data_dir).await?;
+            Ok((pg.url(), Some(pg)))
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let (url, local_pg) = open_database(&config).await?;
+        let applied = db::migrate(&url).await.context("applying database migrations")?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+        let pool = db::connect(&url, &config.db).await.context("connecting to the database")?;
+        crate::users::password::warm_up();
+        let listener = TcpListener::bind(&config.bind)
+            .with_context(|| format!("binding the HTTP address {}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState::new(pool.clone()));
+        let server = HttpServer::new(move || {
+            let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
+            let doc = web::Data::new(http::finish_openapi(doc));
+            app.app_data(state.clone())
+                .app_data(doc)
+                .configure(http::extractor_config)
+                .route("/api/openapi.json", web::get().to(http::api::meta::openapi))
+                .default_service(web::to(http::error::not_found))
+                .wrap(middleware::NormalizePath::trim())
+                .wrap(middleware::Compress::default())
+                .wrap(tracing_middleware())
+        })
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+        tracing::info!(port, "Loom is listening");
+        Ok(Application { port, server, pool, local_pg })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Serves until a shutdown signal, then stops the private database if it started it.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        if let Some(pg) = self.local_pg {
+            pg.stop().await?;
+        }
+        served.map_err(Into::into)
+    }
+
+    /// Serves in the background (tests): the handle stops it.
+    pub fn spawn(self) -> (u16, Pool, actix_web::dev::ServerHandle) {
+        let handle = self.server.handle();
+        tokio::spawn(self.server);
+        (self.port, self.pool, handle)
+    }
+}
+
+fn tracing_middleware() -> middleware::Logger {
+    middleware::Logger::new("%r %s %Dms").log_target("loom::http")
+}

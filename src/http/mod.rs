@@ -1,1 +1,58 @@
-pub fn placeholder() {}
+//! The HTTP layer: routes, handlers, authentication and the single error mapping. It calls
+//! into the domain modules and never the other way round.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod paging;
+pub mod ratelimit;
+
+use std::time::Instant;
+
+use actix_web::web;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::db::Pool;
+
+/// Shared by every handler.
+pub struct AppState {
+    pub pool: Pool,
+    pub started_at: Instant,
+    pub login_limiter: ratelimit::LoginLimiter,
+}
+
+impl AppState {
+    pub fn new(pool: Pool) -> Self {
+        AppState {
+            pool,
+            started_at: Instant::now(),
+            login_limiter: ratelimit::LoginLimiter::default(),
+        }
+    }
+}
+
+/// Every documented route. Order matters where paths overlap: `/beads/ready` before
+/// `/beads/{id}`.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(api::meta::healthz).service(api::meta::readyz).service(api::meta::metrics);
+    cfg.service(utoipa_actix_web::scope("/api/v1").configure(api::v1));
+}
+
+/// Extractor settings that turn malformed input into the JSON error format.
+pub fn extractor_config(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::JsonConfig::default().limit(1 << 20).error_handler(error::json_error))
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error));
+}
+
+/// Fills in what the route annotations cannot: title, version, the token scheme.
+pub fn finish_openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc.info.title = "Loom".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some("Run a team of AI agents on software projects.".into());
+    let components = doc.components.get_or_insert_with(Default::default);
+    components
+        .add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    doc
+}

@@ -1,0 +1,141 @@
+//! A small client for Loom's REST API, used by the CLI commands.
+
+use std::fmt;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Remote;
+use super::session::Saved;
+
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// What went wrong talking to the server, worded for the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach Loom at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// The server's own error: its message and code.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api { status: u16, code: String, message: String },
+    #[error("unexpected answer from the server (HTTP {status}): {detail}")]
+    Protocol { status: u16, detail: String },
+    #[error("not logged in: run `loom login` or set LOOM_TOKEN")]
+    NoToken,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("loom-cli/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        Ok(Client { http, base: base.trim_end_matches('/').to_owned(), token })
+    }
+
+    /// A client from flags and environment, falling back to what `loom login` saved.
+    pub fn from_remote(remote: &Remote) -> anyhow::Result<Client> {
+        let saved = Saved::load().unwrap_or_default();
+        let url = remote.url.clone().or(saved.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let token = remote.token.clone().or(saved.token);
+        if token.is_none() {
+            return Err(ClientError::NoToken.into());
+        }
+        Client::new(&url, token)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url).query(query);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let status = res.status();
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        if status.is_success() {
+            let text: &[u8] =
+                if status == StatusCode::NO_CONTENT || bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(text).map_err(|e| ClientError::Protocol {
+                status: status.as_u16(),
+                detail: e.to_string(),
+            });
+        }
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let field =
+            |name: &str| parsed.as_ref().and_then(|v| v["error"][name].as_str()).map(str::to_owned);
+        match (field("code"), field("message")) {
+            (Some(code), Some(message)) => {
+                Err(ClientError::Api { status: status.as_u16(), code, message })
+            }
+            _ => Err(ClientError::Protocol {
+                status: status.as_u16(),
+                detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            }),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        self.send::<(), T>(Method::GET, path, query, None).await
+    }
+
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(Method::POST, path, &[], Some(body)).await
+    }
+
+    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(Method::PATCH, path, &[], Some(body)).await
+    }
+
+    pub async fn delete<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        self.send::<B, serde_json::Value>(Method::DELETE, path, &[], body).await.map(|_| ())
+    }
+}

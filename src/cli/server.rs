@@ -1,0 +1,145 @@
+//! Commands that run on the server's side: serving, migrating, creating users.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::app::{Application, open_database};
+use crate::config::{Config, DatabaseSource, DbConfig, LogFormat, Secret};
+use crate::users::{Role, User, Username};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Postgres URL; unset: a private cluster under the data dir.
+    #[arg(long, env = "LOOM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Repositories, worktrees and the private database live here.
+    #[arg(long, env = "LOOM_DATA_DIR", default_value = "./.loom")]
+    pub data_dir: PathBuf,
+    /// HTTP address to listen on.
+    #[arg(long, env = "LOOM_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Where the persona definitions are.
+    #[arg(long, env = "LOOM_PERSONAS_DIR", default_value = "./personas")]
+    pub personas_dir: PathBuf,
+    #[arg(long, env = "LOOM_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// Most database connections the server holds.
+    #[arg(long, env = "LOOM_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+}
+
+impl ServerArgs {
+    pub fn config(&self) -> Config {
+        let database = match self.database_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => DatabaseSource::Url(Secret::new(url)),
+            None => DatabaseSource::Embedded,
+        };
+        Config {
+            bind: self.bind.clone(),
+            database,
+            db: DbConfig { pool_size: self.db_pool_size.max(2), ..DbConfig::default() },
+            data_dir: self.data_dir.clone(),
+            personas_dir: self.personas_dir.clone(),
+        }
+    }
+}
+
+pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(args.log_format);
+    let app = Application::build(args.config()).await?;
+    app.run_until_stopped().await
+}
+
+pub async fn migrate(args: ServerArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(args.log_format);
+    let config = args.config();
+    let (url, local_pg) = open_database(&config).await?;
+    let applied = crate::db::migrate(&url).await;
+    if let Some(pg) = local_pg {
+        pg.stop().await?;
+    }
+    let applied = applied?;
+    if applied.is_empty() {
+        println!("the database is up to date");
+    } else {
+        println!("applied: {}", applied.join(", "));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (prompts for the password, or reads it from stdin).
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_enum, default_value = "member")]
+        role: RoleArg,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Member => Role::Member,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+/// The password from stdin's first line, or typed twice at a terminal.
+pub fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for a password: pass --password-stdin");
+    }
+    let first = rpassword::prompt_password("password: ")?;
+    let second = rpassword::prompt_password("again: ")?;
+    if first != second {
+        bail!("the passwords differ");
+    }
+    Ok(first)
+}
+
+pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Create { username, role, password_stdin, server } = command;
+    crate::telemetry::init(server.log_format);
+    let username = Username::parse(&username)?;
+    let password = read_password(password_stdin)?;
+    let config = server.config();
+    let (url, local_pg) = open_database(&config).await?;
+    let created = async {
+        crate::db::migrate(&url).await?;
+        let mut conn =
+            <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url)
+                .await?;
+        anyhow::Ok(User::create(&mut conn, &username, &password, role.into()).await?)
+    }
+    .await;
+    if let Some(pg) = local_pg {
+        pg.stop().await?;
+    }
+    let user = created?;
+    println!("created {} ({}) with id {}", user.username, user.role, user.id);
+    Ok(())
+}

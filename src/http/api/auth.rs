@@ -1,0 +1,147 @@
+//! Logging in for a token, the current user, and the user's API tokens.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::auth::Auth;
+use crate::http::error::ErrorBody;
+use crate::users::tokens::{ApiToken, CreatedToken};
+use crate::users::{Role, User, UserView, password};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// Ask for an API token (the CLI does).
+    #[serde(default)]
+    pub token: bool,
+    /// A name for the token; defaults to "login".
+    #[serde(default)]
+    pub token_name: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoginResponse {
+    pub token: String,
+    pub user: UserView,
+}
+
+fn client_address(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// Exchanges a username and password for an API token. A wrong username and a wrong
+/// password give the same error after the same work.
+#[utoipa::path(tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, body = LoginResponse),
+    (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[post("/auth/login")]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, Error> {
+    let body = body.into_inner();
+    if !body.token {
+        return Err(Error::bad_request(
+            "token_required",
+            "this server issues API tokens at login: send \"token\": true",
+        ));
+    }
+    let account_key = format!("user:{}", body.username.trim().to_lowercase());
+    let keys = [account_key.clone(), format!("addr:{}", client_address(&req))];
+    if !state.login_limiter.allowed(&keys) {
+        return Err(Error::RateLimited("too many failed logins; wait a few minutes".into()));
+    }
+    let mut conn = state.pool.get().await?;
+    let user = User::find_by_username(&mut conn, body.username.trim()).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = password::verify(body.password, stored).await?;
+    let Some(user) = user.filter(|_| ok) else {
+        state.login_limiter.failed(&keys);
+        return Err(Error::unauthenticated("wrong username or password"));
+    };
+    state.login_limiter.succeeded(&account_key);
+    let name = body.token_name.unwrap_or_else(|| "login".into());
+    let created = ApiToken::create(&mut conn, user.id, &name, None).await?;
+    tracing::info!(user.id = %user.id, "user logged in");
+    Ok(HttpResponse::Ok()
+        .json(LoginResponse { token: created.secret, user: UserView::from(&user) }))
+}
+
+/// Ends this login: revokes the token the request came with.
+#[utoipa::path(tag = "auth", security(("token" = [])), responses(
+    (status = 204), (status = 401, body = ErrorBody)))]
+#[post("/auth/logout")]
+pub async fn logout(state: web::Data<AppState>, auth: Auth) -> Result<HttpResponse, Error> {
+    let mut conn = state.pool.get().await?;
+    ApiToken::revoke(&mut conn, auth.user.id, auth.token_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The current user.
+#[utoipa::path(tag = "auth", security(("token" = [])), responses(
+    (status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+#[get("/auth/me")]
+pub async fn me(auth: Auth) -> HttpResponse {
+    HttpResponse::Ok().json(UserView::from(&auth.user))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub items: Vec<ApiToken>,
+    pub next_cursor: Option<String>,
+}
+
+/// The current user's API tokens (never their secrets).
+#[utoipa::path(tag = "tokens", security(("token" = [])), responses(
+    (status = 200, body = TokenList), (status = 401, body = ErrorBody)))]
+#[get("/tokens")]
+pub async fn list_tokens(state: web::Data<AppState>, auth: Auth) -> Result<HttpResponse, Error> {
+    let mut conn = state.pool.get().await?;
+    let items = ApiToken::list_for(&mut conn, auth.user.id).await?;
+    Ok(HttpResponse::Ok().json(TokenList { items, next_cursor: None }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a token for the current user; the secret is in this response only.
+#[utoipa::path(tag = "tokens", security(("token" = [])), request_body = NewToken, responses(
+    (status = 201, body = CreatedToken), (status = 422, body = ErrorBody)))]
+#[post("/tokens")]
+pub async fn create_token(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<NewToken>,
+) -> Result<HttpResponse, Error> {
+    auth.require(Role::Viewer)?;
+    let mut conn = state.pool.get().await?;
+    let created = ApiToken::create(&mut conn, auth.user.id, &body.name, body.expires_at).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// Revokes one of the current user's tokens.
+#[utoipa::path(tag = "tokens", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "token id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+#[delete("/tokens/{id}")]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Error> {
+    let mut conn = state.pool.get().await?;
+    ApiToken::revoke(&mut conn, auth.user.id, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

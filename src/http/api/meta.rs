@@ -1,0 +1,148 @@
+//! Health, readiness, status and metrics.
+
+use actix_web::{HttpResponse, get, web};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+
+use crate::beads::BeadStatus;
+use crate::db::schema::{agents, beads};
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::auth::Auth;
+use crate::users::Role;
+
+/// The process is alive.
+#[utoipa::path(tag = "meta", responses((status = 200, description = "alive")))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub database: String,
+    pub migrations: String,
+    pub bus: String,
+}
+
+/// The database answers, migrations are applied and the event bus is connected.
+#[utoipa::path(tag = "meta", responses(
+    (status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = match crate::db::ping(&state.pool).await {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            "unreachable".to_owned()
+        }
+    };
+    let migrations = match crate::db::migrations_current(&state.pool).await {
+        Ok(true) => "current",
+        Ok(false) => "pending",
+        Err(_) => "unknown",
+    }
+    .to_owned();
+    let ready = database == "ok" && migrations == "current";
+    let body = Readiness { ready, database, migrations, bus: "in-process".into() };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    pub version: String,
+    pub uptime_s: u64,
+    /// Count of beads per status, every status present.
+    pub beads: std::collections::BTreeMap<String, i64>,
+    pub agents: std::collections::BTreeMap<String, i64>,
+    pub gateway: String,
+}
+
+/// Counts of beads and agents by status, gateway health and version.
+#[utoipa::path(tag = "meta", security(("token" = [])), responses(
+    (status = 200, body = Status), (status = 401, body = crate::http::error::ErrorBody)))]
+#[get("/status")]
+pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpResponse, Error> {
+    auth.require(Role::Viewer)?;
+    let mut conn = state.pool.get().await?;
+    let by_status: Vec<(BeadStatus, i64)> = beads::table
+        .group_by(beads::status)
+        .select((beads::status, diesel::dsl::count_star()))
+        .load(&mut conn)
+        .await?;
+    let mut beads_map: std::collections::BTreeMap<String, i64> =
+        BeadStatus::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+    for (s, n) in by_status {
+        beads_map.insert(s.to_string(), n);
+    }
+    let agent_rows: Vec<(String, i64)> = agents::table
+        .group_by(agents::status)
+        .select((
+            diesel::dsl::sql::<diesel::sql_types::Text>("status::text"),
+            diesel::dsl::count_star(),
+        ))
+        .load(&mut conn)
+        .await?;
+    let mut agents_map: std::collections::BTreeMap<String, i64> =
+        ["idle", "working", "paused", "offline"].iter().map(|s| (s.to_string(), 0)).collect();
+    agents_map.extend(agent_rows);
+    Ok(HttpResponse::Ok().json(Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: state.started_at.elapsed().as_secs(),
+        beads: beads_map,
+        agents: agents_map,
+        gateway: "unconfigured".into(),
+    }))
+}
+
+/// Prometheus text: beads by project and status, and the ready queue depth.
+#[utoipa::path(tag = "meta", responses((status = 200, content_type = "text/plain", body = String)))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    use std::fmt::Write;
+    let mut conn = state.pool.get().await?;
+    let rows: Vec<(String, BeadStatus, i64)> = beads::table
+        .group_by((beads::project_id, beads::status))
+        .select((beads::project_id, beads::status, diesel::dsl::count_star()))
+        .load(&mut conn)
+        .await?;
+    let ready: Vec<(String, i64)> = beads::table
+        .filter(beads::status.eq(BeadStatus::Open))
+        .filter(beads::bead_type.ne(crate::beads::BeadType::Epic))
+        .filter(beads::open_blockers.eq(0))
+        .filter(beads::held_by.is_null())
+        .group_by(beads::project_id)
+        .select((beads::project_id, diesel::dsl::count_star()))
+        .load(&mut conn)
+        .await?;
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "# HELP loom_beads Beads by project and status.\n# TYPE loom_beads gauge");
+    for (project, bead_status, n) in rows {
+        let _ = writeln!(out, "loom_beads{{project=\"{project}\",status=\"{bead_status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP loom_ready_beads Beads ready to dispatch.\n# TYPE loom_ready_beads gauge"
+    );
+    for (project, n) in ready {
+        let _ = writeln!(out, "loom_ready_beads{{project=\"{project}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP loom_uptime_seconds Seconds since start.\n# TYPE loom_uptime_seconds gauge"
+    );
+    let _ = writeln!(out, "loom_uptime_seconds {}", state.started_at.elapsed().as_secs());
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out))
+}
+
+/// The OpenAPI 3 document of this API, generated from the route annotations.
+pub async fn openapi(doc: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
+    HttpResponse::Ok().json(doc.get_ref())
+}

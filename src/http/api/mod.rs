@@ -1,0 +1,38 @@
+//! `/api/v1` handlers, one file per resource.
+
+pub mod auth;
+pub mod beads;
+pub mod links;
+pub mod meta;
+pub mod projects;
+pub mod users;
+
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub fn v1(cfg: &mut ServiceConfig) {
+    cfg.service(meta::status);
+    cfg.service(auth::login).service(auth::logout).service(auth::me);
+    cfg.service(auth::list_tokens).service(auth::create_token).service(auth::revoke_token);
+    cfg.service(users::list).service(users::create).service(users::update).service(users::delete);
+    cfg.service(projects::list)
+        .service(projects::create)
+        .service(projects::show)
+        .service(projects::update)
+        .service(projects::delete)
+        .service(projects::graph);
+    cfg.service(beads::list)
+        .service(beads::create)
+        .service(beads::ready)
+        .service(beads::blocked)
+        .service(beads::show)
+        .service(beads::update)
+        .service(beads::close)
+        .service(beads::reopen)
+        .service(beads::block);
+    cfg.service(links::add_dependency)
+        .service(links::remove_dependency)
+        .service(links::list_comments)
+        .service(links::add_comment)
+        .service(links::bead_runs)
+        .service(links::show_run);
+}

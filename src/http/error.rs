@@ -1,0 +1,97 @@
+//! The one place where errors become HTTP responses: `{"error": {"code", "message"}}` with
+//! the right status, including actix's own extractor errors.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case; clients match on it.
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+}
+
+pub fn body(code: &str, message: impl Into<String>) -> ErrorBody {
+    ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into() } }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Database(diesel::result::Error::NotFound) => StatusCode::NOT_FOUND,
+            Error::Database(_) if self.code() == "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = match status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                // The cause is logged once, here; the client learns nothing internal.
+                tracing::error!(error = %self, "request failed");
+                "something went wrong on our side".to_owned()
+            }
+            StatusCode::SERVICE_UNAVAILABLE if matches!(self, Error::Database(_)) => {
+                tracing::warn!(error = %self, "database unavailable");
+                "the database is unavailable; try again shortly".to_owned()
+            }
+            _ => self.to_string(),
+        };
+        let mut res = HttpResponse::build(status).json(body(self.code(), message));
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+/// Malformed or mistyped JSON bodies.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let e = match &err {
+        J::ContentType => Error::bad_request(
+            "unsupported_content_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => {
+            Error::bad_request("body_too_large", "the request body is too large")
+        }
+        J::Deserialize(de) if de.is_data() => Error::invalid("invalid_body", de.to_string()),
+        J::Deserialize(de) => Error::bad_request("malformed_json", de.to_string()),
+        other => Error::bad_request("malformed_json", other.to_string()),
+    };
+    e.into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    Error::bad_request("invalid_query", err.to_string()).into()
+}
+
+/// A path parameter that does not parse (a malformed id) names nothing that exists.
+pub fn path_error(_: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    Error::not_found("resource").into()
+}
+
+/// Unknown routes.
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(body("not_found", "no such route"))
+}
