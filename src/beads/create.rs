@@ -7,8 +7,8 @@ use serde::Deserialize;
 use super::graph;
 use super::model::Bead;
 use super::types::{
-    BeadId, BeadStatus, BeadType, EdgeKind, Priority, check_description, check_persona,
-    check_title, normalize_labels,
+    BeadId, BeadStatus, BeadType, EdgeKind, Priority, PriorityInput, check_description,
+    check_persona, check_title, normalize_labels,
 };
 use crate::activity::{Activity, Actor, Record};
 use crate::db::Conn;
@@ -26,7 +26,8 @@ pub struct NewBead {
     #[serde(default, rename = "type")]
     pub bead_type: Option<BeadType>,
     #[serde(default)]
-    pub priority: Option<Priority>,
+    #[schema(value_type = Option<i16>)]
+    pub priority: Option<PriorityInput>,
     #[serde(default)]
     pub labels: Option<Vec<String>>,
     #[serde(default)]
@@ -44,6 +45,7 @@ pub struct NewBead {
 const ID_LENGTHS: [usize; 8] = [4, 4, 5, 5, 6, 7, 8, 10];
 
 struct Checked {
+    priority: Priority,
     title: String,
     description: String,
     labels: Vec<String>,
@@ -64,7 +66,14 @@ fn check(new: &NewBead) -> Result<Checked> {
     if depends_on.len() > 100 {
         return Err(Error::invalid("too_many_dependencies", "at most 100 depends_on at once"));
     }
-    Ok(Checked { title, description, labels, depends_on })
+    let priority = new.priority.as_ref().map(PriorityInput::parse).transpose()?;
+    Ok(Checked {
+        priority: priority.unwrap_or(Priority::DEFAULT),
+        title,
+        description,
+        labels,
+        depends_on,
+    })
 }
 
 impl Bead {
@@ -98,7 +107,7 @@ impl Bead {
                 title: &checked.title,
                 description: &checked.description,
                 bead_type: new.bead_type.unwrap_or(BeadType::Task),
-                priority: new.priority.unwrap_or(Priority::DEFAULT).get(),
+                priority: checked.priority.get(),
                 labels: &checked.labels,
                 persona: new.persona.as_deref(),
                 parent_id: parent.as_ref().map(|(p, _)| p.id.as_str()),

@@ -21,6 +21,6 @@ pub use query::{BeadFilter, Cursor, Page};
 pub use runs::{Run, RunOutcome, RunStep, RunWithSteps};
 pub use transitions::{BeadPatch, StatusChange};
 pub use types::{
-    BeadId, BeadStatus, BeadType, BlockedReason, DependencyKind, EdgeKind, Priority,
+    BeadId, BeadStatus, BeadType, BlockedReason, DependencyKind, EdgeKind, Priority, PriorityInput,
     normalize_labels,
 };

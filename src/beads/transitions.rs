@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::graph::{recount_dependents, refresh_holds};
 use super::model::Bead;
+use super::types::PriorityInput;
 use super::types::{
-    BeadStatus, BeadType, BlockedReason, Priority, check_description, check_persona, check_title,
+    BeadStatus, BeadType, BlockedReason, check_description, check_persona, check_title,
     normalize_labels,
 };
 use crate::activity::{Activity, Actor, Record};
@@ -25,7 +26,8 @@ pub struct BeadPatch {
     pub version: i32,
     pub title: Option<String>,
     pub description: Option<String>,
-    pub priority: Option<Priority>,
+    #[schema(value_type = Option<i16>)]
+    pub priority: Option<PriorityInput>,
     #[serde(rename = "type")]
     pub bead_type: Option<BeadType>,
     pub labels: Option<Vec<String>>,
@@ -92,6 +94,7 @@ impl Bead {
     /// Applies a patch if `version` is current; a stale version is 409 `stale_version`.
     pub async fn patch(conn: &mut Conn, id: &str, patch: BeadPatch, actor: Actor) -> Result<Bead> {
         let title = patch.title.as_deref().map(check_title).transpose()?;
+        let priority = patch.priority.as_ref().map(PriorityInput::parse).transpose()?;
         if let Some(d) = &patch.description {
             check_description(d)?;
         }
@@ -139,7 +142,7 @@ impl Bead {
                 "description",
                 patch.description.as_ref().is_some_and(|d| *d != current.description),
             );
-            track("priority", patch.priority.is_some_and(|p| p != current.priority));
+            track("priority", priority.is_some_and(|p| p != current.priority));
             track("type", patch.bead_type.is_some_and(|t| t != current.bead_type));
             track("labels", labels.as_ref().is_some_and(|l| *l != current.labels));
             track("persona", patch.persona.as_ref().is_some_and(|p| *p != current.persona));
@@ -153,7 +156,7 @@ impl Bead {
                 .set((
                     beads::title.eq(title.unwrap_or(current.title.clone())),
                     beads::description.eq(patch.description.unwrap_or(current.description.clone())),
-                    beads::priority.eq(patch.priority.unwrap_or(current.priority).get()),
+                    beads::priority.eq(priority.unwrap_or(current.priority).get()),
                     beads::bead_type.eq(patch.bead_type.unwrap_or(current.bead_type)),
                     beads::labels.eq(labels.unwrap_or(current.labels.clone())),
                     beads::persona.eq(patch.persona.unwrap_or(current.persona.clone())),

@@ -163,6 +163,23 @@ impl<'de> Deserialize<'de> for Priority {
     }
 }
 
+/// A priority as a client sends it: a number or `"P0".."P4"`, checked when the request is.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PriorityInput {
+    Number(i64),
+    Text(String),
+}
+
+impl PriorityInput {
+    pub fn parse(&self) -> Result<Priority> {
+        match self {
+            PriorityInput::Number(n) => Priority::new(*n),
+            PriorityInput::Text(t) => Priority::parse(t),
+        }
+    }
+}
+
 /// A bead id: `<project prefix>-<base36>` for a root bead, `<parent id>.<n>` for a child.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BeadId(String);

@@ -1,0 +1,12 @@
+//! Integration tests against real Postgres and the real HTTP server.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+#![allow(clippy::cloned_ref_to_slice_refs)] // `[id.clone()]` reads better in assertions
+
+mod auth;
+mod beads;
+mod cli;
+mod dependencies;
+mod migrations;
+mod projects;
+mod readiness;
+mod support;
