@@ -9,4 +9,5 @@ mod dependencies;
 mod migrations;
 mod projects;
 mod readiness;
+mod schema;
 mod support;
