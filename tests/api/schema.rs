@@ -48,11 +48,16 @@ fn declared() -> BTreeMap<String, Vec<(String, String)>> {
     let mut tables = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_suffix('{').and_then(|l| l.split_once(" (")).map(|(n, _)| n.trim()) {
+        if let Some(name) =
+            line.strip_suffix('{').and_then(|l| l.split_once(" (")).map(|(n, _)| n.trim())
+        {
             current = Some(name.to_owned());
             tables.insert(name.to_owned(), Vec::new());
         } else if let (Some(table), Some((col, ty))) = (&current, line.split_once(" -> ")) {
-            tables.get_mut(table).unwrap().push((col.to_owned(), ty.trim_end_matches(',').to_owned()));
+            tables
+                .get_mut(table)
+                .unwrap()
+                .push((col.to_owned(), ty.trim_end_matches(',').to_owned()));
         } else if line == "}" {
             current = None;
         }
