@@ -6,6 +6,7 @@ mod auth;
 mod beads;
 mod cli;
 mod dependencies;
+mod embedded;
 mod migrations;
 mod projects;
 mod readiness;
