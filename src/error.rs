@@ -69,6 +69,7 @@ impl Error {
             Error::RateLimited(_) => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Database(e) if is_unavailable(e) => "unavailable",
+            Error::Database(e) if is_contention(e) => "concurrent_update",
             Error::Database(diesel::result::Error::NotFound) => "not_found",
             Error::Database(_) | Error::Internal(_) => "internal",
         }
@@ -89,6 +90,17 @@ fn is_unavailable(e: &diesel::result::Error) -> bool {
                 || msg.contains("terminating connection")
                 || msg.contains("too many clients")
         }
+        _ => false,
+    }
+}
+
+/// A deadlock or serialisation failure: another transaction got in the way, and the same
+/// request is likely to succeed if sent again.
+pub fn is_contention(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    match e {
+        D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        D::DatabaseError(_, info) => info.message().contains("deadlock detected"),
         _ => false,
     }
 }

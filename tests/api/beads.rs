@@ -318,3 +318,26 @@ async fn comments_are_listed_oldest_first_and_validated() {
     let runs = app.get(&format!("/api/v1/beads/{id}/runs")).await;
     assert_eq!(runs.body["items"], json!([]));
 }
+
+#[tokio::test]
+async fn close_takes_an_empty_body_but_refuses_a_malformed_one() {
+    let app = spawn().await;
+    app.project("web").await;
+    let id = app.bead("web", "t", json!({})).await;
+    let send = |body: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/beads/{id}/close", app.base))
+            .bearer_auth(&app.member)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let malformed = send("{reason: oops").await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let wrong_type = send(r#"{"reason": 5}"#).await.unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.show(&id).await["status"], "open", "a refused request changes nothing");
+    let empty = send("").await.unwrap();
+    assert_eq!(empty.status(), StatusCode::OK);
+    assert_eq!(app.show(&id).await["status"], "closed");
+}

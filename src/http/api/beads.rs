@@ -10,7 +10,7 @@ use crate::beads::{
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::auth::Auth;
-use crate::http::error::ErrorBody;
+use crate::http::error::{ErrorBody, optional_json};
 use crate::http::paging::check_limit;
 use crate::users::Role;
 
@@ -237,9 +237,9 @@ pub async fn close(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: Option<web::Json<ReasonBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body: ReasonBody = optional_json(&body)?;
     change(&state, &auth, &id, StatusChange::Close { reason: body.reason }, body.version).await
 }
 
@@ -252,9 +252,9 @@ pub async fn reopen(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: Option<web::Json<ReasonBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body: ReasonBody = optional_json(&body)?;
     change(&state, &auth, &id, StatusChange::Reopen { reason: body.reason }, body.version).await
 }
 
