@@ -81,6 +81,9 @@ impl Bead {
     pub async fn create(conn: &mut Conn, new: NewBead, actor: Actor) -> Result<Bead> {
         let checked = check(&new)?;
         conn.transaction::<_, Error, _>(async move |conn| {
+            if new.parent.is_some() {
+                graph::lock_graph(conn).await?;
+            }
             let prefix: String = projects::table
                 .find(&new.project)
                 .select(projects::prefix)

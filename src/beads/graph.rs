@@ -22,10 +22,23 @@ pub struct Dependency {
     pub kind: DependencyKind,
 }
 
-/// Graph changes that could close a cycle are serialised through this transaction-scoped
-/// advisory lock; two concurrent edges could otherwise each pass the check and together
-/// make a cycle.
+/// Transactions that change the graph or whether a bead holds its subtree take this
+/// transaction-scoped advisory lock as their first statement. Without it, two concurrent
+/// edges could each pass the cycle check and together make a cycle, and a child filed under
+/// a parent whose hold is changing could read the parent's stale `held_by` while the
+/// subtree refresh (working from its own snapshot) misses the new child. Taking it first,
+/// before any row lock, keeps it out of lock-order deadlocks. Claims and lease changes do
+/// not change holds and never take it.
 const GRAPH_LOCK: i64 = 4242424202;
+
+/// Serialises this transaction with every other graph change; call it first.
+pub(super) async fn lock_graph(conn: &mut Conn) -> Result<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(GRAPH_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 /// The SQL test for "this bead holds its descendants back".
 const HOLDS: &str = "(p.status IN ('blocked', 'deferred') \
@@ -224,10 +237,7 @@ impl Bead {
         }
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<diesel::sql_types::BigInt, _>(GRAPH_LOCK)
-                .execute(conn)
-                .await?;
+            lock_graph(conn).await?;
             let bead = Bead::lock(conn, &id).await?;
             let (_, target_status) =
                 lock_existing(conn, std::slice::from_ref(&dep.depends_on)).await?.remove(0);
@@ -252,6 +262,7 @@ impl Bead {
     ) -> Result<()> {
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
             let bead = Bead::lock(conn, &id).await?;
             match dep.kind.edge() {
                 None => {

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Deserialize;
 
-use super::graph::{recount_dependents, refresh_holds};
+use super::graph::{lock_graph, recount_dependents, refresh_holds};
 use super::model::Bead;
 use super::types::PriorityInput;
 use super::types::{
@@ -121,6 +121,9 @@ impl Bead {
         };
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
+            if change.is_some() {
+                lock_graph(conn).await?;
+            }
             let current = Bead::lock(conn, &id).await?;
             if current.version != patch.version {
                 return Err(Error::conflict(
@@ -204,6 +207,7 @@ impl Bead {
         }
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
             let bead = Bead::lock(conn, &id).await?;
             if version.is_some_and(|v| v != bead.version) {
                 return Err(Error::conflict("stale_version", "the bead changed; reload and retry"));

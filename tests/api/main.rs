@@ -7,6 +7,7 @@ mod beads;
 mod cli;
 mod dependencies;
 mod embedded;
+mod invariants;
 mod migrations;
 mod projects;
 mod readiness;
