@@ -281,6 +281,8 @@ async fn close(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Actor
         .execute(conn)
         .await?;
     recount_dependents(conn, &bead.id).await?;
+    // A closed bead holds nothing back, even if it closed with blockers open.
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
     record(conn, &bead, "bead.closed", actor, serde_json::json!({ "reason": reason })).await?;
     close_finished_epic(conn, bead.parent_id.as_deref()).await
 }

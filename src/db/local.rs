@@ -55,7 +55,7 @@ impl LocalPostgres {
     }
 
     fn url_for(&self, db: &str) -> String {
-        format!("postgres://postgres@localhost/{db}?host={}", self.socket_dir.display())
+        format!("postgres://postgres@/{db}?host={}", self.socket_dir.display())
     }
 
     /// Stops the server if this process started it.

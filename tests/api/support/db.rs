@@ -66,6 +66,7 @@ async fn ensure_template() -> String {
         .expect("lock");
     let ready: i64 = count(&mut conn, &format!("datname = '{name}' AND datistemplate")).await;
     if ready == 0 {
+        drop_stale_templates(&mut conn, &name).await;
         diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut conn)
             .await
@@ -86,6 +87,29 @@ async fn ensure_template() -> String {
         .expect("unlock");
     let _ = NAME.set(name.clone());
     name
+}
+
+/// Templates of older migration sets are of no further use.
+async fn drop_stale_templates(conn: &mut AsyncPgConnection, keep: &str) {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let stale: Vec<Name> = diesel::sql_query(format!(
+        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'loom\\_tmpl\\_%' AND datname <> '{keep}'"
+    ))
+    .load(conn)
+    .await
+    .unwrap_or_default();
+    for Name { datname } in stale {
+        let _ = diesel::sql_query(format!("ALTER DATABASE {datname} WITH IS_TEMPLATE false"))
+            .execute(conn)
+            .await;
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
+            .execute(conn)
+            .await;
+    }
 }
 
 async fn count(conn: &mut AsyncPgConnection, condition: &str) -> i64 {
