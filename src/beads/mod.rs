@@ -5,10 +5,12 @@
 mod comments;
 mod create;
 mod graph;
+mod links;
 mod model;
 mod project_graph;
 mod query;
 mod runs;
+mod status;
 mod transitions;
 mod types;
 

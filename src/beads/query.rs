@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 use super::comments::Comment;
-use super::graph::open_blockers_of;
+use super::links::open_blockers_of;
 use super::model::{Bead, BeadDetails, BeadView, HeldBead, Hold};
 use super::runs::Run;
 use super::types::{BeadStatus, BeadType, Priority};

@@ -1,0 +1,217 @@
+//! Status changes and what follows from them: dependents recounted, subtree holds
+//! refreshed, epics closing with their last child and reopening with a reopened one.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::graph::{recount_dependents, refresh_holds};
+use super::model::Bead;
+use super::transitions::{StatusChange, bump_version};
+use super::types::{BeadStatus, BeadType, BlockedReason};
+use crate::activity::{Activity, Actor, Record};
+use crate::db::Conn;
+use crate::db::schema::beads;
+use crate::error::{Error, Result};
+
+/// Applies one status change to a locked bead, with everything that follows from it.
+pub(super) async fn apply(
+    conn: &mut Conn,
+    bead: Bead,
+    change: StatusChange,
+    actor: Actor,
+) -> Result<()> {
+    match change {
+        StatusChange::Close { reason } => close(conn, bead, reason, actor).await,
+        StatusChange::Reopen { reason } => reopen(conn, bead, reason, actor).await,
+        StatusChange::Block { reason, note } => block(conn, bead, reason, note, actor).await,
+        StatusChange::Defer { until } => defer(conn, bead, until, actor).await,
+    }
+}
+
+async fn record(
+    conn: &mut Conn,
+    bead: &Bead,
+    kind: &str,
+    actor: Actor,
+    data: serde_json::Value,
+) -> Result<()> {
+    Activity::record(
+        conn,
+        Record { kind, project_id: Some(&bead.project_id), bead_id: Some(&bead.id), actor, data },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn close(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Actor) -> Result<()> {
+    if bead.status == BeadStatus::Closed {
+        return Err(Error::conflict("already_closed", format!("{} is already closed", bead.id)));
+    }
+    let open_children: i64 = beads::table
+        .filter(beads::parent_id.eq(&bead.id))
+        .filter(beads::status.ne(BeadStatus::Closed))
+        .count()
+        .get_result(conn)
+        .await?;
+    if open_children > 0 {
+        return Err(Error::conflict(
+            "has_open_children",
+            format!("{} has {open_children} child bead(s) that are not closed", bead.id),
+        ));
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Closed),
+            beads::closed_at.eq(diesel::dsl::now),
+            beads::close_reason.eq(&reason),
+            beads::blocked_reason.eq(None::<BlockedReason>),
+            beads::blocked_note.eq(None::<String>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    recount_dependents(conn, &bead.id).await?;
+    // A closed bead holds nothing back, even if it closed with blockers open.
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    record(conn, &bead, "bead.closed", actor, serde_json::json!({ "reason": reason })).await?;
+    close_finished_epic(conn, bead.parent_id.as_deref()).await
+}
+
+/// Closes an epic whose last child just closed, and so on up the hierarchy.
+async fn close_finished_epic(conn: &mut Conn, parent: Option<&str>) -> Result<()> {
+    let Some(parent_id) = parent else { return Ok(()) };
+    let parent = Bead::lock(conn, parent_id).await?;
+    if parent.bead_type != BeadType::Epic || parent.status == BeadStatus::Closed {
+        return Ok(());
+    }
+    let remaining: i64 = beads::table
+        .filter(beads::parent_id.eq(parent_id))
+        .filter(beads::status.ne(BeadStatus::Closed))
+        .count()
+        .get_result(conn)
+        .await?;
+    if remaining > 0 {
+        return Ok(());
+    }
+    let reason = Some("all children closed".to_owned());
+    Box::pin(close(conn, parent, reason, Actor::System)).await?;
+    bump_version(conn, parent_id).await?;
+    Ok(())
+}
+
+async fn reopen(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Actor) -> Result<()> {
+    if bead.status == BeadStatus::Open {
+        return Err(Error::conflict("already_open", format!("{} is already open", bead.id)));
+    }
+    let was = bead.status;
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Open),
+            beads::closed_at.eq(None::<DateTime<Utc>>),
+            beads::close_reason.eq(None::<String>),
+            beads::blocked_reason.eq(None::<BlockedReason>),
+            beads::blocked_note.eq(None::<String>),
+            beads::defer_until.eq(None::<DateTime<Utc>>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+            // A person reopening a bead gives it a fresh start.
+            beads::attempts.eq(0),
+            beads::not_before.eq(None::<DateTime<Utc>>),
+            beads::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    if was == BeadStatus::Closed {
+        recount_dependents(conn, &bead.id).await?;
+    }
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    record(
+        conn,
+        &bead,
+        "bead.reopened",
+        actor,
+        serde_json::json!({ "reason": reason, "from": was }),
+    )
+    .await?;
+    reopen_closed_parent(conn, bead.parent_id.as_deref()).await
+}
+
+/// A closed parent cannot keep an open child: it is reopened too, up the hierarchy.
+async fn reopen_closed_parent(conn: &mut Conn, parent: Option<&str>) -> Result<()> {
+    let Some(parent_id) = parent else { return Ok(()) };
+    let parent = Bead::lock(conn, parent_id).await?;
+    if parent.status != BeadStatus::Closed {
+        return Ok(());
+    }
+    let reason = Some("a child was reopened".to_owned());
+    Box::pin(reopen(conn, parent, reason, Actor::System)).await?;
+    bump_version(conn, parent_id).await?;
+    Ok(())
+}
+
+async fn block(
+    conn: &mut Conn,
+    bead: Bead,
+    reason: BlockedReason,
+    note: Option<String>,
+    actor: Actor,
+) -> Result<()> {
+    if bead.status == BeadStatus::Closed {
+        return Err(Error::conflict(
+            "bead_closed",
+            format!("{} is closed; reopen it first", bead.id),
+        ));
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Blocked),
+            beads::blocked_reason.eq(reason),
+            beads::blocked_note.eq(&note),
+            beads::defer_until.eq(None::<DateTime<Utc>>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    record(
+        conn,
+        &bead,
+        "bead.blocked",
+        actor,
+        serde_json::json!({ "reason": reason, "note": note }),
+    )
+    .await
+}
+
+async fn defer(
+    conn: &mut Conn,
+    bead: Bead,
+    until: Option<DateTime<Utc>>,
+    actor: Actor,
+) -> Result<()> {
+    if bead.status == BeadStatus::Closed {
+        return Err(Error::conflict(
+            "bead_closed",
+            format!("{} is closed; reopen it first", bead.id),
+        ));
+    }
+    if until.is_some_and(|t| t <= Utc::now()) {
+        return Err(Error::invalid("invalid_defer_until", "defer_until must be in the future"));
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Deferred),
+            beads::defer_until.eq(until),
+            beads::blocked_reason.eq(None::<BlockedReason>),
+            beads::blocked_note.eq(None::<String>),
+            beads::assignee_agent_id.eq(None::<uuid::Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
+    record(conn, &bead, "bead.deferred", actor, serde_json::json!({ "until": until })).await
+}
