@@ -114,8 +114,12 @@ impl Bead {
         if let Some(p) = &f.project {
             q = q.filter(beads::project_id.eq(p.clone()));
         }
-        if !f.statuses.is_empty() {
-            q = q.filter(beads::status.eq_any(f.statuses.clone()));
+        // One value is `=`, not `= ANY(...)`: only then can the planner read the page in
+        // order off an index instead of sorting every match.
+        match f.statuses.as_slice() {
+            [] => {}
+            [one] => q = q.filter(beads::status.eq(*one)),
+            many => q = q.filter(beads::status.eq_any(many.to_vec())),
         }
         if !f.priorities.is_empty() {
             q = q.filter(
