@@ -11,6 +11,7 @@ use crate::config::{Config, DatabaseSource};
 use crate::db::local::LocalPostgres;
 use crate::db::{self, Pool};
 use crate::http::{self, AppState};
+use crate::personas::Persona;
 
 pub struct Application {
     port: u16,
@@ -39,10 +40,16 @@ impl Application {
         }
         let pool = db::connect(&url, &config.db).await.context("connecting to the database")?;
         crate::users::password::warm_up();
+        let report = Persona::load_dir(&mut *pool.get().await?, &config.personas_dir).await?;
+        tracing::info!(
+            loaded = report.loaded.len(),
+            skipped = report.errors.len(),
+            "loaded personas"
+        );
         let listener = TcpListener::bind(&config.bind)
             .with_context(|| format!("binding the HTTP address {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(pool.clone()));
+        let state = web::Data::new(AppState::new(pool.clone(), config.personas_dir.clone()));
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
             let doc = web::Data::new(http::finish_openapi(doc));

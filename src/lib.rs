@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod personas;
 pub mod projects;
 pub mod telemetry;
 pub mod users;

@@ -20,14 +20,17 @@ pub struct AppState {
     pub pool: Pool,
     pub started_at: Instant,
     pub login_limiter: ratelimit::LoginLimiter,
+    /// Where `POST /personas/reload` reads from.
+    pub personas_dir: std::path::PathBuf,
 }
 
 impl AppState {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Pool, personas_dir: std::path::PathBuf) -> Self {
         AppState {
             pool,
             started_at: Instant::now(),
             login_limiter: ratelimit::LoginLimiter::default(),
+            personas_dir,
         }
     }
 }

@@ -284,6 +284,9 @@ async fn the_openapi_document_covers_every_route_of_the_contract() {
         ("post", "/api/v1/beads/{id}/comments"),
         ("get", "/api/v1/beads/{id}/runs"),
         ("get", "/api/v1/runs/{id}"),
+        ("get", "/api/v1/personas"),
+        ("get", "/api/v1/personas/{name}"),
+        ("post", "/api/v1/personas/reload"),
     ];
     for (method, path) in expected {
         assert!(

@@ -9,6 +9,7 @@ mod dependencies;
 mod embedded;
 mod invariants;
 mod migrations;
+mod personas;
 mod projects;
 mod readiness;
 mod schema;

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod beads;
 pub mod links;
 pub mod meta;
+pub mod personas;
 pub mod projects;
 pub mod users;
 
@@ -20,6 +21,7 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(projects::update)
         .service(projects::delete)
         .service(projects::graph);
+    cfg.service(personas::list).service(personas::reload).service(personas::show);
     cfg.service(beads::list)
         .service(beads::create)
         .service(beads::ready)

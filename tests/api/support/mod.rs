@@ -39,12 +39,17 @@ impl Res {
 }
 
 pub async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Starts the app after `adjust` has changed its configuration.
+pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
     let data_dir = std::env::temp_dir().join(format!("loom-test-{}", db.name));
-    let app = loom::app::Application::build(loom::config::Config::for_database(&db.url, data_dir))
-        .await
-        .expect("start the app");
+    let mut config = loom::config::Config::for_database(&db.url, data_dir);
+    adjust(&mut config);
+    let app = loom::app::Application::build(config).await.expect("start the app");
     let (port, pool, handle) = app.spawn();
     let mut conn = pool.get().await.expect("conn");
     let mut token_for = async |name: &str, role: Role| {
