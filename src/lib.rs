@@ -4,6 +4,7 @@
 //! domain modules (`beads`, `projects`, `users`, `activity`), which sit on `db`.
 
 pub mod activity;
+pub mod agents;
 pub mod app;
 pub mod beads;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod personas;
 pub mod projects;
+pub mod serde_ext;
 pub mod telemetry;
 pub mod users;
 

@@ -2,6 +2,7 @@
 //! types: creating, changing status, the dependency graph with readiness kept current in the
 //! same transaction as every change, and the ready and blocked queries.
 
+mod claims;
 mod comments;
 mod create;
 mod graph;
@@ -14,6 +15,8 @@ mod status;
 mod transitions;
 mod types;
 
+pub(crate) use claims::release_in;
+pub use claims::{AfterRun, Claim, RetryPolicy};
 pub use comments::{Comment, NewComment};
 pub use create::NewBead;
 pub use graph::Dependency;

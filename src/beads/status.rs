@@ -44,7 +44,12 @@ async fn record(
     Ok(())
 }
 
-async fn close(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Actor) -> Result<()> {
+pub(super) async fn close(
+    conn: &mut Conn,
+    bead: Bead,
+    reason: Option<String>,
+    actor: Actor,
+) -> Result<()> {
     if bead.status == BeadStatus::Closed {
         return Err(Error::conflict("already_closed", format!("{} is already closed", bead.id)));
     }
@@ -151,7 +156,7 @@ async fn reopen_closed_parent(conn: &mut Conn, parent: Option<&str>) -> Result<(
     Ok(())
 }
 
-async fn block(
+pub(super) async fn block(
     conn: &mut Conn,
     bead: Bead,
     reason: BlockedReason,

@@ -33,7 +33,7 @@ pub struct BeadPatch {
     pub bead_type: Option<BeadType>,
     pub labels: Option<Vec<String>>,
     /// Set to a persona name, or to null to clear it.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
     #[schema(value_type = Option<String>)]
     pub persona: Option<Option<String>>,
     /// `open`, `deferred`, `blocked` or `closed` (`in_progress` belongs to the dispatcher).
@@ -42,15 +42,6 @@ pub struct BeadPatch {
     pub defer_until: Option<DateTime<Utc>>,
     /// With `status: blocked` or `closed`: why.
     pub reason: Option<String>,
-}
-
-/// Distinguishes an absent field (None) from an explicit null (Some(None)).
-fn double_option<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A status change requested through its own endpoint.
