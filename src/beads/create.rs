@@ -81,7 +81,9 @@ impl Bead {
     pub async fn create(conn: &mut Conn, new: NewBead, actor: Actor) -> Result<Bead> {
         let checked = check(&new)?;
         conn.transaction::<_, Error, _>(async move |conn| {
-            if new.parent.is_some() {
+            // Filing under a parent or behind blockers touches the graph: serialise with
+            // other graph changes, before taking any row lock.
+            if new.parent.is_some() || !checked.depends_on.is_empty() {
                 graph::lock_graph(conn).await?;
             }
             let prefix: String = projects::table
@@ -99,6 +101,9 @@ impl Bead {
                 None => None,
             };
             let blockers = graph::lock_existing(conn, &checked.depends_on).await?;
+            if let Some((parent, _)) = &parent {
+                graph::check_new_child(conn, &parent.id, &checked.depends_on).await?;
+            }
             let open_blockers = blockers.iter().filter(|(_, s)| *s != BeadStatus::Closed).count();
             let held_by = match &parent {
                 Some((parent, _)) => graph::hold_from_parent(parent),

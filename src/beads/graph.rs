@@ -117,7 +117,9 @@ pub(super) async fn recount_dependents(conn: &mut Conn, id: &str) -> Result<()> 
 }
 
 /// Recomputes `held_by` for every descendant of the given beads, after something changed
-/// whether they hold their subtree back. One statement, however deep the tree.
+/// whether they hold their subtree back. One statement, however deep the tree. When one
+/// root lies below another, its descendants are reached twice; the row from the higher root
+/// (the greater depth) is the one computed from fresh values, so it wins.
 pub(super) async fn refresh_holds(conn: &mut Conn, roots: &[String]) -> Result<()> {
     if roots.is_empty() {
         return Ok(());
@@ -130,12 +132,77 @@ pub(super) async fn refresh_holds(conn: &mut Conn, roots: &[String]) -> Result<(
            SELECT c.id, CASE WHEN {HOLDS} THEN p.id ELSE t.held END, t.depth + 1 \
              FROM tree t JOIN beads p ON p.id = t.id JOIN beads c ON c.parent_id = p.id \
             WHERE t.depth < 1000) \
-         UPDATE beads SET held_by = tree.held FROM tree \
-         WHERE beads.id = tree.id AND beads.held_by IS DISTINCT FROM tree.held"
+         UPDATE beads SET held_by = fresh.held \
+           FROM (SELECT DISTINCT ON (id) id, held FROM tree ORDER BY id, depth DESC) fresh \
+         WHERE beads.id = fresh.id AND beads.held_by IS DISTINCT FROM fresh.held"
     ))
     .bind::<Array<Text>, _>(roots)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Walks the wait-for graph from `starts` and returns which of `targets` it reaches, and
+/// how. A bead reached "closing" must close first: its blockers must close, its children
+/// must close, and its parent must stop holding. A bead reached not closing must only stop
+/// holding: its blockers must close and its parent must stop holding. A new link makes a
+/// deadlock exactly when the beads it makes wait are reached from what they now wait on.
+async fn waits_reach(
+    conn: &mut Conn,
+    starts: &[(String, bool)],
+    targets: &[String],
+) -> Result<Vec<(String, bool)>> {
+    #[derive(QueryableByName)]
+    struct Hit {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Bool)]
+        closing: bool,
+    }
+    if starts.is_empty() || targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, modes): (Vec<String>, Vec<bool>) = starts.iter().cloned().unzip();
+    let hits: Vec<Hit> = diesel::sql_query(
+        "WITH RECURSIVE reach(id, closing) AS ( \
+           SELECT * FROM unnest($1::text[], $2::bool[]) \
+           UNION \
+           SELECT n.id, n.closing FROM reach r CROSS JOIN LATERAL ( \
+               SELECT d.depends_on, true FROM bead_dependencies d \
+                WHERE d.bead_id = r.id AND d.kind = 'blocks' \
+               UNION ALL \
+               SELECT c.id, true FROM beads c WHERE r.closing AND c.parent_id = r.id \
+               UNION ALL \
+               SELECT b.parent_id, false FROM beads b WHERE b.id = r.id AND b.parent_id IS NOT NULL \
+           ) AS n(id, closing)) \
+         SELECT DISTINCT id, closing FROM reach WHERE id = ANY($3)",
+    )
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<Bool>, _>(modes)
+    .bind::<Array<Text>, _>(targets)
+    .load(conn)
+    .await?;
+    Ok(hits.into_iter().map(|h| (h.id, h.closing)).collect())
+}
+
+/// Refuses filing a child of `parent` that waits on `depends_on`, when one of those can
+/// only close after the parent does (the parent waits for its children).
+pub(super) async fn check_new_child(
+    conn: &mut Conn,
+    parent: &str,
+    depends_on: &[String],
+) -> Result<()> {
+    let mut starts: Vec<(String, bool)> = depends_on.iter().map(|d| (d.clone(), true)).collect();
+    starts.push((parent.to_owned(), false));
+    let hits = waits_reach(conn, &starts, &[parent.to_owned()]).await?;
+    if hits.iter().any(|(_, closing)| *closing) {
+        return Err(Error::conflict(
+            "dependency_cycle",
+            format!(
+                "a child of {parent} cannot wait on something that waits for {parent} to close"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -303,18 +370,23 @@ impl Bead {
 
 async fn add_edge(conn: &mut Conn, bead: &Bead, target: &str, kind: EdgeKind) -> Result<bool> {
     if kind == EdgeKind::Blocks {
-        if let Some(mut path) = blocks_path(conn, target, &bead.id).await? {
-            path.insert(0, bead.id.clone());
-            return Err(cycle_error(&path));
-        }
-        // A child waiting on its own ancestor could never run: the ancestor waits for
-        // its children.
-        let up = ancestors(conn, &bead.id).await?;
-        if let Some(pos) = up.iter().position(|a| a == target) {
-            let mut path = vec![bead.id.clone(), target.to_owned()];
-            path.extend(up[..pos].iter().rev().cloned());
-            path.push(bead.id.clone());
-            return Err(cycle_error(&path));
+        let hits =
+            waits_reach(conn, &[(target.to_owned(), true)], std::slice::from_ref(&bead.id)).await?;
+        if !hits.is_empty() {
+            return Err(match blocks_path(conn, target, &bead.id).await? {
+                Some(mut path) => {
+                    path.insert(0, bead.id.clone());
+                    cycle_error(&path)
+                }
+                None => Error::conflict(
+                    "dependency_cycle",
+                    format!(
+                        "{target} cannot close before {} does (through parent/child links), \
+                         so {} cannot wait on it",
+                        bead.id, bead.id
+                    ),
+                ),
+            });
         }
     }
     let inserted = diesel::insert_into(bead_dependencies::table)
@@ -364,19 +436,30 @@ async fn set_parent(
         path.extend(up);
         return Err(cycle_error(&path));
     }
-    if blocks_path(conn, parent_id, &bead.id).await?.is_some() {
-        return Err(Error::conflict(
-            "dependency_cycle",
-            format!(
-                "{parent_id} waits on {} through blocks edges; it cannot be its parent",
-                bead.id
-            ),
-        ));
-    }
     diesel::update(beads::table.find(&bead.id))
         .set((beads::parent_id.eq(parent_id), beads::held_by.eq(hold_from_parent(&parent))))
         .execute(conn)
         .await?;
+    // With the link in place (the transaction rolls it back on refusal): the parent now
+    // waits for the child to close, and the child for the parent to stop holding.
+    let blockers: Vec<String> = bead_dependencies::table
+        .filter(bead_dependencies::bead_id.eq(&bead.id))
+        .filter(bead_dependencies::kind.eq(EdgeKind::Blocks))
+        .select(bead_dependencies::depends_on)
+        .load(conn)
+        .await?;
+    let children: Vec<String> =
+        beads::table.filter(beads::parent_id.eq(&bead.id)).select(beads::id).load(conn).await?;
+    let mut starts: Vec<(String, bool)> =
+        blockers.into_iter().chain(children).map(|id| (id, true)).collect();
+    starts.push((parent_id.to_owned(), false));
+    let hits = waits_reach(conn, &starts, &[bead.id.clone(), parent_id.to_owned()]).await?;
+    if hits.iter().any(|(_, closing)| *closing) {
+        return Err(Error::conflict(
+            "dependency_cycle",
+            format!("{parent_id} waits on {} already; it cannot also be its parent", bead.id),
+        ));
+    }
     refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
     Ok(true)
 }

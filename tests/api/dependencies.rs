@@ -83,15 +83,58 @@ async fn concurrent_edges_cannot_make_a_cycle_together() {
 }
 
 #[tokio::test]
-async fn a_child_cannot_wait_on_its_own_ancestor() {
+async fn waiting_across_a_parent_child_link_is_refused_both_ways() {
     let app = spawn().await;
     app.project("web").await;
     let parent = app.bead("web", "parent", json!({})).await;
     let child = app.bead("web", "child", json!({"parent": parent})).await;
     let grandchild = app.bead("web", "grandchild", json!({"parent": child})).await;
+    // the parent waits for its children to close; a child waiting on it would never run
     assert_eq!(app.depend(&grandchild, &parent, "blocks").await.code(), "dependency_cycle");
-    // the parent may wait on its child
-    assert_eq!(app.depend(&parent, &grandchild, "blocks").await.status, StatusCode::CREATED);
+    // a parent waiting on its child would hold that child back forever
+    assert_eq!(app.depend(&parent, &grandchild, "blocks").await.code(), "dependency_cycle");
+    let filed = app
+        .post(
+            "/api/v1/beads",
+            json!({"project": "web", "title": "x", "parent": parent, "depends_on": [parent]}),
+        )
+        .await;
+    assert_eq!((filed.status, filed.code()), (StatusCode::CONFLICT, "dependency_cycle"));
+    // siblings may wait on each other, and everything still gets done
+    let sibling =
+        app.bead("web", "sibling", json!({"parent": parent, "depends_on": [child]})).await;
+    assert!(!app.ready_ids("web").await.contains(&sibling));
+    app.close(&grandchild).await;
+    app.close(&child).await;
+    assert!(app.ready_ids("web").await.contains(&sibling));
+    app.close(&sibling).await;
+    assert_eq!(app.close(&parent).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_parent_that_waits_on_a_bead_cannot_adopt_it() {
+    let app = spawn().await;
+    app.project("web").await;
+    let a = app.bead("web", "a", json!({})).await;
+    let b = app.bead("web", "b", json!({})).await;
+    app.depend(&a, &b, "blocks").await;
+    // b as a's child: a would hold b back (a waits on b), and b would wait for a to stop holding
+    assert_eq!(app.depend(&b, &a, "parent-child").await.code(), "dependency_cycle");
+    assert!(app.show(&b).await["parent"].is_null(), "a refused link leaves nothing behind");
+}
+
+#[tokio::test]
+async fn closing_one_blocker_of_a_parent_and_its_child_frees_the_whole_subtree() {
+    let app = spawn().await;
+    app.project("web").await;
+    let x = app.bead("web", "x", json!({})).await;
+    let epic = app.bead("web", "epic", json!({"type": "epic", "depends_on": [x]})).await;
+    let c = app.bead("web", "c", json!({"parent": epic, "depends_on": [x]})).await;
+    let g = app.bead("web", "g", json!({"parent": c})).await;
+    assert_eq!(app.ready_ids("web").await, [x.clone()]);
+    app.close(&x).await;
+    assert_eq!(app.show(&g).await["held_by"], serde_json::Value::Null);
+    assert_eq!(app.ready_ids("web").await, [c, g]);
 }
 
 #[tokio::test]
