@@ -70,6 +70,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::Database(e) if is_unavailable(e) => "unavailable",
             Error::Database(e) if is_contention(e) => "concurrent_update",
+            Error::Database(e) if is_bad_text(e) => "invalid_text",
             Error::Database(diesel::result::Error::NotFound) => "not_found",
             Error::Database(_) | Error::Internal(_) => "internal",
         }
@@ -92,6 +93,12 @@ fn is_unavailable(e: &diesel::result::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Text Postgres cannot store (a NUL character): the client's input, not our failure.
+pub fn is_bad_text(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info)
+        if info.message().contains("invalid byte sequence for encoding"))
 }
 
 /// A deadlock or serialisation failure: another transaction got in the way, and the same

@@ -97,7 +97,8 @@ impl Comment {
         .await
     }
 
-    /// A bead's comments, oldest first, paged by comment id (time-ordered UUIDv7).
+    /// A bead's comments, oldest first, ordered and paged by comment id (a time-ordered
+    /// UUIDv7), so order and cursor always agree.
     pub async fn list(
         conn: &mut Conn,
         bead_id: &str,
@@ -107,7 +108,7 @@ impl Comment {
         let mut q = comments::table
             .filter(comments::bead_id.eq(bead_id))
             .select(Comment::as_select())
-            .order((comments::created_at.asc(), comments::id.asc()))
+            .order(comments::id.asc())
             .into_boxed();
         if let Some(after) = after {
             q = q.filter(comments::id.gt(after));

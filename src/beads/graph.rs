@@ -32,7 +32,7 @@ pub struct Dependency {
 const GRAPH_LOCK: i64 = 4242424202;
 
 /// Serialises this transaction with every other graph change; call it first.
-pub(super) async fn lock_graph(conn: &mut Conn) -> Result<()> {
+pub(crate) async fn lock_graph(conn: &mut Conn) -> Result<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(GRAPH_LOCK)
         .execute(conn)
@@ -344,6 +344,8 @@ impl Bead {
                         .execute(conn)
                         .await?;
                     refresh_holds(conn, std::slice::from_ref(&id)).await?;
+                    // The epic may have just lost its last open child.
+                    super::status::close_finished_epic(conn, Some(&dep.depends_on)).await?;
                 }
                 Some(kind) => {
                     let n = diesel::delete(

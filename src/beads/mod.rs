@@ -20,6 +20,7 @@ pub use claims::{AfterRun, Claim, RetryPolicy};
 pub use comments::{Comment, NewComment};
 pub use create::NewBead;
 pub use graph::Dependency;
+pub(crate) use graph::lock_graph;
 pub use model::{Bead, BeadDetails, BeadView, HeldBead, Hold, Link};
 pub use project_graph::{Edge, Graph, Node, project_graph};
 pub use query::{BeadFilter, Cursor, Page};

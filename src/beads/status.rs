@@ -84,8 +84,9 @@ pub(super) async fn close(
     close_finished_epic(conn, bead.parent_id.as_deref()).await
 }
 
-/// Closes an epic whose last child just closed, and so on up the hierarchy.
-async fn close_finished_epic(conn: &mut Conn, parent: Option<&str>) -> Result<()> {
+/// Closes an epic whose children are all closed (it has at least one), and so on up the
+/// hierarchy.
+pub(super) async fn close_finished_epic(conn: &mut Conn, parent: Option<&str>) -> Result<()> {
     let Some(parent_id) = parent else { return Ok(()) };
     let parent = Bead::lock(conn, parent_id).await?;
     if parent.bead_type != BeadType::Epic || parent.status == BeadStatus::Closed {
@@ -97,7 +98,9 @@ async fn close_finished_epic(conn: &mut Conn, parent: Option<&str>) -> Result<()
         .count()
         .get_result(conn)
         .await?;
-    if remaining > 0 {
+    let children: i64 =
+        beads::table.filter(beads::parent_id.eq(parent_id)).count().get_result(conn).await?;
+    if remaining > 0 || children == 0 {
         return Ok(());
     }
     let reason = Some("all children closed".to_owned());

@@ -113,7 +113,8 @@ impl Bead {
         };
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
-            if change.is_some() {
+            // A status change, or becoming an epic that may close itself, changes holds.
+            if change.is_some() || patch.bead_type == Some(BeadType::Epic) {
                 lock_graph(conn).await?;
             }
             let current = Bead::lock(conn, &id).await?;
@@ -175,6 +176,9 @@ impl Bead {
             if let Some(change) = change.filter(|_| patch.status != Some(current.status)) {
                 let locked = Bead::get(conn, &id).await?;
                 apply(conn, locked, change, actor).await?;
+            }
+            if patch.bead_type == Some(BeadType::Epic) && current.bead_type != BeadType::Epic {
+                super::status::close_finished_epic(conn, Some(&id)).await?;
             }
             bump_version(conn, &id).await
         })

@@ -71,6 +71,11 @@ impl LocalPostgres {
 
     async fn prepare_dirs(&self) -> anyhow::Result<()> {
         for dir in [&self.data, &self.socket_dir] {
+            // The socket dir may sit in /tmp under a predictable name: never follow a link
+            // someone planted there with our chmod and chown.
+            if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!("{} is a symbolic link; refusing to use it for the database", dir.display());
+            }
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             set_mode(dir, 0o700)?;
             if let Some(user) = &self.run_as {

@@ -39,6 +39,7 @@ impl ResponseError for Error {
             Error::Database(diesel::result::Error::NotFound) => StatusCode::NOT_FOUND,
             Error::Database(_) if self.code() == "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) if self.code() == "concurrent_update" => StatusCode::CONFLICT,
+            Error::Database(_) if self.code() == "invalid_text" => StatusCode::BAD_REQUEST,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,6 +55,9 @@ impl ResponseError for Error {
             StatusCode::SERVICE_UNAVAILABLE if matches!(self, Error::Database(_)) => {
                 tracing::warn!(error = %self, "database unavailable");
                 "the database is unavailable; try again shortly".to_owned()
+            }
+            StatusCode::BAD_REQUEST if matches!(self, Error::Database(_)) => {
+                "text may not contain NUL characters".to_owned()
             }
             StatusCode::CONFLICT if matches!(self, Error::Database(_)) => {
                 tracing::info!(error = %self, "request lost a race with another transaction");
@@ -85,20 +89,6 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
         other => Error::bad_request("malformed_json", other.to_string()),
     };
     e.into()
-}
-
-/// An optional JSON body: empty means the defaults; anything else must parse.
-pub fn optional_json<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Error> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        if e.is_data() {
-            Error::invalid("invalid_body", e.to_string())
-        } else {
-            Error::bad_request("malformed_json", e.to_string())
-        }
-    })
 }
 
 pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {

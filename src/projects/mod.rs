@@ -252,8 +252,9 @@ impl Project {
     pub async fn delete(conn: &mut Conn, id: &str, actor: Actor) -> Result<()> {
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
-            // Locking the project row makes a concurrent bead create (which reads it
-            // FOR SHARE) wait, so no bead can slip in between the check and the delete.
+            // Reopening takes the graph lock and filing reads the project row FOR SHARE:
+            // holding both, no bead can come back or slip in between check and delete.
+            crate::beads::lock_graph(conn).await?;
             projects::table
                 .find(&id)
                 .select(projects::id)

@@ -122,6 +122,18 @@ async fn repeated_failed_logins_are_rate_limited() {
 }
 
 #[tokio::test]
+async fn parallel_guesses_cannot_slip_under_the_login_limit() {
+    let app = spawn().await;
+    let bad = json!({"username": "member", "password": "wrong-password", "token": true});
+    let guesses =
+        (0..30).map(|_| app.call(Method::POST, "/api/v1/auth/login", None, Some(bad.clone())));
+    let results = futures_util::future::join_all(guesses).await;
+    let checked = results.iter().filter(|r| r.status == StatusCode::UNAUTHORIZED).count();
+    let limited = results.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, limited), (10, 20));
+}
+
+#[tokio::test]
 async fn tokens_show_their_secret_once_and_revoked_tokens_stop_working() {
     let app = spawn().await;
     let created = app.post("/api/v1/tokens", json!({"name": "ci"})).await;

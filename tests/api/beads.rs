@@ -341,3 +341,52 @@ async fn close_takes_an_empty_body_but_refuses_a_malformed_one() {
     assert_eq!(empty.status(), StatusCode::OK);
     assert_eq!(app.show(&id).await["status"], "closed");
 }
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_not_a_server_error() {
+    let app = spawn().await;
+    app.project("web").await;
+    let res = app.post("/api/v1/beads", json!({"project": "web", "title": "bad\u{0}title"})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid_text"));
+    let q = app.get("/api/v1/beads?q=%00").await;
+    assert_eq!(q.status, StatusCode::BAD_REQUEST);
+    let path = app.get("/api/v1/projects/a%00b").await;
+    assert!(path.status.is_client_error(), "{:?}", path.status);
+    let id = app.bead("web", "fine", json!({})).await;
+    let comment =
+        app.post(&format!("/api/v1/beads/{id}/comments"), json!({"body": "x\u{0}y"})).await;
+    assert_eq!(comment.code(), "invalid_text");
+    assert!(app.show(&id).await["comments"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_optional_body_gets_a_json_error() {
+    let app = spawn().await;
+    app.project("web").await;
+    let id = app.bead("web", "t", json!({})).await;
+    let huge = json!({"reason": "x".repeat(100_000)});
+    let res = app.post(&format!("/api/v1/beads/{id}/close"), huge).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "body_too_large"));
+}
+
+#[tokio::test]
+async fn an_epic_closes_when_its_last_open_child_is_moved_out() {
+    let app = spawn().await;
+    app.project("web").await;
+    let epic = app.bead("web", "epic", json!({"type": "epic"})).await;
+    let done = app.bead("web", "done", json!({"parent": epic})).await;
+    let moved = app.bead("web", "moved", json!({"parent": epic})).await;
+    app.close(&done).await;
+    assert_eq!(app.show(&epic).await["status"], "open");
+    let res = app
+        .delete(
+            &format!("/api/v1/beads/{moved}/dependencies"),
+            Some(json!({"depends_on": epic, "kind": "parent-child"})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.show(&epic).await["status"], "closed");
+    // an empty epic stays open
+    let empty = app.bead("web", "empty epic", json!({"type": "epic"})).await;
+    assert_eq!(app.show(&empty).await["status"], "open");
+}

@@ -53,9 +53,11 @@ pub async fn login(
             "this server issues API tokens at login: send \"token\": true",
         ));
     }
-    let account_key = format!("user:{}", body.username.trim().to_lowercase());
-    let keys = [account_key.clone(), format!("addr:{}", client_address(&req))];
-    if !state.login_limiter.allowed(&keys) {
+    let keys = [
+        format!("user:{}", body.username.trim().to_lowercase()),
+        format!("addr:{}", client_address(&req)),
+    ];
+    if !state.login_limiter.try_begin(&keys) {
         return Err(Error::RateLimited("too many failed logins; wait a few minutes".into()));
     }
     let mut conn = state.pool.get().await?;
@@ -63,10 +65,9 @@ pub async fn login(
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let ok = password::verify(body.password, stored).await?;
     let Some(user) = user.filter(|_| ok) else {
-        state.login_limiter.failed(&keys);
         return Err(Error::unauthenticated("wrong username or password"));
     };
-    state.login_limiter.succeeded(&account_key);
+    state.login_limiter.succeeded(&keys);
     let name = body.token_name.unwrap_or_else(|| "login".into());
     let created = ApiToken::create(&mut conn, user.id, &name, None).await?;
     tracing::info!(user.id = %user.id, "user logged in");

@@ -10,7 +10,8 @@ use crate::beads::{
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::auth::Auth;
-use crate::http::error::{ErrorBody, optional_json};
+use crate::http::error::ErrorBody;
+use crate::http::extract::OptionalJson;
 use crate::http::paging::check_limit;
 use crate::users::Role;
 
@@ -237,9 +238,8 @@ pub async fn close(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Bytes,
+    OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> Result<HttpResponse> {
-    let body: ReasonBody = optional_json(&body)?;
     change(&state, &auth, &id, StatusChange::Close { reason: body.reason }, body.version).await
 }
 
@@ -252,9 +252,8 @@ pub async fn reopen(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Bytes,
+    OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> Result<HttpResponse> {
-    let body: ReasonBody = optional_json(&body)?;
     change(&state, &auth, &id, StatusChange::Reopen { reason: body.reason }, body.version).await
 }
 
