@@ -10,14 +10,19 @@ use utoipa_actix_web::AppExt;
 use crate::config::{Config, DatabaseSource};
 use crate::db::local::LocalPostgres;
 use crate::db::{self, Pool};
+use crate::dispatch::{Dispatcher, Nudge};
 use crate::http::{self, AppState};
 use crate::personas::Persona;
+use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     pool: Pool,
     local_pg: Option<LocalPostgres>,
+    /// Cancels the background loops at shutdown.
+    cancel: CancellationToken,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Resolves the database URL, starting the private cluster when none is configured.
@@ -49,7 +54,16 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)
             .with_context(|| format!("binding the HTTP address {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(pool.clone(), config.personas_dir.clone()));
+        let nudge = Nudge::default();
+        let cancel = CancellationToken::new();
+        let workers = (0..config.dispatchers)
+            .map(|_| {
+                let dispatcher =
+                    Dispatcher::new(pool.clone(), config.dispatch.clone(), nudge.clone());
+                tokio::spawn(dispatcher.run(cancel.clone()))
+            })
+            .collect();
+        let state = web::Data::new(AppState::new(pool.clone(), config.personas_dir.clone(), nudge));
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
             let doc = web::Data::new(http::finish_openapi(doc));
@@ -66,7 +80,7 @@ impl Application {
         .shutdown_timeout(30)
         .run();
         tracing::info!(port, "Loom is listening");
-        Ok(Application { port, server, pool, local_pg })
+        Ok(Application { port, server, pool, local_pg, cancel, workers })
     }
 
     pub fn port(&self) -> u16 {
@@ -77,9 +91,16 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until a shutdown signal, then stops the private database if it started it.
+    /// Serves until a shutdown signal; then stops the background loops and, last, the
+    /// private database if it started it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;
+        self.cancel.cancel();
+        for worker in self.workers {
+            if tokio::time::timeout(std::time::Duration::from_secs(10), worker).await.is_err() {
+                tracing::warn!("a background loop did not stop within 10 s");
+            }
+        }
         if let Some(pg) = self.local_pg {
             pg.stop().await?;
         }
@@ -89,6 +110,8 @@ impl Application {
     /// Serves in the background (tests): the handle stops it.
     pub fn spawn(self) -> (u16, Pool, actix_web::dev::ServerHandle) {
         let handle = self.server.handle();
+        // Background loops live as long as the runtime (tests end with it).
+        drop(self.workers);
         tokio::spawn(self.server);
         (self.port, self.pool, handle)
     }

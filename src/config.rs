@@ -68,6 +68,9 @@ pub struct Config {
     pub db: DbConfig,
     pub data_dir: PathBuf,
     pub personas_dir: PathBuf,
+    /// Dispatcher loops this process runs (0: none, for a replica that only serves HTTP).
+    pub dispatchers: usize,
+    pub dispatch: crate::dispatch::DispatchConfig,
 }
 
 impl Config {
@@ -79,6 +82,9 @@ impl Config {
             db: DbConfig::default(),
             personas_dir: PathBuf::from("personas"),
             data_dir,
+            // Tests drive dispatch themselves, step by step.
+            dispatchers: 0,
+            dispatch: crate::dispatch::DispatchConfig::default(),
         }
     }
 }

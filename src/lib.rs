@@ -10,6 +10,7 @@ pub mod beads;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod personas;

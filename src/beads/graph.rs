@@ -206,35 +206,10 @@ pub(super) async fn check_new_child(
     Ok(())
 }
 
-/// The chain of `blocks` edges from `from` to `to`, if one exists.
+/// The chain of `blocks` edges from `from` to `to`, if there is one, for the error message
+/// (runs only once a refusal is certain). Each bead is reached once; its predecessor gives
+/// the way back.
 async fn blocks_path(conn: &mut Conn, from: &str, to: &str) -> Result<Option<Vec<String>>> {
-    #[derive(QueryableByName)]
-    struct Reachable {
-        #[diesel(sql_type = Bool)]
-        reachable: bool,
-    }
-    // UNION (not UNION ALL) visits each bead once, so a diamond costs no more than a
-    // chain, and EXISTS stops at the first hit.
-    let found: Reachable = diesel::sql_query(
-        "WITH RECURSIVE reach(id) AS ( \
-           SELECT $1::text \
-           UNION \
-           SELECT d.depends_on FROM reach r \
-             JOIN bead_dependencies d ON d.bead_id = r.id AND d.kind = 'blocks') \
-         SELECT EXISTS (SELECT 1 FROM reach WHERE id = $2) AS reachable",
-    )
-    .bind::<Text, _>(from)
-    .bind::<Text, _>(to)
-    .get_result(conn)
-    .await?;
-    if !found.reachable {
-        return Ok(None);
-    }
-    explain_path(conn, from, to).await.map(Some)
-}
-
-/// Reconstructs one path for the error message; only runs when a cycle was found.
-async fn explain_path(conn: &mut Conn, from: &str, to: &str) -> Result<Vec<String>> {
     #[derive(QueryableByName)]
     struct Step {
         #[diesel(sql_type = Text)]
@@ -255,6 +230,9 @@ async fn explain_path(conn: &mut Conn, from: &str, to: &str) -> Result<Vec<Strin
     .await?;
     let pred: std::collections::HashMap<&str, &str> =
         steps.iter().filter_map(|s| s.pred.as_deref().map(|p| (s.id.as_str(), p))).collect();
+    if !steps.iter().any(|s| s.id == to) {
+        return Ok(None);
+    }
     let mut path = vec![to.to_owned()];
     let mut at = to;
     while at != from && path.len() <= steps.len() {
@@ -263,7 +241,7 @@ async fn explain_path(conn: &mut Conn, from: &str, to: &str) -> Result<Vec<Strin
         at = p;
     }
     path.reverse();
-    Ok(path)
+    Ok(Some(path))
 }
 
 /// The ancestors of a bead, nearest first.

@@ -29,6 +29,15 @@ pub struct ServerArgs {
     /// Most database connections the server holds.
     #[arg(long, env = "LOOM_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
+    /// Dispatcher loops to run (0 disables dispatch in this process).
+    #[arg(long, env = "LOOM_DISPATCHERS", default_value_t = 1)]
+    pub dispatchers: usize,
+    /// Seconds a claim lives without renewal.
+    #[arg(long, env = "LOOM_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+    /// Seconds between dispatch sweeps when nothing nudges the dispatcher.
+    #[arg(long, env = "LOOM_DISPATCH_INTERVAL_SECONDS", default_value_t = 2)]
+    pub dispatch_interval_seconds: u64,
 }
 
 impl ServerArgs {
@@ -43,6 +52,14 @@ impl ServerArgs {
             db: DbConfig { pool_size: self.db_pool_size.max(2), ..DbConfig::default() },
             data_dir: self.data_dir.clone(),
             personas_dir: self.personas_dir.clone(),
+            dispatchers: self.dispatchers,
+            dispatch: crate::dispatch::DispatchConfig {
+                lease: std::time::Duration::from_secs(self.lease_seconds.max(5)),
+                sweep_interval: std::time::Duration::from_secs(
+                    self.dispatch_interval_seconds.max(1),
+                ),
+                ..Default::default()
+            },
         }
     }
 }

@@ -23,15 +23,22 @@ pub struct AppState {
     pub login_limiter: ratelimit::LoginLimiter,
     /// Where `POST /personas/reload` reads from.
     pub personas_dir: std::path::PathBuf,
+    /// Wakes this process's dispatcher after a change that may make work dispatchable.
+    pub nudge: crate::dispatch::Nudge,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, personas_dir: std::path::PathBuf) -> Self {
+    pub fn new(
+        pool: Pool,
+        personas_dir: std::path::PathBuf,
+        nudge: crate::dispatch::Nudge,
+    ) -> Self {
         AppState {
             pool,
             started_at: Instant::now(),
             login_limiter: ratelimit::LoginLimiter::default(),
             personas_dir,
+            nudge,
         }
     }
 }

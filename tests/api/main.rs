@@ -6,6 +6,7 @@ mod auth;
 mod beads;
 mod cli;
 mod dependencies;
+mod dispatch;
 mod embedded;
 mod invariants;
 mod migrations;

@@ -122,6 +122,7 @@ pub async fn create(
     auth.require(Role::Member)?;
     let mut conn = state.pool.get().await?;
     let bead = Bead::create(&mut conn, body.into_inner(), auth.actor()).await?;
+    state.nudge.wake();
     Ok(HttpResponse::Created().json(BeadView::from(bead)))
 }
 
@@ -204,6 +205,7 @@ pub async fn update(
     let id = bead_id(&id)?;
     let mut conn = state.pool.get().await?;
     let bead = Bead::patch(&mut conn, id.as_str(), body.into_inner(), auth.actor()).await?;
+    state.nudge.wake();
     Ok(HttpResponse::Ok().json(BeadView::from(bead)))
 }
 
@@ -226,6 +228,7 @@ async fn change(
     let id = bead_id(id)?;
     let mut conn = state.pool.get().await?;
     let bead = Bead::change_status(&mut conn, id.as_str(), change, version, auth.actor()).await?;
+    state.nudge.wake();
     Ok(HttpResponse::Ok().json(BeadView::from(bead)))
 }
 

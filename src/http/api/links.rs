@@ -49,6 +49,7 @@ pub async fn remove_dependency(
     let id = bead_id(&id)?;
     let mut conn = state.pool.get().await?;
     Bead::remove_dependency(&mut conn, id.as_str(), body.into_inner(), auth.actor()).await?;
+    state.nudge.wake();
     Ok(HttpResponse::NoContent().finish())
 }
 

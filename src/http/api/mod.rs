@@ -1,5 +1,6 @@
 //! `/api/v1` handlers, one file per resource.
 
+pub mod agents;
 pub mod auth;
 pub mod beads;
 pub mod links;
@@ -21,6 +22,13 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(projects::update)
         .service(projects::delete)
         .service(projects::graph);
+    cfg.service(agents::list)
+        .service(agents::create)
+        .service(agents::show)
+        .service(agents::update)
+        .service(agents::delete)
+        .service(agents::pause)
+        .service(agents::resume);
     cfg.service(personas::list).service(personas::reload).service(personas::show);
     cfg.service(beads::list)
         .service(beads::create)
