@@ -10,32 +10,12 @@ use uuid::Uuid;
 use crate::activity::{Activity, Actor, Record};
 use crate::beads::{RetryPolicy, RunOutcome};
 use crate::db::Conn;
-use crate::db::schema::{agents, personas, projects, runs, sql_types};
+use crate::db::schema::{agents, personas, projects, runs};
 use crate::error::{Error, Result};
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    diesel::AsExpression,
-    diesel::FromSqlRow,
-)]
-#[diesel(sql_type = sql_types::AgentStatus)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    Idle,
-    Working,
-    Paused,
-    Offline,
-}
-
-crate::pg_enum!(AgentStatus, sql_types::AgentStatus, {
+crate::db_enum!(
+    /// What an agent is doing.
+    AgentStatus, AgentStatus, "snake_case", {
     Idle => "idle",
     Working => "working",
     Paused => "paused",

@@ -3,44 +3,17 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::Conn;
-use crate::db::schema::{run_steps, runs, sql_types};
+use crate::db::schema::{run_steps, runs};
 use crate::error::{Error, Result};
 
-/// How a run ended. Everything but `success` counts as a failed attempt.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    diesel::AsExpression,
-    diesel::FromSqlRow,
-)]
-#[diesel(sql_type = sql_types::RunOutcome)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    Success,
-    Failed,
-    LeaseExpired,
-    InvalidReplies,
-    LoopDetected,
-    TurnLimit,
-    TokenBudget,
-    GatewayUnavailable,
-    NeedsHuman,
-    MergeConflict,
-    Cancelled,
-}
-
-crate::pg_enum!(RunOutcome, sql_types::RunOutcome, {
+crate::db_enum!(
+    /// How a run ended. Everything but `success` counts as a failed attempt, except
+    /// `cancelled` and `gateway_unavailable`, which are not the bead's fault.
+    RunOutcome, RunOutcome, "snake_case", {
     Success => "success",
     Failed => "failed",
     LeaseExpired => "lease_expired",

@@ -4,25 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::db::schema::sql_types;
 use crate::error::{Error, Result};
 
-macro_rules! db_enum {
-    ($(#[$meta:meta])* $name:ident, $sql:ident, $serde:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
-            diesel::AsExpression, diesel::FromSqlRow,
-        )]
-        #[diesel(sql_type = sql_types::$sql)]
-        #[serde(rename_all = $serde)]
-        pub enum $name { $($variant),+ }
-
-        crate::pg_enum!($name, sql_types::$sql, { $($variant => $text),+ });
-    };
-}
-
-db_enum!(
+crate::db_enum!(
     /// Where a bead is in its life.
     BeadStatus, BeadStatus, "snake_case", {
     Open => "open",
@@ -32,7 +16,7 @@ db_enum!(
     Closed => "closed",
 });
 
-db_enum!(BeadType, BeadType, "snake_case", {
+crate::db_enum!(BeadType, BeadType, "snake_case", {
     Task => "task",
     Bug => "bug",
     Feature => "feature",
@@ -41,7 +25,7 @@ db_enum!(BeadType, BeadType, "snake_case", {
     Decision => "decision",
 });
 
-db_enum!(
+crate::db_enum!(
     /// Why a bead is held back on purpose.
     BlockedReason, BlockedReason, "snake_case", {
     NeedsHuman => "needs_human",
@@ -52,7 +36,7 @@ db_enum!(
     Manual => "manual",
 });
 
-db_enum!(
+crate::db_enum!(
     /// The kinds of stored dependency edge. `parent-child` is a bead's `parent` instead.
     EdgeKind, DependencyKind, "kebab-case", {
     Blocks => "blocks",

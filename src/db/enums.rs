@@ -56,6 +56,24 @@ macro_rules! pg_enum {
     };
 }
 
+/// Declares a fieldless enum mirroring a Postgres enum type of `schema::sql_types`, with
+/// serde (in the given case), an OpenAPI schema and the diesel mapping.
+#[macro_export]
+macro_rules! db_enum {
+    ($(#[$meta:meta])* $name:ident, $sql:ident, $serde:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize,
+            ::utoipa::ToSchema, ::diesel::AsExpression, ::diesel::FromSqlRow,
+        )]
+        #[diesel(sql_type = $crate::db::schema::sql_types::$sql)]
+        #[serde(rename_all = $serde)]
+        pub enum $name { $($variant),+ }
+
+        $crate::pg_enum!($name, $crate::db::schema::sql_types::$sql, { $($variant => $text),+ });
+    };
+}
+
 /// A text that names none of an enum's variants.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("unknown value {value:?}; expected one of: {}", expected.join(", "))]
