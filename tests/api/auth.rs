@@ -299,6 +299,13 @@ async fn the_openapi_document_covers_every_route_of_the_contract() {
         ("get", "/api/v1/personas"),
         ("get", "/api/v1/personas/{name}"),
         ("post", "/api/v1/personas/reload"),
+        ("get", "/api/v1/agents"),
+        ("post", "/api/v1/agents"),
+        ("get", "/api/v1/agents/{id}"),
+        ("patch", "/api/v1/agents/{id}"),
+        ("delete", "/api/v1/agents/{id}"),
+        ("post", "/api/v1/agents/{id}/pause"),
+        ("post", "/api/v1/agents/{id}/resume"),
     ];
     for (method, path) in expected {
         assert!(
