@@ -22,13 +22,7 @@ fn server_url() -> String {
 }
 
 fn url_for(db: &str) -> String {
-    let base = server_url();
-    let (before, query) = base
-        .split_once('?')
-        .map(|(b, q)| (b.to_owned(), format!("?{q}")))
-        .unwrap_or((base.clone(), String::new()));
-    let root = &before[..before.rfind('/').unwrap()];
-    format!("{root}/{db}{query}")
+    loom::db::database_url(&server_url(), db)
 }
 
 struct Stats {

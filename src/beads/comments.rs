@@ -7,10 +7,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::model::Bead;
-use super::query::Page;
 use crate::activity::{Activity, Actor, Record};
-use crate::db::Conn;
 use crate::db::schema::comments;
+use crate::db::{Conn, Page};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
@@ -68,7 +67,6 @@ impl Comment {
         }
         let bead_id = bead_id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
-            // FOR SHARE: the bead cannot vanish under the comment.
             let bead = Bead::get(conn, &bead_id).await?;
             let comment = diesel::insert_into(comments::table)
                 .values((
@@ -113,11 +111,8 @@ impl Comment {
         if let Some(after) = after {
             q = q.filter(comments::id.gt(after));
         }
-        let mut rows: Vec<Comment> = q.limit(limit + 1).load(conn).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|c| c.id.to_string()) } else { None };
-        Ok(Page { items: rows, next_cursor })
+        let rows: Vec<Comment> = q.limit(limit + 1).load(conn).await?;
+        Ok(Page::from_rows(rows, limit, |c| c.id.to_string()))
     }
 }
 

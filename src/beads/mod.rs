@@ -15,6 +15,7 @@ mod status;
 mod transitions;
 mod types;
 
+pub use crate::db::Page;
 pub(crate) use claims::release_in;
 pub use claims::{AfterRun, Claim, RetryPolicy};
 pub use comments::{Comment, NewComment};
@@ -23,7 +24,7 @@ pub use graph::Dependency;
 pub(crate) use graph::lock_graph;
 pub use model::{Bead, BeadDetails, BeadView, HeldBead, Hold, Link};
 pub use project_graph::{Edge, Graph, Node, project_graph};
-pub use query::{BeadFilter, Cursor, Page};
+pub use query::{BeadFilter, Cursor};
 pub use runs::{Run, RunOutcome, RunStep, RunWithSteps};
 pub use transitions::{BeadPatch, StatusChange};
 pub use types::{

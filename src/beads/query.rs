@@ -14,8 +14,8 @@ use super::model::{Bead, BeadDetails, BeadView, HeldBead, Hold};
 use super::runs::Run;
 use super::types::{BeadStatus, BeadType, Priority};
 use crate::activity::Activity;
-use crate::db::Conn;
 use crate::db::schema::beads;
+use crate::db::{Conn, Page};
 use crate::error::{Error, Result};
 
 /// A position in the dispatch order `(priority, created_at, id)`, opaque to clients.
@@ -45,13 +45,6 @@ impl Cursor {
                 Error::bad_request("invalid_cursor", "the cursor is not one this API gave out")
             })
     }
-}
-
-/// One page of results.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
 }
 
 /// Filters for the bead list; every one is optional.
@@ -90,12 +83,8 @@ fn in_order(q: Boxed<'_>) -> Boxed<'_> {
     q.order((beads::priority.asc(), beads::created_at.asc(), beads::id.asc()))
 }
 
-/// Turns `limit + 1` fetched rows into a page.
-fn paginate(mut rows: Vec<Bead>, limit: i64) -> Page<Bead> {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(|b| Cursor::after(b).encode())).flatten();
-    Page { items: rows, next_cursor }
+fn paginate(rows: Vec<Bead>, limit: i64) -> Page<Bead> {
+    Page::from_rows(rows, limit, |b| Cursor::after(b).encode())
 }
 
 fn escape_like(text: &str) -> String {

@@ -55,7 +55,8 @@ impl LocalPostgres {
     }
 
     fn url_for(&self, db: &str) -> String {
-        format!("postgres://postgres@/{db}?host={}", self.socket_dir.display())
+        let server = format!("postgres://postgres@/postgres?host={}", self.socket_dir.display());
+        super::database_url(&server, db)
     }
 
     /// Stops the server if this process started it.

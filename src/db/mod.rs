@@ -3,6 +3,7 @@
 
 pub mod enums;
 pub mod local;
+mod page;
 pub mod schema;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
 use crate::config::DbConfig;
+pub use page::{Page, database_url};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 

@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::AgentStatus;
-use crate::beads::{Bead, BeadStatus, BeadType};
+use crate::beads::Bead;
 use crate::db::Pool;
-use crate::db::schema::{agents, beads, personas};
+use crate::db::schema::{agents, personas};
 use crate::error::Result;
 use matching::{Candidate, IdleAgent, assign};
 
@@ -155,16 +155,4 @@ async fn idle_agents(conn: &mut crate::db::Conn) -> Result<Vec<IdleAgent>> {
         .into_iter()
         .map(|(id, project, persona, labels)| IdleAgent { id, project, persona, labels })
         .collect())
-}
-
-/// How many beads are ready right now (for status and metrics).
-pub async fn ready_depth(conn: &mut crate::db::Conn) -> Result<i64> {
-    Ok(beads::table
-        .filter(beads::status.eq(BeadStatus::Open))
-        .filter(beads::bead_type.ne(BeadType::Epic))
-        .filter(beads::open_blockers.eq(0))
-        .filter(beads::held_by.is_null())
-        .count()
-        .get_result(conn)
-        .await?)
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::agents::{Agent, AgentPatch, NewAgent};
+use crate::db::Page;
 use crate::error::Result;
 use crate::http::AppState;
 use crate::http::auth::Auth;
@@ -39,12 +40,9 @@ pub async fn list(
     auth.require(Role::Viewer)?;
     let limit = check_limit(p.limit)?;
     let mut conn = state.pool.get().await?;
-    let mut items =
-        Agent::list(&mut conn, p.project.as_deref(), p.cursor.as_deref(), limit + 1).await?;
-    let more = items.len() as i64 > limit;
-    items.truncate(limit as usize);
-    let next_cursor = if more { items.last().map(|a| a.name.clone()) } else { None };
-    Ok(HttpResponse::Ok().json(AgentList { items, next_cursor }))
+    let rows = Agent::list(&mut conn, p.project.as_deref(), p.cursor.as_deref(), limit + 1).await?;
+    let page = Page::from_rows(rows, limit, |a| a.name.clone());
+    Ok(HttpResponse::Ok().json(AgentList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// Creates an idle agent with a persona, optionally bound to one project.

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 
 use crate::beads::{Graph, project_graph};
+use crate::db::Page;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::Auth;
@@ -30,11 +31,9 @@ pub async fn list(
     auth.require(Role::Viewer)?;
     let limit = page.limit()?;
     let mut conn = state.pool.get().await?;
-    let mut items = Project::list(&mut conn, page.cursor.as_deref(), limit + 1).await?;
-    let more = items.len() as i64 > limit;
-    items.truncate(limit as usize);
-    let next_cursor = if more { items.last().map(|p| p.id.clone()) } else { None };
-    Ok(HttpResponse::Ok().json(ProjectList { items, next_cursor }))
+    let rows = Project::list(&mut conn, page.cursor.as_deref(), limit + 1).await?;
+    let page = Page::from_rows(rows, limit, |p| p.id.clone());
+    Ok(HttpResponse::Ok().json(ProjectList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// Creates a project.

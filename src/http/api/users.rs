@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::db::Page;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::Auth;
@@ -29,12 +30,9 @@ pub async fn list(
     auth.require(Role::Admin)?;
     let limit = page.limit()?;
     let mut conn = state.pool.get().await?;
-    let mut users = User::list(&mut conn, page.cursor.as_deref(), limit + 1).await?;
-    let more = users.len() as i64 > limit;
-    users.truncate(limit as usize);
-    let next_cursor = if more { users.last().map(|u| u.username.clone()) } else { None };
-    Ok(HttpResponse::Ok()
-        .json(UserList { items: users.iter().map(UserView::from).collect(), next_cursor }))
+    let rows = User::list(&mut conn, page.cursor.as_deref(), limit + 1).await?;
+    let page = Page::from_rows(rows, limit, |u| u.username.clone()).map(|u| UserView::from(&u));
+    Ok(HttpResponse::Ok().json(UserList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

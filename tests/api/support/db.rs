@@ -11,18 +11,9 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// `server_url` with another database name, keeping any `?host=` socket parameter.
+/// `server_url` with another database name.
 pub fn url_for(db: &str) -> String {
-    let base = server_url();
-    let (before, query) = match base.split_once('?') {
-        Some((b, q)) => (b.to_owned(), format!("?{q}")),
-        None => (base.clone(), String::new()),
-    };
-    let root = match before.rfind('/') {
-        Some(i) if i > "postgres://".len() => before[..i].to_owned(),
-        _ => before,
-    };
-    format!("{root}/{db}{query}")
+    loom::db::database_url(&server_url(), db)
 }
 
 /// Named after a digest of the migration files, so a changed migration gets a new template.
