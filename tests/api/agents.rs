@@ -80,6 +80,9 @@ async fn pausing_a_working_agent_gives_its_bead_back_without_costing_an_attempt(
     assert_eq!(app.show(&bead).await["status"], "in_progress");
     let busy = app.delete(&format!("/api/v1/agents/{id}"), None).await;
     assert_eq!((busy.status, busy.code()), (StatusCode::CONFLICT, "agent_working"));
+    let rebind =
+        app.patch(&format!("/api/v1/agents/{id}"), json!({"persona": "code-reviewer"})).await;
+    assert_eq!((rebind.status, rebind.code()), (StatusCode::CONFLICT, "agent_working"));
     // a second claim of the same bead or by the same agent is refused
     assert!(
         Bead::claim(&mut conn, &bead, id.parse().unwrap(), Duration::from_secs(60))

@@ -161,6 +161,10 @@ async fn tokens_show_their_secret_once_and_revoked_tokens_stop_working() {
     );
     let empty = app.post("/api/v1/tokens", json!({"name": "  "})).await;
     assert_eq!(empty.code(), "invalid_token_name");
+    let past = app
+        .post("/api/v1/tokens", json!({"name": "old", "expires_at": "2001-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!((past.status, past.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_expiry"));
     let bad_id = app.delete("/api/v1/tokens/not-a-uuid", None).await;
     assert_eq!(bad_id.status, StatusCode::NOT_FOUND);
 }

@@ -390,3 +390,27 @@ async fn an_epic_closes_when_its_last_open_child_is_moved_out() {
     let empty = app.bead("web", "empty epic", json!({"type": "epic"})).await;
     assert_eq!(app.show(&empty).await["status"], "open");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_json_or_too_large_gets_a_json_error() {
+    let app = spawn().await;
+    app.project("web").await;
+    let post = |content_type: &'static str, body: String| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/beads", app.base))
+            .bearer_auth(&app.member)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let form = post("application/x-www-form-urlencoded", "title=x".into()).await.unwrap();
+    assert_eq!(form.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = form.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_content_type");
+    let huge =
+        json!({"project": "web", "title": "t", "description": "x".repeat(2 << 20)}).to_string();
+    let big = post("application/json", huge).await.unwrap();
+    assert_eq!(big.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = big.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+}
