@@ -1,9 +1,11 @@
 //! The command line: `serve` and the other server-side commands, and client commands that
 //! talk to a running Loom over its REST API.
 
+mod agents;
 mod beads;
 mod client;
 mod output;
+mod personas;
 mod projects;
 mod server;
 mod session;
@@ -69,6 +71,20 @@ pub enum Command {
         #[command(subcommand)]
         command: beads::BeadCommand,
     },
+    /// Agents: named workers, each with a persona and optionally one project.
+    Agent {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: agents::AgentCommand,
+    },
+    /// Personas: who an agent is, loaded from the server's personas directory.
+    Persona {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: personas::PersonaCommand,
+    },
 }
 
 /// Runs a command; errors are printed once, here, and become a non-zero exit code.
@@ -81,6 +97,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Token { remote, command } => session::token(remote, command).await,
         Command::Project { remote, command } => projects::run(remote, command).await,
         Command::Bead { remote, command } => beads::run(remote, command).await,
+        Command::Agent { remote, command } => agents::run(remote, command).await,
+        Command::Persona { remote, command } => personas::run(remote, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

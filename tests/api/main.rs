@@ -6,6 +6,7 @@ mod agents;
 mod auth;
 mod beads;
 mod cli;
+mod cli_agents;
 mod dependencies;
 mod dispatch;
 mod embedded;

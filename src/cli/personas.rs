@@ -1,0 +1,105 @@
+//! `loom persona ...`: the personas the server has loaded, and reloading them from its disk.
+
+use anyhow::bail;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Remote;
+use super::client::Client;
+use super::output::{cell, print_json, table};
+
+#[derive(Debug, Subcommand)]
+pub enum PersonaCommand {
+    /// List personas.
+    List,
+    /// Show a persona: its front matter, then its instructions.
+    Show { name: String },
+    /// Re-read the server's personas directory (admin). Files that fail to load are listed
+    /// by path and line, and make the command fail.
+    Reload,
+}
+
+pub async fn run(remote: Remote, command: PersonaCommand) -> anyhow::Result<()> {
+    let client = Client::from_remote(&remote)?;
+    match command {
+        PersonaCommand::List => {
+            let list: Value = client.get("/api/v1/personas", &[]).await?;
+            if remote.json {
+                return print_json(&list);
+            }
+            table(
+                &list["items"],
+                &[
+                    ("NAME", "name"),
+                    ("DISPLAY NAME", "display_name"),
+                    ("ROLE", "role"),
+                    ("LABELS", "labels"),
+                ],
+            );
+            Ok(())
+        }
+        PersonaCommand::Show { name } => {
+            let persona: Value =
+                client.get(&format!("/api/v1/personas/{}", segment(&name)), &[]).await?;
+            if remote.json {
+                return print_json(&persona);
+            }
+            show(&persona);
+            Ok(())
+        }
+        PersonaCommand::Reload => reload(&client, &remote).await,
+    }
+}
+
+fn show(persona: &Value) {
+    for key in ["name", "display_name", "role", "description", "labels", "updated_at"] {
+        println!("{key:<12} {}", cell(&persona[key]));
+    }
+    if let Some(text) = persona["instructions"].as_str().filter(|t| !t.trim().is_empty()) {
+        println!("\n{}", text.trim_end());
+    }
+}
+
+async fn reload(client: &Client, remote: &Remote) -> anyhow::Result<()> {
+    let report: Value =
+        client.send::<(), Value>(Method::POST, "/api/v1/personas/reload", &[], None).await?;
+    let empty = Vec::new();
+    let errors = report["errors"].as_array().unwrap_or(&empty);
+    if remote.json {
+        print_json(&report)?;
+    } else {
+        let loaded: Vec<String> =
+            report["loaded"].as_array().unwrap_or(&empty).iter().map(cell).collect();
+        match loaded.len() {
+            0 => println!("loaded no personas"),
+            1 => println!("loaded 1 persona: {}", loaded.join(", ")),
+            n => println!("loaded {n} personas: {}", loaded.join(", ")),
+        }
+        for e in errors {
+            let at = match e["line"].as_u64() {
+                Some(line) => format!("{}:{line}", cell(&e["path"])),
+                None => cell(&e["path"]),
+            };
+            eprintln!("{at}: {}", cell(&e["message"]));
+        }
+    }
+    // A skipped file means the persona someone just edited is not what the server runs.
+    match errors.len() {
+        0 => Ok(()),
+        1 => bail!("1 persona file could not be loaded"),
+        n => bail!("{n} persona files could not be loaded"),
+    }
+}
+
+/// Percent-encodes one path segment, so a name cannot address another route.
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
