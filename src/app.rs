@@ -11,8 +11,10 @@ use crate::config::{Config, DatabaseSource};
 use crate::db::local::LocalPostgres;
 use crate::db::{self, Pool};
 use crate::dispatch::{Dispatcher, Nudge};
+use crate::gateway::HealthState;
 use crate::http::{self, AppState};
 use crate::personas::Persona;
+use crate::ticker::Ticker;
 use tokio_util::sync::CancellationToken;
 
 pub struct Application {
@@ -23,6 +25,7 @@ pub struct Application {
     /// Cancels the background loops at shutdown.
     cancel: CancellationToken,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    ticker: Option<tokio_cron_scheduler::JobScheduler>,
 }
 
 /// Resolves the database URL, starting the private cluster when none is configured.
@@ -63,6 +66,14 @@ impl Application {
                 tokio::spawn(dispatcher.run(cancel.clone()))
             })
             .collect();
+        let ticker = match &config.ticker {
+            Some(schedule) => {
+                let ticker =
+                    Ticker::new(pool.clone(), config.retry, HealthState::default(), nudge.clone());
+                Some(ticker.start(schedule).await?)
+            }
+            None => None,
+        };
         let state = web::Data::new(AppState::new(pool.clone(), config.personas_dir.clone(), nudge));
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
@@ -80,7 +91,7 @@ impl Application {
         .shutdown_timeout(30)
         .run();
         tracing::info!(port, "Loom is listening");
-        Ok(Application { port, server, pool, local_pg, cancel, workers })
+        Ok(Application { port, server, pool, local_pg, cancel, workers, ticker })
     }
 
     pub fn port(&self) -> u16 {
@@ -95,6 +106,11 @@ impl Application {
     /// private database if it started it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;
+        if let Some(mut ticker) = self.ticker
+            && let Err(e) = ticker.shutdown().await
+        {
+            tracing::warn!(error = %e, "the ticker did not stop cleanly");
+        }
         self.cancel.cancel();
         for worker in self.workers {
             if tokio::time::timeout(std::time::Duration::from_secs(10), worker).await.is_err() {

@@ -71,6 +71,10 @@ pub struct Config {
     /// Dispatcher loops this process runs (0: none, for a replica that only serves HTTP).
     pub dispatchers: usize,
     pub dispatch: crate::dispatch::DispatchConfig,
+    /// When the healing jobs and schedules run; `None` runs no ticker in this process.
+    pub ticker: Option<crate::ticker::TickerConfig>,
+    /// The back-off of a bead whose run failed.
+    pub retry: crate::beads::RetryPolicy,
 }
 
 impl Config {
@@ -85,6 +89,9 @@ impl Config {
             // Tests drive dispatch themselves, step by step.
             dispatchers: 0,
             dispatch: crate::dispatch::DispatchConfig::default(),
+            // ... and the ticker's jobs too.
+            ticker: None,
+            retry: crate::beads::RetryPolicy::default(),
         }
     }
 }

@@ -12,11 +12,14 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod personas;
 pub mod projects;
+pub mod schedules;
 pub mod serde_ext;
 pub mod telemetry;
+pub mod ticker;
 pub mod users;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@ mod claims;
 mod comments;
 mod create;
 mod graph;
+mod heal;
 mod links;
 mod model;
 mod project_graph;
@@ -22,6 +23,7 @@ pub use comments::{Comment, NewComment};
 pub use create::NewBead;
 pub use graph::Dependency;
 pub(crate) use graph::lock_graph;
+pub use heal::{Expired, free_zombie, zombie_agents};
 pub use model::{Bead, BeadDetails, BeadView, HeldBead, Hold, Link};
 pub use project_graph::{Edge, Graph, Node, project_graph};
 pub use query::{BeadFilter, Cursor};
@@ -31,3 +33,4 @@ pub use types::{
     BeadId, BeadStatus, BeadType, BlockedReason, DependencyKind, EdgeKind, Priority, PriorityInput,
     normalize_labels,
 };
+pub use types::{check_description, check_persona, check_title};

@@ -51,6 +51,9 @@ pub struct Bead {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The schedule that filed this bead, if one did.
+    #[serde(rename = "schedule")]
+    pub schedule_id: Option<Uuid>,
 }
 
 impl From<i16> for Priority {

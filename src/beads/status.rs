@@ -23,7 +23,7 @@ pub(super) async fn apply(
 ) -> Result<()> {
     match change {
         StatusChange::Close { reason } => close(conn, bead, reason, actor).await,
-        StatusChange::Reopen { reason } => reopen(conn, bead, reason, actor).await,
+        StatusChange::Reopen { reason } => reopen(conn, bead, reason, Attempts::Reset, actor).await,
         StatusChange::Block { reason, note } => block(conn, bead, reason, note, actor).await,
         StatusChange::Defer { until } => defer(conn, bead, until, actor).await,
     }
@@ -109,11 +109,36 @@ pub(super) async fn close_finished_epic(conn: &mut Conn, parent: Option<&str>) -
     Ok(())
 }
 
-async fn reopen(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Actor) -> Result<()> {
+/// What reopening does to a bead's failed attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Attempts {
+    /// A person reopening a bead gives it a fresh start.
+    Reset,
+    /// Loom resuming a bead it parked (the gateway is back) keeps its record.
+    Keep,
+}
+
+pub(super) async fn reopen(
+    conn: &mut Conn,
+    bead: Bead,
+    reason: Option<String>,
+    attempts: Attempts,
+    actor: Actor,
+) -> Result<()> {
     if bead.status == BeadStatus::Open {
         return Err(Error::conflict("already_open", format!("{} is already open", bead.id)));
     }
     let was = bead.status;
+    if attempts == Attempts::Reset {
+        diesel::update(beads::table.find(&bead.id))
+            .set((
+                beads::attempts.eq(0),
+                beads::not_before.eq(None::<DateTime<Utc>>),
+                beads::last_error.eq(None::<String>),
+            ))
+            .execute(conn)
+            .await?;
+    }
     diesel::update(beads::table.find(&bead.id))
         .set((
             beads::status.eq(BeadStatus::Open),
@@ -124,10 +149,6 @@ async fn reopen(conn: &mut Conn, bead: Bead, reason: Option<String>, actor: Acto
             beads::defer_until.eq(None::<DateTime<Utc>>),
             beads::assignee_agent_id.eq(None::<uuid::Uuid>),
             beads::lease_expires_at.eq(None::<DateTime<Utc>>),
-            // A person reopening a bead gives it a fresh start.
-            beads::attempts.eq(0),
-            beads::not_before.eq(None::<DateTime<Utc>>),
-            beads::last_error.eq(None::<String>),
         ))
         .execute(conn)
         .await?;
@@ -154,7 +175,7 @@ async fn reopen_closed_parent(conn: &mut Conn, parent: Option<&str>) -> Result<(
         return Ok(());
     }
     let reason = Some("a child was reopened".to_owned());
-    Box::pin(reopen(conn, parent, reason, Actor::System)).await?;
+    Box::pin(reopen(conn, parent, reason, Attempts::Reset, Actor::System)).await?;
     bump_version(conn, parent_id).await?;
     Ok(())
 }

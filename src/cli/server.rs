@@ -38,6 +38,21 @@ pub struct ServerArgs {
     /// Seconds between dispatch sweeps when nothing nudges the dispatcher.
     #[arg(long, env = "LOOM_DISPATCH_INTERVAL_SECONDS", default_value_t = 2)]
     pub dispatch_interval_seconds: u64,
+    /// When the ticker returns beads whose lease expired (six-field cron, seconds first).
+    #[arg(long, env = "LOOM_TICKER_LEASES", default_value = "*/5 * * * * *")]
+    pub ticker_leases: String,
+    /// When the ticker frees agents marked working without a live claim.
+    #[arg(long, env = "LOOM_TICKER_ZOMBIES", default_value = "*/30 * * * * *")]
+    pub ticker_zombies: String,
+    /// When the ticker reopens beads parked while the gateway was down.
+    #[arg(long, env = "LOOM_TICKER_PARKED", default_value = "*/15 * * * * *")]
+    pub ticker_parked: String,
+    /// When the ticker fires due schedules.
+    #[arg(long, env = "LOOM_TICKER_SCHEDULES", default_value = "*/10 * * * * *")]
+    pub ticker_schedules: String,
+    /// Run no ticker in this process (another replica runs it).
+    #[arg(long, env = "LOOM_NO_TICKER")]
+    pub no_ticker: bool,
 }
 
 impl ServerArgs {
@@ -60,6 +75,13 @@ impl ServerArgs {
                 ),
                 ..Default::default()
             },
+            ticker: (!self.no_ticker).then(|| crate::ticker::TickerConfig {
+                expire_leases: self.ticker_leases.clone(),
+                free_zombies: self.ticker_zombies.clone(),
+                resume_parked: self.ticker_parked.clone(),
+                schedules: self.ticker_schedules.clone(),
+            }),
+            retry: crate::beads::RetryPolicy::default(),
         }
     }
 }

@@ -119,6 +119,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         closed_at -> Nullable<Timestamptz>,
+        schedule_id -> Nullable<Uuid>,
     }
 }
 
@@ -195,6 +196,30 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
+    use super::sql_types::BeadType;
+
+    schedules (id) {
+        id -> Uuid,
+        project_id -> Text,
+        cron -> Text,
+        title -> Text,
+        description -> Text,
+        bead_type -> BeadType,
+        priority -> Int2,
+        labels -> Array<Text>,
+        persona -> Nullable<Text>,
+        enabled -> Bool,
+        next_run_at -> Timestamptz,
+        last_run_at -> Nullable<Timestamptz>,
+        last_bead_id -> Nullable<Text>,
+        created_by_user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
     use super::sql_types::UserRole;
 
     users (id) {
@@ -211,6 +236,7 @@ diesel::joinable!(agents -> personas (persona));
 diesel::joinable!(agents -> projects (project_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(beads -> projects (project_id));
+diesel::joinable!(beads -> schedules (schedule_id));
 diesel::joinable!(beads -> users (created_by_user_id));
 diesel::joinable!(comments -> agents (author_agent_id));
 diesel::joinable!(comments -> beads (bead_id));
@@ -218,6 +244,8 @@ diesel::joinable!(comments -> users (author_user_id));
 diesel::joinable!(run_steps -> runs (run_id));
 diesel::joinable!(runs -> agents (agent_id));
 diesel::joinable!(runs -> beads (bead_id));
+diesel::joinable!(schedules -> projects (project_id));
+diesel::joinable!(schedules -> users (created_by_user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     activity,
@@ -230,5 +258,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     projects,
     run_steps,
     runs,
+    schedules,
     users,
 );

@@ -310,6 +310,11 @@ async fn the_openapi_document_covers_every_route_of_the_contract() {
         ("delete", "/api/v1/agents/{id}"),
         ("post", "/api/v1/agents/{id}/pause"),
         ("post", "/api/v1/agents/{id}/resume"),
+        ("get", "/api/v1/schedules"),
+        ("post", "/api/v1/schedules"),
+        ("get", "/api/v1/schedules/{id}"),
+        ("patch", "/api/v1/schedules/{id}"),
+        ("delete", "/api/v1/schedules/{id}"),
     ];
     for (method, path) in expected {
         assert!(

@@ -15,5 +15,7 @@ mod migrations;
 mod personas;
 mod projects;
 mod readiness;
+mod schedules;
 mod schema;
 mod support;
+mod ticker;

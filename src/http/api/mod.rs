@@ -7,6 +7,7 @@ pub mod links;
 pub mod meta;
 pub mod personas;
 pub mod projects;
+pub mod schedules;
 pub mod users;
 
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -30,6 +31,11 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(agents::pause)
         .service(agents::resume);
     cfg.service(personas::list).service(personas::reload).service(personas::show);
+    cfg.service(schedules::list)
+        .service(schedules::create)
+        .service(schedules::show)
+        .service(schedules::update)
+        .service(schedules::delete);
     cfg.service(beads::list)
         .service(beads::create)
         .service(beads::ready)

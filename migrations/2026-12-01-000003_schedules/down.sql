@@ -1,0 +1,2 @@
+ALTER TABLE beads DROP COLUMN schedule_id;
+DROP TABLE schedules;

@@ -1,0 +1,259 @@
+//! Healing stuck work, one bead or agent per transaction: claims whose lease ran out, agents
+//! marked working with nothing to work on, beads parked while the gateway was down. The
+//! ticker decides when; these decide what, re-checking everything under the row locks so a
+//! renewal or a claim that commits meanwhile always wins.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::claims::{AfterRun, RetryPolicy, release_in};
+use super::graph::lock_graph;
+use super::model::Bead;
+use super::runs::RunOutcome;
+use super::status::{self, Attempts};
+use super::types::{BeadStatus, BlockedReason};
+use crate::activity::{Activity, Actor, Record};
+use crate::agents::AgentStatus;
+use crate::db::Conn;
+use crate::db::schema::{agents, beads, runs};
+use crate::error::{Error, Result};
+
+/// A claim the ticker ended because its lease ran out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expired {
+    pub bead: String,
+    pub run: Option<Uuid>,
+    pub agent: Option<Uuid>,
+    pub after: AfterRun,
+}
+
+async fn healed(
+    conn: &mut Conn,
+    project: Option<&str>,
+    bead: Option<&str>,
+    data: serde_json::Value,
+) -> Result<()> {
+    Activity::record(
+        conn,
+        Record {
+            kind: "ticker.healed",
+            project_id: project,
+            bead_id: bead,
+            actor: Actor::System,
+            data,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+impl Bead {
+    /// Beads in progress whose lease has run out, longest expired first.
+    pub async fn expired_leases(conn: &mut Conn, limit: i64) -> Result<Vec<String>> {
+        Ok(beads::table
+            .filter(beads::status.eq(BeadStatus::InProgress))
+            .filter(beads::lease_expires_at.lt(diesel::dsl::now))
+            .order(beads::lease_expires_at)
+            .select(beads::id)
+            .limit(limit)
+            .load(conn)
+            .await?)
+    }
+
+    /// Ends the claim on `bead_id` if its lease has still run out once locked: the run ends
+    /// `lease_expired` (a failed attempt, with back-off or `too_many_attempts`), the agent
+    /// is freed. `None` when it was renewed, released or reclaimed meanwhile.
+    pub async fn expire_lease(
+        conn: &mut Conn,
+        bead_id: &str,
+        retry: RetryPolicy,
+    ) -> Result<Option<Expired>> {
+        let bead_id = bead_id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            // The outcome may block the bead: graph lock first, then run, then bead, the
+            // same order as every release.
+            lock_graph(conn).await?;
+            let run: Option<(Uuid, Option<Uuid>)> = runs::table
+                .filter(runs::bead_id.eq(&bead_id))
+                .filter(runs::outcome.is_null())
+                .select((runs::id, runs::agent_id))
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let bead = Bead::lock(conn, &bead_id).await?;
+            let lapsed = bead.status == BeadStatus::InProgress
+                && bead.lease_expires_at.is_some_and(|t| t < chrono::Utc::now());
+            if !lapsed {
+                return Ok(None);
+            }
+            let expired = match run {
+                Some((run, agent)) => {
+                    let error = Some("the lease expired: the run stopped renewing it".to_owned());
+                    let after = release_in(conn, run, RunOutcome::LeaseExpired, error, retry)
+                        .await?
+                        .unwrap_or(AfterRun::Untouched);
+                    Expired { bead: bead_id.clone(), run: Some(run), agent, after }
+                }
+                None => orphan(conn, bead).await?,
+            };
+            let project = project_of(conn, &bead_id).await?;
+            healed(conn, Some(&project), Some(&bead_id), serde_json::json!({
+                "job": "expire_leases", "run": expired.run, "agent": expired.agent, "after": expired.after,
+            }))
+            .await?;
+            Ok(Some(expired))
+        })
+        .await
+    }
+
+    /// Beads parked as `blocked: gateway_unavailable`, oldest first.
+    pub async fn parked_for_gateway(conn: &mut Conn, limit: i64) -> Result<Vec<String>> {
+        Ok(beads::table
+            .filter(beads::status.eq(BeadStatus::Blocked))
+            .filter(beads::blocked_reason.eq(BlockedReason::GatewayUnavailable))
+            .order(beads::updated_at)
+            .select(beads::id)
+            .limit(limit)
+            .load(conn)
+            .await?)
+    }
+
+    /// Puts a bead parked for the gateway back to work, keeping its attempts (being parked
+    /// was not its fault). False when it is no longer parked.
+    pub async fn resume_parked(conn: &mut Conn, bead_id: &str) -> Result<bool> {
+        let bead_id = bead_id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
+            let bead = Bead::lock(conn, &bead_id).await?;
+            if bead.status != BeadStatus::Blocked
+                || bead.blocked_reason != Some(BlockedReason::GatewayUnavailable)
+            {
+                return Ok(false);
+            }
+            let project = bead.project_id.clone();
+            let reason = Some("the gateway is healthy again".to_owned());
+            status::reopen(conn, bead, reason, Attempts::Keep, Actor::System).await?;
+            super::transitions::bump_version(conn, &bead_id).await?;
+            healed(
+                conn,
+                Some(&project),
+                Some(&bead_id),
+                serde_json::json!({ "job": "resume_parked" }),
+            )
+            .await?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+async fn project_of(conn: &mut Conn, bead_id: &str) -> Result<String> {
+    Ok(beads::table.find(bead_id).select(beads::project_id).first(conn).await?)
+}
+
+/// A bead in progress with no open run cannot be finished by anyone: back to open, the
+/// lost attempt counted, its agent (if still marked working) freed.
+async fn orphan(conn: &mut Conn, bead: Bead) -> Result<Expired> {
+    let attempts = bead.attempts + 1;
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(BeadStatus::Open),
+            beads::assignee_agent_id.eq(None::<Uuid>),
+            beads::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            beads::attempts.eq(attempts),
+            beads::last_error.eq("the lease expired and no run held the bead"),
+            beads::version.eq(beads::version + 1),
+            beads::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    if let Some(agent) = bead.assignee_agent_id {
+        free_if_working(conn, agent).await?;
+    }
+    Ok(Expired {
+        bead: bead.id,
+        run: None,
+        agent: bead.assignee_agent_id,
+        after: AfterRun::Retry { attempts },
+    })
+}
+
+async fn free_if_working(conn: &mut Conn, agent: Uuid) -> Result<bool> {
+    let n =
+        diesel::update(agents::table.find(agent).filter(agents::status.eq(AgentStatus::Working)))
+            .set((agents::status.eq(AgentStatus::Idle), agents::updated_at.eq(diesel::dsl::now)))
+            .execute(conn)
+            .await?;
+    Ok(n > 0)
+}
+
+/// Agents marked working that hold no live claim (an open run on a bead in progress that
+/// is assigned to them).
+pub async fn zombie_agents(conn: &mut Conn, limit: i64) -> Result<Vec<Uuid>> {
+    let live = runs::table
+        .inner_join(beads::table)
+        .filter(runs::agent_id.eq(agents::id.nullable()))
+        .filter(runs::outcome.is_null())
+        .filter(beads::status.eq(BeadStatus::InProgress))
+        .filter(beads::assignee_agent_id.eq(agents::id.nullable()));
+    Ok(agents::table
+        .filter(agents::status.eq(AgentStatus::Working))
+        .filter(diesel::dsl::not(diesel::dsl::exists(live)))
+        .order(agents::updated_at)
+        .select(agents::id)
+        .limit(limit)
+        .load(conn)
+        .await?)
+}
+
+/// Sets a zombie agent idle, if it still is one once locked. An open run it holds on a bead
+/// that is no longer its own is ended `cancelled` (no attempt is charged to a bead it was
+/// not holding).
+pub async fn free_zombie(conn: &mut Conn, agent: Uuid, retry: RetryPolicy) -> Result<bool> {
+    conn.transaction::<_, Error, _>(async move |conn| {
+        lock_graph(conn).await?;
+        let open_run: Option<Uuid> = runs::table
+            .filter(runs::agent_id.eq(agent))
+            .filter(runs::outcome.is_null())
+            .select(runs::id)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let status: Option<(AgentStatus, Option<String>)> = agents::table
+            .find(agent)
+            .select((agents::status, agents::project_id))
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((AgentStatus::Working, project)) = status else { return Ok(false) };
+        if let Some(run) = open_run {
+            let bead: Option<(BeadStatus, Option<Uuid>)> = beads::table
+                .inner_join(runs::table)
+                .filter(runs::id.eq(run))
+                .select((beads::status, beads::assignee_agent_id))
+                .first(conn)
+                .await
+                .optional()?;
+            if bead == Some((BeadStatus::InProgress, Some(agent))) {
+                return Ok(false);
+            }
+            let error = Some("the agent no longer held the bead".to_owned());
+            release_in(conn, run, RunOutcome::Cancelled, error, retry).await?;
+        }
+        free_if_working(conn, agent).await?;
+        healed(
+            conn,
+            project.as_deref(),
+            None,
+            serde_json::json!({ "job": "free_zombie_agents", "agent": agent, "run": open_run }),
+        )
+        .await?;
+        Ok(true)
+    })
+    .await
+}

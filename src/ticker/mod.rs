@@ -1,0 +1,181 @@
+//! The ticker: scheduled jobs that heal stuck work and fire recurring schedules. Each job is
+//! a steppable method (one pass, reporting what it healed) that tests call directly; `start`
+//! puts them on tokio-cron-scheduler with the configured schedules. Every healed item is its
+//! own transaction with a `ticker.healed` (or `schedule.*`) activity row.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::beads::{self, Bead, RetryPolicy};
+use crate::db::Pool;
+use crate::dispatch::Nudge;
+use crate::error::Result;
+use crate::gateway::{Health, HealthState};
+use crate::schedules::{Fired, Schedule};
+
+/// When each job runs: six-field cron expressions (seconds first), in UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickerConfig {
+    pub expire_leases: String,
+    pub free_zombies: String,
+    pub resume_parked: String,
+    pub schedules: String,
+}
+
+impl Default for TickerConfig {
+    fn default() -> Self {
+        TickerConfig {
+            expire_leases: "*/5 * * * * *".into(),
+            free_zombies: "*/30 * * * * *".into(),
+            resume_parked: "*/15 * * * * *".into(),
+            schedules: "*/10 * * * * *".into(),
+        }
+    }
+}
+
+/// What one pass of a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pass {
+    /// Items looked at.
+    pub seen: usize,
+    /// Items changed.
+    pub healed: usize,
+}
+
+/// Most items one pass takes on; the next pass continues.
+const BATCH: i64 = 200;
+
+pub struct Ticker {
+    pool: Pool,
+    retry: RetryPolicy,
+    gateway: HealthState,
+    nudge: Nudge,
+}
+
+impl Ticker {
+    pub fn new(pool: Pool, retry: RetryPolicy, gateway: HealthState, nudge: Nudge) -> Self {
+        Ticker { pool, retry, gateway, nudge }
+    }
+
+    /// Returns beads whose lease ran out to `open` (an attempt counted) and frees their
+    /// agents.
+    pub async fn expire_leases(&self) -> Result<Pass> {
+        let mut conn = self.pool.get().await?;
+        let ids = Bead::expired_leases(&mut conn, BATCH).await?;
+        let mut pass = Pass { seen: ids.len(), healed: 0 };
+        for id in ids {
+            if let Some(e) = Bead::expire_lease(&mut conn, &id, self.retry).await? {
+                tracing::warn!(bead.id = %e.bead, run.id = ?e.run, agent.id = ?e.agent, "a lease expired; the bead goes back to the queue");
+                pass.healed += 1;
+            }
+        }
+        Ok(self.woke(pass))
+    }
+
+    /// Sets agents idle that are marked working without a live claim.
+    pub async fn free_zombies(&self) -> Result<Pass> {
+        let mut conn = self.pool.get().await?;
+        let ids = beads::zombie_agents(&mut conn, BATCH).await?;
+        let mut pass = Pass { seen: ids.len(), healed: 0 };
+        for id in ids {
+            if beads::free_zombie(&mut conn, id, self.retry).await? {
+                tracing::warn!(agent.id = %id, "an agent was marked working with nothing to work on; it is idle again");
+                pass.healed += 1;
+            }
+        }
+        Ok(self.woke(pass))
+    }
+
+    /// Reopens beads parked as `gateway_unavailable`, once the gateway is healthy.
+    pub async fn resume_parked(&self) -> Result<Pass> {
+        if self.gateway.get() != Health::Healthy {
+            return Ok(Pass::default());
+        }
+        let mut conn = self.pool.get().await?;
+        let ids = Bead::parked_for_gateway(&mut conn, BATCH).await?;
+        let mut pass = Pass { seen: ids.len(), healed: 0 };
+        for id in ids {
+            if Bead::resume_parked(&mut conn, &id).await? {
+                pass.healed += 1;
+            }
+        }
+        if pass.healed > 0 {
+            tracing::info!(
+                beads = pass.healed,
+                "the gateway is healthy: parked beads are back in the queue"
+            );
+        }
+        Ok(self.woke(pass))
+    }
+
+    /// Fires every schedule that is due.
+    pub async fn fire_schedules(&self) -> Result<Vec<Fired>> {
+        let mut conn = self.pool.get().await?;
+        let now = Utc::now();
+        let mut fired = Vec::new();
+        while fired.len() < BATCH as usize {
+            match Schedule::fire_next_due(&mut conn, now).await? {
+                Some(f) => fired.push(f),
+                None => break,
+            }
+        }
+        if !fired.is_empty() {
+            tracing::info!(schedules = fired.len(), "fired schedules");
+            self.nudge.wake();
+        }
+        Ok(fired)
+    }
+
+    fn woke(&self, pass: Pass) -> Pass {
+        if pass.healed > 0 {
+            self.nudge.wake();
+        }
+        pass
+    }
+
+    /// Puts every job on a scheduler and starts it. A bad expression fails here, naming the
+    /// job. A pass still running when its next time comes is not started twice.
+    pub async fn start(self, config: &TickerConfig) -> anyhow::Result<JobScheduler> {
+        let ticker = Arc::new(self);
+        let scheduler = JobScheduler::new().await.context("starting the ticker")?;
+        let jobs: [(&str, &str, JobFn); 4] = [
+            ("expire_leases", &config.expire_leases, |t| {
+                Box::pin(async move { t.expire_leases().await.map(|_| ()) })
+            }),
+            ("free_zombies", &config.free_zombies, |t| {
+                Box::pin(async move { t.free_zombies().await.map(|_| ()) })
+            }),
+            ("resume_parked", &config.resume_parked, |t| {
+                Box::pin(async move { t.resume_parked().await.map(|_| ()) })
+            }),
+            ("schedules", &config.schedules, |t| {
+                Box::pin(async move { t.fire_schedules().await.map(|_| ()) })
+            }),
+        ];
+        for (name, cron, run) in jobs {
+            let ticker = ticker.clone();
+            let running = Arc::new(Mutex::new(()));
+            let job = Job::new_async(cron, move |_, _| {
+                let (ticker, running) = (ticker.clone(), running.clone());
+                Box::pin(async move {
+                    let Ok(_guard) = running.try_lock() else { return };
+                    if let Err(e) = run(ticker).await {
+                        tracing::warn!(job = name, error = %e, "a ticker pass failed; the next one retries");
+                    }
+                })
+            })
+            .with_context(|| format!("the ticker schedule of {name} ({cron:?}) is not a six-field cron expression"))?;
+            scheduler.add(job).await.with_context(|| format!("scheduling {name}"))?;
+        }
+        scheduler.start().await.context("starting the ticker")?;
+        tracing::info!("ticker started");
+        Ok(scheduler)
+    }
+}
+
+type JobFn =
+    fn(Arc<Ticker>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
