@@ -51,32 +51,65 @@ impl Schedule {
                 .await
                 .optional()?;
             let Some(schedule) = due else { return Ok(None) };
-            let next = match CronExpr::parse(&schedule.cron).and_then(|c| c.next_after(now)) {
-                Ok(next) => next,
-                Err(e) => return disable(conn, schedule, e).await.map(Some),
-            };
-            let outcome = match still_open(conn, schedule.id).await? {
-                Some(open) => FireOutcome::StillOpen(open),
-                None => file(conn, &schedule).await?,
-            };
-            diesel::update(schedules::table.find(schedule.id))
-                .set((
-                    schedules::next_run_at.eq(next),
-                    schedules::last_run_at.eq(now),
-                    schedules::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            if let FireOutcome::Filed(bead) = &outcome {
-                diesel::update(schedules::table.find(schedule.id))
-                    .set(schedules::last_bead_id.eq(bead))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok(Some(Fired { schedule: schedule.id, outcome }))
+            fire_locked(conn, schedule, now, Advance::ToNextAfterNow).await.map(Some)
         })
         .await
     }
+
+    /// Fires a schedule now, whether or not it is due or enabled (a person trying it out);
+    /// the open-bead rule still holds and its next regular time is kept.
+    pub async fn fire_now(conn: &mut Conn, id: Uuid) -> Result<Fired> {
+        conn.transaction::<_, Error, _>(async move |conn| {
+            let schedule: Schedule = schedules::table
+                .find(id)
+                .select(Schedule::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| Error::not_found("schedule"))?;
+            fire_locked(conn, schedule, Utc::now(), Advance::Keep).await
+        })
+        .await
+    }
+}
+
+/// Whether a firing moves the schedule's next time on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Advance {
+    ToNextAfterNow,
+    Keep,
+}
+
+async fn fire_locked(
+    conn: &mut Conn,
+    schedule: Schedule,
+    now: DateTime<Utc>,
+    advance: Advance,
+) -> Result<Fired> {
+    let next = match CronExpr::parse(&schedule.cron).and_then(|c| c.next_after(now)) {
+        Ok(next) if advance == Advance::ToNextAfterNow => next,
+        Ok(_) => schedule.next_run_at,
+        Err(e) => return disable(conn, schedule, e).await,
+    };
+    let outcome = match still_open(conn, schedule.id).await? {
+        Some(open) => FireOutcome::StillOpen(open),
+        None => file(conn, &schedule).await?,
+    };
+    let filed = match &outcome {
+        FireOutcome::Filed(bead) => Some(bead.as_str()),
+        _ => None,
+    };
+    diesel::update(schedules::table.find(schedule.id))
+        .set((
+            schedules::next_run_at.eq(next),
+            schedules::last_run_at.eq(now),
+            schedules::last_bead_id.eq(filed.or(schedule.last_bead_id.as_deref())),
+            schedules::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(Fired { schedule: schedule.id, outcome })
 }
 
 async fn still_open(conn: &mut Conn, schedule: Uuid) -> Result<Option<String>> {

@@ -315,6 +315,7 @@ async fn the_openapi_document_covers_every_route_of_the_contract() {
         ("get", "/api/v1/schedules/{id}"),
         ("patch", "/api/v1/schedules/{id}"),
         ("delete", "/api/v1/schedules/{id}"),
+        ("post", "/api/v1/schedules/{id}/run"),
     ];
     for (method, path) in expected {
         assert!(

@@ -224,3 +224,36 @@ async fn deleting_a_project_deletes_its_schedules_and_a_schedule_delete_keeps_it
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
     assert!(app.get("/api/v1/schedules").await.body["items"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn running_a_schedule_by_hand_files_now_keeps_its_time_and_respects_the_open_bead() {
+    let app = spawn().await;
+    app.project("web").await;
+    let s = schedule(&app, json!({"project": "web", "cron": "0 3 * * *", "enabled": false, "bead": {"title": "Audit"}})).await;
+    let path = format!("/api/v1/schedules/{}", s["id"].as_str().unwrap());
+    let first = app.post(&format!("{path}/run"), json!({})).await;
+    assert_eq!(
+        (first.status, first.body["outcome"].as_str()),
+        (StatusCode::OK, Some("filed")),
+        "{:?}",
+        first.body
+    );
+    let bead = first.body["bead"].as_str().unwrap().to_owned();
+    assert_eq!(app.show(&bead).await["title"], "Audit");
+    let after = app.get(&path).await.body;
+    assert_eq!(
+        (after["next_run_at"].clone(), after["last_bead"].as_str()),
+        (s["next_run_at"].clone(), Some(bead.as_str()))
+    );
+    let second = app.post(&format!("{path}/run"), json!({})).await;
+    assert_eq!(
+        (second.body["outcome"].as_str(), second.body["bead"].as_str()),
+        (Some("still_open"), Some(bead.as_str()))
+    );
+    let viewer =
+        app.call(Method::POST, &format!("{path}/run"), Some(&app.viewer.clone()), None).await;
+    assert_eq!(viewer.status, StatusCode::FORBIDDEN);
+    let missing =
+        app.post(&format!("/api/v1/schedules/{}/run", uuid::Uuid::nil()), json!({})).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

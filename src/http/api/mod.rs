@@ -35,7 +35,8 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(schedules::create)
         .service(schedules::show)
         .service(schedules::update)
-        .service(schedules::delete);
+        .service(schedules::delete)
+        .service(schedules::run);
     cfg.service(beads::list)
         .service(beads::create)
         .service(beads::ready)

@@ -10,7 +10,7 @@ use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
 use crate::http::paging::check_limit;
-use crate::schedules::{NewSchedule, Schedule, SchedulePatch, ScheduleView};
+use crate::schedules::{FireOutcome, NewSchedule, Schedule, SchedulePatch, ScheduleView};
 use crate::users::Role;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -115,4 +115,38 @@ pub async fn delete(
     let mut conn = state.pool.get().await?;
     Schedule::delete(&mut conn, *id, auth.actor()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// What firing a schedule by hand did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FireResult {
+    pub schedule: Uuid,
+    /// `filed`, `still_open` (a bead it filed is not closed yet) or `failed`.
+    pub outcome: &'static str,
+    /// The bead filed, or the one still open.
+    pub bead: Option<String>,
+}
+
+/// Fires a schedule now, due or not: files its bead unless one it filed is still open.
+#[utoipa::path(tag = "schedules", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "schedule id")), responses(
+    (status = 200, body = FireResult), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[post("/schedules/{id}/run")]
+pub async fn run(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    auth.require(Role::Member)?;
+    let mut conn = state.pool.get().await?;
+    let fired = Schedule::fire_now(&mut conn, *id).await?;
+    let (outcome, bead) = match fired.outcome {
+        FireOutcome::Filed(b) => ("filed", Some(b)),
+        FireOutcome::StillOpen(b) => ("still_open", Some(b)),
+        FireOutcome::Failed => ("failed", None),
+    };
+    if outcome == "filed" {
+        state.nudge.wake();
+    }
+    Ok(HttpResponse::Ok().json(FireResult { schedule: fired.schedule, outcome, bead }))
 }
