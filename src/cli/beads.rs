@@ -4,7 +4,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::Remote;
-use super::client::Client;
+use super::client::{Client, segment};
 use super::output::{cell, print_json, table};
 
 const LIST_COLUMNS: &[(&str, &str)] = &[
@@ -151,6 +151,11 @@ fn priority_value(p: String) -> Value {
     p.parse::<i64>().map(Value::from).unwrap_or(Value::from(p))
 }
 
+/// A typed id is encoded, so `../agents` names a bead (that does not exist), not a route.
+fn bead_path(id: &str, rest: &str) -> anyhow::Result<String> {
+    Ok(format!("/api/v1/beads/{}{rest}", segment(id)?))
+}
+
 fn set(body: &mut Value, key: &str, value: Option<Value>) {
     if let Some(v) = value {
         body[key] = v;
@@ -212,7 +217,7 @@ pub async fn run(remote: Remote, command: BeadCommand) -> anyhow::Result<()> {
             return blocked(&client, &remote, &query).await;
         }
         BeadCommand::Show { id } => {
-            let details: Value = client.get(&format!("/api/v1/beads/{id}"), &[]).await?;
+            let details: Value = client.get(&bead_path(&id, "")?, &[]).await?;
             if remote.json {
                 return print_json(&details);
             }
@@ -233,7 +238,7 @@ pub async fn run(remote: Remote, command: BeadCommand) -> anyhow::Result<()> {
             let version = match version {
                 Some(v) => v,
                 None => {
-                    let current: Value = client.get(&format!("/api/v1/beads/{id}"), &[]).await?;
+                    let current: Value = client.get(&bead_path(&id, "")?, &[]).await?;
                     current["version"].as_i64().unwrap_or(0)
                 }
             };
@@ -245,22 +250,21 @@ pub async fn run(remote: Remote, command: BeadCommand) -> anyhow::Result<()> {
             set(&mut body, "labels", labels.map(|l| json!(l)));
             set(&mut body, "persona", persona.map(Value::from));
             set(&mut body, "status", status.map(Value::from));
-            client.patch(&format!("/api/v1/beads/{id}"), &body).await?
+            client.patch(&bead_path(&id, "")?, &body).await?
         }
         BeadCommand::Close { id, reason } => {
-            client.post(&format!("/api/v1/beads/{id}/close"), &json!({ "reason": reason })).await?
+            client.post(&bead_path(&id, "/close")?, &json!({ "reason": reason })).await?
         }
         BeadCommand::Reopen { id, reason } => {
-            client.post(&format!("/api/v1/beads/{id}/reopen"), &json!({ "reason": reason })).await?
+            client.post(&bead_path(&id, "/reopen")?, &json!({ "reason": reason })).await?
         }
         BeadCommand::Block { id, reason } => {
-            client.post(&format!("/api/v1/beads/{id}/block"), &json!({ "reason": reason })).await?
+            client.post(&bead_path(&id, "/block")?, &json!({ "reason": reason })).await?
         }
         BeadCommand::Dep { command } => return dep(&client, command).await,
         BeadCommand::Comment { id, body } => {
-            let comment: Value = client
-                .post(&format!("/api/v1/beads/{id}/comments"), &json!({ "body": body }))
-                .await?;
+            let comment: Value =
+                client.post(&bead_path(&id, "/comments")?, &json!({ "body": body })).await?;
             if remote.json {
                 return print_json(&comment);
             }
@@ -406,7 +410,7 @@ async fn dep(client: &Client, command: DepCommand) -> anyhow::Result<()> {
         DepCommand::Add { bead, depends_on, kind } => {
             let _: Value = client
                 .post(
-                    &format!("/api/v1/beads/{bead}/dependencies"),
+                    &bead_path(&bead, "/dependencies")?,
                     &json!({ "depends_on": depends_on, "kind": kind }),
                 )
                 .await?;
@@ -415,7 +419,7 @@ async fn dep(client: &Client, command: DepCommand) -> anyhow::Result<()> {
         DepCommand::Rm { bead, depends_on, kind } => {
             client
                 .delete(
-                    &format!("/api/v1/beads/{bead}/dependencies"),
+                    &bead_path(&bead, "/dependencies")?,
                     Some(&json!({ "depends_on": depends_on, "kind": kind })),
                 )
                 .await?;

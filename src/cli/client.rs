@@ -139,3 +139,21 @@ impl Client {
         self.send::<B, serde_json::Value>(Method::DELETE, path, &[], body).await.map(|_| ())
     }
 }
+
+/// Percent-encodes one path segment, so a typed id or name cannot address another route.
+/// "", "." and ".." are refused: URL parsing collapses them as dot segments however they are
+/// encoded, and the server trims a trailing slash, so `beads/.` would reach the bead list.
+pub fn segment(text: &str) -> anyhow::Result<String> {
+    if matches!(text, "" | "." | "..") {
+        anyhow::bail!("{text:?} is not an id or a name");
+    }
+    Ok(text
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect())
+}

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::Remote;
-use super::client::Client;
+use super::client::{Client, segment};
 use super::output::{cell, print_json, table};
 
 #[derive(Debug, Subcommand)]
@@ -41,7 +41,7 @@ pub async fn run(remote: Remote, command: PersonaCommand) -> anyhow::Result<()> 
         }
         PersonaCommand::Show { name } => {
             let persona: Value =
-                client.get(&format!("/api/v1/personas/{}", segment(&name)), &[]).await?;
+                client.get(&format!("/api/v1/personas/{}", segment(&name)?), &[]).await?;
             if remote.json {
                 return print_json(&persona);
             }
@@ -90,16 +90,4 @@ async fn reload(client: &Client, remote: &Remote) -> anyhow::Result<()> {
         1 => bail!("1 persona file could not be loaded"),
         n => bail!("{n} persona files could not be loaded"),
     }
-}
-
-/// Percent-encodes one path segment, so a name cannot address another route.
-fn segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -34,3 +34,26 @@ async fn the_cli_logs_in_and_drives_projects_and_beads() {
     let (ok, _, err) = run(&["bead", "show", "cli-zzzz"], None);
     assert!(!ok && err.contains("not found"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_typed_bead_id_is_one_path_segment_and_cannot_reach_another_route() {
+    let app = spawn().await;
+    app.project("web").await;
+    let cli = Cli::with_token(&app.base, &app.member);
+    cli.json(&["agent", "create", "ada", "--persona", "software-engineer"]);
+    cli.json(&["bead", "create", "--project", "web", "--title", "first"]);
+
+    let (ok, out, err) = cli.run(&["bead", "show", "../agents"], None);
+    assert!(!ok, "`../agents` reached another route: {out}");
+    assert!(err.contains("not found (not_found, HTTP 404)"), "{err}");
+    assert!(!out.contains("ada"), "{out}");
+    let (ok, _, err) = cli.run(&["bead", "close", "../agents"], None);
+    assert!(!ok && err.contains("not_found"), "{err}");
+
+    // No encoding survives URL parsing as a dot segment, and `beads/` is trimmed to the list.
+    for id in [".", "..", ""] {
+        let (ok, out, err) = cli.run(&["bead", "show", id], None);
+        assert!(!ok && out.is_empty(), "{id:?} reached another route: {out}");
+        assert!(err.contains("is not an id or a name"), "{id:?}: {err}");
+    }
+}
