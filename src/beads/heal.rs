@@ -83,12 +83,13 @@ impl Bead {
                 .first(conn)
                 .await
                 .optional()?;
-            let bead = Bead::lock(conn, &bead_id).await?;
+            let Some(bead) = lock_if_exists(conn, &bead_id).await? else { return Ok(None) };
             let lapsed = bead.status == BeadStatus::InProgress
                 && bead.lease_expires_at.is_some_and(|t| t < chrono::Utc::now());
             if !lapsed {
                 return Ok(None);
             }
+            let project = bead.project_id.clone();
             let expired = match run {
                 Some((run, agent)) => {
                     let error = Some("the lease expired: the run stopped renewing it".to_owned());
@@ -99,7 +100,6 @@ impl Bead {
                 }
                 None => orphan(conn, bead).await?,
             };
-            let project = project_of(conn, &bead_id).await?;
             healed(conn, Some(&project), Some(&bead_id), serde_json::json!({
                 "job": "expire_leases", "run": expired.run, "agent": expired.agent, "after": expired.after,
             }))
@@ -127,7 +127,7 @@ impl Bead {
         let bead_id = bead_id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
             lock_graph(conn).await?;
-            let bead = Bead::lock(conn, &bead_id).await?;
+            let Some(bead) = lock_if_exists(conn, &bead_id).await? else { return Ok(false) };
             if bead.status != BeadStatus::Blocked
                 || bead.blocked_reason != Some(BlockedReason::GatewayUnavailable)
             {
@@ -150,8 +150,13 @@ impl Bead {
     }
 }
 
-async fn project_of(conn: &mut Conn, bead_id: &str) -> Result<String> {
-    Ok(beads::table.find(bead_id).select(beads::project_id).first(conn).await?)
+/// A bead found by a scan may be gone by the time it is locked (its project was deleted).
+async fn lock_if_exists(conn: &mut Conn, id: &str) -> Result<Option<Bead>> {
+    match Bead::lock(conn, id).await {
+        Ok(bead) => Ok(Some(bead)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// A bead in progress with no open run cannot be finished by anyone: back to open, the
