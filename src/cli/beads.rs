@@ -147,7 +147,7 @@ pub enum DepCommand {
 }
 
 /// Numbers stay numbers; "P1" stays text (the server accepts both).
-fn priority_value(p: String) -> Value {
+pub(super) fn priority_value(p: String) -> Value {
     p.parse::<i64>().map(Value::from).unwrap_or(Value::from(p))
 }
 

@@ -7,6 +7,7 @@ mod client;
 mod output;
 mod personas;
 mod projects;
+mod schedules;
 mod server;
 mod session;
 
@@ -85,6 +86,13 @@ pub enum Command {
         #[command(subcommand)]
         command: personas::PersonaCommand,
     },
+    /// Schedules: recurring work, a cron expression and the bead it files.
+    Schedule {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
+    },
 }
 
 /// Runs a command; errors are printed once, here, and become a non-zero exit code.
@@ -99,6 +107,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Bead { remote, command } => beads::run(remote, command).await,
         Command::Agent { remote, command } => agents::run(remote, command).await,
         Command::Persona { remote, command } => personas::run(remote, command).await,
+        Command::Schedule { remote, command } => schedules::run(remote, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ mod auth;
 mod beads;
 mod cli;
 mod cli_agents;
+mod cli_schedules;
 mod dependencies;
 mod dispatch;
 mod embedded;
