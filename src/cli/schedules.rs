@@ -75,6 +75,9 @@ pub enum ScheduleCommand {
     },
     /// Delete a schedule; the beads it filed stay.
     Delete { id: String },
+    /// Fire a schedule now, due or not (its regular time is kept); nothing is filed while a
+    /// bead it filed is still open.
+    Run { id: String },
 }
 
 /// The bead template's fields other than the title (required to create, optional to update).
@@ -134,6 +137,24 @@ pub async fn run(remote: Remote, command: ScheduleCommand) -> anyhow::Result<()>
                 return print_json(&shown);
             }
             show(&shown);
+            return Ok(());
+        }
+        ScheduleCommand::Run { id } => {
+            let fired: Value =
+                client.post(&format!("{}/run", schedule_path(&id)?), &json!({})).await?;
+            if remote.json {
+                return print_json(&fired);
+            }
+            match fired["outcome"].as_str() {
+                Some("filed") => println!("filed {}", cell(&fired["bead"])),
+                Some("still_open") => {
+                    println!(
+                        "nothing filed: {} from this schedule is still open",
+                        cell(&fired["bead"])
+                    )
+                }
+                _ => println!("the bead could not be filed; see the activity feed"),
+            }
             return Ok(());
         }
         ScheduleCommand::Delete { id } => {

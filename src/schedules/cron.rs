@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use croner::parser::{CronParser, Seconds};
 
 use crate::error::{Error, Result};
@@ -41,6 +41,8 @@ impl CronExpr {
 
     /// The first time strictly after `t` that the expression fires.
     pub fn next_after(&self, t: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        // The library carries the start's fraction of a second into its answer.
+        let t = t.with_nanosecond(0).unwrap_or(t);
         self.cron.find_next_occurrence(&t, false).map_err(|e| {
             Error::invalid("invalid_cron", format!("{:?} never fires: {e}", self.text))
         })
@@ -86,6 +88,13 @@ mod tests {
             daily.and_then(|c| c.next_after(at(10, 0)).map_err(|e| e.to_string())),
             Ok(Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).single().unwrap_or_default())
         );
+    }
+
+    #[test]
+    fn the_next_time_is_on_the_minute_whatever_the_fraction_of_the_start() {
+        let start = at(10, 14) + chrono::Duration::milliseconds(1234);
+        let next = CronExpr::parse("*/15 * * * *").and_then(|c| c.next_after(start));
+        assert_eq!(next.map_err(|e| e.to_string()), Ok(at(10, 15)));
     }
 
     #[test]

@@ -125,6 +125,11 @@ async fn schedule_commands_create_list_show_update_and_delete() {
     expected["labels"] = json!(["weekly"]);
     assert_eq!((changed["enabled"].as_bool(), &changed["bead"]), (Some(true), &expected));
 
+    let (ok, out, err) = cli.run(&["schedule", "run", &id], None);
+    assert!(ok && out.starts_with("filed web-"), "{out}{err}");
+    let (ok, out, _) = cli.run(&["schedule", "run", &id], None);
+    assert!(ok && out.contains("still open"), "{out}");
+
     let (ok, out, err) = cli.run(&["schedule", "delete", &id], None);
     assert!(ok && out.contains(&format!("deleted schedule {id}")), "{err}");
     assert!(ids(&cli.json(&["schedule", "list", "--project", "web"])).is_empty());
