@@ -66,14 +66,7 @@ impl Application {
                 tokio::spawn(dispatcher.run(cancel.clone()))
             })
             .collect();
-        let ticker = match &config.ticker {
-            Some(schedule) => {
-                let ticker =
-                    Ticker::new(pool.clone(), config.retry, HealthState::default(), nudge.clone());
-                Some(ticker.start(schedule).await?)
-            }
-            None => None,
-        };
+        let nudge_for_ticker = nudge.clone();
         let state = web::Data::new(AppState::new(pool.clone(), config.personas_dir.clone(), nudge));
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
@@ -90,6 +83,16 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(30)
         .run();
+        // Started once the address is bound, so a failed start leaves nothing running. The
+        // gateway client will share this health state when it arrives.
+        let gateway = HealthState::default();
+        let ticker = match &config.ticker {
+            Some(schedule) => {
+                let ticker = Ticker::new(pool.clone(), config.retry, gateway, nudge_for_ticker);
+                Some(ticker.start(schedule).await?)
+            }
+            None => None,
+        };
         tracing::info!(port, "Loom is listening");
         Ok(Application { port, server, pool, local_pg, cancel, workers, ticker })
     }

@@ -22,5 +22,6 @@ CREATE INDEX schedules_project ON schedules (project_id, id);
 CREATE INDEX schedules_due ON schedules (next_run_at) WHERE enabled;
 
 ALTER TABLE beads ADD COLUMN schedule_id uuid REFERENCES schedules (id) ON DELETE SET NULL;
--- "Is a bead from this schedule still open?" is asked at every firing.
-CREATE INDEX beads_schedule_open ON beads (schedule_id) WHERE schedule_id IS NOT NULL AND status <> 'closed';
+-- "Is a bead from this schedule still open?" is asked at every firing, and deleting a
+-- schedule unlinks its beads by this column.
+CREATE INDEX beads_schedule ON beads (schedule_id) WHERE schedule_id IS NOT NULL;

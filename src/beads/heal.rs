@@ -17,7 +17,7 @@ use super::types::{BeadStatus, BlockedReason};
 use crate::activity::{Activity, Actor, Record};
 use crate::agents::AgentStatus;
 use crate::db::Conn;
-use crate::db::schema::{agents, beads, runs};
+use crate::db::schema::{agents, beads, projects, runs};
 use crate::error::{Error, Result};
 
 /// A claim the ticker ended because its lease ran out.
@@ -83,12 +83,19 @@ impl Bead {
                 .first(conn)
                 .await
                 .optional()?;
-            let Some(bead) = lock_if_exists(conn, &bead_id).await? else { return Ok(None) };
-            let lapsed = bead.status == BeadStatus::InProgress
-                && bead.lease_expires_at.is_some_and(|t| t < chrono::Utc::now());
-            if !lapsed {
-                return Ok(None);
-            }
+            // The database's clock decides, not this replica's: one whose clock runs fast must
+            // not expire leases that are still alive. A renewal that committed first makes
+            // this find nothing.
+            let lapsed: Option<Bead> = beads::table
+                .find(&bead_id)
+                .filter(beads::status.eq(BeadStatus::InProgress))
+                .filter(beads::lease_expires_at.lt(diesel::dsl::now))
+                .select(Bead::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(bead) = lapsed else { return Ok(None) };
             let project = bead.project_id.clone();
             let expired = match run {
                 Some((run, agent)) => {
@@ -98,7 +105,7 @@ impl Bead {
                         .unwrap_or(AfterRun::Untouched);
                     Expired { bead: bead_id.clone(), run: Some(run), agent, after }
                 }
-                None => orphan(conn, bead).await?,
+                None => orphan(conn, bead, retry).await?,
             };
             healed(conn, Some(&project), Some(&bead_id), serde_json::json!({
                 "job": "expire_leases", "run": expired.run, "agent": expired.agent, "after": expired.after,
@@ -159,31 +166,42 @@ async fn lock_if_exists(conn: &mut Conn, id: &str) -> Result<Option<Bead>> {
     }
 }
 
-/// A bead in progress with no open run cannot be finished by anyone: back to open, the
-/// lost attempt counted, its agent (if still marked working) freed.
-async fn orphan(conn: &mut Conn, bead: Bead) -> Result<Expired> {
+/// A bead in progress with no open run cannot be finished by anyone: the lost attempt is
+/// counted like any failed run (back-off, or `too_many_attempts` at the project's limit) and
+/// its agent is freed unless it holds a live claim elsewhere.
+async fn orphan(conn: &mut Conn, bead: Bead, retry: RetryPolicy) -> Result<Expired> {
     let attempts = bead.attempts + 1;
+    let max: i32 =
+        projects::table.find(&bead.project_id).select(projects::max_attempts).first(conn).await?;
+    let error = "the lease expired and no run held the bead";
+    let wait = chrono::Duration::from_std(retry.delay(attempts)).unwrap_or_default();
     diesel::update(beads::table.find(&bead.id))
         .set((
             beads::status.eq(BeadStatus::Open),
             beads::assignee_agent_id.eq(None::<Uuid>),
             beads::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
             beads::attempts.eq(attempts),
-            beads::last_error.eq("the lease expired and no run held the bead"),
+            beads::not_before.eq(chrono::Utc::now() + wait),
+            beads::last_error.eq(error),
             beads::version.eq(beads::version + 1),
             beads::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await?;
-    if let Some(agent) = bead.assignee_agent_id {
+    let after = if attempts >= max {
+        let open = Bead::get(conn, &bead.id).await?;
+        let reason = BlockedReason::TooManyAttempts;
+        status::block(conn, open, reason, Some(error.to_owned()), Actor::System).await?;
+        AfterRun::Blocked(reason)
+    } else {
+        AfterRun::Retry { attempts }
+    };
+    if let Some(agent) = bead.assignee_agent_id
+        && !has_live_claim(conn, agent).await?
+    {
         free_if_working(conn, agent).await?;
     }
-    Ok(Expired {
-        bead: bead.id,
-        run: None,
-        agent: bead.assignee_agent_id,
-        after: AfterRun::Retry { attempts },
-    })
+    Ok(Expired { bead: bead.id, run: None, agent: bead.assignee_agent_id, after })
 }
 
 async fn free_if_working(conn: &mut Conn, agent: Uuid) -> Result<bool> {
@@ -214,20 +232,30 @@ pub async fn zombie_agents(conn: &mut Conn, limit: i64) -> Result<Vec<Uuid>> {
         .await?)
 }
 
+/// Whether the agent holds an open run on a bead in progress that is assigned to it.
+async fn has_live_claim(conn: &mut Conn, agent: Uuid) -> Result<bool> {
+    let live: i64 = runs::table
+        .inner_join(beads::table)
+        .filter(runs::agent_id.eq(agent))
+        .filter(runs::outcome.is_null())
+        .filter(beads::status.eq(BeadStatus::InProgress))
+        .filter(beads::assignee_agent_id.eq(agent))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(live > 0)
+}
+
 /// Sets a zombie agent idle, if it still is one once locked. An open run it holds on a bead
 /// that is no longer its own is ended `cancelled` (no attempt is charged to a bead it was
 /// not holding).
-pub async fn free_zombie(conn: &mut Conn, agent: Uuid, retry: RetryPolicy) -> Result<bool> {
+pub async fn free_zombie(conn: &mut Conn, agent: Uuid) -> Result<bool> {
     conn.transaction::<_, Error, _>(async move |conn| {
+        // The agent is locked before anything is read about it, and the check runs as a
+        // later statement, so a claim that committed while this waited is seen. (Agent
+        // before run is the reverse of a release; the graph lock, which every release takes
+        // first, keeps the two from interleaving, and claims skip locked rows.)
         lock_graph(conn).await?;
-        let open_run: Option<Uuid> = runs::table
-            .filter(runs::agent_id.eq(agent))
-            .filter(runs::outcome.is_null())
-            .select(runs::id)
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?;
         let status: Option<(AgentStatus, Option<String>)> = agents::table
             .find(agent)
             .select((agents::status, agents::project_id))
@@ -236,28 +264,25 @@ pub async fn free_zombie(conn: &mut Conn, agent: Uuid, retry: RetryPolicy) -> Re
             .await
             .optional()?;
         let Some((AgentStatus::Working, project)) = status else { return Ok(false) };
+        if has_live_claim(conn, agent).await? {
+            return Ok(false);
+        }
+        let open_run: Option<Uuid> = runs::table
+            .filter(runs::agent_id.eq(agent))
+            .filter(runs::outcome.is_null())
+            .select(runs::id)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
         if let Some(run) = open_run {
-            let bead: Option<(BeadStatus, Option<Uuid>)> = beads::table
-                .inner_join(runs::table)
-                .filter(runs::id.eq(run))
-                .select((beads::status, beads::assignee_agent_id))
-                .first(conn)
-                .await
-                .optional()?;
-            if bead == Some((BeadStatus::InProgress, Some(agent))) {
-                return Ok(false);
-            }
             let error = Some("the agent no longer held the bead".to_owned());
-            release_in(conn, run, RunOutcome::Cancelled, error, retry).await?;
+            release_in(conn, run, RunOutcome::Cancelled, error, RetryPolicy::default()).await?;
         }
         free_if_working(conn, agent).await?;
-        healed(
-            conn,
-            project.as_deref(),
-            None,
-            serde_json::json!({ "job": "free_zombie_agents", "agent": agent, "run": open_run }),
-        )
-        .await?;
+        let data =
+            serde_json::json!({ "job": "free_zombie_agents", "agent": agent, "run": open_run });
+        healed(conn, project.as_deref(), None, data).await?;
         Ok(true)
     })
     .await

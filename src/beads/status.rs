@@ -7,11 +7,13 @@ use diesel_async::RunQueryDsl;
 
 use super::graph::{recount_dependents, refresh_holds};
 use super::model::Bead;
+use super::runs::RunOutcome;
 use super::transitions::{StatusChange, bump_version};
 use super::types::{BeadStatus, BeadType, BlockedReason};
 use crate::activity::{Activity, Actor, Record};
+use crate::agents::AgentStatus;
 use crate::db::Conn;
-use crate::db::schema::beads;
+use crate::db::schema::{agents, beads, runs};
 use crate::error::{Error, Result};
 
 /// Applies one status change to a locked bead, with everything that follows from it.
@@ -21,12 +23,46 @@ pub(super) async fn apply(
     change: StatusChange,
     actor: Actor,
 ) -> Result<()> {
+    if bead.status == BeadStatus::InProgress {
+        take_back(conn, &bead, actor).await?;
+    }
     match change {
         StatusChange::Close { reason } => close(conn, bead, reason, actor).await,
         StatusChange::Reopen { reason } => reopen(conn, bead, reason, Attempts::Reset, actor).await,
         StatusChange::Block { reason, note } => block(conn, bead, reason, note, actor).await,
         StatusChange::Defer { until } => defer(conn, bead, until, actor).await,
     }
+}
+
+/// A person changing the status of a bead an agent holds takes it back: the open run ends
+/// `cancelled` (no attempt is charged) and the agent is free again, in the same transaction,
+/// so the bead can be claimed afresh and the old run can neither renew nor release it.
+async fn take_back(conn: &mut Conn, bead: &Bead, actor: Actor) -> Result<()> {
+    let ended: Vec<(uuid::Uuid, Option<uuid::Uuid>)> = diesel::update(
+        runs::table.filter(runs::bead_id.eq(&bead.id)).filter(runs::outcome.is_null()),
+    )
+    .set((
+        runs::ended_at.eq(diesel::dsl::now),
+        runs::outcome.eq(RunOutcome::Cancelled),
+        runs::error.eq("taken back by a person"),
+    ))
+    .returning((runs::id, runs::agent_id))
+    .get_results(conn)
+    .await?;
+    for (run, agent) in ended {
+        if let Some(agent) = agent {
+            diesel::update(
+                agents::table.find(agent).filter(agents::status.eq(AgentStatus::Working)),
+            )
+            .set((agents::status.eq(AgentStatus::Idle), agents::updated_at.eq(diesel::dsl::now)))
+            .execute(conn)
+            .await?;
+        }
+        let data =
+            serde_json::json!({ "run": run, "outcome": RunOutcome::Cancelled, "agent": agent });
+        record(conn, bead, "run.ended", actor, data).await?;
+    }
+    Ok(())
 }
 
 async fn record(

@@ -39,16 +39,16 @@ pub struct ServerArgs {
     #[arg(long, env = "LOOM_DISPATCH_INTERVAL_SECONDS", default_value_t = 2)]
     pub dispatch_interval_seconds: u64,
     /// When the ticker returns beads whose lease expired (six-field cron, seconds first).
-    #[arg(long, env = "LOOM_TICKER_LEASES", default_value = "*/5 * * * * *")]
+    #[arg(long, env = "LOOM_TICKER_LEASES", default_value_t = crate::ticker::TickerConfig::default().expire_leases)]
     pub ticker_leases: String,
     /// When the ticker frees agents marked working without a live claim.
-    #[arg(long, env = "LOOM_TICKER_ZOMBIES", default_value = "*/30 * * * * *")]
+    #[arg(long, env = "LOOM_TICKER_ZOMBIES", default_value_t = crate::ticker::TickerConfig::default().free_zombies)]
     pub ticker_zombies: String,
     /// When the ticker reopens beads parked while the gateway was down.
-    #[arg(long, env = "LOOM_TICKER_PARKED", default_value = "*/15 * * * * *")]
+    #[arg(long, env = "LOOM_TICKER_PARKED", default_value_t = crate::ticker::TickerConfig::default().resume_parked)]
     pub ticker_parked: String,
     /// When the ticker fires due schedules.
-    #[arg(long, env = "LOOM_TICKER_SCHEDULES", default_value = "*/10 * * * * *")]
+    #[arg(long, env = "LOOM_TICKER_SCHEDULES", default_value_t = crate::ticker::TickerConfig::default().schedules)]
     pub ticker_schedules: String,
     /// Run no ticker in this process (another replica runs it).
     #[arg(long, env = "LOOM_NO_TICKER")]

@@ -93,7 +93,7 @@ async fn fire_locked(
         Err(e) => return disable(conn, schedule, e).await,
     };
     let outcome = match still_open(conn, schedule.id).await? {
-        Some(open) => FireOutcome::StillOpen(open),
+        Some(open) => skip(conn, &schedule, open).await?,
         None => file(conn, &schedule).await?,
     };
     let filed = match &outcome {
@@ -110,6 +110,22 @@ async fn fire_locked(
         .execute(conn)
         .await?;
     Ok(Fired { schedule: schedule.id, outcome })
+}
+
+/// A bead from the last firing is still open: nothing is filed, and the history says why.
+async fn skip(conn: &mut Conn, s: &Schedule, open: String) -> Result<FireOutcome> {
+    Activity::record(
+        conn,
+        Record {
+            kind: "schedule.skipped",
+            project_id: Some(&s.project_id),
+            bead_id: Some(&open),
+            actor: Actor::System,
+            data: serde_json::json!({ "schedule": s.id, "still_open": open }),
+        },
+    )
+    .await?;
+    Ok(FireOutcome::StillOpen(open))
 }
 
 async fn still_open(conn: &mut Conn, schedule: Uuid) -> Result<Option<String>> {
@@ -147,6 +163,11 @@ async fn file(conn: &mut Conn, s: &Schedule) -> Result<FireOutcome> {
         })
         .await;
     let (kind, outcome, data) = match filed {
+        // The database failing is not the template's fault: the whole firing rolls back and
+        // the next pass tries again.
+        Err(e @ (Error::Database(_) | Error::Unavailable(_) | Error::Internal(_))) => {
+            return Err(e);
+        }
         Ok(bead) => (
             "schedule.fired",
             FireOutcome::Filed(bead.clone()),

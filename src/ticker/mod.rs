@@ -68,9 +68,13 @@ impl Ticker {
         let ids = Bead::expired_leases(&mut conn, BATCH).await?;
         let mut pass = Pass { seen: ids.len(), healed: 0 };
         for id in ids {
-            if let Some(e) = Bead::expire_lease(&mut conn, &id, self.retry).await? {
-                tracing::warn!(bead.id = %e.bead, run.id = ?e.run, agent.id = ?e.agent, "a lease expired; the bead goes back to the queue");
-                pass.healed += 1;
+            match Bead::expire_lease(&mut conn, &id, self.retry).await {
+                Ok(Some(e)) => {
+                    tracing::warn!(bead.id = %e.bead, run.id = ?e.run, agent.id = ?e.agent, after = ?e.after, "a lease expired; the claim was ended");
+                    pass.healed += 1;
+                }
+                Ok(None) => {}
+                Err(e) => item_failed("expire_leases", &id, &e),
             }
         }
         Ok(self.woke(pass))
@@ -82,9 +86,13 @@ impl Ticker {
         let ids = beads::zombie_agents(&mut conn, BATCH).await?;
         let mut pass = Pass { seen: ids.len(), healed: 0 };
         for id in ids {
-            if beads::free_zombie(&mut conn, id, self.retry).await? {
-                tracing::warn!(agent.id = %id, "an agent was marked working with nothing to work on; it is idle again");
-                pass.healed += 1;
+            match beads::free_zombie(&mut conn, id).await {
+                Ok(true) => {
+                    tracing::warn!(agent.id = %id, "an agent was marked working with nothing to work on; it is idle again");
+                    pass.healed += 1;
+                }
+                Ok(false) => {}
+                Err(e) => item_failed("free_zombies", &id.to_string(), &e),
             }
         }
         Ok(self.woke(pass))
@@ -99,8 +107,10 @@ impl Ticker {
         let ids = Bead::parked_for_gateway(&mut conn, BATCH).await?;
         let mut pass = Pass { seen: ids.len(), healed: 0 };
         for id in ids {
-            if Bead::resume_parked(&mut conn, &id).await? {
-                pass.healed += 1;
+            match Bead::resume_parked(&mut conn, &id).await {
+                Ok(true) => pass.healed += 1,
+                Ok(false) => {}
+                Err(e) => item_failed("resume_parked", &id, &e),
             }
         }
         if pass.healed > 0 {
@@ -175,6 +185,12 @@ impl Ticker {
         tracing::info!("ticker started");
         Ok(scheduler)
     }
+}
+
+/// One item that cannot be healed must not hold up the rest of the pass; it is retried on
+/// the next one.
+fn item_failed(job: &str, item: &str, e: &crate::Error) {
+    tracing::warn!(job, item, error = %e, "could not heal an item; the next pass retries it");
 }
 
 type JobFn =

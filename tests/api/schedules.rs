@@ -116,7 +116,10 @@ async fn bad_schedules_are_refused_with_stable_codes() {
         assert_eq!((res.status.as_u16(), res.code()), (status, code), "{body}");
     }
     let unknown_field = app.post("/api/v1/schedules", with(&|b| b["when"] = json!("soon"))).await;
-    assert!(unknown_field.status.is_client_error(), "{:?}", unknown_field.body);
+    assert_eq!((unknown_field.status.as_u16(), unknown_field.code()), (422, "invalid_body"));
+    assert_eq!(app.get("/api/v1/schedules?limit=0").await.code(), "invalid_limit");
+    let ghost = format!("/api/v1/schedules/{}", uuid::Uuid::nil());
+    assert_eq!(app.patch(&ghost, json!({"enabled": false})).await.status, StatusCode::NOT_FOUND);
     let viewer = app
         .call(Method::POST, "/api/v1/schedules", Some(&app.viewer.clone()), Some(nightly("web")))
         .await;
@@ -158,12 +161,15 @@ async fn a_due_schedule_files_its_bead_once_and_not_again_while_it_is_open() {
     );
     let after = app.get(&format!("/api/v1/schedules/{id}")).await.body;
     assert_eq!(after["last_bead"], bead.as_str());
-    assert!(after["next_run_at"].as_str().unwrap() > Utc::now().to_rfc3339().as_str(), "moved on");
+    let next: chrono::DateTime<Utc> = after["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert!(next > Utc::now(), "moved on: {next}");
     assert!(t.fire_schedules().await.unwrap().is_empty(), "fired once");
 
     make_due(&app, &id).await;
     let again = t.fire_schedules().await.unwrap();
     assert_eq!(again[0].outcome, FireOutcome::StillOpen(bead.clone()));
+    let history = app.get(&format!("/api/v1/beads/{bead}")).await.body["history"].clone();
+    assert!(history.to_string().contains("schedule.skipped"), "{history}");
     let open = app.get("/api/v1/beads?project=web").await.body["items"].as_array().unwrap().len();
     assert_eq!(open, 1, "no second bead while the first is open");
 
@@ -256,4 +262,55 @@ async fn running_a_schedule_by_hand_files_now_keeps_its_time_and_respects_the_op
     let missing =
         app.post(&format!("/api/v1/schedules/{}/run", uuid::Uuid::nil()), json!({})).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_template_that_cannot_be_filed_is_recorded_and_the_schedule_moves_on() {
+    let app = spawn().await;
+    app.project("web").await;
+    let s = schedule(&app, nightly("web")).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    // a label the bead rules refuse, as an old version or a hand edit could have stored
+    app.pool.get().await.unwrap().batch_execute(&format!(
+        "UPDATE schedules SET labels = '{{\"NOT A LABEL\"}}', next_run_at = now() - interval '1 minute' WHERE id = '{id}'"
+    )).await.unwrap();
+    let fired = ticker(&app).fire_schedules().await.unwrap();
+    assert_eq!(fired[0].outcome, FireOutcome::Failed);
+    assert!(
+        app.get("/api/v1/beads?project=web").await.body["items"].as_array().unwrap().is_empty(),
+        "nothing half-filed"
+    );
+    let after = app.get(&format!("/api/v1/schedules/{id}")).await.body;
+    let next: chrono::DateTime<Utc> = after["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert!(next > Utc::now(), "it moved on rather than retrying every pass");
+    #[derive(diesel::QueryableByName)]
+    struct Why {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        error: String,
+    }
+    let mut conn = app.pool.get().await.unwrap();
+    let why: Why = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT data->>'error' AS error FROM activity WHERE kind = 'schedule.failed'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert!(why.error.contains("label"), "{}", why.error);
+}
+
+#[tokio::test]
+async fn a_stored_expression_that_no_longer_parses_disables_the_schedule() {
+    let app = spawn().await;
+    app.project("web").await;
+    let s = schedule(&app, nightly("web")).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    app.pool.get().await.unwrap().batch_execute(&format!(
+        "UPDATE schedules SET cron = 'at dawn', next_run_at = now() - interval '1 minute' WHERE id = '{id}'"
+    )).await.unwrap();
+    let fired = ticker(&app).fire_schedules().await.unwrap();
+    assert_eq!(fired[0].outcome, FireOutcome::Failed);
+    assert_eq!(app.get(&format!("/api/v1/schedules/{id}")).await.body["enabled"], false);
+    assert!(ticker(&app).fire_schedules().await.unwrap().is_empty(), "it is not retried");
 }

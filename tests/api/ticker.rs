@@ -211,6 +211,8 @@ async fn beads_parked_for_the_gateway_reopen_only_once_it_is_healthy_keeping_the
     .unwrap();
     assert!(matches!(parked, Some(AfterRun::Blocked(_))));
 
+    // earlier failures are on its record; being parked must not wipe them
+    sql(&app, &format!("UPDATE beads SET attempts = 2 WHERE id = '{bead}'")).await;
     let gateway = HealthState::default();
     let t = ticker(&app, &gateway);
     for health in [Health::Unknown, Health::Down, Health::Degraded] {
@@ -221,7 +223,7 @@ async fn beads_parked_for_the_gateway_reopen_only_once_it_is_healthy_keeping_the
     gateway.set(Health::Healthy);
     assert_eq!(t.resume_parked().await.unwrap(), Pass { seen: 1, healed: 1 });
     let b = app.show(&bead).await;
-    assert_eq!((b["status"].as_str(), b["attempts"].as_i64()), (Some("open"), Some(0)));
+    assert_eq!((b["status"].as_str(), b["attempts"].as_i64()), (Some("open"), Some(2)));
     assert_eq!(
         app.ready_ids("web").await,
         [bead.clone()],
@@ -261,4 +263,53 @@ async fn a_bad_ticker_schedule_is_refused_at_start_naming_the_job() {
     let config = TickerConfig { free_zombies: "every minute".into(), ..TickerConfig::default() };
     let err = ticker(&app, &HealthState::default()).start(&config).await.err().unwrap();
     assert!(format!("{err:#}").contains("free_zombies"), "{err:#}");
+}
+
+#[tokio::test]
+async fn an_agent_claimed_between_the_scan_and_the_heal_keeps_its_work() {
+    let app = spawn().await;
+    app.project("web").await;
+    let ada = agent(&app, "ada").await;
+    let bead = app.bead("web", "fresh work", json!({})).await;
+    sql(&app, &format!("UPDATE agents SET status = 'working' WHERE id = '{ada}'")).await;
+    let mut conn = app.pool.get().await.unwrap();
+    assert_eq!(loom::beads::zombie_agents(&mut conn, 10).await.unwrap(), [ada]);
+    // meanwhile its old run ends and the dispatcher hands it new work
+    sql(&app, &format!("UPDATE agents SET status = 'idle' WHERE id = '{ada}'")).await;
+    Bead::claim(&mut conn, &bead, ada, Duration::from_secs(60)).await.unwrap().unwrap();
+    assert!(!loom::beads::free_zombie(&mut conn, ada).await.unwrap());
+    assert_eq!(app.get(&format!("/api/v1/agents/{ada}")).await.body["status"], "working");
+    assert_eq!(app.show(&bead).await["status"], "in_progress");
+}
+
+#[tokio::test]
+async fn a_person_taking_a_bead_back_ends_its_run_and_frees_the_agent() {
+    let app = spawn().await;
+    app.project("web").await;
+    let ada = agent(&app, "ada").await;
+    let bead = app.bead("web", "wrong approach", json!({})).await;
+    let mut conn = app.pool.get().await.unwrap();
+    let claim = Bead::claim(&mut conn, &bead, ada, Duration::from_secs(60)).await.unwrap().unwrap();
+    let reopened = app.post(&format!("/api/v1/beads/{bead}/reopen"), json!({})).await;
+    assert_eq!(reopened.body["status"], "open", "{:?}", reopened.body);
+    let run = app.get(&format!("/api/v1/runs/{}", claim.run_id)).await.body;
+    assert_eq!(
+        (run["outcome"].as_str(), run["error"].as_str()),
+        (Some("cancelled"), Some("taken back by a person"))
+    );
+    assert_eq!(app.get(&format!("/api/v1/agents/{ada}")).await.body["status"], "idle");
+    let again = Bead::claim(&mut conn, &bead, ada, Duration::from_secs(60)).await.unwrap();
+    assert!(again.is_some(), "the bead can be claimed afresh");
+    assert_eq!(
+        Bead::release(&mut conn, claim.run_id, RunOutcome::Success, None, NO_WAIT).await.unwrap(),
+        None,
+        "the old run cannot end it"
+    );
+    app.close(&bead).await;
+    assert_eq!(
+        app.get(&format!("/api/v1/agents/{ada}")).await.body["status"],
+        "idle",
+        "closing frees the agent too"
+    );
+    assert_eq!(app.show(&bead).await["runs"][0]["outcome"], "cancelled");
 }
