@@ -15,6 +15,8 @@ CREATE TABLE schedules (
     last_run_at timestamptz,
     last_bead_id text,
     created_by_user_id uuid REFERENCES users (id) ON DELETE SET NULL,
+    -- optimistic concurrency for edits, as on beads
+    version integer NOT NULL DEFAULT 1,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );

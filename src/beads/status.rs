@@ -165,16 +165,10 @@ pub(super) async fn reopen(
         return Err(Error::conflict("already_open", format!("{} is already open", bead.id)));
     }
     let was = bead.status;
-    if attempts == Attempts::Reset {
-        diesel::update(beads::table.find(&bead.id))
-            .set((
-                beads::attempts.eq(0),
-                beads::not_before.eq(None::<DateTime<Utc>>),
-                beads::last_error.eq(None::<String>),
-            ))
-            .execute(conn)
-            .await?;
-    }
+    let (attempts, not_before, last_error) = match attempts {
+        Attempts::Reset => (0, None, None),
+        Attempts::Keep => (bead.attempts, bead.not_before, bead.last_error.clone()),
+    };
     diesel::update(beads::table.find(&bead.id))
         .set((
             beads::status.eq(BeadStatus::Open),
@@ -185,6 +179,9 @@ pub(super) async fn reopen(
             beads::defer_until.eq(None::<DateTime<Utc>>),
             beads::assignee_agent_id.eq(None::<uuid::Uuid>),
             beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+            beads::attempts.eq(attempts),
+            beads::not_before.eq(not_before),
+            beads::last_error.eq(last_error),
         ))
         .execute(conn)
         .await?;

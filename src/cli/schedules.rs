@@ -179,7 +179,9 @@ pub async fn run(remote: Remote, command: ScheduleCommand) -> anyhow::Result<()>
                 body["enabled"] = Value::from(enable);
             }
             if title.is_some() || !template.is_empty() {
-                body["bead"] = merged_template(&client, &path, title, template).await?;
+                let (bead, version) = merged_template(&client, &path, title, template).await?;
+                body["bead"] = bead;
+                body["version"] = version;
             }
             client.patch(&path, &body).await?
         }
@@ -206,15 +208,15 @@ fn schedule_path(id: &str) -> anyhow::Result<String> {
     Ok(format!("/api/v1/schedules/{id}"))
 }
 
-/// The schedule's current template with the given flags written over it: PATCH replaces the
-/// whole template, and `--title X` should change only the title. Schedules carry no version,
-/// so a change someone makes between this read and the write is overwritten.
+/// The schedule's current template with the given flags written over it (PATCH replaces the
+/// whole template, and `--title X` should change only the title), and the version it was
+/// read at, so a change someone makes between this read and the write is refused, not lost.
 async fn merged_template(
     client: &Client,
     path: &str,
     title: Option<String>,
     template: TemplateArgs,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<(Value, Value)> {
     let current: Value = client.get(path, &[]).await?;
     // Only the known keys: the server refuses unknown fields in a template.
     let mut bead = json!({});
@@ -225,7 +227,7 @@ async fn merged_template(
         bead["title"] = Value::from(t);
     }
     template.apply(&mut bead);
-    Ok(bead)
+    Ok((bead, current["version"].clone()))
 }
 
 /// A disabled schedule keeps a `next_run_at`, but it will not fire then.

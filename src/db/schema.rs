@@ -213,6 +213,7 @@ diesel::table! {
         last_run_at -> Nullable<Timestamptz>,
         last_bead_id -> Nullable<Text>,
         created_by_user_id -> Nullable<Uuid>,
+        version -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

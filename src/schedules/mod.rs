@@ -93,6 +93,8 @@ pub struct NewSchedule {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulePatch {
+    /// When given, the change is refused (409 `stale_version`) unless it is the current one.
+    pub version: Option<i32>,
     pub cron: Option<String>,
     pub bead: Option<BeadTemplate>,
     pub enabled: Option<bool>,
@@ -115,6 +117,7 @@ pub struct Schedule {
     pub last_run_at: Option<DateTime<Utc>>,
     pub last_bead_id: Option<String>,
     pub created_by_user_id: Option<Uuid>,
+    pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -133,6 +136,8 @@ pub struct ScheduleView {
     /// The bead it filed last.
     pub last_bead: Option<String>,
     pub created_by: Option<Uuid>,
+    /// Send it back with a PATCH to refuse overwriting someone else's change.
+    pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -167,6 +172,7 @@ impl From<Schedule> for ScheduleView {
             last_run_at: s.last_run_at,
             last_bead: s.last_bead_id,
             created_by: s.created_by_user_id,
+            version: s.version,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -278,6 +284,17 @@ impl Schedule {
                 .await
                 .optional()?
                 .ok_or_else(|| Error::not_found("schedule"))?;
+            if let Some(v) = patch.version
+                && v != current.version
+            {
+                return Err(Error::conflict(
+                    "stale_version",
+                    format!(
+                        "the schedule changed since version {v} (now {}); reload and retry",
+                        current.version
+                    ),
+                ));
+            }
             if let Some(t) = &template {
                 check_references(conn, &current.project_id, t.persona.as_deref()).await?;
             }
@@ -306,6 +323,7 @@ impl Schedule {
                     schedules::persona.eq(&t.persona),
                     schedules::enabled.eq(patch.enabled.unwrap_or(current.enabled)),
                     schedules::next_run_at.eq(next),
+                    schedules::version.eq(schedules::version + 1),
                     schedules::updated_at.eq(diesel::dsl::now),
                 ))
                 .returning(Schedule::as_returning())

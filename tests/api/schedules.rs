@@ -80,6 +80,15 @@ async fn schedules_are_created_listed_changed_and_deleted() {
         (Some("Weekly audit"), Some(2))
     );
 
+    let stale =
+        app.patch(&format!("/api/v1/schedules/{id}"), json!({"version": 1, "enabled": true})).await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::CONFLICT, "stale_version"));
+    let current = retitled.body["version"].as_i64().unwrap();
+    let fresh = app
+        .patch(&format!("/api/v1/schedules/{id}"), json!({"version": current, "enabled": true}))
+        .await;
+    assert_eq!((fresh.status, fresh.body["version"].as_i64()), (StatusCode::OK, Some(current + 1)));
+
     assert_eq!(
         app.delete(&format!("/api/v1/schedules/{id}"), None).await.status,
         StatusCode::NO_CONTENT

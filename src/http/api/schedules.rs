@@ -141,12 +141,12 @@ pub async fn run(
     let mut conn = state.pool.get().await?;
     let fired = Schedule::fire_now(&mut conn, *id).await?;
     let (outcome, bead) = match fired.outcome {
-        FireOutcome::Filed(b) => ("filed", Some(b)),
+        FireOutcome::Filed(b) => {
+            state.nudge.wake();
+            ("filed", Some(b))
+        }
         FireOutcome::StillOpen(b) => ("still_open", Some(b)),
         FireOutcome::Failed => ("failed", None),
     };
-    if outcome == "filed" {
-        state.nudge.wake();
-    }
     Ok(HttpResponse::Ok().json(FireResult { schedule: fired.schedule, outcome, bead }))
 }
