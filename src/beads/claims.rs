@@ -1,23 +1,29 @@
 //! Claims, leases and the end of a run: the transactions that move a bead between `open`
 //! and `in_progress`, and what each run outcome does to the bead afterwards.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::graph::lock_graph;
+use super::graph::{lock_graph, refresh_holds};
 use super::model::Bead;
 use super::runs::{Run, RunOutcome};
 use super::status;
-use super::types::{BeadStatus, BeadType, BlockedReason};
+use super::types::{BeadStatus, BlockedReason, EdgeKind};
 use crate::activity::{Activity, Actor, Record};
 use crate::agents::AgentStatus;
 use crate::db::Conn;
-use crate::db::schema::{agents, beads, projects, runs};
+use crate::db::schema::{agents, bead_dependencies, beads, projects, runs};
 use crate::error::{Error, Result};
 
 /// A bead held by an agent under a lease, with the run that records it.
@@ -55,6 +61,31 @@ fn lease_end(lease: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
 }
 
+/// A fixed SQL text with its binds, which diesel keeps prepared on the connection. It never
+/// keeps a plain `sql_query` (it cannot know the text is fixed), so each call would cost a
+/// round trip more and a fresh plan; for a release, both under the graph lock.
+struct Prepared<Q>(Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    /// Built only from this file's fixed texts, so the per-connection cache stays small.
+    fn is_safe_to_cache_prepared(&self, _: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
 /// What a run's end did to its bead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum AfterRun {
@@ -68,85 +99,99 @@ pub enum AfterRun {
     Untouched,
 }
 
+/// The readiness rules of DESIGN.md on `beads`' own columns: the `beads_ready*` partial
+/// index predicate plus the retry back-off.
+const READY: &str = "status = 'open' AND bead_type <> 'epic' AND open_blockers = 0 \
+                     AND held_by IS NULL AND (not_before IS NULL OR not_before <= now())";
+
+/// Claims every (bead, agent, run id) pair whose bead is still ready and whose agent is still
+/// idle, in one statement. Rows another transaction holds are skipped, not waited for, so
+/// competing dispatchers never queue on each other (and a statement that waits for nothing
+/// cannot deadlock). The run's `started_at` is the statement's start, which follows every
+/// close this statement's snapshot saw.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH want AS (SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS w(bead, agent, run)), \
+         bead AS MATERIALIZED (SELECT id, project_id, attempts FROM beads \
+           WHERE id = ANY($1) AND {READY} FOR UPDATE SKIP LOCKED), \
+         agent AS MATERIALIZED (SELECT id FROM agents WHERE id = ANY($2) AND status = 'idle' \
+           FOR UPDATE SKIP LOCKED), \
+         won AS MATERIALIZED (SELECT w.bead, w.agent, w.run, b.project_id, b.attempts + 1 AS attempt \
+           FROM want w JOIN bead b ON b.id = w.bead JOIN agent a ON a.id = w.agent), \
+         claimed AS (UPDATE beads SET status = 'in_progress', assignee_agent_id = won.agent, \
+             lease_expires_at = $4, version = beads.version + 1, updated_at = statement_timestamp() \
+           FROM won WHERE beads.id = won.bead), \
+         busy AS (UPDATE agents SET status = 'working', last_heartbeat_at = statement_timestamp(), \
+             updated_at = statement_timestamp() FROM won WHERE agents.id = won.agent), \
+         opened AS (INSERT INTO runs (id, bead_id, agent_id, attempt, started_at) \
+           SELECT run, bead, agent, attempt, statement_timestamp() FROM won), \
+         history AS (INSERT INTO activity (kind, project_id, bead_id, actor_agent_id, data) \
+           SELECT 'bead.claimed', project_id, bead, agent, \
+                  jsonb_build_object('agent', agent, 'run', run, 'attempt', attempt) FROM won) \
+         SELECT bead, agent, run, attempt FROM won"
+    )
+});
+
+#[derive(QueryableByName)]
+struct Won {
+    #[diesel(sql_type = Text)]
+    bead: String,
+    #[diesel(sql_type = SqlUuid)]
+    agent: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    run: Uuid,
+    #[diesel(sql_type = Integer)]
+    attempt: i32,
+}
+
 impl Bead {
-    /// Claims a bead for an agent in one transaction, if both are still free: the bead must
-    /// still be ready and the agent idle. Rows another transaction holds are skipped, not
-    /// waited for, so competing dispatchers never queue on each other. `None` means someone
-    /// else was faster.
+    /// Claims a bead for an agent, if both are still free: the bead must still be ready and
+    /// the agent idle. `None` means someone else was faster.
     pub async fn claim(
         conn: &mut Conn,
         bead_id: &str,
         agent_id: Uuid,
         lease: Duration,
     ) -> Result<Option<Claim>> {
-        let bead_id = bead_id.to_owned();
-        conn.transaction::<_, Error, _>(async move |conn| {
-            let bead: Option<(i32, String)> = beads::table
-                .filter(beads::id.eq(&bead_id))
-                .filter(beads::status.eq(BeadStatus::Open))
-                .filter(beads::bead_type.ne(BeadType::Epic))
-                .filter(beads::open_blockers.eq(0))
-                .filter(beads::held_by.is_null())
-                .filter(beads::not_before.is_null().or(beads::not_before.le(diesel::dsl::now)))
-                .select((beads::attempts, beads::project_id))
-                .for_update()
-                .skip_locked()
-                .first(conn)
-                .await
-                .optional()?;
-            let Some((attempts, project)) = bead else { return Ok(None) };
-            let agent: Option<Uuid> = agents::table
-                .filter(agents::id.eq(agent_id))
-                .filter(agents::status.eq(AgentStatus::Idle))
-                .select(agents::id)
-                .for_update()
-                .skip_locked()
-                .first(conn)
-                .await
-                .optional()?;
-            if agent.is_none() {
-                return Ok(None);
-            }
-            let until = lease_end(lease);
-            diesel::update(beads::table.find(&bead_id))
-                .set((
-                    beads::status.eq(BeadStatus::InProgress),
-                    beads::assignee_agent_id.eq(agent_id),
-                    beads::lease_expires_at.eq(until),
-                    beads::version.eq(beads::version + 1),
-                    beads::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            diesel::update(agents::table.find(agent_id))
-                .set((
-                    agents::status.eq(AgentStatus::Working),
-                    agents::last_heartbeat_at.eq(diesel::dsl::now),
-                    agents::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            let run_id = Uuid::now_v7();
-            diesel::insert_into(runs::table)
-                .values((
-                    runs::id.eq(run_id),
-                    runs::bead_id.eq(&bead_id),
-                    runs::agent_id.eq(agent_id),
-                    runs::attempt.eq(attempts + 1),
-                ))
-                .execute(conn)
-                .await?;
-            Activity::record(conn, Record {
-                kind: "bead.claimed",
-                project_id: Some(&project),
-                bead_id: Some(&bead_id),
-                actor: Actor::Agent(agent_id),
-                data: serde_json::json!({ "agent": agent_id, "run": run_id, "attempt": attempts + 1 }),
+        let pair = [(bead_id.to_owned(), agent_id)];
+        Ok(Bead::claim_many(conn, &pair, lease).await?.pop())
+    }
+
+    /// Claims each (bead, agent) pair whose bead is still ready and whose agent is still
+    /// idle, in one statement: each claim sets the bead `in_progress` under a lease and the
+    /// agent `working`, opens a run and writes `bead.claimed`. Pairs someone else took (or
+    /// holds locked right now) are left out of the result. A pair list must not name a bead
+    /// or an agent twice.
+    pub async fn claim_many(
+        conn: &mut Conn,
+        pairs: &[(String, Uuid)],
+        lease: Duration,
+    ) -> Result<Vec<Claim>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (beads, agents): (Vec<String>, Vec<Uuid>) = pairs.iter().cloned().unzip();
+        let runs: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
+        let until = lease_end(lease);
+        let won: Vec<Won> = Prepared(
+            diesel::sql_query(CLAIM.as_str())
+                .bind::<Array<Text>, _>(beads)
+                .bind::<Array<SqlUuid>, _>(agents)
+                .bind::<Array<SqlUuid>, _>(runs)
+                .bind::<Timestamptz, _>(until),
+        )
+        .load(conn)
+        .await?;
+        Ok(won
+            .into_iter()
+            .map(|w| Claim {
+                run_id: w.run,
+                bead_id: w.bead,
+                agent_id: w.agent,
+                attempt: w.attempt,
+                lease_expires_at: until,
             })
-            .await?;
-            Ok(Some(Claim { run_id, bead_id, agent_id, attempt: attempts + 1, lease_expires_at: until }))
-        })
-        .await
+            .collect())
     }
 
     /// Extends a live claim's lease; false when the claim is gone (released, expired and
@@ -180,13 +225,166 @@ impl Bead {
         error: Option<String>,
         retry: RetryPolicy,
     ) -> Result<Option<AfterRun>> {
+        if outcome == RunOutcome::Success
+            && let Some(after) = close_unshared(conn, run_id, &error).await?
+        {
+            return Ok(Some(after));
+        }
         conn.transaction::<_, Error, _>(async move |conn| {
             // Closing or blocking changes holds: take the graph lock before any row lock.
             lock_graph(conn).await?;
+            if outcome == RunOutcome::Success
+                && let Some(after) = close_plain(conn, run_id, &error, Dependents::Recount).await?
+            {
+                return Ok(Some(after));
+            }
             release_in(conn, run_id, outcome, error, retry).await
         })
         .await
     }
+}
+
+/// Closes a successful run's bead without the graph lock when nothing else's readiness
+/// depends on it: a plain leaf (see `CLOSE_PLAIN`) that no bead waits on. Closing such a
+/// bead changes no other bead's `open_blockers` or `held_by`, and so cannot race another
+/// graph change over them. What could still race is a change that makes some bead depend on
+/// this one meanwhile (a `blocks` edge to it, a bead filed behind it, a child filed or
+/// linked under it); every one of those locks this bead's row before it reads its status
+/// (`lock_existing`, `claim_child_slot`), and the close reads after holding that same row
+/// lock, in a later statement with a fresh snapshot. So either the change committed first
+/// and the close sees it (and steps aside for the locked path), or it waits for the close
+/// and then sees the bead closed. `None` when the bead does not qualify (nothing is changed
+/// then); the locks it took are rolled back before the caller takes the graph lock.
+async fn close_unshared(
+    conn: &mut Conn,
+    run_id: Uuid,
+    error: &Option<String>,
+) -> Result<Option<AfterRun>> {
+    let tried = conn
+        .transaction::<_, Error, _>(async |conn| {
+            // Run, then bead: the order of every release.
+            let waited_on = bead_dependencies::table
+                .filter(bead_dependencies::depends_on.eq(beads::id))
+                .filter(bead_dependencies::kind.eq(EdgeKind::Blocks));
+            let shape: Option<(Option<String>, i32, bool)> = runs::table
+                .inner_join(beads::table)
+                .filter(runs::id.eq(run_id))
+                .filter(runs::outcome.is_null())
+                .select((beads::parent_id, beads::open_blockers, diesel::dsl::exists(waited_on)))
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            // Only a hint (read before the locks were granted); the close checks again.
+            if shape != Some((None, 0, false)) {
+                return Err(diesel::result::Error::RollbackTransaction.into());
+            }
+            match close_plain(conn, run_id, error, Dependents::Refuse).await? {
+                Some(after) => Ok(after),
+                None => Err(diesel::result::Error::RollbackTransaction.into()),
+            }
+        })
+        .await;
+    match tried {
+        Ok(after) => Ok(Some(after)),
+        Err(Error::Database(diesel::result::Error::RollbackTransaction)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `CLOSE_PLAIN` may close a bead that others wait on (and recount them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dependents {
+    /// Under the graph lock: recount them.
+    Recount,
+    /// Without it: leave such a bead alone.
+    Refuse,
+}
+
+impl Claim {
+    /// Notified (on commit) whenever a run ends and so frees an agent; dispatchers in every
+    /// process listen on it.
+    pub const WAKE_CHANNEL: &str = "loom_dispatch";
+}
+
+/// A successful run on a bead that is a plain leaf of the hierarchy, in one statement: no
+/// parent (so no epic to close), no open child, and not holding its subtree (in progress
+/// with no open blocker), so closing it moves no `held_by` below it. The run ends, the bead
+/// closes, the agent is freed, the beads waiting on it are recounted (the bead itself counts
+/// as closed there: the statement's snapshot does not see its own update), both activity
+/// rows are written in the order `release_in` writes them, and dispatchers are woken.
+/// Returns the recounted dependents that stopped or started holding a subtree that exists.
+/// With `$4` true it must run under the graph lock, taken in an earlier statement, so that
+/// its snapshot sees every close and edge that committed before; with `$4` false it leaves
+/// alone a bead that any other waits on (see `close_unshared`).
+const CLOSE_PLAIN: &str = "WITH run AS MATERIALIZED ( \
+       SELECT id, bead_id, agent_id, attempt FROM runs WHERE id = $1 AND outcome IS NULL FOR UPDATE), \
+     bead AS MATERIALIZED ( \
+       SELECT b.id, b.project_id, run.agent_id, run.attempt FROM beads b JOIN run ON b.id = run.bead_id \
+        WHERE b.id = (SELECT bead_id FROM run) AND b.status = 'in_progress' AND b.assignee_agent_id = run.agent_id \
+          AND b.parent_id IS NULL AND b.open_blockers = 0 \
+          AND NOT EXISTS (SELECT 1 FROM beads c WHERE c.parent_id = b.id AND c.status <> 'closed') \
+          AND ($4 OR NOT EXISTS (SELECT 1 FROM bead_dependencies w \
+                                  WHERE w.depends_on = b.id AND w.kind = 'blocks')) \
+        FOR UPDATE OF b), \
+     ended AS (UPDATE runs SET ended_at = now(), outcome = 'success', error = $2 \
+        FROM bead WHERE runs.id = $1), \
+     closed AS (UPDATE beads SET status = 'closed', closed_at = now(), close_reason = 'done', \
+          blocked_reason = NULL, blocked_note = NULL, assignee_agent_id = NULL, \
+          lease_expires_at = NULL, version = beads.version + 1, updated_at = now() \
+        FROM bead WHERE beads.id = bead.id), \
+     freed AS (UPDATE agents SET status = 'idle', updated_at = now() \
+        FROM bead WHERE agents.id = (SELECT agent_id FROM bead) AND agents.status = 'working'), \
+     counts AS MATERIALIZED ( \
+       SELECT x.id, x.open_blockers AS old, \
+         (SELECT count(*) FROM bead_dependencies e JOIN beads y ON y.id = e.depends_on \
+           WHERE e.bead_id = x.id AND e.kind = 'blocks' AND y.status <> 'closed' \
+             AND y.id <> d.depends_on)::int AS new \
+       FROM bead JOIN bead_dependencies d ON d.depends_on = bead.id AND d.kind = 'blocks' \
+       JOIN beads x ON x.id = d.bead_id), \
+     recounted AS (UPDATE beads SET open_blockers = counts.new FROM counts \
+        WHERE beads.id = counts.id AND beads.open_blockers <> counts.new \
+        RETURNING beads.id, (counts.old = 0) <> (counts.new = 0) AS crossed), \
+     history AS (INSERT INTO activity (kind, project_id, bead_id, actor_agent_id, data) \
+        SELECT e.kind, e.project, bead.id, bead.agent_id, e.data FROM bead CROSS JOIN LATERAL (VALUES \
+          (1, 'bead.closed', bead.project_id, jsonb_build_object('reason', 'done')), \
+          (2, 'run.ended', NULL, jsonb_build_object('run', $1::uuid, 'outcome', 'success', \
+                'attempt', bead.attempt, 'error', $2::text))) AS e(n, kind, project, data) \
+        ORDER BY e.n) \
+   SELECT (SELECT count(*) FROM bead) AS closed, \
+          ARRAY(SELECT r.id FROM recounted r WHERE r.crossed \
+                  AND EXISTS (SELECT 1 FROM beads c WHERE c.parent_id = r.id)) AS roots, \
+          (SELECT count(pg_notify($3, '')) FROM bead) AS woken";
+
+/// Closes a successful run's bead with `CLOSE_PLAIN` when it qualifies; `None` when it does
+/// not (or the run already ended), for `release_in` to handle in full.
+async fn close_plain(
+    conn: &mut Conn,
+    run_id: Uuid,
+    error: &Option<String>,
+    dependents: Dependents,
+) -> Result<Option<AfterRun>> {
+    #[derive(QueryableByName)]
+    struct Closed {
+        #[diesel(sql_type = BigInt)]
+        closed: i64,
+        #[diesel(sql_type = Array<Text>)]
+        roots: Vec<String>,
+    }
+    let done: Closed = Prepared(
+        diesel::sql_query(CLOSE_PLAIN)
+            .bind::<SqlUuid, _>(run_id)
+            .bind::<Nullable<Text>, _>(error)
+            .bind::<Text, _>(Claim::WAKE_CHANNEL)
+            .bind::<Bool, _>(dependents == Dependents::Recount),
+    )
+    .get_result(conn)
+    .await?;
+    if done.closed == 0 {
+        return Ok(None);
+    }
+    refresh_holds(conn, &done.roots).await?;
+    Ok(Some(AfterRun::Closed))
 }
 
 /// The body of `release`, for callers that already run a transaction (and hold the graph
@@ -236,6 +434,7 @@ pub(crate) async fn release_in(
         data: serde_json::json!({ "run": run_id, "outcome": outcome, "attempt": run.attempt, "error": error }),
     })
     .await?;
+    wake_dispatchers(conn).await?;
     Ok(Some(after))
 }
 
@@ -337,6 +536,16 @@ async fn reopen_claimed(
             beads::not_before.eq(not_before),
             beads::last_error.eq(error),
         ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The agent this run held is free: wake the dispatchers of every process when this
+/// transaction commits.
+async fn wake_dispatchers(conn: &mut Conn) -> Result<()> {
+    diesel::sql_query("SELECT pg_notify($1, '')")
+        .bind::<Text, _>(Claim::WAKE_CHANNEL)
         .execute(conn)
         .await?;
     Ok(())

@@ -1,26 +1,26 @@
-//! The dispatcher: hands every ready bead to an idle agent. Each step reads the idle agents
-//! and the ready queue, pairs them (`matching`), and claims each pair in its own
-//! transaction (`Bead::claim`, `FOR UPDATE SKIP LOCKED`), so any number of dispatchers, in one
-//! process or many, can run against one database: a pair someone else took is skipped.
-//! The loop wakes on a nudge (a bead became ready, an agent became idle) and also sweeps on
-//! an interval, so a lost nudge only delays work.
+//! The dispatcher: hands every ready bead to an idle agent. Each step locks a page of idle
+//! agents and of the ready queue that no other dispatcher holds (`queue`, `FOR UPDATE SKIP
+//! LOCKED`), pairs them (`matching`) and claims every pair in the same transaction
+//! (`Bead::claim_many`), so any number of dispatchers, in one process or many, can run
+//! against one database: each takes its own slice, and none waits for another.
+//! The loop wakes on a nudge from this process, on a run ending in any process (`listen`),
+//! and also sweeps on an interval, so a lost wake-up only delays work.
 
+mod listen;
 pub mod matching;
+mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::AsyncConnection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::agents::AgentStatus;
 use crate::beads::Bead;
-use crate::db::Pool;
-use crate::db::schema::{agents, personas};
-use crate::error::Result;
-use matching::{Candidate, IdleAgent, assign};
+use crate::db::{Conn, Pool};
+use crate::error::{Error, Result};
+use matching::{Candidate, assign};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -78,41 +78,42 @@ impl Dispatcher {
         Dispatcher { pool, config, nudge }
     }
 
-    /// One pass: claims as many ready beads as there are idle agents that can take them.
+    /// One pass: claims ready beads for up to a page of idle agents that no other dispatcher
+    /// holds, in one transaction.
     pub async fn step(&self) -> Result<Step> {
         let mut conn = self.pool.get().await?;
-        let mut idle = idle_agents(&mut conn).await?;
-        let mut claimed = 0;
-        let mut after: Option<crate::beads::Cursor> = None;
+        if !queue::any_idle_agent(&mut conn).await? {
+            return Ok(Step::Idle);
+        }
+        let claimed =
+            conn.transaction::<_, Error, _>(async |conn| self.claim_round(conn).await).await?;
+        Ok(if claimed > 0 { Step::Worked(claimed) } else { Step::Idle })
+    }
+
+    async fn claim_round(&self, conn: &mut Conn) -> Result<usize> {
+        let mut free = queue::lock_idle_agents(conn, self.config.page).await?;
+        let mut pairs = Vec::new();
+        let mut after = None;
         for _ in 0..MAX_PAGES {
-            if idle.is_empty() {
+            if free.is_empty() {
                 break;
             }
-            let page = Bead::ready(&mut conn, None, after.as_ref(), self.config.page).await?;
-            let candidates: Vec<Candidate> = page
-                .items
-                .iter()
-                .map(|b| Candidate {
-                    id: b.id.clone(),
-                    project: b.project_id.clone(),
-                    persona: b.persona.clone(),
-                    labels: b.labels.clone(),
-                })
-                .collect();
-            for (bead, agent) in assign(&candidates, &idle) {
-                if Bead::claim(&mut conn, &bead, agent, self.config.lease).await?.is_some() {
-                    claimed += 1;
-                }
-                // Taken here or by another dispatcher: either way this agent is spoken for
-                // (or busy elsewhere) for the rest of this step.
-                idle.retain(|a| a.id != agent);
+            // As many beads as agents: when every agent can take every bead that is
+            // enough, and locking more would only hide them from the other dispatchers.
+            let limit = free.len() as i64;
+            let page = queue::lock_ready(conn, &free, after.as_ref(), limit).await?;
+            let candidates: Vec<Candidate> = page.iter().map(|r| r.candidate.clone()).collect();
+            for (bead, agent) in assign(&candidates, &free) {
+                free.retain(|a| a.id != agent);
+                pairs.push((bead, agent));
             }
-            match (page.next_cursor, page.items.last()) {
-                (Some(_), Some(last)) => after = Some(crate::beads::Cursor::after(last)),
-                _ => break,
+            if (page.len() as i64) < limit {
+                break;
             }
+            after = page.last().map(|r| r.at.clone());
         }
-        Ok(if claimed > 0 { Step::Worked(claimed) } else { Step::Idle })
+        // Every row is locked by this transaction, so each pair is taken.
+        Ok(Bead::claim_many(conn, &pairs, self.config.lease).await?.len())
     }
 
     /// Steps until a pass claims nothing.
@@ -124,9 +125,11 @@ impl Dispatcher {
         Ok(total)
     }
 
-    /// The loop: drain, then wait for a nudge, the sweep interval or cancellation.
+    /// The loop: drain, then wait for a nudge, a run ending anywhere (Postgres `NOTIFY`),
+    /// the sweep interval or cancellation.
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!("dispatcher started");
+        let mut wakes = listen::Wakes::new(self.pool.clone());
         loop {
             if let Err(e) = self.run_until_idle().await {
                 tracing::warn!(error = %e, "dispatch pass failed; retrying after the sweep interval");
@@ -134,25 +137,10 @@ impl Dispatcher {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.nudge.wait() => {}
+                _ = wakes.next() => {}
                 _ = tokio::time::sleep(self.config.sweep_interval) => {}
             }
         }
         tracing::info!("dispatcher stopped");
     }
-}
-
-/// Idle agents with their persona's labels, longest idle first.
-async fn idle_agents(conn: &mut crate::db::Conn) -> Result<Vec<IdleAgent>> {
-    let rows: Vec<(uuid::Uuid, Option<String>, String, Vec<String>)> = agents::table
-        .inner_join(personas::table)
-        .filter(agents::status.eq(AgentStatus::Idle))
-        .order(agents::updated_at.asc())
-        .select((agents::id, agents::project_id, agents::persona, personas::labels))
-        .limit(1000)
-        .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, project, persona, labels)| IdleAgent { id, project, persona, labels })
-        .collect())
 }
