@@ -201,7 +201,12 @@ impl Bead {
             beads::table
                 .filter(beads::id.eq(&claim.bead_id))
                 .filter(beads::status.eq(BeadStatus::InProgress))
-                .filter(beads::assignee_agent_id.eq(claim.agent_id)),
+                .filter(beads::assignee_agent_id.eq(claim.agent_id))
+                // The same agent may hold the bead again under a newer run; a run whose
+                // lease expired or was taken back must not keep that claim alive.
+                .filter(diesel::dsl::exists(
+                    runs::table.filter(runs::id.eq(claim.run_id)).filter(runs::outcome.is_null()),
+                )),
         )
         .set(beads::lease_expires_at.eq(lease_end(lease)))
         .execute(conn)

@@ -69,8 +69,13 @@ async fn an_expired_lease_returns_the_bead_counts_the_attempt_and_frees_the_agen
     assert_eq!(app.show(&live).await["status"], "in_progress");
     assert_eq!(app.get(&format!("/api/v1/agents/{bob}")).await.body["status"], "working");
     assert!(activity_kinds(&app, &bead).await.contains(&"ticker.healed".to_owned()));
-    // the run that lost its lease cannot renew it or end it a second time
+    // the run that lost its lease cannot renew it or end it a second time, not even once the
+    // same agent holds the bead again under a new run
     assert!(!Bead::renew_lease(&mut conn, &claim, Duration::from_secs(60)).await.unwrap());
+    sql(&app, "UPDATE beads SET not_before = NULL").await;
+    let again = Bead::claim(&mut conn, &bead, ada, Duration::from_secs(60)).await.unwrap().unwrap();
+    assert!(!Bead::renew_lease(&mut conn, &claim, Duration::from_secs(60)).await.unwrap());
+    assert!(Bead::renew_lease(&mut conn, &again, Duration::from_secs(60)).await.unwrap());
     assert_eq!(
         Bead::release(&mut conn, claim.run_id, RunOutcome::Success, None, NO_WAIT).await.unwrap(),
         None
