@@ -11,6 +11,7 @@ pub mod matching;
 mod queue;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel_async::AsyncConnection;
@@ -52,15 +53,28 @@ pub enum Step {
 
 /// Wakes dispatchers in this process; cheap to clone and to call when nothing waits.
 #[derive(Debug, Clone, Default)]
-pub struct Nudge(Arc<Notify>);
+pub struct Nudge {
+    notify: Arc<Notify>,
+    /// Taken by the one dispatcher sharing this nudge that listens for wake-ups from other
+    /// processes: a run ending anywhere then wakes one dispatcher per process, not all.
+    listening: Arc<AtomicBool>,
+}
 
 impl Nudge {
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.notify.notify_one();
     }
 
     async fn wait(&self) {
-        self.0.notified().await;
+        self.notify.notified().await;
+    }
+
+    fn take_listener(&self) -> bool {
+        !self.listening.swap(true, Ordering::AcqRel)
+    }
+
+    fn give_back_listener(&self) {
+        self.listening.store(false, Ordering::Release);
     }
 }
 
@@ -125,21 +139,31 @@ impl Dispatcher {
         Ok(total)
     }
 
-    /// The loop: drain, then wait for a nudge, a run ending anywhere (Postgres `NOTIFY`),
-    /// the sweep interval or cancellation.
+    /// The loop: drain, then wait for a nudge, a run ending anywhere (Postgres `NOTIFY`, for
+    /// one dispatcher per nudge), the sweep interval or cancellation.
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!("dispatcher started");
-        let mut wakes = listen::Wakes::new(self.pool.clone());
+        let listens = self.nudge.take_listener();
+        let mut wakes = listens.then(|| listen::Wakes::new(self.pool.clone()));
         loop {
             if let Err(e) = self.run_until_idle().await {
                 tracing::warn!(error = %e, "dispatch pass failed; retrying after the sweep interval");
             }
+            let woken = async {
+                match wakes.as_mut() {
+                    Some(w) => w.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.nudge.wait() => {}
-                _ = wakes.next() => {}
+                _ = woken => {}
                 _ = tokio::time::sleep(self.config.sweep_interval) => {}
             }
+        }
+        if listens {
+            self.nudge.give_back_listener();
         }
         tracing::info!("dispatcher stopped");
     }

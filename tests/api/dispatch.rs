@@ -1,26 +1,30 @@
-//! The dispatcher under contention: several dispatchers, many agents, thousands of beads
-//! with dependencies, completions racing claims.
+//! The dispatcher under contention: dispatchers in this process and in two `loom serve`
+//! processes, many agents, thousands of beads with dependencies, completions racing claims.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use loom::beads::{Bead, RetryPolicy, RunOutcome};
+use loom::activity::Actor;
+use loom::beads::{AfterRun, Bead, Dependency, DependencyKind, RetryPolicy, RunOutcome};
 use loom::config::DbConfig;
 use loom::dispatch::{DispatchConfig, Dispatcher, Nudge, Step};
 use loom::personas::{Persona, PersonaDef};
 
 use crate::support::db::TestDb;
 
-/// The short form CI runs; `LOOM_DISPATCH_TEST_BEADS=10000` is the long form.
+/// `LOOM_DISPATCH_TEST_BEADS` overrides the size, for a quick run or a longer one.
 fn beads() -> i64 {
-    std::env::var("LOOM_DISPATCH_TEST_BEADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+    std::env::var("LOOM_DISPATCH_TEST_BEADS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
 }
 const AGENTS: usize = 50;
+/// Dispatchers in this process; each child process runs `CHILD_DISPATCHERS` more.
 const DISPATCHERS: usize = 4;
+const CHILDREN: usize = 2;
+const CHILD_DISPATCHERS: usize = 2;
 
 /// Beads `d-<hex>`; about a third wait on one of the ten beads before them.
 async fn load(url: &str, beads: i64) {
@@ -68,25 +72,94 @@ async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Count>(conn).await.unwrap().n
 }
 
+/// A `loom serve` dispatching against the test database; killed when dropped, so a failing
+/// test leaves no process behind.
+struct Server {
+    child: tokio::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(url: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let personas = dir.path().join("personas");
+        std::fs::create_dir(&personas).unwrap();
+        let log = dir.path().join("serve.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loom"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--no-ticker"])
+            .env("LOOM_DATABASE_URL", url)
+            .env("LOOM_DATA_DIR", dir.path().join("data"))
+            .env("LOOM_PERSONAS_DIR", &personas)
+            .env("LOOM_DISPATCHERS", CHILD_DISPATCHERS.to_string())
+            .env("LOOM_DISPATCH_INTERVAL_SECONDS", "1")
+            .env("LOOM_LEASE_SECONDS", "600")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Server { child, log, _dir: dir }
+    }
+
+    /// Fails the test with the server's log if it has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("loom serve exited ({status}):\n{log}");
+        }
+    }
+}
+
+/// Connections listening for dispatch wake-ups: a process opens one after its first pass.
+async fn listeners(conn: &mut AsyncPgConnection) -> i64 {
+    count(
+        conn,
+        "SELECT count(*) AS n FROM pg_stat_activity \
+          WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn four_dispatchers_give_every_bead_to_one_agent_once_and_respect_dependencies() {
+async fn dispatchers_in_several_processes_give_every_bead_to_one_agent_once_and_respect_dependencies()
+ {
     let db = TestDb::new().await;
     let beads = beads();
     load(&db.url, beads).await;
     let pool = loom::db::connect(&db.url, &DbConfig { pool_size: 24, ..DbConfig::default() })
         .await
         .unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let config = DispatchConfig { lease: Duration::from_secs(600), ..DispatchConfig::default() };
+    let mut conn = pool.get().await.unwrap();
 
+    // The other processes start first, and are running once their listening dispatcher (one
+    // per process) has made its first pass: it listens for wake-ups after that. That pass
+    // had every agent idle and no competitor, so they claimed work before anything else ran.
+    let mut servers: Vec<Server> = (0..CHILDREN).map(|_| Server::start(&db.url)).collect();
+    let wanted = CHILDREN as i64;
+    for _ in 0..600 {
+        if listeners(&mut conn).await >= wanted {
+            break;
+        }
+        servers.iter_mut().for_each(Server::assert_running);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listeners(&mut conn).await, wanted, "the other processes are dispatching");
+
+    let done = Arc::new(AtomicBool::new(false));
+    let claimed_here = Arc::new(AtomicUsize::new(0));
+    let config = DispatchConfig { lease: Duration::from_secs(600), ..DispatchConfig::default() };
     let mut tasks = Vec::new();
     for _ in 0..DISPATCHERS {
         let dispatcher = Dispatcher::new(pool.clone(), config.clone(), Nudge::default());
-        let done = done.clone();
+        let (done, claimed_here) = (done.clone(), claimed_here.clone());
         tasks.push(tokio::spawn(async move {
             while !AtomicBool::load(&done, Ordering::Relaxed) {
-                if dispatcher.step().await.unwrap() == Step::Idle {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                match dispatcher.step().await.unwrap() {
+                    Step::Worked(n) => _ = claimed_here.fetch_add(n, Ordering::Relaxed),
+                    Step::Idle => tokio::time::sleep(Duration::from_millis(2)).await,
                 }
             }
         }));
@@ -100,8 +173,8 @@ async fn four_dispatchers_give_every_bead_to_one_agent_once_and_respect_dependen
                 #[diesel(sql_type = diesel::sql_types::Uuid)]
                 id: uuid::Uuid,
             }
+            let mut conn = pool.get().await.unwrap();
             while !AtomicBool::load(&done, Ordering::Relaxed) {
-                let mut conn = pool.get().await.unwrap();
                 let open: Vec<Open> = diesel::sql_query(format!(
                     "SELECT id FROM runs WHERE outcome IS NULL AND (hashtext(id::text) & 3) = {w} LIMIT 25"
                 ))
@@ -112,20 +185,33 @@ async fn four_dispatchers_give_every_bead_to_one_agent_once_and_respect_dependen
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 for run in open {
-                    Bead::release(&mut conn, run.id, RunOutcome::Success, None, RetryPolicy::default()).await.unwrap();
+                    Bead::release(&mut conn, run.id, RunOutcome::Success, None, RetryPolicy::default())
+                        .await
+                        .unwrap();
                 }
             }
         }));
     }
-    let mut conn = pool.get().await.unwrap();
-    let started = Instant::now();
-    while count(&mut conn, "SELECT count(*) AS n FROM beads WHERE status <> 'closed'").await > 0 {
-        assert!(started.elapsed() < Duration::from_secs(600), "the fleet stalled");
+    // Bounded: 10,000 beads take about a minute; a fleet that stops making progress fails.
+    let mut last = (i64::MAX, 0);
+    loop {
+        let left =
+            count(&mut conn, "SELECT count(*) AS n FROM beads WHERE status <> 'closed'").await;
+        if left == 0 {
+            break;
+        }
+        last = if left < last.0 { (left, 0) } else { (left, last.1 + 1) };
+        assert!(last.1 < 300, "the fleet stalled with {left} beads not closed");
+        servers.iter_mut().for_each(Server::assert_running);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     done.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
+    }
+    for mut s in servers {
+        s.assert_running();
+        s.child.kill().await.unwrap();
     }
 
     let checks = [
@@ -158,4 +244,74 @@ async fn four_dispatchers_give_every_bead_to_one_agent_once_and_respect_dependen
     // agents bound to the project and unbound ones both worked
     let workers = count(&mut conn, "SELECT count(DISTINCT agent_id) AS n FROM runs").await;
     assert!(workers > (AGENTS / 2) as i64, "{workers}");
+    // and both this process and the others claimed
+    let here = AtomicUsize::load(&claimed_here, Ordering::Relaxed) as i64;
+    assert!(here > 0 && here < beads, "claimed here: {here} of {beads}");
+}
+
+/// The race the lock-free close must win: a bead starts waiting on another while that one is
+/// being closed. The edge commits after the close took its snapshot but before it got the
+/// bead's row lock; the close must still count the new dependent as freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_added_while_its_blocker_closes_is_freed_by_the_close() {
+    let db = TestDb::new().await;
+    load(&db.url, 2).await;
+    let pool = loom::db::connect(&db.url, &DbConfig::default()).await.unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let (blocker, waiter) = ("d-00001", "d-00002");
+    #[derive(QueryableByName)]
+    struct Agent {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let agent: Agent =
+        diesel::sql_query("SELECT id FROM agents LIMIT 1").get_result(&mut conn).await.unwrap();
+    let claim =
+        Bead::claim(&mut conn, blocker, agent.id, Duration::from_secs(600)).await.unwrap().unwrap();
+
+    // A reader holds the blocker's row, so the release queues on it mid-way.
+    let mut holder = AsyncPgConnection::establish(&db.url).await.unwrap();
+    holder
+        .batch_execute(&format!("BEGIN; SELECT 1 FROM beads WHERE id = '{blocker}' FOR SHARE"))
+        .await
+        .unwrap();
+    let release = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.get().await.unwrap();
+            Bead::release(
+                &mut conn,
+                claim.run_id,
+                RunOutcome::Success,
+                None,
+                RetryPolicy::default(),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    for _ in 0..300 {
+        if count(&mut conn, waiting).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&mut conn, waiting).await, 1, "the release waits for the row");
+    // A share lock does not queue behind the waiting release: the edge commits now.
+    let dep = Dependency { depends_on: blocker.into(), kind: DependencyKind::Blocks };
+    assert!(Bead::add_dependency(&mut conn, waiter, dep, Actor::System).await.unwrap());
+    assert!(Bead::ready(&mut conn, None, None, 10).await.unwrap().items.is_empty());
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    assert_eq!(release.await.unwrap(), Some(AfterRun::Closed));
+    let ready: Vec<String> = Bead::ready(&mut conn, None, None, 10)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(ready, [waiter], "the waiter is free once its blocker closed");
 }
