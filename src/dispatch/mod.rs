@@ -11,7 +11,7 @@ pub mod matching;
 mod queue;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use diesel_async::AsyncConnection;
@@ -53,28 +53,27 @@ pub enum Step {
 
 /// Wakes dispatchers in this process; cheap to clone and to call when nothing waits.
 #[derive(Debug, Clone, Default)]
-pub struct Nudge {
-    notify: Arc<Notify>,
+pub struct Nudge(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    notify: Notify,
     /// Taken by the one dispatcher sharing this nudge that listens for wake-ups from other
-    /// processes: a run ending anywhere then wakes one dispatcher per process, not all.
-    listening: Arc<AtomicBool>,
+    /// processes: a run ending anywhere then wakes one listener per process, not every
+    /// dispatcher.
+    listening: AtomicBool,
+    /// Dispatchers running with this nudge; the listener passes a wake-up on when it has
+    /// company, so a burst of work is shared.
+    running: AtomicUsize,
 }
 
 impl Nudge {
     pub fn wake(&self) {
-        self.notify.notify_one();
+        self.0.notify.notify_one();
     }
 
     async fn wait(&self) {
-        self.notify.notified().await;
-    }
-
-    fn take_listener(&self) -> bool {
-        !self.listening.swap(true, Ordering::AcqRel)
-    }
-
-    fn give_back_listener(&self) {
-        self.listening.store(false, Ordering::Release);
+        self.0.notify.notified().await;
     }
 }
 
@@ -143,8 +142,9 @@ impl Dispatcher {
     /// one dispatcher per nudge), the sweep interval or cancellation.
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!("dispatcher started");
-        let listens = self.nudge.take_listener();
-        let mut wakes = listens.then(|| listen::Wakes::new(self.pool.clone()));
+        let shared = &self.nudge.0;
+        let member = Member::join(shared);
+        let mut wakes = member.listens.then(|| listen::Wakes::new(self.pool.clone()));
         loop {
             if let Err(e) = self.run_until_idle().await {
                 tracing::warn!(error = %e, "dispatch pass failed; retrying after the sweep interval");
@@ -158,13 +158,39 @@ impl Dispatcher {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.nudge.wait() => {}
-                _ = woken => {}
+                _ = woken => {
+                    if shared.running.load(Ordering::Acquire) > 1 {
+                        self.nudge.wake();
+                    }
+                }
                 _ = tokio::time::sleep(self.config.sweep_interval) => {}
             }
         }
-        if listens {
-            self.nudge.give_back_listener();
-        }
+        drop(member);
         tracing::info!("dispatcher stopped");
+    }
+}
+
+/// A running dispatcher's place among those sharing a nudge; given up when the loop ends,
+/// however it ends (an aborted task drops it too).
+struct Member<'a> {
+    shared: &'a Shared,
+    listens: bool,
+}
+
+impl<'a> Member<'a> {
+    fn join(shared: &'a Shared) -> Member<'a> {
+        shared.running.fetch_add(1, Ordering::AcqRel);
+        let listens = !shared.listening.swap(true, Ordering::AcqRel);
+        Member { shared, listens }
+    }
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        if self.listens {
+            self.shared.listening.store(false, Ordering::Release);
+        }
+        self.shared.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
