@@ -5,9 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
@@ -22,8 +20,8 @@ use super::status;
 use super::types::{BeadStatus, BlockedReason, EdgeKind};
 use crate::activity::{Activity, Actor, Record};
 use crate::agents::AgentStatus;
-use crate::db::Conn;
 use crate::db::schema::{agents, bead_dependencies, beads, projects, runs};
+use crate::db::{Conn, Prepared};
 use crate::error::{Error, Result};
 
 /// A bead held by an agent under a lease, with the run that records it.
@@ -59,31 +57,6 @@ impl RetryPolicy {
 
 fn lease_end(lease: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
-}
-
-/// A fixed SQL text with its binds, which diesel keeps prepared on the connection. It never
-/// keeps a plain `sql_query` (it cannot know the text is fixed), so each call would cost a
-/// round trip more and a fresh plan; for a release, both under the graph lock.
-struct Prepared<Q>(Q);
-
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
-
-    /// Built only from this file's fixed texts, so the per-connection cache stays small.
-    fn is_safe_to_cache_prepared(&self, _: &Pg) -> QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<Q> QueryId for Prepared<Q> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q: Query> Query for Prepared<Q> {
-    type SqlType = Q::SqlType;
 }
 
 /// What a run's end did to its bead.

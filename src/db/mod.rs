@@ -4,6 +4,7 @@
 pub mod enums;
 pub mod local;
 mod page;
+mod prepared;
 pub mod schema;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use futures_util::FutureExt;
 
 use crate::config::DbConfig;
 pub use page::{Page, database_url};
+pub use prepared::Prepared;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 

@@ -5,17 +5,15 @@
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::exists;
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Nullable, SmallInt, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::matching::{Candidate, IdleAgent};
 use crate::agents::AgentStatus;
-use crate::db::Conn;
 use crate::db::schema::{agents, personas};
+use crate::db::{Conn, Prepared};
 use crate::error::Result;
 
 /// True when some agent is idle: a plain read, one round trip, that spares the transaction
@@ -137,29 +135,4 @@ pub async fn lock_ready(
             },
         })
         .collect())
-}
-
-/// A fixed SQL text with its binds, which diesel keeps prepared on the connection (a plain
-/// `sql_query` never is: diesel cannot know its text is fixed). The same wrapper sits in
-/// `beads::claims`; it belongs in `db`.
-struct Prepared<Q>(Q);
-
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
-
-    /// Built only from this file's fixed texts, so the per-connection cache stays small.
-    fn is_safe_to_cache_prepared(&self, _: &Pg) -> QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<Q> QueryId for Prepared<Q> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q: Query> Query for Prepared<Q> {
-    type SqlType = Q::SqlType;
 }
