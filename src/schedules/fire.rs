@@ -60,14 +60,7 @@ impl Schedule {
     /// the open-bead rule still holds and its next regular time is kept.
     pub async fn fire_now(conn: &mut Conn, id: Uuid) -> Result<Fired> {
         conn.transaction::<_, Error, _>(async move |conn| {
-            let schedule: Schedule = schedules::table
-                .find(id)
-                .select(Schedule::as_select())
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| Error::not_found("schedule"))?;
+            let schedule = Schedule::lock(conn, id).await?;
             fire_locked(conn, schedule, Utc::now(), Advance::Keep).await
         })
         .await

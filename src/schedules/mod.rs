@@ -247,6 +247,18 @@ impl Schedule {
             .ok_or_else(|| Error::not_found("schedule"))
     }
 
+    /// The schedule, locked until the transaction ends; `not_found` when there is none.
+    pub(crate) async fn lock(conn: &mut Conn, id: Uuid) -> Result<Schedule> {
+        schedules::table
+            .find(id)
+            .select(Schedule::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("schedule"))
+    }
+
     /// Schedules in creation order (ids are time-ordered), after the cursor id.
     pub async fn list(
         conn: &mut Conn,
@@ -276,14 +288,7 @@ impl Schedule {
         let cron = patch.cron.as_deref().map(CronExpr::parse).transpose()?;
         let template = patch.bead.map(BeadTemplate::check).transpose()?;
         conn.transaction::<_, Error, _>(async move |conn| {
-            let current: Schedule = schedules::table
-                .find(id)
-                .select(Schedule::as_select())
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| Error::not_found("schedule"))?;
+            let current = Schedule::lock(conn, id).await?;
             if let Some(v) = patch.version
                 && v != current.version
             {
