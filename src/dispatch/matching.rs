@@ -1,5 +1,7 @@
 //! Which idle agent gets which ready bead: a pure function, tested without I/O.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
 
 /// A ready bead, in dispatch order.
@@ -27,11 +29,14 @@ impl IdleAgent {
         project_ok && persona_ok
     }
 
-    /// Higher is better: shared labels first, then an agent bound to the bead's project over
-    /// an unbound one (keep generalists free for work only they can take).
-    fn fit(&self, bead: &Candidate) -> (usize, bool) {
+    /// Higher is better: for a bead that names no persona, an agent whose persona no other
+    /// bead of the round asks for (keep specialists free for work only they can take); then
+    /// shared labels; then an agent bound to the bead's project over an unbound one (keep
+    /// generalists free for the same reason).
+    fn fit(&self, bead: &Candidate, wanted: &HashMap<&str, usize>) -> (bool, usize, bool) {
+        let spare = bead.persona.is_some() || !wanted.contains_key(self.persona.as_str());
         let shared = bead.labels.iter().filter(|l| self.labels.contains(l)).count();
-        (shared, self.project.is_some())
+        (spare, shared, self.project.is_some())
     }
 }
 
@@ -39,17 +44,30 @@ impl IdleAgent {
 /// A bead no idle agent can take is skipped, so it never holds up the beads behind it.
 pub fn assign(beads: &[Candidate], agents: &[IdleAgent]) -> Vec<(String, Uuid)> {
     let mut free: Vec<&IdleAgent> = agents.iter().collect();
+    // Personas that beads still to be paired ask for, and how many.
+    let mut wanted: HashMap<&str, usize> = HashMap::new();
+    for p in beads.iter().filter_map(|b| b.persona.as_deref()) {
+        *wanted.entry(p).or_default() += 1;
+    }
     let mut pairs = Vec::new();
     for bead in beads {
         if free.is_empty() {
             break;
+        }
+        if let Some(p) = bead.persona.as_deref()
+            && let Some(n) = wanted.get_mut(p)
+        {
+            *n -= 1;
+            if *n == 0 {
+                wanted.remove(p);
+            }
         }
         let best = free
             .iter()
             .enumerate()
             .filter(|(_, a)| a.can_take(bead))
             // max_by_key keeps the last of equals; reverse the index so the longest-idle wins
-            .max_by_key(|(i, a)| (a.fit(bead), std::cmp::Reverse(*i)))
+            .max_by_key(|(i, a)| (a.fit(bead, &wanted), std::cmp::Reverse(*i)))
             .map(|(i, _)| i);
         if let Some(i) = best {
             pairs.push((bead.id.clone(), free.remove(i).id));
@@ -117,5 +135,19 @@ mod tests {
         let beads = [bead("b1", "web", None, &[]), bead("b2", "web", None, &[])];
         let agents = [agent(1, None, "se", &[])];
         assert_eq!(assign(&beads, &agents).len(), 1);
+    }
+
+    #[test]
+    fn a_specialist_is_kept_for_the_bead_that_asks_for_it_when_anyone_can_take_the_other() {
+        let beads = [bead("plain", "web", None, &[]), bead("review", "web", Some("cr"), &[])];
+        // The reviewer is bound to the project and would otherwise be preferred for `plain`.
+        let agents = [agent(1, None, "se", &[]), agent(2, Some("web"), "cr", &[])];
+        assert_eq!(
+            assign(&beads, &agents),
+            [("plain".to_string(), Uuid::from_u128(1)), ("review".to_string(), Uuid::from_u128(2))]
+        );
+        // With no bead asking for it, the reviewer takes plain work like anyone.
+        let alone = [agent(2, Some("web"), "cr", &[])];
+        assert_eq!(assign(&beads[..1], &alone), [("plain".to_string(), Uuid::from_u128(2))]);
     }
 }

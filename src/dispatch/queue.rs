@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::matching::{Candidate, IdleAgent};
 use crate::agents::AgentStatus;
-use crate::db::schema::{agents, personas};
+use crate::db::schema::agents;
 use crate::db::{Conn, Prepared};
 use crate::error::Result;
 
@@ -24,34 +24,57 @@ pub async fn any_idle_agent(conn: &mut Conn) -> Result<bool> {
     Ok(diesel::select(exists(idle)).get_result(conn).await?)
 }
 
-/// id, project, persona, the persona's labels.
-type AgentRow = (Uuid, Option<String>, String, Option<Vec<String>>);
+/// Idle agents, longest idle first, that could take some ready bead: without that test the
+/// head of the order fills with agents nothing is ready for (bound to a quiet project, say),
+/// a step locks only them, and nothing is dispatched at all while work waits for the agents
+/// behind them. The labels come from a subquery, not a join: a join would lock the persona
+/// rows too, and hide every agent of that persona from the other dispatchers. The readiness
+/// test is spelled with literals for the reason given on `READY`; the two `EXISTS` (one per
+/// kind of agent) each read one partial index.
+const IDLE: &str = "SELECT a.id, a.project_id, a.persona, \
+            (SELECT p.labels FROM personas p WHERE p.name = a.persona) AS labels \
+       FROM agents a \
+      WHERE a.status = 'idle' \
+        AND CASE WHEN a.project_id IS NULL THEN EXISTS ( \
+              SELECT 1 FROM beads b \
+               WHERE b.status = 'open' AND b.bead_type <> 'epic' AND b.open_blockers = 0 \
+                 AND b.held_by IS NULL AND (b.not_before IS NULL OR b.not_before <= now()) \
+                 AND (b.persona IS NULL OR b.persona = a.persona)) \
+            ELSE EXISTS ( \
+              SELECT 1 FROM beads b \
+               WHERE b.status = 'open' AND b.bead_type <> 'epic' AND b.open_blockers = 0 \
+                 AND b.held_by IS NULL AND (b.not_before IS NULL OR b.not_before <= now()) \
+                 AND b.project_id = a.project_id \
+                 AND (b.persona IS NULL OR b.persona = a.persona)) END \
+      ORDER BY a.updated_at, a.id \
+      LIMIT $1 \
+      FOR UPDATE OF a SKIP LOCKED";
 
-/// Locks up to `limit` idle agents no one else holds, with their persona's labels, longest
-/// idle first. Call inside the transaction that claims for them.
+#[derive(QueryableByName)]
+struct AgentRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = Nullable<Text>)]
+    project_id: Option<String>,
+    #[diesel(sql_type = Text)]
+    persona: String,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    labels: Option<Vec<String>>,
+}
+
+/// Locks up to `limit` idle agents no one else holds and that some ready bead is for, with
+/// their persona's labels, longest idle first. Call inside the transaction that claims for
+/// them.
 pub async fn lock_idle_agents(conn: &mut Conn, limit: i64) -> Result<Vec<IdleAgent>> {
-    // The labels come from a subquery, not a join: a join would lock the persona rows too,
-    // and hide every agent of that persona from the other dispatchers.
-    let labels = personas::table
-        .filter(personas::name.eq(agents::persona))
-        .select(personas::labels)
-        .single_value();
-    let rows: Vec<AgentRow> = agents::table
-        .filter(agents::status.eq(AgentStatus::Idle))
-        .order((agents::updated_at.asc(), agents::id.asc()))
-        .limit(limit)
-        .select((agents::id, agents::project_id, agents::persona, labels))
-        .for_update()
-        .skip_locked()
-        .load(conn)
-        .await?;
+    let rows: Vec<AgentRow> =
+        Prepared(diesel::sql_query(IDLE).bind::<BigInt, _>(limit)).load(conn).await?;
     Ok(rows
         .into_iter()
-        .map(|(id, project, persona, labels)| IdleAgent {
-            id,
-            project,
-            persona,
-            labels: labels.unwrap_or_default(),
+        .map(|r| IdleAgent {
+            id: r.id,
+            project: r.project_id,
+            persona: r.persona,
+            labels: r.labels.unwrap_or_default(),
         })
         .collect())
 }

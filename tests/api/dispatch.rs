@@ -315,3 +315,35 @@ async fn a_dependency_added_while_its_blocker_closes_is_freed_by_the_close() {
         .collect();
     assert_eq!(ready, [waiter], "the waiter is free once its blocker closed");
 }
+
+/// The longest-idle agents can take nothing (bound to a quiet project, or of a persona no
+/// ready bead asks for). A step must still reach the agents behind them: before, it locked
+/// a page of exactly those agents and claimed nothing, for ever.
+#[tokio::test]
+async fn agents_nothing_is_ready_for_do_not_stall_dispatch_for_the_agents_behind_them() {
+    let app = crate::support::spawn().await;
+    for p in ["quiet", "busy"] {
+        app.project(p).await;
+    }
+    let agent = async |name: &str, persona: &str, project: Option<&str>| -> String {
+        let body = serde_json::json!({"name": name, "persona": persona, "project": project});
+        let res = app.post("/api/v1/agents", body).await;
+        assert_eq!(res.status.as_u16(), 201, "{:?}", res.body);
+        res.body["id"].as_str().unwrap().to_owned()
+    };
+    for i in 0..3 {
+        agent(&format!("quiet-{i}"), "software-engineer", Some("quiet")).await;
+    }
+    let spare = agent("spare", "software-engineer", None).await;
+    let reviewer = agent("reviewer", "code-reviewer", Some("busy")).await;
+    let plain = app.bead("busy", "plain work", serde_json::json!({})).await;
+    let review =
+        app.bead("busy", "a review", serde_json::json!({"persona": "code-reviewer"})).await;
+
+    let config = DispatchConfig { page: 2, ..DispatchConfig::default() };
+    let dispatcher = Dispatcher::new(app.pool.clone(), config, Nudge::default());
+    assert_eq!(dispatcher.run_until_idle().await.unwrap(), 2);
+    assert_eq!(app.show(&plain).await["assignee"], spare.as_str());
+    assert_eq!(app.show(&review).await["assignee"], reviewer.as_str());
+    assert_eq!(dispatcher.step().await.unwrap(), Step::Idle);
+}
