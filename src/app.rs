@@ -11,7 +11,7 @@ use crate::config::{Config, DatabaseSource};
 use crate::db::local::LocalPostgres;
 use crate::db::{self, Pool};
 use crate::dispatch::{Dispatcher, Nudge};
-use crate::gateway::HealthState;
+use crate::gateway::{Gateway, HealthState};
 use crate::http::{self, AppState};
 use crate::personas::Persona;
 use crate::ticker::Ticker;
@@ -59,15 +59,29 @@ impl Application {
         let port = listener.local_addr()?.port();
         let nudge = Nudge::default();
         let cancel = CancellationToken::new();
-        let workers = (0..config.dispatchers)
+        let mut workers: Vec<_> = (0..config.dispatchers)
             .map(|_| {
                 let dispatcher =
                     Dispatcher::new(pool.clone(), config.dispatch.clone(), nudge.clone());
                 tokio::spawn(dispatcher.run(cancel.clone()))
             })
             .collect();
+        let health = HealthState::default();
+        let gateway = match &config.gateway {
+            Some(gw) => Some(Gateway::new(gw.clone(), health.clone(), Some(pool.clone()))?),
+            None => None,
+        };
+        if let Some(gw) = &gateway {
+            tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
+            workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
+        } else {
+            tracing::warn!("no LLM gateway is configured (LOOM_GATEWAY_URL): agents will not work");
+        }
         let nudge_for_ticker = nudge.clone();
-        let state = web::Data::new(AppState::new(pool.clone(), config.personas_dir.clone(), nudge));
+        let mut state = AppState::new(pool.clone(), config.personas_dir.clone(), nudge);
+        state.gateway = gateway.clone();
+        state.gateway_health = health.clone();
+        let state = web::Data::new(state);
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
             let doc = web::Data::new(http::finish_openapi(doc));
@@ -83,12 +97,10 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(30)
         .run();
-        // Started once the address is bound, so a failed start leaves nothing running. The
-        // gateway client will share this health state when it arrives.
-        let gateway = HealthState::default();
+        // Started once the address is bound, so a failed start leaves nothing running.
         let ticker = match &config.ticker {
             Some(schedule) => {
-                let ticker = Ticker::new(pool.clone(), config.retry, gateway, nudge_for_ticker);
+                let ticker = Ticker::new(pool.clone(), config.retry, health, nudge_for_ticker);
                 Some(ticker.start(schedule).await?)
             }
             None => None,
@@ -133,6 +145,20 @@ impl Application {
         drop(self.workers);
         tokio::spawn(self.server);
         (self.port, self.pool, handle)
+    }
+}
+
+/// The gateway's URL for the log: scheme, host and path, never credentials in it.
+fn gw_url(config: &Config) -> String {
+    let raw = config.gateway.as_ref().map(|g| g.url.as_str()).unwrap_or_default();
+    match reqwest::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
     }
 }
 

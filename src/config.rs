@@ -75,6 +75,8 @@ pub struct Config {
     pub ticker: Option<crate::ticker::TickerConfig>,
     /// The back-off of a bead whose run failed.
     pub retry: crate::beads::RetryPolicy,
+    /// The LLM gateway; `None` leaves executors idle and says so in `/api/v1/status`.
+    pub gateway: Option<crate::gateway::GatewayConfig>,
 }
 
 impl Config {
@@ -92,6 +94,7 @@ impl Config {
             // ... and the ticker's jobs too.
             ticker: None,
             retry: crate::beads::RetryPolicy::default(),
+            gateway: None,
         }
     }
 }

@@ -2,12 +2,14 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use crate::app::{Application, open_database};
 use crate::config::{Config, DatabaseSource, DbConfig, LogFormat, Secret};
+use crate::gateway::GatewayConfig;
 use crate::users::{Role, User, Username};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,15 +55,30 @@ pub struct ServerArgs {
     /// Run no ticker in this process (another replica runs it).
     #[arg(long, env = "LOOM_NO_TICKER")]
     pub no_ticker: bool,
+    /// The LLM gateway's base URL, ending in /v1 (unset: executors stay idle).
+    #[arg(long, env = "LOOM_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+    /// The gateway's API key; never logged or shown.
+    #[arg(long, env = "LOOM_GATEWAY_API_KEY", hide_env_values = true)]
+    pub gateway_api_key: Option<String>,
+    /// The model to ask for.
+    #[arg(long, env = "LOOM_GATEWAY_MODEL")]
+    pub gateway_model: Option<String>,
+    /// Seconds between gateway probes while it is healthy.
+    #[arg(long, env = "LOOM_GATEWAY_PROBE_SECONDS", default_value_t = 30)]
+    pub gateway_probe_seconds: u64,
+    /// Longest a whole reply may take, in seconds.
+    #[arg(long, env = "LOOM_GATEWAY_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub gateway_timeout_seconds: u64,
 }
 
 impl ServerArgs {
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> anyhow::Result<Config> {
         let database = match self.database_url.as_deref().filter(|u| !u.is_empty()) {
             Some(url) => DatabaseSource::Url(Secret::new(url)),
             None => DatabaseSource::Embedded,
         };
-        Config {
+        Ok(Config {
             bind: self.bind.clone(),
             database,
             db: DbConfig { pool_size: self.db_pool_size.max(2), ..DbConfig::default() },
@@ -69,10 +86,8 @@ impl ServerArgs {
             personas_dir: self.personas_dir.clone(),
             dispatchers: self.dispatchers,
             dispatch: crate::dispatch::DispatchConfig {
-                lease: std::time::Duration::from_secs(self.lease_seconds.max(5)),
-                sweep_interval: std::time::Duration::from_secs(
-                    self.dispatch_interval_seconds.max(1),
-                ),
+                lease: Duration::from_secs(self.lease_seconds.max(5)),
+                sweep_interval: Duration::from_secs(self.dispatch_interval_seconds.max(1)),
                 ..Default::default()
             },
             ticker: (!self.no_ticker).then(|| crate::ticker::TickerConfig {
@@ -82,19 +97,36 @@ impl ServerArgs {
                 schedules: self.ticker_schedules.clone(),
             }),
             retry: crate::beads::RetryPolicy::default(),
-        }
+            gateway: self.gateway()?,
+        })
+    }
+
+    fn gateway(&self) -> anyhow::Result<Option<GatewayConfig>> {
+        let Some(url) = self.gateway_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(model) = self.gateway_model.as_deref().filter(|m| !m.is_empty()) else {
+            bail!(
+                "LOOM_GATEWAY_URL is set but LOOM_GATEWAY_MODEL is not: name the model to ask for"
+            );
+        };
+        let mut config = GatewayConfig::new(url, model);
+        config.api_key = self.gateway_api_key.as_deref().filter(|k| !k.is_empty()).map(Secret::new);
+        config.probe_interval = Duration::from_secs(self.gateway_probe_seconds.max(1));
+        config.request_timeout = Duration::from_secs(self.gateway_timeout_seconds.max(1));
+        Ok(Some(config))
     }
 }
 
 pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
-    let app = Application::build(args.config()).await?;
+    let app = Application::build(args.config()?).await?;
     app.run_until_stopped().await
 }
 
 pub async fn migrate(args: ServerArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
-    let config = args.config();
+    let config = args.config()?;
     let (url, local_pg) = open_database(&config).await?;
     let applied = crate::db::migrate(&url).await;
     if let Some(pg) = local_pg {
@@ -165,7 +197,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     crate::telemetry::init(server.log_format);
     let username = Username::parse(&username)?;
     let password = read_password(password_stdin)?;
-    let config = server.config();
+    let config = server.config()?;
     let (url, local_pg) = open_database(&config).await?;
     let created = async {
         crate::db::migrate(&url).await?;
@@ -181,4 +213,45 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     let user = created?;
     println!("created {} ({}) with id {}", user.username, user.role, user.id);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<Config> {
+        let mut all = vec!["loom"];
+        all.extend_from_slice(args);
+        Cmd::try_parse_from(all)?.server.config()
+    }
+
+    #[test]
+    fn a_gateway_needs_a_model_and_keeps_its_key_secret() {
+        let err = config(&["--gateway-url", "http://gw:8080/v1"]).expect_err("refused");
+        assert!(err.to_string().contains("LOOM_GATEWAY_MODEL"), "{err}");
+        let c = config(&[
+            "--gateway-url",
+            "http://gw:8080/v1",
+            "--gateway-model",
+            "qwen",
+            "--gateway-api-key",
+            "sk-secret",
+            "--gateway-probe-seconds",
+            "7",
+        ])
+        .expect("config");
+        let gw = c.gateway.clone().expect("gateway");
+        assert_eq!((gw.model.as_str(), gw.probe_interval), ("qwen", Duration::from_secs(7)));
+        assert_eq!(gw.api_key.as_ref().map(Secret::expose), Some("sk-secret"));
+        assert!(!format!("{c:?}").contains("sk-secret"));
+        assert!(config(&[]).expect("config").gateway.is_none());
+    }
 }

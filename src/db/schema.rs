@@ -135,6 +135,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    gateway_calls (id) {
+        id -> Int8,
+        created_at -> Timestamptz,
+        run_id -> Nullable<Uuid>,
+        agent_id -> Nullable<Uuid>,
+        model -> Text,
+        attempt -> Int4,
+        streamed -> Bool,
+        ok -> Bool,
+        http_status -> Nullable<Int2>,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        latency_ms -> Int8,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     personas (name) {
         name -> Text,
         display_name -> Text,
@@ -255,6 +273,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     bead_dependencies,
     beads,
     comments,
+    gateway_calls,
     personas,
     projects,
     run_steps,

@@ -25,6 +25,9 @@ pub struct AppState {
     pub personas_dir: std::path::PathBuf,
     /// Wakes this process's dispatcher after a change that may make work dispatchable.
     pub nudge: crate::dispatch::Nudge,
+    /// The LLM gateway, when one is configured.
+    pub gateway: Option<crate::gateway::Gateway>,
+    pub gateway_health: crate::gateway::HealthState,
 }
 
 impl AppState {
@@ -39,6 +42,8 @@ impl AppState {
             login_limiter: ratelimit::LoginLimiter::default(),
             personas_dir,
             nudge,
+            gateway: None,
+            gateway_health: crate::gateway::HealthState::default(),
         }
     }
 }

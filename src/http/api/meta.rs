@@ -61,7 +61,18 @@ pub struct Status {
     /// Count of beads per status, every status present.
     pub beads: std::collections::BTreeMap<String, i64>,
     pub agents: std::collections::BTreeMap<String, i64>,
-    pub gateway: String,
+    pub gateway: GatewayStatus,
+}
+
+/// The LLM gateway as this process sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GatewayStatus {
+    /// False when `LOOM_GATEWAY_URL` is unset: agents do not work.
+    pub configured: bool,
+    pub model: Option<String>,
+    pub health: crate::gateway::Health,
+    /// Why it is not healthy, when known.
+    pub reason: Option<String>,
 }
 
 /// Counts of beads and agents by status, gateway health and version.
@@ -97,8 +108,22 @@ pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpRespon
         uptime_s: state.started_at.elapsed().as_secs(),
         beads: beads_map,
         agents: agents_map,
-        gateway: "unconfigured".into(),
+        gateway: gateway_status(&state),
     }))
+}
+
+fn gateway_status(state: &AppState) -> GatewayStatus {
+    let report = state.gateway_health.report();
+    let reason = match &state.gateway {
+        None => Some("no gateway is configured (LOOM_GATEWAY_URL)".to_owned()),
+        Some(_) => report.reason,
+    };
+    GatewayStatus {
+        configured: state.gateway.is_some(),
+        model: state.gateway.as_ref().map(|g| g.model().to_owned()),
+        health: report.health,
+        reason,
+    }
 }
 
 /// Prometheus text: beads by project and status, and the ready queue depth.

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod db;
+pub mod gateway;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
