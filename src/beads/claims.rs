@@ -194,15 +194,17 @@ impl Bead {
     }
 
     /// Ends a run with its outcome, in one transaction: the run is recorded, the agent is
-    /// freed and the bead moves on (closed, retried after a back-off, or blocked). `None`
-    /// when the run had already ended.
+    /// freed and the bead moves on (closed, retried after a back-off, or blocked). `note` is
+    /// the run's summary on success (it becomes the bead's close reason) and its error
+    /// otherwise. `None` when the run had already ended.
     pub async fn release(
         conn: &mut Conn,
         run_id: Uuid,
         outcome: RunOutcome,
-        error: Option<String>,
+        note: Option<String>,
         retry: RetryPolicy,
     ) -> Result<Option<AfterRun>> {
+        let error = note;
         if outcome == RunOutcome::Success
             && let Some(after) = close_unshared(conn, run_id, &error).await?
         {
@@ -305,9 +307,9 @@ const CLOSE_PLAIN: &str = "WITH run AS MATERIALIZED ( \
           AND ($4 OR NOT EXISTS (SELECT 1 FROM bead_dependencies w \
                                   WHERE w.depends_on = b.id AND w.kind = 'blocks')) \
         FOR UPDATE OF b), \
-     ended AS (UPDATE runs SET ended_at = now(), outcome = 'success', error = $2 \
+     ended AS (UPDATE runs SET ended_at = now(), outcome = 'success', summary = $2 \
         FROM bead WHERE runs.id = $1), \
-     closed AS (UPDATE beads SET status = 'closed', closed_at = now(), close_reason = 'done', \
+     closed AS (UPDATE beads SET status = 'closed', closed_at = now(), close_reason = coalesce($2, 'done'), \
           blocked_reason = NULL, blocked_note = NULL, assignee_agent_id = NULL, \
           lease_expires_at = NULL, version = beads.version + 1, updated_at = now() \
         FROM bead WHERE beads.id = bead.id), \
@@ -325,9 +327,9 @@ const CLOSE_PLAIN: &str = "WITH run AS MATERIALIZED ( \
         RETURNING beads.id, (counts.old = 0) <> (counts.new = 0) AS crossed), \
      history AS (INSERT INTO activity (kind, project_id, bead_id, actor_agent_id, data) \
         SELECT e.kind, e.project, bead.id, bead.agent_id, e.data FROM bead CROSS JOIN LATERAL (VALUES \
-          (1, 'bead.closed', bead.project_id, jsonb_build_object('reason', 'done')), \
+          (1, 'bead.closed', bead.project_id, jsonb_build_object('reason', coalesce($2, 'done'))), \
           (2, 'run.ended', NULL, jsonb_build_object('run', $1::uuid, 'outcome', 'success', \
-                'attempt', bead.attempt, 'error', $2::text))) AS e(n, kind, project, data) \
+                'attempt', bead.attempt, 'summary', $2::text))) AS e(n, kind, project, data) \
         ORDER BY e.n) \
    SELECT (SELECT count(*) FROM bead) AS closed, \
           ARRAY(SELECT r.id FROM recounted r WHERE r.crossed \
@@ -384,11 +386,17 @@ pub(crate) async fn release_in(
         .optional()?;
     let Some(run) = run else { return Ok(None) };
     let bead = Bead::lock(conn, &run.bead_id).await?;
+    // On success the note is the run's summary, otherwise its error.
+    let (summary, failure) = match outcome {
+        RunOutcome::Success => (error.clone(), None),
+        _ => (None, error.clone()),
+    };
     diesel::update(runs::table.find(run_id))
         .set((
             runs::ended_at.eq(diesel::dsl::now),
             runs::outcome.eq(outcome),
-            runs::error.eq(&error),
+            runs::error.eq(&failure),
+            runs::summary.eq(&summary),
         ))
         .execute(conn)
         .await?;
@@ -409,7 +417,7 @@ pub(crate) async fn release_in(
         project_id: None,
         bead_id: Some(&run.bead_id),
         actor: run.agent_id.map(Actor::Agent).unwrap_or(Actor::System),
-        data: serde_json::json!({ "run": run_id, "outcome": outcome, "attempt": run.attempt, "error": error }),
+        data: serde_json::json!({ "run": run_id, "outcome": outcome, "attempt": run.attempt, "error": failure, "summary": summary }),
     })
     .await?;
     wake_dispatchers(conn).await?;
@@ -436,7 +444,8 @@ async fn settle_bead(
                 .get_result(conn)
                 .await?;
             if open_children == 0 {
-                status::close(conn, bead, Some("done".into()), actor).await?;
+                let reason = error.clone().unwrap_or_else(|| "done".into());
+                status::close(conn, bead, Some(reason), actor).await?;
                 AfterRun::Closed
             } else {
                 let note = Some(format!(

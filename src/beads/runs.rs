@@ -43,6 +43,10 @@ pub struct Run {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub error: Option<String>,
+    /// What the agent said it did, when it finished.
+    pub summary: Option<String>,
+    /// The project-branch commit its work was merged as.
+    pub merged_sha: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]

@@ -135,6 +135,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    executor_leases (project_id) {
+        project_id -> Text,
+        owner -> Uuid,
+        owner_name -> Text,
+        acquired_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     gateway_calls (id) {
         id -> Int8,
         created_at -> Timestamptz,
@@ -209,6 +219,10 @@ diesel::table! {
         prompt_tokens -> Int8,
         completion_tokens -> Int8,
         error -> Nullable<Text>,
+        worker -> Nullable<Uuid>,
+        resumes -> Int4,
+        summary -> Nullable<Text>,
+        merged_sha -> Nullable<Text>,
     }
 }
 
@@ -260,6 +274,7 @@ diesel::joinable!(beads -> users (created_by_user_id));
 diesel::joinable!(comments -> agents (author_agent_id));
 diesel::joinable!(comments -> beads (bead_id));
 diesel::joinable!(comments -> users (author_user_id));
+diesel::joinable!(executor_leases -> projects (project_id));
 diesel::joinable!(run_steps -> runs (run_id));
 diesel::joinable!(runs -> agents (agent_id));
 diesel::joinable!(runs -> beads (bead_id));
@@ -273,6 +288,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     bead_dependencies,
     beads,
     comments,
+    executor_leases,
     gateway_calls,
     personas,
     projects,

@@ -197,12 +197,36 @@ async fn success_closes_the_bead_and_a_question_blocks_it_for_a_human() {
     let claim =
         Bead::claim(&mut conn, &a, agent_id, Duration::from_secs(60)).await.unwrap().unwrap();
     assert!(Bead::renew_lease(&mut conn, &claim, Duration::from_secs(120)).await.unwrap());
-    let after =
-        Bead::release(&mut conn, claim.run_id, RunOutcome::Success, None, RetryPolicy::default())
-            .await
-            .unwrap();
+    let summary = Some("Added the login form.".to_owned());
+    let after = Bead::release(
+        &mut conn,
+        claim.run_id,
+        RunOutcome::Success,
+        summary.clone(),
+        RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(after, Some(AfterRun::Closed));
-    assert_eq!(app.show(&a).await["status"], "closed");
+    // Closed under the graph lock (b waits on a): the summary is the close reason.
+    let shown = app.show(&a).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["close_reason"].as_str()),
+        (Some("closed"), summary.as_deref())
+    );
+    assert_eq!(shown["runs"][0]["summary"].as_str(), summary.as_deref());
+    assert!(shown["runs"][0]["error"].is_null());
+    // A plain bead closes in one statement, and the same way.
+    let c = app.bead("web", "c", json!({})).await;
+    let claim_c =
+        Bead::claim(&mut conn, &c, agent_id, Duration::from_secs(60)).await.unwrap().unwrap();
+    let done = Some("Wrote the docs.".to_owned());
+    Bead::release(&mut conn, claim_c.run_id, RunOutcome::Success, done, RetryPolicy::default())
+        .await
+        .unwrap();
+    let shown = app.show(&c).await;
+    assert_eq!(shown["close_reason"], "Wrote the docs.");
+    assert_eq!(shown["runs"][0]["summary"], "Wrote the docs.");
     assert!(
         !Bead::renew_lease(&mut conn, &claim, Duration::from_secs(120)).await.unwrap(),
         "a released claim cannot be renewed"
