@@ -13,6 +13,7 @@ pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod gateway;
+pub mod git;
 pub mod http;
 pub mod personas;
 pub mod projects;

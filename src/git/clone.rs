@@ -1,0 +1,157 @@
+//! `ensure`: Loom's bare clone of a project, created on first use and brought up to date
+//! with origin afterwards without ever dropping Loom's own merges.
+
+use std::path::{Path, PathBuf};
+
+use git2::{FetchOptions, FetchPrune, Oid, Repository, build::RepoBuilder};
+use tracing::{info, instrument, warn};
+
+use super::error::{GitContext, GitError, Result};
+use super::names::{Source, check_branch, check_id, redact};
+use super::{ProjectRepo, Repos, blocking, remove_path};
+
+impl Repos {
+    /// Makes sure `<data_dir>/repos/<id>` is a bare clone of the project with its branch:
+    /// clones it when absent (or when a crash left something that is not a usable clone),
+    /// otherwise fetches origin and fast-forwards the project branch when origin is ahead.
+    /// When the two have diverged Loom's branch is kept and a warning logged.
+    #[instrument(skip_all, fields(project.id = %project.id))]
+    pub async fn ensure(&self, project: &ProjectRepo) -> Result<()> {
+        check_id("project id", &project.id)?;
+        check_branch(&project.branch)?;
+        let path = self.clone_path(&project.id);
+        let (repo, branch) = (project.repo.clone(), project.branch.clone());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let url = Source::parse(&repo)?.url();
+            match open_usable(&path) {
+                Some(clone) => update(&clone, &url, &branch),
+                None => fresh_clone(&path, &url, &branch),
+            }
+        })
+        .await
+    }
+}
+
+/// The clone at `path` when it is one Loom can use: a bare repository with an origin.
+fn open_usable(path: &Path) -> Option<Repository> {
+    let repo = Repository::open(path).ok()?;
+    if repo.is_bare() && repo.find_remote("origin").is_ok() { Some(repo) } else { None }
+}
+
+/// Clones into a staging directory beside the final one and renames it into place, so a
+/// crash mid-clone leaves nothing at the final path that looks like a clone.
+fn fresh_clone(path: &Path, url: &str, branch: &str) -> Result<()> {
+    if path.exists() {
+        warn!(path = %path.display(), "not a usable clone (left by a crash?): cloning again");
+        remove_path(path)?;
+    }
+    let staging = staging_path(path);
+    remove_path(&staging)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| GitError::io(format!("creating {}", parent.display()), e))?;
+    }
+    if let Err(e) = clone_into(&staging, url, branch) {
+        // Best effort: the next attempt removes a leftover staging directory anyway.
+        let _ = remove_path(&staging);
+        return Err(e);
+    }
+    std::fs::rename(&staging, path)
+        .map_err(|e| GitError::io(format!("moving the new clone to {}", path.display()), e))?;
+    info!(url = %redact(url), "cloned the project");
+    Ok(())
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+fn clone_into(staging: &Path, url: &str, branch: &str) -> Result<()> {
+    let repo = RepoBuilder::new()
+        .bare(true)
+        .clone(url, staging)
+        .map_err(|source| GitError::remote("cloning", redact(url), source))?;
+    settle_branch(&repo, url, branch)?;
+    repo.set_head(&format!("refs/heads/{branch}")).ctx("pointing the clone's HEAD at the branch")
+}
+
+fn update(repo: &Repository, url: &str, branch: &str) -> Result<()> {
+    let current = repo.find_remote("origin").ctx("reading remote origin")?;
+    if current.url_bytes() != url.as_bytes() {
+        info!(url = %redact(url), "the project's repository changed: repointing origin");
+        repo.remote_set_url("origin", url).ctx("setting origin's URL")?;
+    }
+    let mut remote = repo.find_remote("origin").ctx("reading remote origin")?;
+    let mut options = FetchOptions::new();
+    options.prune(FetchPrune::On);
+    remote
+        .fetch(&[] as &[&str], Some(&mut options), None)
+        .map_err(|source| GitError::remote("fetching", redact(url), source))?;
+    settle_branch(repo, url, branch)
+}
+
+/// Creates or fast-forwards the local project branch from `origin/<branch>`.
+fn settle_branch(repo: &Repository, url: &str, branch: &str) -> Result<()> {
+    let local_name = format!("refs/heads/{branch}");
+    let local = ref_target(repo, &local_name)?;
+    let remote = ref_target(repo, &format!("refs/remotes/origin/{branch}"))?;
+    match (local, remote) {
+        (None, None) if !has_remote_branches(repo)? => Err(GitError::EmptySource(redact(url))),
+        (None, None) => {
+            Err(GitError::BranchNotFound { branch: branch.to_owned(), repo: redact(url) })
+        }
+        (None, Some(theirs)) => {
+            repo.reference(&local_name, theirs, false, "loom: branch from origin")
+                .ctx("creating the project branch")?;
+            Ok(())
+        }
+        (Some(_), None) => {
+            warn!(branch, "origin no longer has the project branch: keeping Loom's");
+            Ok(())
+        }
+        (Some(ours), Some(theirs)) if ours == theirs => Ok(()),
+        (Some(ours), Some(theirs)) => {
+            if repo.graph_descendant_of(theirs, ours).ctx("comparing with origin")? {
+                repo.reference_matching(&local_name, theirs, true, ours, "loom: fast-forward")
+                    .ctx("fast-forwarding the project branch")?;
+                info!(branch, sha = %theirs, "fast-forwarded the project branch from origin");
+            } else if !repo.graph_descendant_of(ours, theirs).ctx("comparing with origin")? {
+                warn!(
+                    branch, ours = %ours, theirs = %theirs,
+                    "the project branch and origin's have diverged: keeping Loom's"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Where a reference points, `None` when it does not exist.
+pub(crate) fn ref_target(repo: &Repository, name: &str) -> Result<Option<Oid>> {
+    match repo.refname_to_id(name) {
+        Ok(oid) => Ok(Some(oid)),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e).with_ctx(|| format!("reading {name}")),
+    }
+}
+
+/// The commit a local branch of the clone points at; a missing branch is an error.
+pub(crate) fn branch_tip(clone: &Repository, branch: &str) -> Result<Oid> {
+    ref_target(clone, &format!("refs/heads/{branch}"))?.ok_or_else(|| GitError::BranchNotFound {
+        branch: branch.to_owned(),
+        repo: "Loom's clone".into(),
+    })
+}
+
+fn has_remote_branches(repo: &Repository) -> Result<bool> {
+    let refs = repo.references_glob("refs/remotes/origin/*").ctx("listing origin's branches")?;
+    for reference in refs {
+        let reference = reference.ctx("listing origin's branches")?;
+        if reference.name_bytes() != b"refs/remotes/origin/HEAD" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,198 @@
+//! All of Loom's git work: its own clone of each project, one worktree per bead, commits,
+//! merges and pushes. This is the only module that touches `git2`.
+//!
+//! git2 (libgit2) is blocking, so every public method is `async` and runs its git work in
+//! `tokio::task::spawn_blocking`. Operations on one project's clone (ensure, worktree,
+//! remove_worktree, merge, push) take a per-project lock so that two beads finishing at once
+//! cannot interleave; branch updates are compare-and-swap as well.
+//!
+//! Layout under the data dir:
+//! - `repos/<project-id>`: Loom's clone, **bare**. Nothing is ever checked out there, so a
+//!   merge only has to move the project branch's ref, and no working tree can go stale.
+//! - `worktrees/<project-id>/<bead-id>`: a linked worktree of that clone on `loom/<bead-id>`.
+//!
+//! Rules worth knowing:
+//! - Nothing is ever forced: `ensure` only fast-forwards from origin (Loom's merges win a
+//!   divergence, with a warning), `push` only fast-forwards origin.
+//! - `remove_worktree` deletes `loom/<bead-id>` only when the project branch contains it.
+//! - `push` never moves a branch that a local origin has checked out (see [`Repos::push`]).
+//! - git2 is built without its https and ssh features, so only local paths, `file://`,
+//!   `git://` and plain `http://` remotes work; others fail with [`GitError::UnsupportedUrl`].
+
+// clippy.toml forbids git2's entry types in the rest of the crate because they block; this
+// module is where they are meant to be used, always inside `spawn_blocking`.
+#![allow(clippy::disallowed_types)]
+
+mod clone;
+mod commit;
+mod error;
+mod merge;
+mod names;
+mod push;
+mod read;
+mod worktree;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use error::{GitError, Result};
+
+/// The name and email Loom commits and merges under.
+const LOOM_NAME: &str = "Loom";
+const LOOM_EMAIL: &str = "loom@localhost";
+
+/// Where a project's code comes from and which branch Loom works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRepo {
+    pub id: String,
+    /// A local path or a git URL (`https://`, `ssh://`, `git@host:path`, `file://`).
+    pub repo: String,
+    pub branch: String,
+}
+
+/// A bead's checked-out worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worktree {
+    pub path: PathBuf,
+    /// `loom/<bead-id>`
+    pub branch: String,
+}
+
+/// A commit author or committer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub name: String,
+    pub email: String,
+}
+
+impl Signature {
+    pub fn new(name: impl Into<String>, email: impl Into<String>) -> Self {
+        Signature { name: name.into(), email: email.into() }
+    }
+
+    /// The identity Loom's own commits (merges, and the committer of agents' commits) carry.
+    pub fn loom() -> Self {
+        Signature::new(LOOM_NAME, LOOM_EMAIL)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The project branch already contains the bead's branch.
+    UpToDate,
+    FastForward {
+        sha: String,
+    },
+    Merged {
+        sha: String,
+    },
+    /// Nothing changed: the project branch is where it was.
+    Conflict {
+        paths: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The project branch on origin is now at `sha` (it may already have been there).
+    Pushed { sha: String },
+    /// The clone has no `origin` remote.
+    NoRemote,
+    /// Pushing was not safe and was not attempted.
+    Skipped { reason: String },
+}
+
+/// One commit, as read helpers report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub sha: String,
+    /// The full message, trailers included.
+    pub message: String,
+    pub author: Signature,
+    pub committer: Signature,
+    pub parents: Vec<String>,
+    /// Paths changed against the first parent (every path for a root commit).
+    pub files: Vec<String>,
+    /// `Key: value` trailers at the end of the message, in order.
+    pub trailers: Vec<(String, String)>,
+}
+
+/// Loom's clones and worktrees under one data dir. Cheap to clone.
+#[derive(Clone)]
+pub struct Repos {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Repos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repos").field("data_dir", &self.inner.data_dir).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Repos {
+    pub fn new(data_dir: PathBuf) -> Self {
+        // Worktrees record absolute paths to their clone (and back), so a relative data dir
+        // (the default is `./.loom`) must not depend on the process's directory later.
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+        Repos { inner: Arc::new(Inner { data_dir, locks: Mutex::new(HashMap::new()) }) }
+    }
+
+    fn clone_path(&self, project_id: &str) -> PathBuf {
+        self.inner.data_dir.join("repos").join(project_id)
+    }
+
+    fn worktree_path(&self, project_id: &str, bead_id: &str) -> PathBuf {
+        self.inner.data_dir.join("worktrees").join(project_id).join(bead_id)
+    }
+
+    /// Serialises the operations on one project's clone.
+    async fn lock(&self, project_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks =
+                self.inner.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            locks.entry(project_id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// Runs blocking git work off the async threads, inside the caller's tracing span.
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f)).await?
+}
+
+/// Loom's clone of a project, for the operations that need it to exist already.
+fn open_clone(path: &Path, project_id: &str) -> Result<git2::Repository> {
+    match git2::Repository::open(path) {
+        Ok(repo) if repo.is_bare() => Ok(repo),
+        _ => Err(GitError::NotCloned(project_id.to_owned())),
+    }
+}
+
+/// Removes a file or directory tree; a path that is already gone is fine.
+fn remove_path(path: &Path) -> Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(GitError::io(format!("removing {}", path.display()), e)),
+    }
+}

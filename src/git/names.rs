@@ -1,0 +1,205 @@
+//! Parsing what the rest of Loom hands the git module: ids that become directory and branch
+//! names, and a project's `repo` string (a local path or a URL).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::error::{GitError, Result};
+
+/// A project or bead id used as one path component and inside `loom/<bead-id>`: ASCII
+/// letters, digits, `.`, `_` and `-`, not starting with `.` or `-` (so never `..`, a hidden
+/// directory or something that reads as an option).
+pub(crate) fn check_id(what: &'static str, value: &str) -> Result<()> {
+    let invalid = |reason| Err(GitError::InvalidName { what, value: value.to_owned(), reason });
+    if value.is_empty() || value.len() > 200 {
+        return invalid("it must be 1 to 200 characters long");
+    }
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return invalid("only letters, digits, '.', '_' and '-' are allowed");
+    }
+    if value.starts_with(['.', '-']) || value.ends_with(".lock") || value.contains("..") {
+        return invalid("it must not start with '.' or '-', contain '..' or end in '.lock'");
+    }
+    Ok(())
+}
+
+/// A project branch name git accepts as `refs/heads/<branch>`.
+pub(crate) fn check_branch(branch: &str) -> Result<()> {
+    if git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+        Ok(())
+    } else {
+        Err(GitError::InvalidName {
+            what: "branch",
+            value: branch.to_owned(),
+            reason: "git does not accept it as a branch name",
+        })
+    }
+}
+
+/// Where a project's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// An existing directory on this machine, absolute and canonical.
+    Local(PathBuf),
+    /// Anything libgit2 has to reach through a transport (`https://`, `ssh://`, `git@host:p`).
+    Url(String),
+}
+
+impl Source {
+    pub(crate) fn parse(repo: &str) -> Result<Source> {
+        let repo = repo.trim();
+        if repo.is_empty() {
+            return Err(GitError::invalid_input("the project has no repository to clone"));
+        }
+        if let Some(path) = local_path(repo) {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            return match path.canonicalize() {
+                Ok(path) if path.is_dir() => Ok(Source::Local(path)),
+                _ => Err(GitError::SourceMissing(path.display().to_string())),
+            };
+        }
+        Ok(Source::Url(repo.to_owned()))
+    }
+
+    /// The URL the clone's `origin` gets. A local path becomes a `file://` URL, so that a
+    /// path containing ':' is not taken for `host:path` by libgit2.
+    pub(crate) fn url(&self) -> String {
+        match self {
+            Source::Local(path) => file_url(path),
+            Source::Url(url) => url.clone(),
+        }
+    }
+}
+
+/// The directory a local path or `file://` URL names; `None` for a remote URL.
+pub(crate) fn local_path(repo: &str) -> Option<PathBuf> {
+    if let Some(rest) = repo.strip_prefix("file://") {
+        let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+        return Some(bytes_to_path(percent_decode(rest)));
+    }
+    if repo.contains("://") || is_scp_like(repo) {
+        return None;
+    }
+    Some(PathBuf::from(repo))
+}
+
+/// `[user@]host:path`, the form git reads as ssh: a ':' before any '/'.
+fn is_scp_like(repo: &str) -> bool {
+    match (repo.find(':'), repo.find('/')) {
+        (Some(0), _) => false,
+        (Some(colon), Some(slash)) => colon < slash,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// A URL fit for logs and error messages: a password in it is replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let rest = &url[scheme_end + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else { return url.to_owned() };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else { return url.to_owned() };
+    format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &rest[at..])
+}
+
+pub(crate) fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(unix)]
+fn bytes_to_path(bytes: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+#[cfg(not(unix))]
+fn bytes_to_path(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_could_escape_a_directory_or_break_a_ref_are_rejected() {
+        for bad in ["", "..", ".hidden", "-opt", "a/b", "a b", "x.lock", "a..b", "é"] {
+            assert!(check_id("bead id", bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["web-abc", "bd-a3f8.1", "Proj_2"] {
+            assert!(check_id("bead id", good).is_ok(), "{good:?} was rejected");
+        }
+    }
+
+    #[test]
+    fn branch_names_git_rejects_are_invalid() {
+        assert!(check_branch("main").is_ok());
+        assert!(check_branch("feature/x").is_ok());
+        assert!(matches!(check_branch("bad..name"), Err(GitError::InvalidName { .. })));
+        assert!(check_branch("").is_err());
+    }
+
+    #[test]
+    fn urls_and_scp_forms_are_remote_and_paths_are_local() {
+        assert_eq!(local_path("https://example.com/a.git"), None);
+        assert_eq!(local_path("ssh://git@example.com/a.git"), None);
+        assert_eq!(local_path("git@example.com:org/a.git"), None);
+        assert_eq!(local_path("/srv/a"), Some(PathBuf::from("/srv/a")));
+        assert_eq!(local_path("./a:b/c"), Some(PathBuf::from("./a:b/c")));
+        assert_eq!(local_path("file:///srv/a%20b"), Some(PathBuf::from("/srv/a b")));
+        assert_eq!(local_path("file://localhost/srv/a"), Some(PathBuf::from("/srv/a")));
+    }
+
+    #[test]
+    fn file_urls_round_trip_awkward_paths() {
+        let path = Path::new("/tmp/a b:c%d");
+        let url = file_url(path);
+        assert_eq!(url, "file:///tmp/a%20b%3Ac%25d");
+        assert_eq!(local_path(&url), Some(path.to_path_buf()));
+    }
+
+    #[test]
+    fn a_missing_local_source_or_an_empty_repo_string_is_an_error() {
+        let missing = Source::parse("/definitely/not/here");
+        assert!(matches!(missing, Err(GitError::SourceMissing(_))));
+        assert!(matches!(Source::parse("  "), Err(GitError::InvalidInput(_))));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(redact("https://u:secret@host/r.git"), "https://u:***@host/r.git");
+        assert_eq!(redact("https://host/r.git"), "https://host/r.git");
+        assert_eq!(redact("ssh://git@host/r.git"), "ssh://git@host/r.git");
+        assert_eq!(redact("git@host:r.git"), "git@host:r.git");
+    }
+}

@@ -1,0 +1,193 @@
+//! Pushing the project branch to origin: never forced, and never into a checked-out branch
+//! of a local repository.
+
+use std::path::Path;
+
+use git2::{
+    AutotagOption, ErrorCode, FetchOptions, Oid, PushOptions, Remote, RemoteCallbacks, Repository,
+};
+use tracing::{info, instrument};
+
+use super::clone::{branch_tip, ref_target};
+use super::error::{GitContext, GitError, Result};
+use super::names::{check_branch, check_id, file_url, local_path, redact};
+use super::{ProjectRepo, PushOutcome, Repos, blocking, open_clone};
+
+impl Repos {
+    /// Pushes the project branch to `origin` as a fast-forward; a rejection is an error.
+    ///
+    /// When origin is a local repository with the project branch checked out (in its main
+    /// working tree or a linked worktree) nothing is pushed: moving the branch under the
+    /// person's working tree would leave their files stale (git itself refuses this with
+    /// `receive.denyCurrentBranch`). The outcome says so. libgit2 cannot push into a local
+    /// non-bare repository at all, so for one on another branch Loom does what a push would
+    /// do: it fetches the commits into that repository and fast-forwards the branch there.
+    #[instrument(skip_all, fields(project.id = %project.id))]
+    pub async fn push(&self, project: &ProjectRepo) -> Result<PushOutcome> {
+        check_id("project id", &project.id)?;
+        check_branch(&project.branch)?;
+        let clone_path = self.clone_path(&project.id);
+        let (project_id, branch) = (project.id.clone(), project.branch.clone());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let clone = open_clone(&clone_path, &project_id)?;
+            let mut remote = match clone.find_remote("origin") {
+                Ok(remote) => remote,
+                Err(e) if e.code() == ErrorCode::NotFound => return Ok(PushOutcome::NoRemote),
+                Err(e) => return Err(e).ctx("reading remote origin"),
+            };
+            let url = String::from_utf8_lossy(remote.url_bytes()).into_owned();
+            let tip = branch_tip(&clone, &branch)?;
+            match local_origin(&url, &branch) {
+                LocalOrigin::CheckedOut(reason) => {
+                    info!(reason, "not pushing");
+                    return Ok(PushOutcome::Skipped { reason });
+                }
+                LocalOrigin::NonBare(origin) => {
+                    push_into_non_bare(&origin, &clone, &url, &branch, tip)?
+                }
+                LocalOrigin::Other => push_branch(&mut remote, &url, &branch)?,
+            }
+            info!(sha = %tip, "pushed the project branch to origin");
+            Ok(PushOutcome::Pushed { sha: tip.to_string() })
+        })
+        .await
+    }
+}
+
+/// What origin is, when it is a repository on this machine.
+enum LocalOrigin {
+    /// The branch is checked out there: why Loom does not push.
+    CheckedOut(String),
+    /// A repository with a working tree (on another branch), which libgit2 cannot push into.
+    NonBare(Repository),
+    /// Bare, remote, or not openable (the push itself then says why): push the usual way.
+    Other,
+}
+
+fn local_origin(url: &str, branch: &str) -> LocalOrigin {
+    let Some(path) = local_path(url) else { return LocalOrigin::Other };
+    let Ok(opened) = Repository::open(&path) else { return LocalOrigin::Other };
+    let reason = if opened.is_worktree() {
+        match Repository::open(opened.commondir()) {
+            Ok(main) => checked_out(&main, &path, branch),
+            Err(_) => return LocalOrigin::Other,
+        }
+    } else {
+        checked_out(&opened, &path, branch)
+    };
+    match reason {
+        Some(reason) => LocalOrigin::CheckedOut(reason),
+        None if opened.is_bare() => LocalOrigin::Other,
+        None => LocalOrigin::NonBare(opened),
+    }
+}
+
+/// Why pushing `branch` into `main` (the repository at `path`, or the one it is a linked
+/// worktree of) would leave a working tree stale, if it would.
+fn checked_out(main: &Repository, path: &Path, branch: &str) -> Option<String> {
+    let refname = format!("refs/heads/{branch}");
+    if !main.is_bare() && head_is(main, &refname) {
+        return Some(format!(
+            "origin {} has {branch} checked out; pushing would leave its working tree stale",
+            path.display()
+        ));
+    }
+    let names = main.worktrees().ok()?;
+    for name in names.iter().filter_map(|name| name.ok().flatten()) {
+        let linked = main.find_worktree(name).ok().and_then(|wt| {
+            let repo = Repository::open_from_worktree(&wt).ok()?;
+            Some((wt.path().to_path_buf(), repo))
+        });
+        if let Some((wt_path, repo)) = linked
+            && head_is(&repo, &refname)
+        {
+            return Some(format!(
+                "origin {} has {branch} checked out in its worktree {}; pushing would leave \
+                 that working tree stale",
+                path.display(),
+                wt_path.display()
+            ));
+        }
+    }
+    None
+}
+
+/// HEAD names `refname` (even when that branch has no commit yet).
+fn head_is(repo: &Repository, refname: &str) -> bool {
+    repo.find_reference("HEAD")
+        .is_ok_and(|head| head.symbolic_target_bytes() == Some(refname.as_bytes()))
+}
+
+fn push_branch(remote: &mut Remote<'_>, url: &str, branch: &str) -> Result<()> {
+    // No '+': libgit2 refuses a non-fast-forward update instead of forcing it.
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let mut refused: Option<String> = None;
+    let result = {
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.push_update_reference(|_, status| {
+            if let Some(status) = status {
+                refused = Some(status.to_owned());
+            }
+            Ok(())
+        });
+        let mut options = PushOptions::new();
+        options.remote_callbacks(callbacks);
+        remote.push(&[refspec.as_str()], Some(&mut options))
+    };
+    match result {
+        Err(e) if e.code() == ErrorCode::NotFastForward => {
+            Err(rejected(url, branch, format!("{NOT_FAST_FORWARD}: {}", e.message())))
+        }
+        Err(source) => Err(GitError::remote("pushing to", redact(url), source)),
+        Ok(()) => match refused {
+            Some(status) => Err(rejected(url, branch, format!("origin refused it: {status}"))),
+            None => Ok(()),
+        },
+    }
+}
+
+const NOT_FAST_FORWARD: &str =
+    "origin has commits the project branch does not (not a fast-forward, and Loom never forces)";
+
+fn rejected(url: &str, branch: &str, reason: String) -> GitError {
+    GitError::PushRejected { branch: branch.to_owned(), url: redact(url), reason }
+}
+
+/// A push into a local non-bare repository, done from its side: fetch the commits from
+/// Loom's clone (the fetch itself writes no ref), then fast-forward the branch there with a
+/// compare-and-swap, or create it.
+fn push_into_non_bare(
+    origin: &Repository,
+    clone: &Repository,
+    url: &str,
+    branch: &str,
+    tip: Oid,
+) -> Result<()> {
+    let refname = format!("refs/heads/{branch}");
+    let clone_url = file_url(clone.path());
+    let mut options = FetchOptions::new();
+    options.update_fetchhead(false).download_tags(AutotagOption::None);
+    origin
+        .remote_anonymous(&clone_url)
+        .and_then(|mut remote| remote.fetch(&[refname.as_str()], Some(&mut options), None))
+        .map_err(|source| GitError::remote("copying commits into", redact(url), source))?;
+    match ref_target(origin, &refname)? {
+        Some(theirs) if theirs == tip => Ok(()),
+        Some(theirs) => {
+            if !origin.graph_descendant_of(tip, theirs).ctx("comparing with origin")? {
+                return Err(rejected(url, branch, NOT_FAST_FORWARD.to_owned()));
+            }
+            origin
+                .reference_matching(&refname, tip, true, theirs, "push from Loom")
+                .ctx("moving the branch in origin")?;
+            Ok(())
+        }
+        None => {
+            origin
+                .reference(&refname, tip, false, "push from Loom")
+                .ctx("creating the branch in origin")?;
+            Ok(())
+        }
+    }
+}

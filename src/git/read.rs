@@ -1,0 +1,112 @@
+//! Read helpers on the project branch of Loom's clone: its recent commits and a file's
+//! content at its head.
+
+use std::path::Path;
+
+use git2::{Commit, ErrorCode, ObjectType, Repository, Sort};
+use tracing::instrument;
+
+use super::clone::branch_tip;
+use super::error::{GitContext, GitError, Result};
+use super::names::{check_branch, check_id};
+use super::{CommitInfo, ProjectRepo, Repos, Signature, blocking, open_clone};
+
+impl Repos {
+    /// The project branch's head commit.
+    pub async fn head(&self, project: &ProjectRepo) -> Result<CommitInfo> {
+        let mut commits = self.log(project, 1).await?;
+        // A branch always has a head commit, so `log` found one.
+        commits.pop().ok_or_else(|| GitError::BranchNotFound {
+            branch: project.branch.clone(),
+            repo: "Loom's clone".into(),
+        })
+    }
+
+    /// Up to `n` commits of the project branch, newest first.
+    #[instrument(skip_all, fields(project.id = %project.id))]
+    pub async fn log(&self, project: &ProjectRepo, n: usize) -> Result<Vec<CommitInfo>> {
+        let (clone_path, project_id, branch) = self.read_args(project)?;
+        blocking(move || {
+            let clone = open_clone(&clone_path, &project_id)?;
+            let tip = branch_tip(&clone, &branch)?;
+            let mut walk = clone.revwalk().ctx("walking the branch")?;
+            walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME).ctx("walking the branch")?;
+            walk.push(tip).ctx("walking the branch")?;
+            let mut commits = Vec::new();
+            for oid in walk.take(n) {
+                let commit = clone.find_commit(oid.ctx("walking the branch")?).ctx("reading")?;
+                commits.push(commit_info(&clone, &commit)?);
+            }
+            Ok(commits)
+        })
+        .await
+    }
+
+    /// A file's content at the head of the project branch; `None` when there is no such path.
+    #[instrument(skip_all, fields(project.id = %project.id))]
+    pub async fn read_file(&self, project: &ProjectRepo, path: &str) -> Result<Option<Vec<u8>>> {
+        let (clone_path, project_id, branch) = self.read_args(project)?;
+        let path = path.to_owned();
+        blocking(move || {
+            let clone = open_clone(&clone_path, &project_id)?;
+            let tip = branch_tip(&clone, &branch)?;
+            let tree = clone.find_commit(tip).and_then(|c| c.tree()).ctx("reading the tree")?;
+            let entry = match tree.get_path(Path::new(&path)) {
+                Ok(entry) => entry,
+                Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_ctx(|| format!("looking up {path}")),
+            };
+            if entry.kind() != Some(ObjectType::Blob) {
+                return Err(GitError::invalid_input(format!("{path} is not a file")));
+            }
+            let object = entry.to_object(&clone).with_ctx(|| format!("reading {path}"))?;
+            let blob = object.peel_to_blob().with_ctx(|| format!("reading {path}"))?;
+            Ok(Some(blob.content().to_vec()))
+        })
+        .await
+    }
+
+    fn read_args(&self, project: &ProjectRepo) -> Result<(std::path::PathBuf, String, String)> {
+        check_id("project id", &project.id)?;
+        check_branch(&project.branch)?;
+        Ok((self.clone_path(&project.id), project.id.clone(), project.branch.clone()))
+    }
+}
+
+fn commit_info(repo: &Repository, commit: &Commit<'_>) -> Result<CommitInfo> {
+    let message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+    let signature = |s: git2::Signature<'_>| Signature {
+        name: String::from_utf8_lossy(s.name_bytes()).into_owned(),
+        email: String::from_utf8_lossy(s.email_bytes()).into_owned(),
+    };
+    let trailers = git2::message_trailers_strs(&message)
+        .ctx("reading the trailers")?
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Ok(CommitInfo {
+        sha: commit.id().to_string(),
+        author: signature(commit.author()),
+        committer: signature(commit.committer()),
+        parents: commit.parent_ids().map(|id| id.to_string()).collect(),
+        files: changed_files(repo, commit)?,
+        trailers,
+        message,
+    })
+}
+
+fn changed_files(repo: &Repository, commit: &Commit<'_>) -> Result<Vec<String>> {
+    let tree = commit.tree().ctx("reading the commit's tree")?;
+    let parent_tree = match commit.parent(0) {
+        Ok(parent) => Some(parent.tree().ctx("reading the parent's tree")?),
+        Err(_) => None,
+    };
+    let diff = repo
+        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+        .ctx("diffing the commit")?;
+    Ok(diff
+        .deltas()
+        .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()).map(Path::to_owned))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect())
+}

@@ -1,0 +1,206 @@
+//! `ensure`: cloning, fetching, fast-forwarding, recovering from crashes, and its errors.
+
+use super::*;
+
+#[tokio::test]
+async fn ensure_clones_a_local_path_into_a_bare_repo_with_origin() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hello\n")]).await;
+
+    let clone = fx.clone_repo("web");
+    assert!(clone.is_bare());
+    let origin = clone.find_remote("origin").expect("origin");
+    let url = origin.url().expect("url");
+    assert!(url.starts_with("file://") && url.ends_with("/src"), "{url}");
+    let head = fx.repos.head(&project).await.expect("head");
+    assert_eq!(head.message, "Initial commit");
+    assert_eq!(head.files, ["README.md"]);
+    let readme = fx.repos.read_file(&project, "README.md").await.expect("read");
+    assert_eq!(readme.as_deref(), Some(&b"hello\n"[..]));
+    assert_eq!(fx.repos.read_file(&project, "nope.txt").await.expect("read"), None);
+}
+
+#[tokio::test]
+async fn ensure_clones_a_file_url_and_a_path_with_awkward_characters() {
+    let fx = Fixture::new();
+    let dir = fx.path("my src:1");
+    source_with(&dir, &[("a.txt", "a\n")]);
+    let mut project = project("web", &dir);
+    project.repo = format!("file://{}", dir.display()).replace(' ', "%20");
+
+    fx.repos.ensure(&project).await.expect("ensure from a file:// URL");
+    let file = fx.repos.read_file(&project, "a.txt").await.expect("read");
+    assert_eq!(file.as_deref(), Some(&b"a\n"[..]));
+
+    let by_path = ProjectRepo { id: "other".into(), ..super::project("x", &dir) };
+    fx.repos.ensure(&by_path).await.expect("ensure from a path with ' ' and ':'");
+    assert!(fx.repos.head(&by_path).await.is_ok());
+}
+
+#[tokio::test]
+async fn ensure_fetches_and_fast_forwards_a_new_upstream_commit() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "one\n")]).await;
+    let source = Repository::open(fx.path("src")).expect("source");
+    let upstream = commit_files(&source, &[("NEW.md", "two\n")], "Upstream work");
+
+    fx.repos.ensure(&project).await.expect("second ensure");
+
+    let head = fx.repos.head(&project).await.expect("head");
+    assert_eq!(head.sha, upstream.to_string());
+    assert_eq!(head.files, ["NEW.md"]);
+}
+
+#[tokio::test]
+async fn ensure_keeps_loom_merges_when_origin_has_diverged() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "one\n")]).await;
+    let ours = bead_commits(&fx, &project, "b1", &[("ours.txt", "x\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+    let source = Repository::open(fx.path("src")).expect("source");
+    commit_files(&source, &[("theirs.txt", "y\n")], "Upstream work");
+
+    fx.repos.ensure(&project).await.expect("ensure with diverged branches");
+
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
+    let clone = fx.clone_repo("web");
+    assert!(clone.refname_to_id("refs/remotes/origin/main").is_ok(), "origin was fetched");
+}
+
+#[tokio::test]
+async fn ensure_keeps_a_branch_that_is_ahead_of_origin() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "one\n")]).await;
+    let ours = bead_commits(&fx, &project, "b1", &[("ours.txt", "x\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+
+    fx.repos.ensure(&project).await.expect("ensure");
+
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
+}
+
+#[tokio::test]
+async fn a_half_cloned_repo_dir_is_removed_and_cloned_again() {
+    let fx = Fixture::new();
+    let dir = fx.path("src");
+    source_with(&dir, &[("README.md", "hello\n")]);
+    let project = project("web", &dir);
+    let broken = fx.clone_dir("web");
+    std::fs::create_dir_all(broken.join("objects")).expect("mkdir");
+    std::fs::write(broken.join("config"), "not a git config [").expect("write");
+    let staging = fx.path("data/repos/.web.partial");
+    std::fs::create_dir_all(&staging).expect("a leftover staging dir");
+
+    fx.repos.ensure(&project).await.expect("ensure recovers");
+
+    assert!(fx.clone_repo("web").is_bare());
+    assert!(!staging.exists());
+    assert!(fx.repos.head(&project).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_repo_left_without_origin_is_cloned_again() {
+    let fx = Fixture::new();
+    let dir = fx.path("src");
+    source_with(&dir, &[("README.md", "hello\n")]);
+    let project = project("web", &dir);
+    // What a crash between libgit2's init and its creating origin leaves behind.
+    Repository::init_bare(fx.clone_dir("web")).expect("init");
+
+    fx.repos.ensure(&project).await.expect("ensure");
+
+    assert!(fx.clone_repo("web").find_remote("origin").is_ok());
+    assert!(fx.repos.head(&project).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_empty_source_repository_is_an_error_saying_so() {
+    let fx = Fixture::new();
+    let dir = fx.path("empty");
+    init_source(&dir);
+
+    let err = fx.repos.ensure(&project("web", &dir)).await.expect_err("empty source");
+
+    assert!(matches!(err, GitError::EmptySource(_)), "{err}");
+    assert!(err.to_string().contains("has no commits"), "{err}");
+    assert!(!fx.clone_dir("web").exists(), "no clone is left behind");
+}
+
+#[tokio::test]
+async fn a_missing_branch_is_an_error_until_origin_has_it() {
+    let fx = Fixture::new();
+    let dir = fx.path("src");
+    let source = source_with(&dir, &[("README.md", "hello\n")]);
+    let mut dev = project("web", &dir);
+    dev.branch = "dev".into();
+
+    let err = fx.repos.ensure(&dev).await.expect_err("no dev on a fresh clone");
+    assert!(matches!(&err, GitError::BranchNotFound { branch, .. } if branch == "dev"), "{err}");
+    fx.repos.ensure(&project("web", &dir)).await.expect("main exists");
+    let err = fx.repos.ensure(&dev).await.expect_err("no dev on an existing clone");
+    assert!(matches!(err, GitError::BranchNotFound { .. }), "{err}");
+
+    let sha = commit_to_ref(&source, "dev", &[("dev.txt", "d\n")]);
+    fx.repos.ensure(&dev).await.expect("dev now exists upstream");
+    assert_eq!(tip(&fx.clone_dir("web"), "dev"), Some(sha.to_string()));
+}
+
+#[tokio::test]
+async fn a_missing_local_source_is_an_error() {
+    let fx = Fixture::new();
+    let err = fx.repos.ensure(&project("web", &fx.path("nowhere"))).await.expect_err("missing");
+    assert!(matches!(err, GitError::SourceMissing(_)), "{err}");
+}
+
+#[tokio::test]
+async fn urls_this_build_cannot_speak_are_unsupported_url_errors() {
+    let fx = Fixture::new();
+    // Neither gets as far as a connection: there is no ssh transport and no TLS stream.
+    for repo in ["ssh://127.0.0.1/nothing.git", "https://127.0.0.1:9/nothing.git"] {
+        let project = ProjectRepo { id: "web".into(), repo: repo.into(), branch: "main".into() };
+        let err = fx.repos.ensure(&project).await.expect_err("no transport");
+        assert!(matches!(err, GitError::UnsupportedUrl { .. }), "{repo}: {err:?}");
+        assert!(err.to_string().contains("no transport"), "{err}");
+        assert_eq!(crate::error::Error::from(err).code(), "git_unsupported_url");
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_vanished_makes_fetch_fail() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hello\n")]).await;
+    // Point origin at a directory that is not a repository (the path itself must exist).
+    std::fs::remove_dir_all(fx.path("src")).expect("rm");
+    std::fs::create_dir_all(fx.path("src")).expect("mkdir");
+
+    let err = fx.repos.ensure(&project).await.expect_err("fetch fails");
+
+    assert!(matches!(err, GitError::Remote { op: "fetching", .. }), "{err}");
+}
+
+#[tokio::test]
+async fn ids_and_branches_that_cannot_name_a_path_or_ref_are_rejected() {
+    let fx = Fixture::new();
+    let dir = fx.path("src");
+    let mut bad = project("../escape", &dir);
+    let err = fx.repos.ensure(&bad).await.expect_err("bad id");
+    assert!(matches!(err, GitError::InvalidName { what: "project id", .. }), "{err}");
+    bad.id = "web".into();
+    bad.branch = "no..dots".into();
+    let err = fx.repos.ensure(&bad).await.expect_err("bad branch");
+    assert!(matches!(err, GitError::InvalidName { what: "branch", .. }), "{err}");
+    bad.branch = "main".into();
+    let err = fx.repos.worktree(&bad, "a/b").await.expect_err("bad bead id");
+    assert!(matches!(err, GitError::InvalidName { what: "bead id", .. }), "{err}");
+}
+
+#[tokio::test]
+async fn operations_before_ensure_say_the_project_is_not_cloned() {
+    let fx = Fixture::new();
+    let project = project("web", &fx.path("src"));
+    let err = fx.repos.worktree(&project, "b1").await.expect_err("no clone");
+    assert!(matches!(err, GitError::NotCloned(_)), "{err}");
+    assert!(matches!(fx.repos.merge(&project, "b1").await, Err(GitError::NotCloned(_))));
+    assert!(matches!(fx.repos.push(&project).await, Err(GitError::NotCloned(_))));
+    assert!(matches!(fx.repos.log(&project, 5).await, Err(GitError::NotCloned(_))));
+}

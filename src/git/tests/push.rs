@@ -1,0 +1,146 @@
+//! Pushing the project branch to origin.
+
+use super::*;
+use crate::git::PushOutcome;
+
+/// A bare origin made from a one-commit source, and a project cloned from it.
+async fn bare_origin(fx: &Fixture) -> ProjectRepo {
+    source_with(&fx.path("seed"), &[("README.md", "hi\n")]);
+    bare_copy(&fx.path("seed"), &fx.path("origin.git"));
+    let project = project("web", &fx.path("origin.git"));
+    fx.repos.ensure(&project).await.expect("ensure");
+    project
+}
+
+#[tokio::test]
+async fn the_project_branch_is_pushed_to_a_bare_origin() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+    let main = tip(&fx.clone_dir("web"), "main").expect("main");
+
+    let outcome = fx.repos.push(&project).await.expect("push");
+
+    assert_eq!(outcome, PushOutcome::Pushed { sha: main.clone() });
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(main.clone()));
+    let again = fx.repos.push(&project).await.expect("push again");
+    assert_eq!(again, PushOutcome::Pushed { sha: main });
+}
+
+#[tokio::test]
+async fn a_diverged_bare_origin_rejects_the_push_and_is_not_forced() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let origin = Repository::open(fx.path("origin.git")).expect("origin");
+    let theirs = commit_to_ref(&origin, "main", &[("theirs.txt", "t\n")]).to_string();
+    bead_commits(&fx, &project, "b1", &[("ours.txt", "o\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+
+    let err = fx.repos.push(&project).await.expect_err("rejected");
+
+    assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
+    assert!(err.to_string().contains("not a fast-forward"), "{err}");
+    assert_eq!(crate::error::Error::from(err).code(), "git_push_rejected");
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(theirs.clone()));
+
+    // Once fetched, origin's commit is known locally: still refused, still not forced.
+    fx.repos.ensure(&project).await.expect("ensure (diverged: keeps ours)");
+    let err = fx.repos.push(&project).await.expect_err("rejected again");
+    assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(theirs));
+}
+
+#[tokio::test]
+async fn a_non_bare_origin_with_the_branch_checked_out_is_skipped() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hi\n")]).await;
+    let before = tip(&fx.path("src"), "main");
+    bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+
+    let outcome = fx.repos.push(&project).await.expect("push");
+
+    let PushOutcome::Skipped { reason } = outcome else { panic!("pushed: {outcome:?}") };
+    assert!(reason.contains("checked out"), "{reason}");
+    assert_eq!(tip(&fx.path("src"), "main"), before);
+    assert!(!fx.path("src/one.txt").exists());
+}
+
+#[tokio::test]
+async fn a_branch_checked_out_in_a_worktree_of_a_bare_origin_is_skipped() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let origin = Repository::open(fx.path("origin.git")).expect("origin");
+    let main = origin.find_reference("refs/heads/main").expect("main");
+    let mut options = git2::WorktreeAddOptions::new();
+    options.reference(Some(&main));
+    origin.worktree("checkout", &fx.path("origin-checkout"), Some(&options)).expect("worktree");
+    bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+
+    let outcome = fx.repos.push(&project).await.expect("push");
+
+    let PushOutcome::Skipped { reason } = outcome else { panic!("pushed: {outcome:?}") };
+    assert!(reason.contains("origin-checkout"), "{reason}");
+}
+
+#[tokio::test]
+async fn another_branch_of_a_non_bare_origin_is_pushed() {
+    let fx = Fixture::new();
+    let source = source_with(&fx.path("src"), &[("README.md", "hi\n")]);
+    commit_to_ref(&source, "dev", &[("dev.txt", "d\n")]);
+    let mut project = project("web", &fx.path("src"));
+    project.branch = "dev".into();
+    fx.repos.ensure(&project).await.expect("ensure");
+    bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+    let dev = tip(&fx.clone_dir("web"), "dev").expect("dev");
+
+    let outcome = fx.repos.push(&project).await.expect("push");
+
+    assert_eq!(outcome, PushOutcome::Pushed { sha: dev.clone() });
+    assert_eq!(tip(&fx.path("src"), "dev"), Some(dev.clone()));
+    let commit = source.find_commit(Oid::from_str(&dev).expect("oid")).expect("copied over");
+    assert!(commit.tree().expect("tree").get_path(Path::new("one.txt")).is_ok());
+    assert_eq!(source.head().expect("head").shorthand().ok(), Some("main"), "HEAD untouched");
+}
+
+#[tokio::test]
+async fn a_diverged_other_branch_of_a_non_bare_origin_is_rejected() {
+    let fx = Fixture::new();
+    let source = source_with(&fx.path("src"), &[("README.md", "hi\n")]);
+    commit_to_ref(&source, "dev", &[("dev.txt", "d\n")]);
+    let mut project = project("web", &fx.path("src"));
+    project.branch = "dev".into();
+    fx.repos.ensure(&project).await.expect("ensure");
+    let theirs = commit_to_ref(&source, "dev", &[("theirs.txt", "t\n")]).to_string();
+    bead_commits(&fx, &project, "b1", &[("ours.txt", "o\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+
+    let err = fx.repos.push(&project).await.expect_err("rejected");
+
+    assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
+    assert!(err.to_string().contains("not a fast-forward"), "{err}");
+    assert_eq!(tip(&fx.path("src"), "dev"), Some(theirs));
+}
+
+#[tokio::test]
+async fn a_clone_without_origin_has_nothing_to_push_to() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hi\n")]).await;
+    fx.clone_repo("web").remote_delete("origin").expect("delete origin");
+
+    assert_eq!(fx.repos.push(&project).await.expect("push"), PushOutcome::NoRemote);
+}
+
+#[tokio::test]
+async fn an_origin_that_vanished_fails_the_push() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    std::fs::remove_dir_all(fx.path("origin.git")).expect("rm");
+
+    let err = fx.repos.push(&project).await.expect_err("no origin");
+
+    assert!(matches!(err, GitError::Remote { op: "pushing to", .. }), "{err}");
+}

@@ -1,0 +1,146 @@
+//! Bead worktrees: `<data_dir>/worktrees/<project-id>/<bead-id>` on branch `loom/<bead-id>`,
+//! reused while valid, rebuilt when broken, removed when the bead is finished.
+
+use std::path::Path;
+
+use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
+use tracing::{info, instrument, warn};
+
+use super::clone::ref_target;
+use super::error::{GitContext, GitError, Result};
+use super::names::{check_branch, check_id};
+use super::{ProjectRepo, Repos, Worktree, blocking, open_clone, remove_path};
+
+impl Repos {
+    /// The bead's worktree, created from the project branch when it does not exist yet. A
+    /// valid one is reused as it is, uncommitted changes included, so a resumed run carries
+    /// on where it stopped. A broken one (a plain directory, a missing `.git` file, admin data
+    /// gone from the clone) is removed and created again; an existing `loom/<bead-id>` branch
+    /// is checked out, not reset.
+    #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
+    pub async fn worktree(&self, project: &ProjectRepo, bead_id: &str) -> Result<Worktree> {
+        check_id("project id", &project.id)?;
+        check_id("bead id", bead_id)?;
+        check_branch(&project.branch)?;
+        let clone_path = self.clone_path(&project.id);
+        let path = self.worktree_path(&project.id, bead_id);
+        let (project_id, base, bead) =
+            (project.id.clone(), project.branch.clone(), bead_id.to_owned());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let clone = open_clone(&clone_path, &project_id)?;
+            let worktree = Worktree { path, branch: bead_branch(&bead) };
+            if is_valid(&clone, &bead, &worktree.path) {
+                return Ok(worktree);
+            }
+            discard(&clone, &bead, &worktree.path)?;
+            create(&clone, &bead, &worktree, &base)?;
+            info!(path = %worktree.path.display(), "created the bead's worktree");
+            Ok(worktree)
+        })
+        .await
+    }
+
+    /// Removes the bead's worktree and its entry in the clone; never an error when it is
+    /// already gone. Branch `loom/<bead-id>` is deleted only when the project branch
+    /// contains it: unmerged work stays reachable for a person to look at.
+    #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
+    pub async fn remove_worktree(&self, project: &ProjectRepo, bead_id: &str) -> Result<()> {
+        check_id("project id", &project.id)?;
+        check_id("bead id", bead_id)?;
+        check_branch(&project.branch)?;
+        let clone_path = self.clone_path(&project.id);
+        let path = self.worktree_path(&project.id, bead_id);
+        let (project_id, base, bead) =
+            (project.id.clone(), project.branch.clone(), bead_id.to_owned());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            remove_path(&path)?;
+            let clone = match open_clone(&clone_path, &project_id) {
+                Ok(clone) => clone,
+                Err(GitError::NotCloned(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            prune_entry(&clone, &bead)?;
+            delete_if_merged(&clone, &bead_branch(&bead), &base)
+        })
+        .await
+    }
+}
+
+pub(crate) fn bead_branch(bead_id: &str) -> String {
+    format!("loom/{bead_id}")
+}
+
+/// A worktree of this clone, registered under `name`, checked out at `path`.
+fn is_valid(clone: &Repository, name: &str, path: &Path) -> bool {
+    let Ok(entry) = clone.find_worktree(name) else { return false };
+    if entry.validate().is_err() || !same_dir(entry.path(), path) {
+        return false;
+    }
+    match Repository::open(path) {
+        Ok(repo) => repo.is_worktree() && same_dir(repo.commondir(), clone.path()),
+        Err(_) => false,
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Clears whatever is left of a broken worktree: its directory and the clone's entry.
+fn discard(clone: &Repository, name: &str, path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        warn!(path = %path.display(), "the worktree is broken: recreating it");
+        remove_path(path)?;
+    }
+    prune_entry(clone, name)
+}
+
+/// Drops the clone's admin entry for the worktree (`<clone>/worktrees/<name>`).
+fn prune_entry(clone: &Repository, name: &str) -> Result<()> {
+    if let Ok(entry) = clone.find_worktree(name) {
+        let mut options = WorktreePruneOptions::new();
+        options.valid(true).locked(true);
+        if let Err(e) = entry.prune(Some(&mut options)) {
+            warn!(error = %e.message(), "libgit2 could not prune the worktree: removing its entry");
+        }
+    }
+    // libgit2 cannot open an entry whose files are half gone; remove what is left directly.
+    remove_path(&clone.path().join("worktrees").join(name))
+}
+
+fn create(clone: &Repository, name: &str, worktree: &Worktree, base: &str) -> Result<()> {
+    let full = format!("refs/heads/{}", worktree.branch);
+    if ref_target(clone, &full)?.is_none() {
+        let base_id = ref_target(clone, &format!("refs/heads/{base}"))?.ok_or_else(|| {
+            GitError::BranchNotFound { branch: base.to_owned(), repo: "Loom's clone".into() }
+        })?;
+        let commit = clone.find_commit(base_id).ctx("reading the project branch")?;
+        clone.branch(&worktree.branch, &commit, false).ctx("creating the bead branch")?;
+    }
+    let reference = clone.find_reference(&full).ctx("reading the bead branch")?;
+    if let Some(parent) = worktree.path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| GitError::io(format!("creating {}", parent.display()), e))?;
+    }
+    let mut options = WorktreeAddOptions::new();
+    options.reference(Some(&reference));
+    clone
+        .worktree(name, &worktree.path, Some(&options))
+        .with_ctx(|| format!("adding the worktree at {}", worktree.path.display()))?;
+    Ok(())
+}
+
+fn delete_if_merged(clone: &Repository, branch: &str, base: &str) -> Result<()> {
+    let Some(tip) = ref_target(clone, &format!("refs/heads/{branch}"))? else { return Ok(()) };
+    let Some(base_id) = ref_target(clone, &format!("refs/heads/{base}"))? else { return Ok(()) };
+    let merged =
+        tip == base_id || clone.graph_descendant_of(base_id, tip).ctx("comparing branches")?;
+    if !merged {
+        info!(branch, "kept the bead branch: the project branch does not contain it");
+        return Ok(());
+    }
+    let mut local = clone.find_branch(branch, BranchType::Local).ctx("reading the bead branch")?;
+    local.delete().ctx("deleting the merged bead branch")
+}
