@@ -2,3 +2,4 @@
 //! worktree those actions touch. The run loop and its state machine build on these.
 
 pub mod actions;
+pub mod workspace;
