@@ -218,17 +218,20 @@ fn from_native(at: &str, name: &str, arguments: &str) -> Result<Action, ParseErr
         Ok(Value::String(inner)) => serde_json::from_str::<Value>(&inner),
         other => other,
     };
-    let mut map = match parsed {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            return Err(ParseError::format(format!("{at}the arguments must be a JSON object.")));
+    let problem = match parsed {
+        Ok(Value::Object(mut map)) => {
+            map.insert("action".into(), Value::from(name));
+            return from_object(at, map);
         }
-        Err(e) => {
-            return Err(ParseError::format(format!("{at}the arguments are not valid JSON: {e}.")));
-        }
+        Ok(_) => "must be a JSON object".to_string(),
+        Err(e) => format!("are not valid JSON ({e})"),
     };
-    map.insert("action".into(), Value::from(name));
-    from_object(at, map)
+    Err(ParseError {
+        message: format!(
+            "{at}The arguments of {name} {problem}; send them as one object, like \
+             {{\"path\": \"src/main.rs\"}}."
+        ),
+    })
 }
 
 fn from_value(value: Value) -> Result<Vec<Action>, ParseError> {

@@ -1,6 +1,6 @@
 //! One worktree as the agent's actions see it: every path is relative to its root and is
 //! refused, with a message for the model, when it would leave the root (absolute, `..`, a
-//! symlink pointing out) or touch `.git`. The file operations are in `files`, `run` in `run`.
+//! symlink pointing out) or touch `.git`. The operations live in `files`, `edit` and `run`.
 //!
 //! The checks bound the file actions only: `run` executes whatever shell command the model
 //! writes, as Loom's user, with a scrubbed environment but no filesystem sandbox.
