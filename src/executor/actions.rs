@@ -1,0 +1,357 @@
+//! The action vocabulary (DESIGN.md, "Executors and the action loop"): the typed actions, how a
+//! model's reply becomes them, and the descriptions of them that the model is given.
+
+mod extract;
+mod spec;
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test, with its location")]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::beads::{BeadType, Priority};
+use extract::NotFound;
+use spec::{Spec, Ty};
+pub use spec::{tool_specs, vocabulary_text};
+
+/// One thing an agent asks to do. Serialised as `{"action": "<name>", ...arguments}`; absent
+/// optional arguments are left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    ListFiles {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth: Option<usize>,
+    },
+    ReadFile {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_line: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end_line: Option<usize>,
+    },
+    Search {
+        query: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
+    WriteFile {
+        path: String,
+        content: String,
+    },
+    EditFile {
+        path: String,
+        old: String,
+        new: String,
+    },
+    DeleteFile {
+        path: String,
+    },
+    Run {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_s: Option<u64>,
+    },
+    GitDiff,
+    Commit {
+        message: String,
+    },
+    CreateBead {
+        title: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<Priority>,
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+        bead_type: Option<BeadType>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        labels: Option<Vec<String>>,
+    },
+    Comment {
+        body: String,
+    },
+    Done {
+        summary: String,
+    },
+    Block {
+        question: String,
+    },
+}
+
+impl Action {
+    /// The action's name as the model writes it (`read_file`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::ListFiles { .. } => "list_files",
+            Action::ReadFile { .. } => "read_file",
+            Action::Search { .. } => "search",
+            Action::WriteFile { .. } => "write_file",
+            Action::EditFile { .. } => "edit_file",
+            Action::DeleteFile { .. } => "delete_file",
+            Action::Run { .. } => "run",
+            Action::GitDiff => "git_diff",
+            Action::Commit { .. } => "commit",
+            Action::CreateBead { .. } => "create_bead",
+            Action::Comment { .. } => "comment",
+            Action::Done { .. } => "done",
+            Action::Block { .. } => "block",
+        }
+    }
+
+    /// A short string that is equal for two actions exactly when they have the same name and
+    /// the same arguments (whatever order the model wrote them in): `read_file:<16 hex>`. Stable
+    /// across processes and versions, so it can be stored and compared to spot a loop.
+    pub fn fingerprint(&self) -> String {
+        let mut canonical = String::new();
+        // Serialising an enum of strings, numbers and lists cannot fail.
+        if let Ok(value) = serde_json::to_value(self) {
+            write_canonical(&value, &mut canonical);
+        }
+        let digest = Sha256::digest(canonical.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("{}:{hex}", self.name())
+    }
+}
+
+/// JSON with object keys sorted at every level (serde_json's map order depends on a feature
+/// some other crate may turn on).
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A reply that holds no valid action. The message is written for the model, which gets it
+/// back: what was wrong and what a valid reply looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub message: String,
+}
+
+const FORMAT_HINT: &str = "Reply with one JSON object, either one action such as \
+     {\"action\": \"read_file\", \"path\": \"README.md\"} or several as \
+     {\"actions\": [{\"action\": \"list_files\"}, {\"action\": \"read_file\", \"path\": \"README.md\"}]}.";
+
+impl ParseError {
+    fn format(problem: impl std::fmt::Display) -> Self {
+        ParseError { message: format!("{problem} {FORMAT_HINT}") }
+    }
+
+    fn arguments(at: &str, spec: &Spec, problem: impl std::fmt::Display) -> Self {
+        let message = format!(
+            "{at}{problem}. {name} takes {usage}, e.g. {{\"action\": \"{name}\"{example}}}.",
+            name = spec.name,
+            usage = spec.usage(),
+            example = spec.example(),
+        );
+        ParseError { message }
+    }
+}
+
+/// The actions in a model's reply. `native` holds the reply's native tool calls as (function
+/// name, arguments JSON); when there are any they are the reply, and the text is ignored.
+pub fn parse_reply(content: &str, native: &[(String, String)]) -> Result<Vec<Action>, ParseError> {
+    if !native.is_empty() {
+        let many = native.len() > 1;
+        return native
+            .iter()
+            .enumerate()
+            .map(|(i, (name, args))| {
+                let at = if many { format!("Tool call {}: ", i + 1) } else { String::new() };
+                from_native(&at, name, args)
+            })
+            .collect();
+    }
+    let text = extract::strip_think(content);
+    let value = extract::find_json(text).map_err(|e| match e {
+        NotFound::Empty => ParseError::format("Your reply was empty."),
+        NotFound::NoJson => ParseError::format("Your reply contains no JSON action."),
+        NotFound::Invalid { fenced: true, error } => {
+            ParseError::format(format!("The code block in your reply is not valid JSON: {error}."))
+        }
+        NotFound::Invalid { fenced: false, error } => {
+            ParseError::format(format!("Your reply's JSON is not valid: {error}."))
+        }
+        NotFound::Unclosed => ParseError::format(
+            "Your reply's JSON object is never closed; the reply may have been cut off. Send \
+             less in one reply (a large file can be written in parts with write_file, then \
+             edit_file).",
+        ),
+    })?;
+    from_value(value)
+}
+
+fn from_native(at: &str, name: &str, arguments: &str) -> Result<Action, ParseError> {
+    let arguments = if arguments.trim().is_empty() { "{}" } else { arguments };
+    let parsed = serde_json::from_str::<Value>(arguments);
+    // Some gateways encode the arguments twice, as a JSON string holding the object.
+    let parsed = match parsed {
+        Ok(Value::String(inner)) => serde_json::from_str::<Value>(&inner),
+        other => other,
+    };
+    let problem = match parsed {
+        Ok(Value::Object(mut map)) => {
+            map.insert("action".into(), Value::from(name));
+            return from_object(at, map);
+        }
+        Ok(_) => "must be a JSON object".to_string(),
+        Err(e) => format!("are not valid JSON ({e})"),
+    };
+    Err(ParseError {
+        message: format!(
+            "{at}The arguments of {name} {problem}; send them as one object, like \
+             {{\"path\": \"src/main.rs\"}}."
+        ),
+    })
+}
+
+fn from_value(value: Value) -> Result<Vec<Action>, ParseError> {
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(mut map) => match map.remove("actions") {
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(ParseError::format("\"actions\" must be a list of actions.")),
+            None => return from_object("", map).map(|a| vec![a]),
+        },
+        _ => return Err(ParseError::format("Your reply's JSON is not an action object.")),
+    };
+    if items.is_empty() {
+        return Err(ParseError::format("Your list of actions is empty."));
+    }
+    let many = items.len() > 1;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = if many { format!("actions[{i}]: ") } else { String::new() };
+            match item {
+                Value::Object(map) => from_object(&at, map),
+                _ => Err(ParseError::format(format!("{at}each action must be a JSON object."))),
+            }
+        })
+        .collect()
+}
+
+/// One action object, checked against the spec table so that every mistake is named.
+fn from_object(at: &str, mut map: Map<String, Value>) -> Result<Action, ParseError> {
+    // The tool-call shape written as text: {"name": "read_file", "arguments": {...}}.
+    if !map.contains_key("action")
+        && let Some(name @ Value::String(_)) = map.remove("name")
+    {
+        map.insert("action".into(), name);
+    }
+    let name = match map.get("action") {
+        Some(Value::String(name)) => name.trim().to_ascii_lowercase().replace(['-', ' '], "_"),
+        Some(_) => return Err(ParseError::format(format!("{at}\"action\" must be a string."))),
+        None => {
+            return Err(ParseError::format(format!(
+                "{at}The JSON object has no \"action\" field naming the action."
+            )));
+        }
+    };
+    let Some(spec) = spec::spec(&name) else {
+        return Err(ParseError::format(format!(
+            "{at}Unknown action \"{name}\". The actions are: {}.",
+            spec::names()
+        )));
+    };
+    // Arguments nested as {"action": "x", "arguments": {...}} are the same thing.
+    if let Some(Value::Object(_)) = map.get("arguments")
+        && let Some(Value::Object(nested)) = map.remove("arguments")
+    {
+        map.extend(nested);
+    }
+    map.insert("action".into(), Value::from(spec.name));
+    check_arguments(at, spec, &mut map)?;
+    serde_json::from_value(Value::Object(map))
+        .map_err(|e| ParseError::arguments(at, spec, format_args!("{}: {e}", spec.name)))
+}
+
+/// Missing and ill-typed arguments, named; integers written as strings are accepted.
+fn check_arguments(at: &str, spec: &Spec, map: &mut Map<String, Value>) -> Result<(), ParseError> {
+    for arg in spec.args {
+        let value = map.get_mut(arg.name).filter(|v| !v.is_null());
+        let Some(value) = value else {
+            if arg.required {
+                return Err(ParseError::arguments(
+                    at,
+                    spec,
+                    format_args!("{} is missing the argument \"{}\"", spec.name, arg.name),
+                ));
+            }
+            continue;
+        };
+        if let (Ty::Int | Ty::Priority, Value::String(s)) = (arg.ty, &*value)
+            && let Ok(n) = s.trim().parse::<u64>()
+        {
+            *value = Value::from(n);
+        }
+        let fits = match arg.ty {
+            Ty::Str | Ty::BeadType => value.is_string(),
+            Ty::Int => value.is_u64(),
+            Ty::Priority => value.is_u64() || value.is_string(),
+            Ty::Strings => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        };
+        if !fits {
+            return Err(ParseError::arguments(
+                at,
+                spec,
+                format_args!(
+                    "The argument \"{}\" of {} must be {}, not {}",
+                    arg.name,
+                    spec.name,
+                    arg.ty.described(),
+                    describe(value)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn describe(value: &Value) -> String {
+    let shown = value.to_string();
+    let shown = if shown.chars().count() > 40 {
+        format!("{}…", shown.chars().take(40).collect::<String>())
+    } else {
+        shown
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    format!("{kind} ({shown})")
+}

@@ -1,0 +1,274 @@
+//! One table describing every action's arguments: the parser checks replies against it, and the
+//! native tool specs, the system-prompt vocabulary and the parse errors are all written from it,
+//! so the four can never disagree.
+
+use serde_json::{Value, json};
+
+/// The JSON type an argument takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ty {
+    Str,
+    /// A non-negative integer.
+    Int,
+    Strings,
+    /// 0..=4, or "P0".."P4".
+    Priority,
+    BeadType,
+}
+
+#[derive(Debug)]
+pub(super) struct Arg {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug)]
+pub(super) struct Spec {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub args: &'static [Arg],
+}
+
+const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Arg {
+    Arg { name, ty, required: true, doc }
+}
+
+const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Arg {
+    Arg { name, ty, required: false, doc }
+}
+
+pub(super) const BEAD_TYPES: [&str; 6] = ["task", "bug", "feature", "epic", "chore", "decision"];
+
+pub(super) const SPECS: &[Spec] = &[
+    Spec {
+        name: "list_files",
+        doc: "List a directory (default: the root) `depth` levels down (default 2), sorted; \
+              directories end in `/`.",
+        args: &[
+            opt("path", Ty::Str, "Directory to list; default the worktree root."),
+            opt("depth", Ty::Int, "Levels to descend; default 2."),
+        ],
+    },
+    Spec {
+        name: "read_file",
+        doc: "Read a text file; `start_line` and `end_line` (from 1, inclusive) pick a range. \
+              A file over 64 KiB is cut, with a note saying how to read the rest.",
+        args: &[
+            req("path", Ty::Str, "File to read."),
+            opt("start_line", Ty::Int, "First line to return, counting from 1."),
+            opt("end_line", Ty::Int, "Last line to return, inclusive."),
+        ],
+    },
+    Spec {
+        name: "search",
+        doc: "Find the lines containing `query` (plain text, case-sensitive, one line) in the \
+              text files under `path` (default: everywhere); returns `file:line: text`.",
+        args: &[
+            req("query", Ty::Str, "The exact text to find."),
+            opt("path", Ty::Str, "File or directory to search; default the whole worktree."),
+        ],
+    },
+    Spec {
+        name: "write_file",
+        doc: "Create a file or replace all of it; missing parent directories are created.",
+        args: &[
+            req("path", Ty::Str, "File to write."),
+            req("content", Ty::Str, "The complete new content."),
+        ],
+    },
+    Spec {
+        name: "edit_file",
+        doc: "Replace the one occurrence of `old` with `new`. `old` must match the file exactly, \
+              whitespace included, and only once: add neighbouring lines to make it unique.",
+        args: &[
+            req("path", Ty::Str, "File to edit."),
+            req("old", Ty::Str, "The exact text to replace."),
+            req("new", Ty::Str, "The text to put in its place."),
+        ],
+    },
+    Spec {
+        name: "delete_file",
+        doc: "Delete one file (not a directory).",
+        args: &[req("path", Ty::Str, "File to delete.")],
+    },
+    Spec {
+        name: "run",
+        doc: "Run `sh -c command` in the worktree root with stdin closed and a minimal \
+              environment; it is killed after `timeout_s` seconds (default 120, at most 600), and \
+              anything it left running in the background is killed when it ends. Returns the exit \
+              code and the output (long output keeps its head and tail).",
+        args: &[
+            req("command", Ty::Str, "The shell command line."),
+            opt("timeout_s", Ty::Int, "Seconds before it is killed; default 120, at most 600."),
+        ],
+    },
+    Spec { name: "git_diff", doc: "Show the uncommitted changes in the worktree.", args: &[] },
+    Spec {
+        name: "commit",
+        doc: "Commit every change in the worktree.",
+        args: &[req("message", Ty::Str, "A short summary line, then details if they help.")],
+    },
+    Spec {
+        name: "create_bead",
+        doc: "File a new bead for work you found that does not belong in this one. `priority` is \
+              0 (most urgent) to 4, default 2; `type` is one of task, bug, feature, epic, chore, \
+              decision, default task.",
+        args: &[
+            req("title", Ty::Str, "One line, at most 200 characters."),
+            opt("description", Ty::Str, "Markdown: what and why."),
+            opt("priority", Ty::Priority, "0 (most urgent) to 4; default 2."),
+            opt("type", Ty::BeadType, "The kind of work; default task."),
+            opt("labels", Ty::Strings, "Labels such as \"backend\"."),
+        ],
+    },
+    Spec {
+        name: "comment",
+        doc: "Comment on your bead: progress, findings, decisions.",
+        args: &[req("body", Ty::Str, "Markdown.")],
+    },
+    Spec {
+        name: "done",
+        doc: "Finish: what is left is committed, the branch merged and the bead closed. `summary` \
+              says what changed and how you checked it.",
+        args: &[req("summary", Ty::Str, "What changed and how you checked it.")],
+    },
+    Spec {
+        name: "block",
+        doc: "Stop and ask a human, when you cannot go on without a decision, access or knowledge \
+              only a person has.",
+        args: &[req("question", Ty::Str, "One specific question a person can answer.")],
+    },
+];
+
+pub(super) fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+pub(super) fn names() -> String {
+    SPECS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+}
+
+impl Ty {
+    fn label(self) -> &'static str {
+        match self {
+            Ty::Str => "string",
+            Ty::Int => "integer",
+            Ty::Strings => "[string]",
+            Ty::Priority => "integer 0-4",
+            Ty::BeadType => "task|bug|feature|epic|chore|decision",
+        }
+    }
+
+    /// The type in an error message: "must be {described}".
+    pub(super) fn described(self) -> String {
+        match self {
+            Ty::Str => "a string".into(),
+            Ty::Int => "a non-negative integer".into(),
+            Ty::Strings => "a list of strings".into(),
+            Ty::Priority => "an integer from 0 to 4".into(),
+            Ty::BeadType => format!("one of {}", BEAD_TYPES.join(", ")),
+        }
+    }
+
+    fn schema(self) -> Value {
+        match self {
+            Ty::Str => json!({"type": "string"}),
+            Ty::Int => json!({"type": "integer", "minimum": 0}),
+            Ty::Strings => json!({"type": "array", "items": {"type": "string"}}),
+            Ty::Priority => json!({"type": "integer", "minimum": 0, "maximum": 4}),
+            Ty::BeadType => json!({"type": "string", "enum": BEAD_TYPES}),
+        }
+    }
+}
+
+impl Spec {
+    /// The arguments in one line, `{"path": string, "depth"?: integer}`; `?` marks optional.
+    pub(super) fn usage(&self) -> String {
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| {
+                format!("\"{}\"{}: {}", a.name, if a.required { "" } else { "?" }, a.ty.label())
+            })
+            .collect();
+        format!("{{{}}}", args.join(", "))
+    }
+
+    /// The required arguments with sample values, as they follow `"action": "<name>"`.
+    pub(super) fn example(&self) -> String {
+        self.args
+            .iter()
+            .filter(|a| a.required)
+            .map(|a| {
+                let sample = match (a.name, a.ty) {
+                    ("path", _) => "\"src/main.rs\"",
+                    (_, Ty::Int | Ty::Priority) => "1",
+                    (_, Ty::Strings) => "[\"...\"]",
+                    _ => "\"...\"",
+                };
+                format!(", \"{}\": {sample}", a.name)
+            })
+            .collect()
+    }
+
+    fn parameters(&self) -> Value {
+        let properties: serde_json::Map<String, Value> = self
+            .args
+            .iter()
+            .map(|a| {
+                let mut schema = a.ty.schema();
+                schema["description"] = Value::from(a.doc);
+                (a.name.to_string(), schema)
+            })
+            .collect();
+        let required: Vec<&str> = self.args.iter().filter(|a| a.required).map(|a| a.name).collect();
+        json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        })
+    }
+}
+
+/// Every action as an OpenAI tool (`{"type": "function", "function": {name, description,
+/// parameters}}`), for the `tools` field of a chat completion request.
+pub fn tool_specs() -> Value {
+    SPECS
+        .iter()
+        .map(|s| {
+            json!({
+                "type": "function",
+                "function": {"name": s.name, "description": s.doc, "parameters": s.parameters()},
+            })
+        })
+        .collect()
+}
+
+const REPLY_FORMAT: &str = r#"# Actions
+You work by replying with actions. A reply is one JSON object and nothing else: one action,
+    {"action": "read_file", "path": "src/main.rs"}
+or several, performed in order,
+    {"actions": [{"action": "edit_file", "path": "a.py", "old": "x = 1", "new": "x = 2"}, {"action": "run", "command": "pytest -q"}]}
+A ```json fence around it is fine, and so is a <think> block before it. The results come back in
+the next message; so does the error, if a reply cannot be read.
+
+Paths are relative to the worktree root. Absolute paths, paths that leave the worktree (by `..` or
+through a symlink) and anything in `.git` are refused. Arguments marked `?` are optional.
+
+"#;
+
+/// The action vocabulary and the reply format, for the system prompt.
+pub fn vocabulary_text() -> String {
+    let mut text = String::from(REPLY_FORMAT);
+    for s in SPECS {
+        text.push_str(&format!("- {} {}\n  {}\n", s.name, s.usage(), s.doc));
+    }
+    text.push_str(
+        "\nEvery reply must carry an action. Finish with done, or with block when you need a \
+         person.\n",
+    );
+    text
+}

@@ -1,0 +1,274 @@
+//! The `run` action: `sh -c` in the worktree, in its own process group, with an environment
+//! built from nothing (so no secret of Loom's reaches it), stdin closed, a timeout, and the
+//! output cut to its head and tail.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::Child;
+use tokio::time::Instant;
+
+use super::{ToolError, Workspace};
+
+pub(super) const DEFAULT_TIMEOUT_S: u64 = 120;
+pub(super) const MAX_TIMEOUT_S: u64 = 600;
+/// The output kept: this much of its start and this much of its end.
+pub(super) const OUTPUT_HEAD: usize = 8 * 1024;
+pub(super) const OUTPUT_TAIL: usize = 8 * 1024;
+/// How long to keep reading after the command ended and its group was killed. Only a process
+/// that left the group (`setsid`) can hold the output open longer.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Workspace {
+    /// Runs `command` with `sh -c` in the root and reports its exit code (or that it was
+    /// killed) and its output, stdout and stderr interleaved. Whatever it leaves running in its
+    /// process group is killed when it ends. A non-zero exit is a result, not an error.
+    pub async fn run(&self, command: &str, timeout_s: Option<u64>) -> Result<String, ToolError> {
+        if command.trim().is_empty() {
+            return Err(ToolError::Failed("run needs a command.".into()));
+        }
+        let wanted = timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+        let limit = wanted.clamp(1, MAX_TIMEOUT_S);
+        let home = Home::prepare(self.home.as_deref())?;
+        let spawned = spawn(&self.root, command, home.path())
+            .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
+        let (mut child, mut output) = spawned;
+        let mut group = Group(child.id());
+        let mut capture = Capture::default();
+        let deadline = Instant::now() + Duration::from_secs(limit);
+        let status = wait_reading(&mut child, &mut output, &mut capture, deadline).await;
+        group.kill().await;
+        let status = match status {
+            Some(status) => Some(status),
+            None => {
+                // Killed with its group above; reap it.
+                let _ = child.wait().await;
+                None
+            }
+        };
+        let drained = drain(&mut output, &mut capture).await;
+        let mut text = match status {
+            Some(Ok(status)) => describe(status),
+            Some(Err(e)) => format!("[could not wait for the command: {e}]"),
+            None => format!("[killed after {limit} s: timed out]"),
+        };
+        if wanted > MAX_TIMEOUT_S {
+            text.push_str(&format!(" [timeout_s is at most {MAX_TIMEOUT_S}; used that]"));
+        }
+        text.push('\n');
+        text.push_str(&capture.text());
+        if !drained {
+            text.push_str(
+                "\n[stopped reading: a process the command started outside its process group \
+                 still holds the output open]",
+            );
+        }
+        Ok(text)
+    }
+}
+
+fn spawn(root: &Path, command: &str, home: &Path) -> std::io::Result<(Child, pipe::Receiver)> {
+    // One pipe for stdout and stderr keeps them in the order they were written.
+    let (reader, writer) = std::io::pipe()?;
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(root)
+        .env_clear()
+        .envs(environment(home))
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn()?;
+    // Our copies of the write end must close, or the pipe never reaches end-of-file.
+    drop(cmd);
+    let output = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
+    Ok((child, output))
+}
+
+/// The whole environment a command gets. Nothing of Loom's own passes except `PATH`, so the
+/// gateway key, `LOOM_*` settings and tool variables such as `CARGO_*` stay out.
+fn environment(home: &Path) -> Vec<(&'static str, OsString)> {
+    let path = std::env::var_os("PATH").filter(|p| !p.is_empty());
+    vec![
+        ("PATH", path.unwrap_or_else(|| DEFAULT_PATH.into())),
+        ("HOME", home.as_os_str().to_owned()),
+        ("LANG", "C.UTF-8".into()),
+        ("TERM", "dumb".into()),
+        // Git must fail rather than wait for an answer that will never come.
+        ("GIT_TERMINAL_PROMPT", "0".into()),
+        ("GIT_ASKPASS", "true".into()),
+        ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes".into()),
+        ("GIT_EDITOR", "true".into()),
+        ("GIT_PAGER", "cat".into()),
+    ]
+}
+
+/// Reads output until the command exits (Some) or the deadline passes (None).
+async fn wait_reading(
+    child: &mut Child,
+    output: &mut pipe::Receiver,
+    capture: &mut Capture,
+    deadline: Instant,
+) -> Option<std::io::Result<ExitStatus>> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut open = true;
+    loop {
+        tokio::select! {
+            status = child.wait() => return Some(status),
+            read = output.read(&mut buf), if open => match read {
+                Ok(0) | Err(_) => open = false,
+                Ok(n) => capture.push(&buf[..n]),
+            },
+            () = tokio::time::sleep_until(deadline) => return None,
+        }
+    }
+}
+
+/// Reads what is left; false when something still held the pipe open after the grace period.
+async fn drain(output: &mut pipe::Receiver, capture: &mut Capture) -> bool {
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + DRAIN_GRACE;
+    loop {
+        match tokio::time::timeout_at(deadline, output.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(n)) => capture.push(&buf[..n]),
+            Err(_) => return false,
+        }
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("[exit code {code}]"),
+        (None, Some(signal)) => format!("[killed by signal {signal}]"),
+        (None, None) => format!("[{status}]"),
+    }
+}
+
+/// The command's process group, killed explicitly when the command ends and, should the run
+/// be cancelled half-way, when this is dropped.
+struct Group(Option<u32>);
+
+impl Group {
+    async fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = tokio::process::Command::from(kill_command(pgid)).status().await;
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // Only on cancellation; a short blocking call is the price of not leaking processes.
+            let _ = kill_command(pgid).status();
+        }
+    }
+}
+
+/// `kill` through the shell's builtin: std has no safe call that signals a process group, and
+/// `unsafe` is forbidden in this crate.
+fn kill_command(pgid: u32) -> std::process::Command {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("kill -s KILL -- -{pgid} 2>/dev/null"))
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// `HOME` for one command: the workspace's own when it has one, else a fresh empty directory
+/// removed afterwards.
+struct Home {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl Home {
+    fn prepare(configured: Option<&Path>) -> Result<Home, ToolError> {
+        let failed = |e: std::io::Error| ToolError::Failed(format!("could not prepare HOME: {e}"));
+        if let Some(path) = configured {
+            std::fs::create_dir_all(path).map_err(failed)?;
+            return Ok(Home { path: path.to_path_buf(), temporary: false });
+        }
+        let path = std::env::temp_dir().join(format!("loom-run-{}", uuid::Uuid::new_v4()));
+        // create_dir, not create_dir_all: it fails if someone planted the name first.
+        std::fs::create_dir(&path).map_err(failed)?;
+        Ok(Home { path, temporary: true })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if self.temporary {
+            let path = std::mem::take(&mut self.path);
+            // What a command left in HOME (caches) can be large: remove it off the async path.
+            std::thread::spawn(move || std::fs::remove_dir_all(path));
+        }
+    }
+}
+
+/// The first `OUTPUT_HEAD` and last `OUTPUT_TAIL` bytes of the output, and how much there was.
+#[derive(Default)]
+struct Capture {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    total: usize,
+}
+
+impl Capture {
+    fn push(&mut self, mut bytes: &[u8]) {
+        self.total += bytes.len();
+        let room = OUTPUT_HEAD - self.head.len();
+        let (to_head, rest) = bytes.split_at(room.min(bytes.len()));
+        self.head.extend_from_slice(to_head);
+        bytes = rest;
+        self.tail.extend(bytes);
+        let excess = self.tail.len().saturating_sub(OUTPUT_TAIL);
+        self.tail.drain(..excess);
+    }
+
+    fn text(&self) -> String {
+        if self.total == 0 {
+            return "(no output)".into();
+        }
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        let omitted = self.total - self.head.len() - tail.len();
+        if omitted == 0 {
+            return String::from_utf8_lossy(&[self.head.as_slice(), &tail].concat()).into_owned();
+        }
+        // Cut at a line break near each edge, so that no line is shown in part.
+        let near = OUTPUT_HEAD.min(OUTPUT_TAIL) / 4;
+        let head_end = match self.head.iter().rposition(|&b| b == b'\n') {
+            Some(i) if self.head.len() - i <= near => i + 1,
+            _ => self.head.len(),
+        };
+        let tail_start = match tail.iter().position(|&b| b == b'\n') {
+            Some(i) if i < near => i + 1,
+            _ => 0,
+        };
+        let omitted = omitted + (self.head.len() - head_end) + tail_start;
+        format!(
+            "{}[... {omitted} bytes of output left out ...]\n{}",
+            String::from_utf8_lossy(&self.head[..head_end]),
+            String::from_utf8_lossy(&tail[tail_start..])
+        )
+    }
+}

@@ -1,0 +1,365 @@
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::time::Duration;
+
+use super::files::{LIST_MAX_ENTRIES, READ_MAX_BYTES, SEARCH_MAX_MATCHES};
+use super::run::{OUTPUT_HEAD, OUTPUT_TAIL};
+use super::*;
+
+/// A worktree with a file, a nested file and a `.git` directory, beside an "outside" directory
+/// holding a secret.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ws: Workspace,
+    outside: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("wt");
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(root.join("src/deep")).unwrap();
+    fs::create_dir_all(root.join(".git")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(root.join("README.md"), "# Hello\nsecond line\n").unwrap();
+    fs::write(root.join("src/lib.rs"), "pub fn answer() -> u32 {\n    42\n}\n").unwrap();
+    fs::write(root.join("src/deep/inner.txt"), "inner\n").unwrap();
+    fs::write(root.join(".git/config"), "[core]\n").unwrap();
+    fs::write(outside.join("secret"), "s3cret\n").unwrap();
+    let ws = Workspace::new(&root).unwrap();
+    Fixture { _dir: dir, ws, outside }
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, ToolError>) -> String {
+    match result {
+        Err(ToolError::Refused(message)) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn failed<T: std::fmt::Debug>(result: Result<T, ToolError>) -> String {
+    match result {
+        Err(ToolError::Failed(message)) => message,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn paths_that_leave_the_worktree_are_refused_for_every_operation() {
+    let f = fixture();
+    let ws = &f.ws;
+    for path in ["../outside/secret", "/etc/passwd", "src/../../outside/secret", "a/../../x"] {
+        refused(ws.read_file(path, None, None));
+        refused(ws.write_file(path, "x"));
+        refused(ws.edit_file(path, "s3cret", "x"));
+        refused(ws.delete_file(path));
+        refused(ws.list_files(Some(path), None));
+        refused(ws.search("s", Some(path)));
+    }
+    assert!(refused(ws.read_file("/etc/passwd", None, None)).contains("absolute"));
+    assert!(refused(ws.read_file("a/../../x", None, None)).contains("leaves the worktree"));
+    assert_eq!(fs::read_to_string(f.outside.join("secret")).unwrap(), "s3cret\n");
+    // `..` that stays inside is fine.
+    assert!(ws.read_file("src/../README.md", None, None).unwrap().starts_with("# Hello"));
+}
+
+#[test]
+fn a_symlinked_directory_pointing_outside_is_refused() {
+    let f = fixture();
+    symlink("/etc", f.ws.root().join("etc")).unwrap();
+    symlink(&f.outside, f.ws.root().join("out")).unwrap();
+    let e = refused(f.ws.read_file("etc/passwd", None, None));
+    assert!(e.contains("symlink \"etc\"") && e.contains("outside"), "{e}");
+    refused(f.ws.list_files(Some("etc"), None));
+    refused(f.ws.search("root", Some("etc")));
+    refused(f.ws.write_file("out/new.txt", "x"));
+    refused(f.ws.write_file("out/deeper/new.txt", "x"));
+    refused(f.ws.delete_file("out/secret"));
+    assert!(!f.outside.join("new.txt").exists() && !f.outside.join("deeper").exists());
+    assert!(f.outside.join("secret").exists());
+}
+
+#[test]
+fn a_symlinked_file_pointing_outside_cannot_be_read_written_or_deleted() {
+    let f = fixture();
+    let link = f.ws.root().join("secret.txt");
+    symlink(f.outside.join("secret"), &link).unwrap();
+    symlink(f.outside.join("missing"), f.ws.root().join("dangling")).unwrap();
+    refused(f.ws.read_file("secret.txt", None, None));
+    refused(f.ws.write_file("secret.txt", "overwritten"));
+    refused(f.ws.edit_file("secret.txt", "s3cret", "x"));
+    refused(f.ws.delete_file("secret.txt"));
+    // A dangling link must not let a write create its target outside.
+    refused(f.ws.write_file("dangling", "created?"));
+    assert!(!f.outside.join("missing").exists());
+    assert_eq!(fs::read_to_string(f.outside.join("secret")).unwrap(), "s3cret\n");
+    assert!(link.symlink_metadata().is_ok());
+}
+
+#[test]
+fn dot_git_is_refused_directly_and_through_a_symlink() {
+    let f = fixture();
+    symlink(f.ws.root().join(".git"), f.ws.root().join("g")).unwrap();
+    for path in [".git/config", ".git", "src/../.git/config", ".GIT/config", "g/config"] {
+        let e = refused(f.ws.read_file(path, None, None));
+        assert!(e.contains(".git"), "{path}: {e}");
+        refused(f.ws.write_file(path, "x"));
+        refused(f.ws.delete_file(path));
+    }
+    assert_eq!(fs::read_to_string(f.ws.root().join(".git/config")).unwrap(), "[core]\n");
+}
+
+#[test]
+fn a_symlink_inside_the_worktree_is_followed_and_deleting_it_removes_only_the_link() {
+    let f = fixture();
+    symlink("src/lib.rs", f.ws.root().join("lib-link")).unwrap();
+    assert!(f.ws.read_file("lib-link", None, None).unwrap().contains("42"));
+    f.ws.edit_file("lib-link", "42", "43").unwrap();
+    assert!(fs::read_to_string(f.ws.root().join("src/lib.rs")).unwrap().contains("43"));
+    f.ws.delete_file("lib-link").unwrap();
+    assert!(f.ws.root().join("src/lib.rs").exists());
+    assert!(f.ws.root().join("lib-link").symlink_metadata().is_err());
+}
+
+#[test]
+fn files_can_be_written_read_edited_and_deleted_inside() {
+    let f = fixture();
+    let ws = &f.ws;
+    assert!(ws.write_file("new/dir/a.txt", "one\ntwo\n").unwrap().starts_with("Created"));
+    assert_eq!(ws.read_file("./new/dir/a.txt", None, None).unwrap(), "one\ntwo\n");
+    assert!(ws.write_file("new/dir/a.txt", "one\ntwo\nthree\n").unwrap().starts_with("Replaced"));
+    assert_eq!(
+        ws.edit_file("new/dir/a.txt", "two\n", "2\n").unwrap(),
+        "Edited \"new/dir/a.txt\" at line 2."
+    );
+    assert_eq!(ws.read_file("new/dir/a.txt", None, None).unwrap(), "one\n2\nthree\n");
+    assert_eq!(
+        ws.read_file("new/dir/a.txt", Some(2), Some(3)).unwrap(),
+        "2\nthree\n[lines 2-3 of 3]"
+    );
+    assert_eq!(ws.delete_file("new/dir/a.txt").unwrap(), "Deleted \"new/dir/a.txt\".");
+    assert!(matches!(ws.read_file("new/dir/a.txt", None, None), Err(ToolError::NotFound(_))));
+    assert!(failed(ws.delete_file("new/dir")).contains("directory"));
+    assert!(failed(ws.write_file("src", "x")).contains("directory"));
+    assert!(ws.root().join("new/dir").is_dir());
+}
+
+#[test]
+fn a_missing_old_is_reported_with_the_closest_line() {
+    let f = fixture();
+    let e = failed(f.ws.edit_file("src/lib.rs", "pub fn answr() -> u32 {\n    41\n", "x"));
+    assert!(e.contains("not found"), "{e}");
+    assert!(e.contains("closest line is 1:\npub fn answer() -> u32 {"), "{e}");
+    let unlike = failed(f.ws.edit_file("src/lib.rs", "zzzz qqqq", "x"));
+    assert!(!unlike.contains("closest"), "{unlike}");
+    assert!(failed(f.ws.edit_file("src/lib.rs", "", "x")).contains("empty"));
+}
+
+#[test]
+fn an_ambiguous_old_names_every_line_it_occurs_on() {
+    let f = fixture();
+    f.ws.write_file("dup.txt", "x = 1\ny = 2\nx = 1\n").unwrap();
+    let e = failed(f.ws.edit_file("dup.txt", "x = 1", "x = 3"));
+    assert!(e.contains("occurs 2 times") && e.contains("lines 1, 3"), "{e}");
+    assert!(e.contains("surrounding text"), "{e}");
+    f.ws.edit_file("dup.txt", "y = 2\nx = 1", "y = 2\nx = 3").unwrap();
+    assert_eq!(f.ws.read_file("dup.txt", None, None).unwrap(), "x = 1\ny = 2\nx = 3\n");
+}
+
+#[test]
+fn crlf_files_match_an_old_written_with_newlines() {
+    let f = fixture();
+    f.ws.write_file("win.txt", "a\r\nb\r\nc\r\n").unwrap();
+    f.ws.edit_file("win.txt", "a\nb\n", "a\nB\n").unwrap();
+    assert_eq!(fs::read(f.ws.root().join("win.txt")).unwrap(), b"a\r\nB\r\nc\r\n");
+}
+
+#[test]
+fn a_big_file_is_cut_with_a_note_saying_where_to_read_on() {
+    let f = fixture();
+    let line = "0123456789".repeat(9) + "\n"; // 91 bytes
+    f.ws.write_file("big.txt", &line.repeat(2000)).unwrap();
+    let out = f.ws.read_file("big.txt", None, None).unwrap();
+    let shown = READ_MAX_BYTES / line.len();
+    assert!(out.len() <= READ_MAX_BYTES + 200, "{}", out.len());
+    let note = format!("showed lines 1-{shown} of 2000");
+    assert!(out.contains(&note), "{}", &out[out.len() - 200..]);
+    assert!(out.contains(&format!("start_line={}", shown + 1)));
+    let rest = f.ws.read_file("big.txt", Some(shown + 1), None).unwrap();
+    assert!(rest.contains(&format!("showed lines {}-{} of 2000", shown + 1, 2 * shown)));
+    let past = failed(f.ws.read_file("big.txt", Some(2001), None));
+    assert!(past.contains("has 2000 lines"), "{past}");
+}
+
+#[test]
+fn binary_files_are_refused_for_reading_and_editing() {
+    let f = fixture();
+    fs::write(f.ws.root().join("logo.png"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+    assert!(failed(f.ws.read_file("logo.png", None, None)).contains("binary"));
+    assert!(failed(f.ws.edit_file("logo.png", "PNG", "GIF")).contains("binary"));
+}
+
+#[test]
+fn search_reports_file_and_line_and_skips_git_binaries_and_big_files() {
+    let f = fixture();
+    let ws = &f.ws;
+    fs::write(ws.root().join(".git/HEAD"), "answer\n").unwrap();
+    fs::write(ws.root().join("bin.dat"), b"answer\0").unwrap();
+    fs::write(ws.root().join("huge.txt"), "answer\n".repeat(200_000)).unwrap();
+    fs::write(ws.root().join("src/deep/notes.md"), "no\nthe answer is 42\n").unwrap();
+    let out = ws.search("answer", None).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "src/deep/notes.md:2: the answer is 42",
+            "src/lib.rs:1: pub fn answer() -> u32 {",
+            "[1 files over 1048576 bytes were not searched]",
+        ]
+    );
+    assert_eq!(
+        ws.search("answer", Some("src/lib.rs")).unwrap(),
+        "src/lib.rs:1: pub fn answer() -> u32 {"
+    );
+    assert!(ws.search("Answer", Some("src")).unwrap().starts_with("No matches"));
+}
+
+#[test]
+fn search_stops_at_its_cap_and_says_so() {
+    let f = fixture();
+    f.ws.write_file("many.txt", &"hit\n".repeat(SEARCH_MAX_MATCHES + 5)).unwrap();
+    let out = f.ws.search("hit", None).unwrap();
+    assert_eq!(out.lines().filter(|l| l.starts_with("many.txt:")).count(), SEARCH_MAX_MATCHES);
+    assert!(out.ends_with(&format!(
+        "[stopped at {SEARCH_MAX_MATCHES} matches: narrow the query or the path]"
+    )));
+}
+
+#[test]
+fn listing_is_sorted_marks_directories_honours_depth_and_skips_git() {
+    let f = fixture();
+    let ws = &f.ws;
+    assert_eq!(ws.list_files(None, None).unwrap(), "README.md\nsrc/\nsrc/deep/\nsrc/lib.rs");
+    assert_eq!(ws.list_files(Some("src"), Some(1)).unwrap(), "src/deep/\nsrc/lib.rs");
+    assert_eq!(
+        ws.list_files(Some("src"), Some(5)).unwrap(),
+        "src/deep/\nsrc/deep/inner.txt\nsrc/lib.rs"
+    );
+    assert!(failed(ws.list_files(Some("README.md"), None)).contains("read_file"));
+}
+
+#[test]
+fn a_long_listing_keeps_the_top_level_and_says_it_was_cut() {
+    let f = fixture();
+    for i in 0..LIST_MAX_ENTRIES {
+        fs::write(f.ws.root().join(format!("src/deep/f{i:03}")), "").unwrap();
+    }
+    let out = f.ws.list_files(None, Some(3)).unwrap();
+    assert!(out.contains("README.md\nsrc/\n"), "{}", &out[..100]);
+    assert!(out.contains("src/lib.rs"));
+    assert_eq!(out.lines().count(), LIST_MAX_ENTRIES + 1);
+    assert!(out.ends_with("list a subdirectory, or use a smaller depth]"));
+}
+
+#[tokio::test]
+async fn run_reports_the_exit_code_and_both_streams() {
+    let f = fixture();
+    let out = f.ws.run("cat README.md; echo oops >&2; exit 3", None).await.unwrap();
+    assert_eq!(out, "[exit code 3]\n# Hello\nsecond line\noops\n");
+    let out = f.ws.run("cat; pwd", Some(10)).await.unwrap();
+    assert_eq!(out, format!("[exit code 0]\n{}\n", f.ws.root().display()));
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_command_and_its_children() {
+    let f = fixture();
+    let command = "sleep 100 & echo $! > bg.pid; sh -c 'echo $$ > fg.pid; exec sleep 100'";
+    let run = f.ws.run(command, Some(1));
+    let out = tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap();
+    assert!(out.starts_with("[killed after 1 s: timed out]"), "{out}");
+    for name in ["bg.pid", "fg.pid"] {
+        let pid = fs::read_to_string(f.ws.root().join(name)).unwrap();
+        assert!(dies(pid.trim()).await, "{name} {pid} survived");
+    }
+}
+
+#[tokio::test]
+async fn background_processes_are_killed_when_the_command_ends() {
+    let f = fixture();
+    let run = f.ws.run("sleep 100 & echo $! > bg.pid; echo started", Some(60));
+    let out = tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap();
+    assert_eq!(out, "[exit code 0]\nstarted\n");
+    let pid = fs::read_to_string(f.ws.root().join("bg.pid")).unwrap();
+    assert!(dies(pid.trim()).await);
+}
+
+/// Whether the process stops running within a few seconds (against the 100 s it would sleep).
+/// The pipe reaches end-of-file as a killed process closes its files, a moment before the
+/// kernel marks it a zombie, hence the short wait.
+async fn dies(pid: &str) -> bool {
+    let gone = || match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // A zombie only waits for its reaper.
+        Ok(stat) => {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        }
+        Err(_) => true,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !gone() {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+#[tokio::test]
+async fn long_output_keeps_its_head_and_tail() {
+    let f = fixture();
+    let out = f.ws.run("seq 1 200000", None).await.unwrap();
+    assert!(out.starts_with("[exit code 0]\n1\n2\n3\n"), "{}", &out[..40]);
+    assert!(out.ends_with("199999\n200000\n"));
+    assert!(out.contains("bytes of output left out ...]"));
+    assert!(out.len() <= OUTPUT_HEAD + OUTPUT_TAIL + 100, "{}", out.len());
+}
+
+#[tokio::test]
+async fn the_environment_is_scrubbed_of_everything_but_the_basics() {
+    // Cargo and nextest set CARGO_* for the test process: proof that there is something to scrub.
+    assert!(std::env::vars().any(|(k, _)| k.starts_with("CARGO_")));
+    let f = fixture();
+    let out = f.ws.run("env", None).await.unwrap();
+    let keys: Vec<&str> =
+        out.lines().skip(1).filter_map(|l| l.split_once('=')).map(|(k, _)| k).collect();
+    assert!(keys.contains(&"PATH") && keys.contains(&"HOME"), "{out}");
+    let allowed = ["PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_", "OLDPWD"];
+    for key in keys {
+        assert!(allowed.contains(&key) || key.starts_with("GIT_"), "{key} leaked into run");
+        assert!(!key.starts_with("CARGO") && !key.starts_with("LOOM_"));
+    }
+    let home = out.lines().find_map(|l| l.strip_prefix("HOME=")).unwrap();
+    assert!(!home.is_empty() && !std::path::Path::new(home).starts_with(f.ws.root()));
+}
+
+#[tokio::test]
+async fn perform_dispatches_workspace_actions_and_leaves_the_rest_to_the_loop() {
+    let f = fixture();
+    let read = Action::ReadFile { path: "README.md".into(), start_line: None, end_line: None };
+    assert!(f.ws.perform(&read).await.unwrap().unwrap().starts_with("# Hello"));
+    let run = Action::Run { command: "echo hi".into(), timeout_s: None };
+    assert_eq!(f.ws.perform(&run).await.unwrap().unwrap(), "[exit code 0]\nhi\n");
+    assert!(f.ws.perform(&Action::GitDiff).await.is_none());
+    assert!(f.ws.perform(&Action::Done { summary: "s".into() }).await.is_none());
+}
+
+#[test]
+fn pipes_are_refused_instead_of_blocking_a_thread_forever() {
+    let f = fixture();
+    let fifo = f.ws.root().join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    assert!(failed(f.ws.read_file("pipe", None, None)).contains("not a regular file"));
+    assert!(failed(f.ws.write_file("pipe", "x")).contains("not a regular file"));
+    assert!(f.ws.search("x", None).unwrap().starts_with("No matches"));
+}
