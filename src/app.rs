@@ -11,6 +11,7 @@ use crate::config::{Config, DatabaseSource};
 use crate::db::local::LocalPostgres;
 use crate::db::{self, Pool};
 use crate::dispatch::{Dispatcher, Nudge};
+use crate::executor::Executors;
 use crate::gateway::{Gateway, HealthState};
 use crate::http::{self, AppState};
 use crate::personas::Persona;
@@ -74,6 +75,16 @@ impl Application {
         if let Some(gw) = &gateway {
             tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
             workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
+            if let Some(ex) = &config.executors {
+                let executors = Executors::start(
+                    pool.clone(),
+                    gw.clone(),
+                    &config.data_dir,
+                    config.retry,
+                    ex.clone(),
+                );
+                workers.push(tokio::spawn(executors.run(cancel.clone())));
+            }
         } else {
             tracing::warn!("no LLM gateway is configured (LOOM_GATEWAY_URL): agents will not work");
         }

@@ -77,6 +77,8 @@ pub struct Config {
     pub retry: crate::beads::RetryPolicy,
     /// The LLM gateway; `None` leaves executors idle and says so in `/api/v1/status`.
     pub gateway: Option<crate::gateway::GatewayConfig>,
+    /// Whether this process runs executors, and how; `None` runs none (tests drive them).
+    pub executors: Option<crate::executor::ExecutorConfig>,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             ticker: None,
             retry: crate::beads::RetryPolicy::default(),
             gateway: None,
+            executors: None,
         }
     }
 }

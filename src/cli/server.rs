@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use crate::app::{Application, open_database};
 use crate::config::{Config, DatabaseSource, DbConfig, LogFormat, Secret};
+use crate::executor::{ExecutorConfig, Limits};
 use crate::gateway::GatewayConfig;
 use crate::users::{Role, User, Username};
 
@@ -70,6 +71,19 @@ pub struct ServerArgs {
     /// Longest a whole reply may take, in seconds.
     #[arg(long, env = "LOOM_GATEWAY_TIMEOUT_SECONDS", default_value_t = 300)]
     pub gateway_timeout_seconds: u64,
+    /// Run no executors in this process (another replica runs the agents' work).
+    #[arg(long, env = "LOOM_NO_EXECUTORS")]
+    pub no_executors: bool,
+    /// Seconds a process owns a project's executor without renewing; a dead owner's projects
+    /// are taken over after this.
+    #[arg(long, env = "LOOM_EXECUTOR_LEASE_SECONDS", default_value_t = 30)]
+    pub executor_lease_seconds: u64,
+    /// Replies from the model a run may take.
+    #[arg(long, env = "LOOM_MAX_TURNS", default_value_t = 40)]
+    pub max_turns: u32,
+    /// Tokens (prompt plus completion) a run may spend.
+    #[arg(long, env = "LOOM_RUN_TOKEN_BUDGET", default_value_t = 1_000_000)]
+    pub run_token_budget: u64,
 }
 
 impl ServerArgs {
@@ -98,6 +112,16 @@ impl ServerArgs {
             }),
             retry: crate::beads::RetryPolicy::default(),
             gateway: self.gateway()?,
+            executors: (!self.no_executors).then(|| ExecutorConfig {
+                ownership_lease: Duration::from_secs(self.executor_lease_seconds.max(3)),
+                bead_lease: Duration::from_secs(self.lease_seconds.max(5)),
+                limits: Limits {
+                    max_turns: self.max_turns.max(1),
+                    token_budget: self.run_token_budget,
+                    ..Limits::default()
+                },
+                ..ExecutorConfig::default()
+            }),
         })
     }
 

@@ -1,5 +1,25 @@
-//! The executor's side of an agent's turn: the action vocabulary a model replies in, and the
-//! worktree those actions touch. The run loop and its state machine build on these.
+//! Executors: agents doing the work. One executor per project across all replicas
+//! (`ownership`), which picks up the runs the dispatcher opened (`pickup`), works each in its
+//! own git worktree (`run`), up to the project's `max_parallel` at once (`supervisor`), and
+//! ends it with a commit, a merge and a push, or a typed outcome (`finish`).
+//!
+//! A run is a conversation with the model driven by `machine`, a pure state machine; the
+//! model replies in the vocabulary of `actions`, performed in the worktree by `workspace`
+//! (path-safe files, a sandboxed `run`) or on the tracker by `tracker`. What the model is
+//! told at the start comes from `brief` and `prompt`.
 
 pub mod actions;
+mod brief;
+mod finish;
+pub mod machine;
+mod ownership;
+mod pickup;
+pub mod prompt;
+mod run;
+mod supervisor;
+mod tracker;
 pub mod workspace;
+
+pub use machine::Limits;
+pub use ownership::Owner;
+pub use supervisor::{ExecutorConfig, Executors, Step};

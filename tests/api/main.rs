@@ -11,6 +11,7 @@ mod cli_schedules;
 mod dependencies;
 mod dispatch;
 mod embedded;
+mod executor;
 mod gateway;
 mod invariants;
 mod migrations;

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod db;
 pub mod gateway;
+pub mod work;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -1,0 +1,82 @@
+//! Reads what a run needs to start from the database: its project, agent, persona and bead,
+//! as a `prompt::Brief` plus the project's repository settings.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::pickup::OpenRun;
+use super::prompt::Brief;
+use crate::agents::Agent;
+use crate::beads::{Bead, Comment, DependencyKind};
+use crate::db::Conn;
+use crate::db::schema::{agents, users};
+use crate::error::Result;
+use crate::git::ProjectRepo;
+use crate::personas::Persona;
+use crate::projects::Project;
+
+/// Everything a run starts from.
+pub struct Start {
+    pub brief: Brief,
+    pub repo: ProjectRepo,
+    pub agent: Agent,
+}
+
+/// Comments put into the task; older ones are left out.
+const MAX_COMMENTS: i64 = 50;
+
+pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
+    let bead = Bead::get(conn, &run.bead_id).await?;
+    let project = Project::find(conn, &bead.project_id).await?;
+    let agent = Agent::find(conn, run.agent_id).await?;
+    let persona = Persona::find(conn, &agent.persona).await?;
+    let (dependencies, _) = Bead::links(conn, &bead).await?;
+    let discovered_from = dependencies
+        .into_iter()
+        .filter(|l| l.kind == DependencyKind::DiscoveredFrom)
+        .map(|l| (l.id, l.title))
+        .collect();
+    let comments = Comment::list(conn, &bead.id, None, MAX_COMMENTS).await?.items;
+    let mut authored = Vec::with_capacity(comments.len());
+    for c in comments {
+        authored.push((author(conn, &c).await?, c.body));
+    }
+    let brief = Brief {
+        agent_name: agent.name.clone(),
+        persona_name: persona.name.clone(),
+        persona_role: persona.role.clone(),
+        persona_instructions: persona.instructions.clone(),
+        project_id: project.id.clone(),
+        project_name: project.name.clone(),
+        branch: project.branch.clone(),
+        agents_md: None,
+        bead_id: bead.id.clone(),
+        bead_type: bead.bead_type.to_string(),
+        priority: bead.priority.get(),
+        title: bead.title.clone(),
+        description: bead.description.clone(),
+        labels: bead.labels.clone(),
+        comments: authored,
+        discovered_from,
+        attempt: run.attempt,
+        last_error: bead.last_error.clone(),
+        resumed: run.resumes > 0,
+    };
+    let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
+    Ok(Start { brief, repo, agent })
+}
+
+/// A comment's author as the model should read it.
+async fn author(conn: &mut Conn, c: &Comment) -> Result<String> {
+    if let Some(user) = c.author_user_id {
+        let name: Option<String> =
+            users::table.find(user).select(users::username).first(conn).await.optional()?;
+        return Ok(name.unwrap_or_else(|| "a person".into()));
+    }
+    if let Some(agent) = c.author_agent_id {
+        let name: Option<String> =
+            agents::table.find(agent).select(agents::name).first(conn).await.optional()?;
+        return Ok(format!("agent {}", name.unwrap_or_else(|| "(deleted)".into())));
+    }
+    Ok("Loom".into())
+}

@@ -1,0 +1,138 @@
+//! The end of a run: on `done`, what is left is committed, the bead's branch merged into the
+//! project branch and pushed, and the bead closed with the summary; on a merge conflict the
+//! bead is blocked with the conflicting paths in a comment; otherwise the run is released
+//! with its outcome (which counts an attempt or parks the bead, per `Bead::release`).
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::machine::Ending;
+use super::pickup::OpenRun;
+use super::run::{Live, RunEnv};
+use super::tracker;
+use crate::activity::Actor;
+use crate::beads::{Bead, RunOutcome};
+use crate::db::schema::runs;
+use crate::error::Result;
+use crate::git::{MergeOutcome, PushOutcome};
+
+pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<()> {
+    match ending {
+        Ending::Done { summary } => done(env, live, summary).await,
+        Ending::NeedsHuman { question } => {
+            let body = format!("**Question from {}:** {question}", live.start.agent.name);
+            comment(env, live, body).await?;
+            release(env, &live.open, RunOutcome::NeedsHuman, Some(question)).await
+        }
+        Ending::Stopped { outcome, reason } => {
+            tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, outcome = %outcome, reason, "a run stopped");
+            release(env, &live.open, outcome, Some(reason)).await?;
+            // A parked run resumes where it was; any other starts its next attempt afresh
+            // (its commits stay on the bead's branch).
+            if outcome != RunOutcome::GatewayUnavailable {
+                env.repos.remove_worktree(&live.start.repo, &live.open.bead_id).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A run that could not go on (the repository or the database failed under it).
+pub(super) async fn fail(env: &RunEnv, open: &OpenRun, reason: &str) -> Result<()> {
+    release(env, open, RunOutcome::Failed, Some(reason.to_owned())).await
+}
+
+async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
+    let trailers = live.trailers();
+    let trailers: Vec<(&str, &str)> = trailers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let message = commit_message(&summary);
+    env.repos.commit(&live.worktree, &live.author(), &message, &trailers).await?;
+    let repo = &live.start.repo;
+    let sha = match env.repos.merge(repo, &live.open.bead_id).await? {
+        MergeOutcome::Conflict { paths } => {
+            let body = format!(
+                "Merging `loom/{}` into `{}` conflicts in:\n{}\n\nThe branch is kept as it is; \
+                 resolve the conflict and reopen the bead, or merge the branch by hand.",
+                live.open.bead_id,
+                repo.branch,
+                paths.iter().map(|p| format!("- `{p}`")).collect::<Vec<_>>().join("\n")
+            );
+            comment(env, live, body).await?;
+            let why = format!("merge conflict in {}", paths.join(", "));
+            return release(env, &live.open, RunOutcome::MergeConflict, Some(why)).await;
+        }
+        MergeOutcome::UpToDate => None,
+        MergeOutcome::FastForward { sha } | MergeOutcome::Merged { sha } => Some(sha),
+    };
+    push(env, live).await;
+    if let Some(sha) = &sha {
+        diesel::update(runs::table.find(live.open.id))
+            .set(runs::merged_sha.eq(sha))
+            .execute(&mut *env.pool.get().await?)
+            .await?;
+    }
+    release(env, &live.open, RunOutcome::Success, Some(summary)).await?;
+    env.repos.remove_worktree(repo, &live.open.bead_id).await?;
+    Ok(())
+}
+
+/// Pushes the project branch; a push that fails or is skipped is said on the bead, but the
+/// work is merged in Loom's clone and goes out with the next push.
+async fn push(env: &RunEnv, live: &Live) {
+    let note = match env.repos.push(&live.start.repo).await {
+        Ok(PushOutcome::Pushed { .. } | PushOutcome::NoRemote) => return,
+        Ok(PushOutcome::Skipped { reason }) => format!("The merge was not pushed: {reason}"),
+        Err(e) => format!("Pushing `{}` failed: {e}", live.start.repo.branch),
+    };
+    tracing::warn!(bead.id = %live.open.bead_id, note, "a merge was not pushed");
+    if let Err(e) = comment(env, live, note).await {
+        tracing::warn!(error = %e, "could not comment on a push that failed");
+    }
+}
+
+async fn comment(env: &RunEnv, live: &Live, body: String) -> Result<()> {
+    let actor = Actor::Agent(live.open.agent_id);
+    tracker::comment(&mut *env.pool.get().await?, &live.open.bead_id, body, actor).await?;
+    Ok(())
+}
+
+async fn release(
+    env: &RunEnv,
+    open: &OpenRun,
+    outcome: RunOutcome,
+    note: Option<String>,
+) -> Result<()> {
+    let mut conn = env.pool.get().await?;
+    Bead::release(&mut conn, open.id, outcome, note, env.retry).await?;
+    Ok(())
+}
+
+/// The summary as a commit message: a subject line of at most 72 characters, then the
+/// whole summary when it did not fit.
+fn commit_message(summary: &str) -> String {
+    let summary = summary.trim();
+    let first = summary.lines().next().unwrap_or("Work on the bead");
+    if first.chars().count() <= 72 && summary.lines().count() == 1 {
+        return first.to_owned();
+    }
+    let subject: String = first.chars().take(69).collect();
+    let subject = if subject.len() < first.len() { format!("{subject}...") } else { subject };
+    format!("{subject}\n\n{summary}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_message;
+
+    #[test]
+    fn a_summary_becomes_a_subject_line_and_a_body_when_long() {
+        assert_eq!(commit_message("  Fix the login form.  "), "Fix the login form.");
+        let long = "x".repeat(100);
+        let m = commit_message(&long);
+        let subject = m.lines().next().unwrap_or_default();
+        assert_eq!(subject.chars().count(), 72);
+        assert!(m.ends_with(&long));
+        let multi = commit_message("Fix it.\nAlso the docs.");
+        assert_eq!(multi, "Fix it.\n\nFix it.\nAlso the docs.");
+    }
+}

@@ -1,0 +1,369 @@
+//! The action loop as a pure state machine: an `Event` (the model replied, an action was
+//! performed, the gateway failed) goes in, the `Effect` to carry out next comes out (ask the
+//! model, perform an action, finish with a typed ending). No I/O happens here; the runner
+//! around it calls the gateway and the worktree, so every limit and every turn of the
+//! conversation is unit-tested without either.
+
+use std::collections::VecDeque;
+
+use crate::beads::RunOutcome;
+use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
+
+use super::actions::{Action, parse_reply};
+
+/// When a run is stopped whatever the model says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Replies from the model.
+    pub max_turns: u32,
+    /// Replies in a row that carry no valid action.
+    pub max_invalid: u32,
+    /// The same action with the same result, this many times among the last `REPEAT_WINDOW`
+    /// actions, is a loop.
+    pub max_repeats: usize,
+    /// Prompt plus completion tokens over the whole run.
+    pub token_budget: u64,
+    /// `create_bead` actions performed per run; more are refused to the model.
+    pub max_created_beads: u32,
+    /// Longest action result put into the conversation, in characters.
+    pub max_result_chars: usize,
+    /// When the conversation grows past this many characters, the oldest results are elided.
+    pub max_context_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_turns: 40,
+            max_invalid: 3,
+            max_repeats: 4,
+            token_budget: 1_000_000,
+            max_created_beads: 5,
+            max_result_chars: 12_000,
+            max_context_chars: 240_000,
+        }
+    }
+}
+
+/// Actions looked back over when spotting a loop.
+const REPEAT_WINDOW: usize = 12;
+
+/// What happened, for the machine to decide what comes next.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The run begins: its system prompt and the task.
+    Start { system: String, task: String },
+    /// The model answered.
+    Replied(Completion),
+    /// The last action asked for was performed: what the model is to read about it.
+    Performed(ActionResult),
+    /// The gateway could not answer (after its own retries).
+    GatewayFailed(GatewayError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionResult {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl ActionResult {
+    pub fn ok(text: impl Into<String>) -> Self {
+        ActionResult { ok: true, text: text.into() }
+    }
+
+    pub fn error(text: impl Into<String>) -> Self {
+        ActionResult { ok: false, text: text.into() }
+    }
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Call the model with the conversation so far (`Machine::messages`).
+    Ask,
+    /// Perform this action in the worktree, then send `Event::Performed`.
+    Perform(Action),
+    /// The run is over.
+    Finish(Ending),
+}
+
+/// How a run ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The agent called `done`: commit what is left, merge, close the bead.
+    Done { summary: String },
+    /// The agent called `block`: a person must answer.
+    NeedsHuman { question: String },
+    /// Stopped: the outcome to record and why, in words a person can act on.
+    Stopped { outcome: RunOutcome, reason: String },
+}
+
+/// An action waiting to be performed, with the native call it answers, if any.
+#[derive(Debug, Clone)]
+struct Pending {
+    action: Action,
+    call_id: Option<String>,
+}
+
+/// The run's conversation and counters.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    limits: Limits,
+    messages: Vec<Message>,
+    turns: u32,
+    invalid_in_a_row: u32,
+    tokens: u64,
+    created_beads: u32,
+    queue: VecDeque<Pending>,
+    /// The action being performed.
+    current: Option<Pending>,
+    /// Results of this reply's actions in plain-text mode, sent back together.
+    results: Vec<String>,
+    /// (fingerprint, result) of the latest actions, newest last.
+    recent: VecDeque<(String, String)>,
+    finished: bool,
+}
+
+impl Machine {
+    pub fn new(limits: Limits) -> Machine {
+        Machine {
+            limits,
+            messages: Vec::new(),
+            turns: 0,
+            invalid_in_a_row: 0,
+            tokens: 0,
+            created_beads: 0,
+            queue: VecDeque::new(),
+            current: None,
+            results: Vec::new(),
+            recent: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    /// The conversation to send with `Effect::Ask`.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    pub fn turns(&self) -> u32 {
+        self.turns
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Feeds one event; returns what to do next. After a `Finish`, every event finishes again
+    /// the same way a stopped run would (nothing more is performed).
+    pub fn step(&mut self, event: Event) -> Effect {
+        if self.finished {
+            return Effect::Finish(stopped(RunOutcome::Failed, "the run had already ended"));
+        }
+        let effect = match event {
+            Event::Start { system, task } => {
+                self.messages = vec![Message::system(system), Message::user(task)];
+                Effect::Ask
+            }
+            Event::Replied(reply) => self.replied(reply),
+            Event::Performed(result) => self.performed(result),
+            Event::GatewayFailed(e) => Effect::Finish(gateway_ending(e)),
+        };
+        if matches!(effect, Effect::Finish(_)) {
+            self.finished = true;
+        }
+        effect
+    }
+
+    fn replied(&mut self, reply: Completion) -> Effect {
+        self.turns += 1;
+        self.tokens += reply.usage.prompt_tokens + reply.usage.completion_tokens;
+        self.messages.push(assistant_message(&reply));
+        if self.tokens > self.limits.token_budget {
+            let reason = format!(
+                "the run used {} tokens, over its budget of {}",
+                self.tokens, self.limits.token_budget
+            );
+            return Effect::Finish(stopped(RunOutcome::TokenBudget, reason));
+        }
+        let native: Vec<(String, String)> = reply
+            .tool_calls
+            .iter()
+            .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
+            .collect();
+        match parse_reply(&reply.content, &native) {
+            Ok(actions) if !actions.is_empty() => {
+                self.invalid_in_a_row = 0;
+                let ids = reply.tool_calls.iter().map(|c| Some(c.id.clone()));
+                let ids = ids.chain(std::iter::repeat(None));
+                self.queue = actions
+                    .into_iter()
+                    .zip(ids)
+                    .map(|(action, call_id)| Pending { action, call_id })
+                    .collect();
+                self.next_action()
+            }
+            Ok(_) => self.invalid(&reply.tool_calls, "the reply holds no action".into()),
+            Err(e) => self.invalid(&reply.tool_calls, e.message),
+        }
+    }
+
+    /// A reply with no valid action: say why, and ask again unless that was one too many.
+    fn invalid(&mut self, calls: &[ToolCall], message: String) -> Effect {
+        self.invalid_in_a_row += 1;
+        if self.invalid_in_a_row >= self.limits.max_invalid {
+            let reason = format!(
+                "{} replies in a row carried no valid action; the last: {message}",
+                self.invalid_in_a_row
+            );
+            return Effect::Finish(stopped(RunOutcome::InvalidReplies, reason));
+        }
+        let text = format!("Your reply could not be used: {message}");
+        if calls.is_empty() {
+            self.messages.push(Message::user(text));
+        } else {
+            // Every native call must be answered, or the next request is malformed.
+            for c in calls {
+                self.messages.push(Message::tool(c.id.clone(), text.clone()));
+            }
+        }
+        self.ask_again()
+    }
+
+    /// Performs the next queued action, or, when the reply's actions are all done, sends the
+    /// results back.
+    fn next_action(&mut self) -> Effect {
+        let Some(next) = self.queue.pop_front() else {
+            if !self.results.is_empty() {
+                let text = std::mem::take(&mut self.results).join("\n\n");
+                self.messages.push(Message::user(text));
+            }
+            return self.ask_again();
+        };
+        match &next.action {
+            Action::Done { summary } => {
+                return Effect::Finish(Ending::Done { summary: summary.clone() });
+            }
+            Action::Block { question } => {
+                return Effect::Finish(Ending::NeedsHuman { question: question.clone() });
+            }
+            Action::CreateBead { .. } if self.created_beads >= self.limits.max_created_beads => {
+                let refusal = ActionResult::error(format!(
+                    "not filed: a run may file at most {} beads; mention further work in your \
+                     summary instead",
+                    self.limits.max_created_beads
+                ));
+                self.current = Some(next);
+                return self.performed(refusal);
+            }
+            Action::CreateBead { .. } => self.created_beads += 1,
+            _ => {}
+        }
+        let action = next.action.clone();
+        self.current = Some(next);
+        Effect::Perform(action)
+    }
+
+    fn performed(&mut self, result: ActionResult) -> Effect {
+        let Some(done) = self.current.take() else {
+            return Effect::Finish(stopped(RunOutcome::Failed, "a result came with no action"));
+        };
+        let fingerprint = done.action.fingerprint();
+        self.recent.push_back((fingerprint.clone(), result.text.clone()));
+        if self.recent.len() > REPEAT_WINDOW {
+            self.recent.pop_front();
+        }
+        let repeats = self.recent.iter().filter(|(f, r)| *f == fingerprint && *r == result.text);
+        if repeats.count() >= self.limits.max_repeats {
+            let reason = format!(
+                "the agent repeated `{}` {} times with the same result",
+                done.action.name(),
+                self.limits.max_repeats
+            );
+            return Effect::Finish(stopped(RunOutcome::LoopDetected, reason));
+        }
+        let text = self.clip(&result);
+        match done.call_id {
+            Some(id) => self.messages.push(Message::tool(id, text)),
+            None => {
+                let n = self.results.len() + 1;
+                self.results.push(format!("[{n}] {} → {text}", done.action.name()));
+            }
+        }
+        self.next_action()
+    }
+
+    fn ask_again(&mut self) -> Effect {
+        if self.turns >= self.limits.max_turns {
+            let reason = format!("the run reached its limit of {} turns", self.limits.max_turns);
+            return Effect::Finish(stopped(RunOutcome::TurnLimit, reason));
+        }
+        self.elide_old_results();
+        Effect::Ask
+    }
+
+    /// A result as the model will read it: marked when it failed, cut when long.
+    fn clip(&self, result: &ActionResult) -> String {
+        let max = self.limits.max_result_chars;
+        let mut text = match result.ok {
+            true => result.text.clone(),
+            false => format!("error: {}", result.text),
+        };
+        if text.chars().count() > max {
+            let kept: String = text.chars().take(max).collect();
+            let cut = text.chars().count() - max;
+            text = format!("{kept}\n[… {cut} more characters cut]");
+        }
+        text
+    }
+
+    /// Keeps the conversation under its size limit by replacing the oldest results (tool
+    /// messages, and user messages after the task) with a note; the model can ask again.
+    fn elide_old_results(&mut self) {
+        let size = |m: &Message| m.content.as_ref().map_or(0, String::len);
+        let mut total: usize = self.messages.iter().map(size).sum();
+        // The system prompt and the task (the first two) are always kept, and so is the newest.
+        let last = self.messages.len().saturating_sub(1);
+        for i in 2..last {
+            if total <= self.limits.max_context_chars {
+                break;
+            }
+            let m = &mut self.messages[i];
+            if m.role == Role::Assistant || size(m) < 200 {
+                continue;
+            }
+            let before = size(m);
+            m.content = Some(format!(
+                "[an earlier result of {before} characters, elided to save space; repeat the action if you need it]"
+            ));
+            total = total - before + size(m);
+        }
+    }
+}
+
+fn stopped(outcome: RunOutcome, reason: impl Into<String>) -> Ending {
+    Ending::Stopped { outcome, reason: reason.into() }
+}
+
+fn gateway_ending(e: GatewayError) -> Ending {
+    match e {
+        GatewayError::Unavailable(m) => stopped(RunOutcome::GatewayUnavailable, m),
+        other => stopped(RunOutcome::Failed, other.to_string()),
+    }
+}
+
+/// The reply as it goes back into the conversation.
+fn assistant_message(reply: &Completion) -> Message {
+    Message {
+        role: Role::Assistant,
+        content: (!reply.content.is_empty() || reply.tool_calls.is_empty())
+            .then(|| reply.content.clone()),
+        tool_calls: reply.tool_calls.clone(),
+        tool_call_id: None,
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

@@ -1,0 +1,252 @@
+//! The action loop, turn by turn, without I/O.
+
+use serde_json::json;
+
+use super::*;
+use crate::gateway::{Usage, wire::FunctionCall};
+
+fn machine(limits: Limits) -> Machine {
+    let mut m = Machine::new(limits);
+    assert_eq!(
+        m.step(Event::Start { system: "You are an engineer.".into(), task: "Fix it.".into() }),
+        Effect::Ask
+    );
+    m
+}
+
+fn text(content: &str) -> Event {
+    Event::Replied(Completion {
+        content: content.into(),
+        usage: Usage { prompt_tokens: 10, completion_tokens: 5 },
+        ..Completion::default()
+    })
+}
+
+fn json_reply(v: serde_json::Value) -> Event {
+    text(&v.to_string())
+}
+
+fn native(calls: &[(&str, &str, serde_json::Value)]) -> Event {
+    Event::Replied(Completion {
+        tool_calls: calls
+            .iter()
+            .map(|(id, name, args)| ToolCall {
+                id: (*id).into(),
+                kind: "function".into(),
+                function: FunctionCall { name: (*name).into(), arguments: args.to_string() },
+            })
+            .collect(),
+        usage: Usage { prompt_tokens: 10, completion_tokens: 5 },
+        ..Completion::default()
+    })
+}
+
+fn ok(t: &str) -> Event {
+    Event::Performed(ActionResult::ok(t))
+}
+
+fn read(path: &str) -> Action {
+    Action::ReadFile { path: path.into(), start_line: None, end_line: None }
+}
+
+fn last(m: &Machine) -> &Message {
+    m.messages().last().expect("a message")
+}
+
+#[test]
+fn a_run_reads_a_file_writes_one_and_finishes_with_its_summary() {
+    let mut m = machine(Limits::default());
+    let reply = "<think>Look first.</think>\n```json\n{\"action\": \"read_file\", \"path\": \"src/lib.rs\"}\n```";
+    assert_eq!(m.step(text(reply)), Effect::Perform(read("src/lib.rs")));
+    assert_eq!(m.step(ok("fn main() {}")), Effect::Ask);
+    assert_eq!(m.messages().len(), 4, "system, task, the reply, the result");
+    assert_eq!(m.messages()[2].role, Role::Assistant);
+    assert_eq!(last(&m).role, Role::User);
+    assert!(last(&m).content.as_deref().unwrap_or("").contains("read_file → fn main() {}"));
+    let write = json!({"action": "write_file", "path": "a.txt", "content": "hi"});
+    assert!(matches!(m.step(json_reply(write)), Effect::Perform(Action::WriteFile { .. })));
+    assert_eq!(m.step(ok("wrote a.txt")), Effect::Ask);
+    assert_eq!(
+        m.step(json_reply(json!({"action": "done", "summary": "Wrote a.txt."}))),
+        Effect::Finish(Ending::Done { summary: "Wrote a.txt.".into() })
+    );
+    assert_eq!((m.turns(), m.tokens()), (3, 45));
+}
+
+#[test]
+fn several_actions_in_one_reply_run_in_order_and_their_results_go_back_together() {
+    let mut m = machine(Limits::default());
+    let reply = json!({"actions": [
+        {"action": "read_file", "path": "a"},
+        {"action": "run", "command": "make test"},
+    ]});
+    assert_eq!(m.step(json_reply(reply)), Effect::Perform(read("a")));
+    assert!(matches!(m.step(ok("A")), Effect::Perform(Action::Run { .. })));
+    assert_eq!(m.step(Event::Performed(ActionResult::error("exit 2: 1 failed"))), Effect::Ask);
+    let back = last(&m).content.clone().unwrap_or_default();
+    assert!(back.contains("[1] read_file → A"), "{back}");
+    assert!(back.contains("[2] run → error: exit 2: 1 failed"), "{back}");
+}
+
+#[test]
+fn native_tool_calls_are_each_answered_under_their_own_id() {
+    let mut m = machine(Limits::default());
+    let reply = native(&[("c1", "read_file", json!({"path": "a"})), ("c2", "git_diff", json!({}))]);
+    assert_eq!(m.step(reply), Effect::Perform(read("a")));
+    assert_eq!(m.step(ok("A")), Effect::Perform(Action::GitDiff));
+    assert_eq!(m.step(ok("no changes")), Effect::Ask);
+    let answers: Vec<_> = m.messages()[3..]
+        .iter()
+        .map(|msg| (msg.role, msg.tool_call_id.clone(), msg.content.clone()))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (Role::Tool, Some("c1".into()), Some("A".into())),
+            (Role::Tool, Some("c2".into()), Some("no changes".into())),
+        ]
+    );
+    assert!(m.messages()[2].content.is_none(), "a reply of tool calls only has no content");
+}
+
+#[test]
+fn invalid_replies_are_explained_to_the_model_and_too_many_in_a_row_stop_the_run() {
+    let mut m = machine(Limits::default());
+    assert_eq!(m.step(text("I will now look around.")), Effect::Ask);
+    assert!(last(&m).content.as_deref().unwrap_or("").starts_with("Your reply could not be used"));
+    assert_eq!(m.step(json_reply(json!({"action": "fly"}))), Effect::Ask);
+    // A valid reply resets the count.
+    assert!(matches!(m.step(json_reply(json!({"action": "git_diff"}))), Effect::Perform(_)));
+    assert_eq!(m.step(ok("")), Effect::Ask);
+    for _ in 0..2 {
+        assert_eq!(m.step(text("hmm")), Effect::Ask);
+    }
+    let Effect::Finish(Ending::Stopped { outcome, reason }) = m.step(text("hmm")) else {
+        panic!("the third invalid reply in a row ends the run")
+    };
+    assert_eq!(outcome, RunOutcome::InvalidReplies);
+    assert!(reason.contains("3 replies in a row"), "{reason}");
+}
+
+#[test]
+fn an_invalid_native_call_is_answered_under_every_call_id() {
+    let mut m = machine(Limits::default());
+    let reply = native(&[("c1", "read_file", json!({})), ("c2", "nope", json!({}))]);
+    assert_eq!(m.step(reply), Effect::Ask);
+    let ids: Vec<_> = m.messages()[3..].iter().map(|msg| msg.tool_call_id.clone()).collect();
+    assert_eq!(ids, [Some("c1".into()), Some("c2".into())]);
+}
+
+#[test]
+fn the_same_action_with_the_same_result_again_and_again_is_a_loop() {
+    let mut m = machine(Limits::default());
+    let again = json!({"action": "read_file", "path": "a"});
+    for _ in 0..3 {
+        assert!(matches!(m.step(json_reply(again.clone())), Effect::Perform(_)));
+        assert_eq!(m.step(ok("same")), Effect::Ask);
+    }
+    assert!(matches!(m.step(json_reply(again.clone())), Effect::Perform(_)));
+    let Effect::Finish(Ending::Stopped { outcome, .. }) = m.step(ok("same")) else {
+        panic!("the fourth identical read is a loop")
+    };
+    assert_eq!(outcome, RunOutcome::LoopDetected);
+
+    // The same command with a different result each time (tests after edits) is work.
+    let mut m = machine(Limits::default());
+    let test = json!({"action": "run", "command": "make test"});
+    for i in 0..6 {
+        assert!(matches!(m.step(json_reply(test.clone())), Effect::Perform(_)));
+        assert_eq!(m.step(ok(&format!("{i} failures"))), Effect::Ask);
+    }
+}
+
+#[test]
+fn turn_and_token_limits_end_the_run_with_their_own_outcomes() {
+    let mut m = machine(Limits { max_turns: 2, ..Limits::default() });
+    assert!(matches!(m.step(json_reply(json!({"action": "git_diff"}))), Effect::Perform(_)));
+    assert_eq!(m.step(ok("a")), Effect::Ask);
+    assert!(matches!(m.step(json_reply(json!({"action": "list_files"}))), Effect::Perform(_)));
+    let Effect::Finish(Ending::Stopped { outcome, .. }) = m.step(ok("b")) else {
+        panic!("two turns are all it gets")
+    };
+    assert_eq!(outcome, RunOutcome::TurnLimit);
+
+    let mut m = machine(Limits { token_budget: 20, ..Limits::default() });
+    assert!(matches!(m.step(json_reply(json!({"action": "git_diff"}))), Effect::Perform(_)));
+    assert_eq!(m.step(ok("a")), Effect::Ask);
+    let Effect::Finish(Ending::Stopped { outcome, reason }) =
+        m.step(json_reply(json!({"action": "git_diff"})))
+    else {
+        panic!("30 tokens is over a budget of 20")
+    };
+    assert_eq!(outcome, RunOutcome::TokenBudget);
+    assert!(reason.contains("30 tokens"), "{reason}");
+}
+
+#[test]
+fn beads_filed_past_the_limit_are_refused_to_the_model_not_performed() {
+    let mut m = machine(Limits { max_created_beads: 1, ..Limits::default() });
+    let reply = json!({"actions": [
+        {"action": "create_bead", "title": "one"},
+        {"action": "create_bead", "title": "two"},
+    ]});
+    assert!(matches!(m.step(json_reply(reply)), Effect::Perform(Action::CreateBead { .. })));
+    assert_eq!(m.step(ok("filed web-1")), Effect::Ask, "the second is refused, not performed");
+    let back = last(&m).content.clone().unwrap_or_default();
+    assert!(back.contains("[2] create_bead → error: not filed"), "{back}");
+}
+
+#[test]
+fn block_asks_a_human_and_gateway_failures_end_the_run_by_kind() {
+    let mut m = machine(Limits::default());
+    let reply = json!({"actions": [
+        {"action": "block", "question": "Which database?"},
+        {"action": "read_file", "path": "never"},
+    ]});
+    assert_eq!(
+        m.step(json_reply(reply)),
+        Effect::Finish(Ending::NeedsHuman { question: "Which database?".into() })
+    );
+    assert!(matches!(m.step(ok("late")), Effect::Finish(_)), "nothing runs after the end");
+
+    let mut m = machine(Limits::default());
+    let down = GatewayError::Unavailable("503: overloaded".into());
+    assert_eq!(
+        m.step(Event::GatewayFailed(down)),
+        Effect::Finish(stopped(RunOutcome::GatewayUnavailable, "503: overloaded"))
+    );
+    let mut m = machine(Limits::default());
+    let refused = GatewayError::Rejected { status: 400, message: "context too long".into() };
+    let Effect::Finish(Ending::Stopped { outcome, .. }) = m.step(Event::GatewayFailed(refused))
+    else {
+        panic!("a refusal ends the run")
+    };
+    assert_eq!(outcome, RunOutcome::Failed);
+}
+
+#[test]
+fn long_results_are_cut_and_old_ones_elided_while_the_task_stays() {
+    let limits = Limits { max_result_chars: 400, max_context_chars: 2_000, ..Limits::default() };
+    let mut m = machine(limits);
+    assert!(matches!(
+        m.step(json_reply(json!({"action": "read_file", "path": "big"}))),
+        Effect::Perform(_)
+    ));
+    assert_eq!(m.step(ok(&"x".repeat(900))), Effect::Ask);
+    let cut = last(&m).content.clone().unwrap_or_default();
+    assert!(cut.contains("[… 500 more characters cut]"), "{cut}");
+    for i in 0..20 {
+        let path = format!("f{i}");
+        assert!(matches!(
+            m.step(json_reply(json!({"action": "read_file", "path": path}))),
+            Effect::Perform(_)
+        ));
+        assert_eq!(m.step(ok(&format!("{i}{}", "y".repeat(300)))), Effect::Ask);
+    }
+    let total: usize = m.messages().iter().map(|x| x.content.as_ref().map_or(0, String::len)).sum();
+    // Unelided it would hold about 7,500 characters; every old result is now a short note.
+    assert!(total < 4_000, "the conversation stays near its limit: {total}");
+    assert_eq!(m.messages()[1].content.as_deref(), Some("Fix it."));
+    assert!(m.messages()[3].content.as_deref().unwrap_or("").contains("elided"));
+    assert!(last(&m).content.as_deref().unwrap_or("").starts_with("[1] read_file → 19"));
+}

@@ -1,0 +1,190 @@
+//! What the model is told at the start of a run: the system prompt (who it is, the project's
+//! own rules, how to reply) and the task (the bead and everything known about it). Pure
+//! text assembly from a `Brief` the runner fills from the database and the worktree.
+
+use std::fmt::Write;
+
+/// Everything a run's opening messages are made of.
+#[derive(Debug, Clone, Default)]
+pub struct Brief {
+    pub agent_name: String,
+    pub persona_name: String,
+    pub persona_role: String,
+    pub persona_instructions: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub branch: String,
+    /// The worktree's `AGENTS.md`, if it has one.
+    pub agents_md: Option<String>,
+    pub bead_id: String,
+    pub bead_type: String,
+    pub priority: i16,
+    pub title: String,
+    pub description: String,
+    pub labels: Vec<String>,
+    /// (who, what) in order.
+    pub comments: Vec<(String, String)>,
+    /// Beads this one was discovered from: (id, title).
+    pub discovered_from: Vec<(String, String)>,
+    /// This is attempt number `attempt`; earlier ones ended with `last_error`.
+    pub attempt: i32,
+    pub last_error: Option<String>,
+    /// The worktree holds uncommitted work from an interrupted run of this bead.
+    pub resumed: bool,
+}
+
+/// The longest AGENTS.md put into the prompt; the rest is left for the agent to read.
+const MAX_AGENTS_MD: usize = 16_000;
+
+/// The system message.
+pub fn system_prompt(brief: &Brief, vocabulary: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "You are {}, a {} ({}) working on the project \"{}\" as one of a team of AI agents run \
+         by Loom. You work alone in a git worktree of the project on branch `loom/{}`, cut from \
+         `{}`; when you call `done`, what you did is committed, merged into `{}` and the bead \
+         is closed with your summary. People review your work afterwards: work the way a \
+         careful senior engineer would.",
+        brief.agent_name,
+        brief.persona_role,
+        brief.persona_name,
+        brief.project_name,
+        brief.bead_id,
+        brief.branch,
+        brief.branch,
+    );
+    let _ = write!(s, "\n# Your instructions\n\n{}\n", brief.persona_instructions.trim());
+    if let Some(md) = brief.agents_md.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        let _ = write!(s, "\n# The project's rules (AGENTS.md)\n\n");
+        if md.chars().count() > MAX_AGENTS_MD {
+            let head: String = md.chars().take(MAX_AGENTS_MD).collect();
+            let _ = writeln!(s, "{head}\n\n[AGENTS.md continues; read it with read_file]");
+        } else {
+            let _ = writeln!(s, "{md}");
+        }
+    }
+    let _ = write!(s, "\n# How to act\n\n{}\n", vocabulary.trim());
+    s
+}
+
+/// The first user message: the bead to work on.
+pub fn task(brief: &Brief) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {} {}: {}", brief.bead_type, brief.bead_id, brief.title);
+    let labels = match brief.labels.is_empty() {
+        true => String::new(),
+        false => format!(", labels: {}", brief.labels.join(", ")),
+    };
+    let _ = writeln!(s, "\nPriority P{}{labels}.", brief.priority);
+    let description = brief.description.trim();
+    let _ = writeln!(
+        s,
+        "\n{}",
+        if description.is_empty() {
+            "(no description: the title says it all)"
+        } else {
+            description
+        }
+    );
+    if !brief.discovered_from.is_empty() {
+        let _ = writeln!(s, "\n## Discovered while working on");
+        for (id, title) in &brief.discovered_from {
+            let _ = writeln!(s, "- {id}: {title}");
+        }
+    }
+    if !brief.comments.is_empty() {
+        let _ = writeln!(s, "\n## Comments");
+        for (who, body) in &brief.comments {
+            let _ = writeln!(s, "\n**{who}:** {}", body.trim());
+        }
+    }
+    if brief.attempt > 1 {
+        let why = brief.last_error.as_deref().unwrap_or("no reason was recorded");
+        let _ = writeln!(
+            s,
+            "\n## Earlier attempts\n\nThis is attempt {}. The last one ended: {why}",
+            brief.attempt
+        );
+    }
+    if brief.resumed {
+        let _ = writeln!(
+            s,
+            "\nA run of this bead was interrupted; its uncommitted changes are still in the \
+             worktree. Look at them (git_diff) before you go on."
+        );
+    }
+    let _ = writeln!(s, "\nStart by looking at what is there; finish with `done`.");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brief() -> Brief {
+        Brief {
+            agent_name: "ada".into(),
+            persona_name: "software-engineer".into(),
+            persona_role: "engineer".into(),
+            persona_instructions: "Write tests first.".into(),
+            project_id: "web".into(),
+            project_name: "Web".into(),
+            branch: "main".into(),
+            bead_id: "web-a1".into(),
+            bead_type: "bug".into(),
+            priority: 1,
+            title: "Fix the login".into(),
+            description: "It fails on empty passwords.".into(),
+            attempt: 1,
+            ..Brief::default()
+        }
+    }
+
+    #[test]
+    fn the_system_prompt_carries_persona_project_rules_and_vocabulary() {
+        let mut b = brief();
+        b.agents_md = Some("Run `make check` before done.".into());
+        let s = system_prompt(&b, "Reply with JSON actions.");
+        for part in [
+            "You are ada",
+            "loom/web-a1",
+            "Write tests first.",
+            "AGENTS.md",
+            "make check",
+            "Reply with JSON actions.",
+        ] {
+            assert!(s.contains(part), "{part} missing from:\n{s}");
+        }
+        assert!(!system_prompt(&brief(), "v").contains("AGENTS.md"));
+        b.agents_md = Some("x".repeat(MAX_AGENTS_MD + 10));
+        assert!(system_prompt(&b, "v").contains("[AGENTS.md continues"));
+    }
+
+    #[test]
+    fn the_task_carries_the_bead_comments_origin_and_earlier_attempts() {
+        let mut b = brief();
+        b.labels = vec!["auth".into()];
+        b.comments = vec![("sam".into(), "Also on the API.".into())];
+        b.discovered_from = vec![("web-9".into(), "Audit auth".into())];
+        b.attempt = 2;
+        b.last_error = Some("turn_limit: 40 turns".into());
+        b.resumed = true;
+        let t = task(&b);
+        for part in [
+            "bug web-a1: Fix the login",
+            "P1, labels: auth",
+            "empty passwords",
+            "web-9: Audit auth",
+            "**sam:** Also on the API.",
+            "attempt 2",
+            "turn_limit",
+            "git_diff",
+        ] {
+            assert!(t.contains(part), "{part} missing from:\n{t}");
+        }
+        let plain = task(&Brief { description: String::new(), ..brief() });
+        assert!(plain.contains("no description"));
+        assert!(!plain.contains("Earlier attempts") && !plain.contains("Comments"));
+    }
+}

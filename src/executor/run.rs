@@ -1,0 +1,235 @@
+//! The runner: drives one run's `Machine`, doing the I/O it asks for (the gateway, the
+//! worktree, the tracker), recording every step, and finishing the run (commit, merge, push,
+//! release) when the machine says it is over.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::actions::{Action, tool_specs, vocabulary_text};
+use super::brief::{self, Start};
+use super::finish;
+use super::machine::{ActionResult, Effect, Ending, Event, Limits, Machine};
+use super::pickup::{self, OpenRun, StepRecord};
+use super::prompt;
+use super::tracker::{self, Discovered};
+use super::workspace::Workspace;
+use crate::activity::Actor;
+use crate::beads::RetryPolicy;
+use crate::db::Pool;
+use crate::error::{Error, Result};
+use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
+use crate::git::{Repos, Signature, Worktree};
+
+/// What every run of this process shares.
+pub struct RunEnv {
+    pub pool: Pool,
+    pub gateway: Gateway,
+    pub repos: Repos,
+    pub limits: Limits,
+    pub retry: RetryPolicy,
+    /// The tools offered to the model for native calls.
+    pub tools: Vec<Tool>,
+}
+
+impl RunEnv {
+    pub fn tools() -> Vec<Tool> {
+        let specs = tool_specs();
+        specs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                let f = &t["function"];
+                Some(Tool::function(
+                    f["name"].as_str()?,
+                    f["description"].as_str().unwrap_or_default(),
+                    f["parameters"].clone(),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A run being worked: where, by whom, and what it costs.
+pub(super) struct Live {
+    pub open: OpenRun,
+    pub start: Start,
+    pub worktree: Worktree,
+    pub workspace: Workspace,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Live {
+    pub fn author(&self) -> Signature {
+        let name = &self.start.agent.name;
+        Signature::new(name.clone(), format!("{name}@agents.loom.invalid"))
+    }
+
+    pub fn trailers(&self) -> [(&'static str, String); 2] {
+        [("Bead", self.open.bead_id.clone()), ("Run", self.open.id.to_string())]
+    }
+}
+
+/// Works one run to its end. Returns when it ended, when its claim was lost, or when
+/// `cancel` fires (shutdown): the last two leave the run open for its next owner.
+pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
+    let run_id = open.id;
+    let bead_id = open.bead_id.clone();
+    let ended = tokio::select! {
+        () = cancel.cancelled() => return,
+        ended = drive(&env, open.clone(), &cancel) => ended,
+    };
+    let result = match ended {
+        Ok((live, ending)) => finish::finish(&env, &live, ending).await,
+        // The worktree or the tracker failed under the run: an attempt, with the reason.
+        Err(e) => {
+            tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %e, "a run failed");
+            finish::fail(&env, &open, &format!("the run could not go on: {e}")).await
+        }
+    };
+    if let Err(e) = result {
+        // The lease will lapse and the ticker return the bead: nothing is lost.
+        tracing::error!(run.id = %run_id, bead.id = %bead_id, error = %e, "could not end a run");
+    }
+}
+
+async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Result<(Live, Ending)> {
+    let start = brief::load(&mut *env.pool.get().await?, &open).await?;
+    env.repos.ensure(&start.repo).await?;
+    let worktree = env.repos.worktree(&start.repo, &open.bead_id).await?;
+    let workspace = Workspace::new(&worktree.path).map_err(|e| {
+        Error::Internal(anyhow::anyhow!(
+            "the worktree {} is unusable: {e}",
+            worktree.path.display()
+        ))
+    })?;
+    let mut start = start;
+    start.brief.agents_md = tokio::fs::read_to_string(worktree.path.join("AGENTS.md")).await.ok();
+    let system = prompt::system_prompt(&start.brief, &vocabulary_text());
+    let task = prompt::task(&start.brief);
+    let mut live =
+        Live { open, start, worktree, workspace, prompt_tokens: 0, completion_tokens: 0 };
+    let mut machine = Machine::new(env.limits);
+    let mut effect = machine.step(Event::Start { system, task });
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::Unavailable("the run was interrupted".into()));
+        }
+        effect = match effect {
+            Effect::Finish(ending) => return Ok((live, ending)),
+            Effect::Ask => {
+                let event = ask(env, &mut live, &machine).await;
+                let effect = machine.step(event);
+                pickup::record_totals(
+                    &mut *env.pool.get().await?,
+                    live.open.id,
+                    machine.turns(),
+                    live.prompt_tokens,
+                    live.completion_tokens,
+                )
+                .await?;
+                effect
+            }
+            Effect::Perform(action) => {
+                let started_at = chrono::Utc::now();
+                let clock = Instant::now();
+                let result = perform(env, &live, &action).await;
+                let record = StepRecord {
+                    run_id: live.open.id,
+                    turn: machine.turns() as i32,
+                    action: serde_json::to_value(&action).unwrap_or_default(),
+                    ok: result.ok,
+                    result: &result.text,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                    started_at,
+                    duration_ms: clock.elapsed().as_millis() as i64,
+                };
+                pickup::record_step(&mut *env.pool.get().await?, record).await?;
+                machine.step(Event::Performed(result))
+            }
+        };
+    }
+}
+
+/// One call to the model. While the gateway is known to be down no call is made: the run
+/// parks at once rather than spend its lease waiting.
+async fn ask(env: &RunEnv, live: &mut Live, machine: &Machine) -> Event {
+    if env.gateway.health().get() == Health::Down {
+        let why = env.gateway.health().report().reason.unwrap_or_else(|| "it is down".into());
+        return Event::GatewayFailed(GatewayError::Unavailable(why));
+    }
+    let ctx = CallContext { run_id: Some(live.open.id), agent_id: Some(live.open.agent_id) };
+    match env.gateway.complete(machine.messages(), &env.tools, ctx).await {
+        Ok(reply) => {
+            live.prompt_tokens += reply.usage.prompt_tokens;
+            live.completion_tokens += reply.usage.completion_tokens;
+            Event::Replied(reply)
+        }
+        Err(e) => Event::GatewayFailed(e),
+    }
+}
+
+/// Performs one action; whatever happens is a result for the model to read.
+async fn perform(env: &RunEnv, live: &Live, action: &Action) -> ActionResult {
+    if let Some(done) = live.workspace.perform(action).await {
+        return match done {
+            Ok(text) => ActionResult::ok(text),
+            Err(e) => ActionResult::error(e.to_string()),
+        };
+    }
+    let outcome = match action {
+        Action::GitDiff => env
+            .repos
+            .diff(&live.worktree)
+            .await
+            .map_err(Error::from)
+            .map(|d| if d.is_empty() { "no uncommitted changes".to_owned() } else { d }),
+        Action::Commit { message } => commit(env, live, message).await,
+        Action::CreateBead { title, description, priority, bead_type, labels } => {
+            let found = Discovered {
+                title: title.clone(),
+                description: description.clone(),
+                priority: *priority,
+                bead_type: *bead_type,
+                labels: labels.clone(),
+            };
+            match env.pool.get().await {
+                Ok(mut conn) => {
+                    let (project, bead) = (&live.open.project_id, &live.open.bead_id);
+                    let actor = Actor::Agent(live.open.agent_id);
+                    tracker::file_discovered(&mut conn, project, bead, found, actor).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Action::Comment { body } => match env.pool.get().await {
+            Ok(mut conn) => {
+                let actor = Actor::Agent(live.open.agent_id);
+                tracker::comment(&mut conn, &live.open.bead_id, body.clone(), actor).await
+            }
+            Err(e) => Err(e.into()),
+        },
+        // The machine ends the run on these; they never reach here.
+        Action::Done { .. } | Action::Block { .. } => Ok(String::new()),
+        other => Err(Error::Internal(anyhow::anyhow!("no performer for {}", other.name()))),
+    };
+    match outcome {
+        Ok(text) => ActionResult::ok(text),
+        // Validation errors are for the model to fix; anything else it should know failed.
+        Err(e) => ActionResult::error(e.to_string()),
+    }
+}
+
+async fn commit(env: &RunEnv, live: &Live, message: &str) -> Result<String> {
+    let trailers = live.trailers();
+    let trailers: Vec<(&str, &str)> = trailers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let sha = env.repos.commit(&live.worktree, &live.author(), message, &trailers).await?;
+    Ok(match sha {
+        Some(sha) => format!("committed {}", &sha[..sha.len().min(12)]),
+        None => "nothing to commit: the worktree has no changes".into(),
+    })
+}

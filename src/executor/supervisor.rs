@@ -1,0 +1,272 @@
+//! The executors of one process: which projects it owns (`ownership`), the runs it picked up
+//! in them, one task per run up to each project's `max_parallel`, and their leases kept
+//! alive. `step()` does one round and says whether it started anything; `run` loops it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::ownership::Owner;
+use super::pickup::{self, OpenRun};
+use super::run::{self, RunEnv};
+use crate::beads::{Bead, RunOutcome};
+use crate::db::schema::projects;
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// How long a project's ownership lives without renewal.
+    pub ownership_lease: Duration,
+    /// How long a bead's lease lives without renewal (the dispatcher's lease).
+    pub bead_lease: Duration,
+    /// How often the loop looks for new runs without being woken.
+    pub tick: Duration,
+    /// A run adopted after its worker died this many times is failed instead.
+    pub max_resumes: i32,
+    /// What stops a run whatever the model says.
+    pub limits: super::machine::Limits,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            ownership_lease: Duration::from_secs(30),
+            bead_lease: Duration::from_secs(60),
+            tick: Duration::from_secs(1),
+            max_resumes: 2,
+            limits: super::machine::Limits::default(),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Runs started.
+    Worked(usize),
+    Idle,
+}
+
+struct Running {
+    project: String,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+pub struct Executors {
+    env: Arc<RunEnv>,
+    owner: Owner,
+    config: ExecutorConfig,
+    /// Projects owned, with their `max_parallel`.
+    owned: HashMap<String, usize>,
+    running: HashMap<Uuid, Running>,
+    /// Picked up, waiting for a free slot in their project.
+    queued: VecDeque<OpenRun>,
+    claimed_at: Option<Instant>,
+    renewed_at: Option<Instant>,
+}
+
+impl Executors {
+    fn new(env: Arc<RunEnv>, owner: Owner, config: ExecutorConfig) -> Executors {
+        Executors {
+            env,
+            owner,
+            config,
+            owned: HashMap::new(),
+            running: HashMap::new(),
+            queued: VecDeque::new(),
+            claimed_at: None,
+            renewed_at: None,
+        }
+    }
+
+    /// The executors of this process, over Loom's clones under `data_dir`.
+    pub fn start(
+        pool: crate::db::Pool,
+        gateway: crate::gateway::Gateway,
+        data_dir: &std::path::Path,
+        retry: crate::beads::RetryPolicy,
+        config: ExecutorConfig,
+    ) -> Executors {
+        let owner = Owner::new();
+        let env = RunEnv {
+            pool,
+            gateway,
+            repos: crate::git::Repos::new(data_dir.to_path_buf()),
+            limits: config.limits,
+            retry,
+            tools: RunEnv::tools(),
+        };
+        Executors::new(Arc::new(env), owner, config)
+    }
+
+    /// Projects this process runs now.
+    pub fn owned(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.owned.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// One round: renew ownership and leases when due, pick up new runs, start what fits.
+    pub async fn step(&mut self) -> Result<Step> {
+        self.running.retain(|_, r| !r.handle.is_finished());
+        let due = |at: Option<Instant>, every: Duration| at.is_none_or(|t| t.elapsed() >= every);
+        if due(self.claimed_at, self.config.ownership_lease / 3) {
+            self.claim_projects().await?;
+        }
+        if due(self.renewed_at, self.config.bead_lease / 3) {
+            self.renew_leases().await?;
+        }
+        let slots: usize = self
+            .owned
+            .iter()
+            .map(|(p, max)| max.saturating_sub(self.in_project(p)))
+            .sum::<usize>()
+            .saturating_sub(self.queued.len());
+        if slots > 0 {
+            let projects = self.owned();
+            let mut conn = self.env.pool.get().await?;
+            let limit = slots.min(i32::MAX as usize) as i32;
+            let picked = pickup::pick_up(&mut conn, self.owner.id, &projects, limit).await?;
+            self.queued.extend(picked);
+        }
+        self.start_queued().await
+    }
+
+    async fn claim_projects(&mut self) -> Result<()> {
+        let mut conn = self.env.pool.get().await?;
+        let owned = self.owner.claim(&mut conn, self.config.ownership_lease).await?;
+        let limits: Vec<(String, i32)> = projects::table
+            .filter(projects::id.eq_any(&owned))
+            .select((projects::id, projects::max_parallel))
+            .load(&mut conn)
+            .await?;
+        let lost: Vec<String> = self.owned.keys().filter(|p| !owned.contains(p)).cloned().collect();
+        for p in &lost {
+            tracing::warn!(project.id = %p, "lost the executor of a project to another process");
+        }
+        self.owned = limits.into_iter().map(|(p, n)| (p, n.max(1) as usize)).collect();
+        // Runs of a project owned elsewhere now are that owner's to adopt.
+        self.running.retain(|_, r| {
+            let keep = self.owned.contains_key(&r.project);
+            if !keep {
+                r.cancel.cancel();
+            }
+            keep
+        });
+        self.queued.retain(|q| self.owned.contains_key(&q.project_id));
+        self.claimed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Renews the leases of every run held (running or queued); a run whose claim is gone
+    /// is stopped.
+    async fn renew_leases(&mut self) -> Result<()> {
+        let held: Vec<Uuid> =
+            self.running.keys().copied().chain(self.queued.iter().map(|q| q.id)).collect();
+        let mut conn = self.env.pool.get().await?;
+        let kept = pickup::renew(&mut conn, self.owner.id, &held, self.config.bead_lease).await?;
+        for id in held.iter().filter(|id| !kept.contains(id)) {
+            tracing::info!(run.id = %id, "a run lost its claim and stops");
+            if let Some(r) = self.running.remove(id) {
+                r.cancel.cancel();
+            }
+        }
+        self.queued.retain(|q| kept.contains(&q.id));
+        self.renewed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn in_project(&self, project: &str) -> usize {
+        self.running.values().filter(|r| r.project == project).count()
+    }
+
+    async fn start_queued(&mut self) -> Result<Step> {
+        let mut started = 0;
+        let mut waiting = VecDeque::new();
+        while let Some(open) = self.queued.pop_front() {
+            let max = self.owned.get(&open.project_id).copied().unwrap_or(0);
+            if self.in_project(&open.project_id) >= max {
+                waiting.push_back(open);
+                continue;
+            }
+            if open.resumes > self.config.max_resumes {
+                self.give_up(&open).await?;
+                continue;
+            }
+            let cancel = CancellationToken::new();
+            let handle = tokio::spawn(run::work(self.env.clone(), open.clone(), cancel.clone()));
+            let project = open.project_id.clone();
+            self.running.insert(open.id, Running { project, cancel, handle });
+            started += 1;
+        }
+        self.queued = waiting;
+        Ok(if started > 0 { Step::Worked(started) } else { Step::Idle })
+    }
+
+    /// A run whose process died under it again and again: the bead may be what kills it.
+    async fn give_up(&self, open: &OpenRun) -> Result<()> {
+        let why = format!(
+            "the run was interrupted {} times (its process stopped under it); not resumed again",
+            open.resumes
+        );
+        tracing::warn!(run.id = %open.id, bead.id = %open.bead_id, "{why}");
+        let mut conn = self.env.pool.get().await?;
+        Bead::release(&mut conn, open.id, RunOutcome::Failed, Some(why), self.env.retry).await?;
+        Ok(())
+    }
+
+    /// Steps and waits for the runs it started, until nothing is left to do (tests).
+    pub async fn run_until_idle(&mut self) -> Result<()> {
+        loop {
+            let step = self.step().await?;
+            let next = self.running.keys().next().copied();
+            match (step, next) {
+                (Step::Idle, None) if self.queued.is_empty() => return Ok(()),
+                (_, Some(id)) => {
+                    if let Some(r) = self.running.get_mut(&id) {
+                        let _ = (&mut r.handle).await;
+                    }
+                    self.running.remove(&id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Loops until cancelled; then stops every run (they stay open for whoever owns their
+    /// project next) and gives up this process's projects so a peer takes over at once.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.step().await {
+                tracing::warn!(error = %e, "an executor step failed; trying again");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(self.config.tick) => {}
+            }
+        }
+        for (_, r) in self.running.drain() {
+            r.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), r.handle).await;
+        }
+        match self.env.pool.get().await {
+            Ok(mut conn) => {
+                if let Err(e) = self.owner.release_all(&mut conn).await {
+                    tracing::warn!(error = %e, "could not give up the executor leases");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not give up the executor leases"),
+        }
+    }
+}
