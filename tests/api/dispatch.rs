@@ -15,6 +15,7 @@ use loom::dispatch::{DispatchConfig, Dispatcher, Nudge, Step};
 use loom::personas::{Persona, PersonaDef};
 
 use crate::support::db::TestDb;
+use crate::support::serve::Server;
 
 /// `LOOM_DISPATCH_TEST_BEADS` overrides the size, for a quick run or a longer one.
 fn beads() -> i64 {
@@ -72,47 +73,6 @@ async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Count>(conn).await.unwrap().n
 }
 
-/// A `loom serve` dispatching against the test database; killed when dropped, so a failing
-/// test leaves no process behind.
-struct Server {
-    child: tokio::process::Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(url: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let personas = dir.path().join("personas");
-        std::fs::create_dir(&personas).unwrap();
-        let log = dir.path().join("serve.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loom"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--no-ticker"])
-            .env("LOOM_DATABASE_URL", url)
-            .env("LOOM_DATA_DIR", dir.path().join("data"))
-            .env("LOOM_PERSONAS_DIR", &personas)
-            .env("LOOM_DISPATCHERS", CHILD_DISPATCHERS.to_string())
-            .env("LOOM_DISPATCH_INTERVAL_SECONDS", "1")
-            .env("LOOM_LEASE_SECONDS", "600")
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Server { child, log, _dir: dir }
-    }
-
-    /// Fails the test with the server's log if it has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            panic!("loom serve exited ({status}):\n{log}");
-        }
-    }
-}
-
 /// Connections listening for dispatch wake-ups: a process opens one after its first pass.
 async fn listeners(conn: &mut AsyncPgConnection) -> i64 {
     count(
@@ -137,7 +97,12 @@ async fn dispatchers_in_several_processes_give_every_bead_to_one_agent_once_and_
     // The other processes start first, and are running once their listening dispatcher (one
     // per process) has made its first pass: it listens for wake-ups after that. That pass
     // had every agent idle and no competitor, so they claimed work before anything else ran.
-    let mut servers: Vec<Server> = (0..CHILDREN).map(|_| Server::start(&db.url)).collect();
+    let env = [
+        ("LOOM_DISPATCHERS", CHILD_DISPATCHERS.to_string()),
+        ("LOOM_DISPATCH_INTERVAL_SECONDS", "1".to_owned()),
+        ("LOOM_LEASE_SECONDS", "600".to_owned()),
+    ];
+    let mut servers: Vec<Server> = (0..CHILDREN).map(|_| Server::start(&db.url, &env)).collect();
     let wanted = CHILDREN as i64;
     for _ in 0..600 {
         if listeners(&mut conn).await >= wanted {

@@ -195,3 +195,127 @@ async fn a_rate_limited_gateway_is_waited_out_as_retry_after_says() {
         .unwrap();
     assert_eq!(calls.iter().map(|c| c.http_status).collect::<Vec<_>>(), [Some(429), Some(200)]);
 }
+
+#[tokio::test]
+async fn an_outage_parks_the_bead_without_an_attempt_and_the_work_finishes_once_it_is_back() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Survive an outage").await;
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "write_file", "path": "a.txt", "content": "b\n"})),
+    );
+    w.script.set_down(true);
+    assert_eq!(w.gateway.probe().await, loom::gateway::Health::Down);
+    w.settle().await;
+    let parked = w.show(&bead).await;
+    assert_eq!(
+        (parked["status"].as_str(), parked["blocked_reason"].as_str(), parked["attempts"].as_i64()),
+        (Some("blocked"), Some("gateway_unavailable"), Some(0)),
+        "{parked}"
+    );
+    assert_eq!(parked["runs"][0]["outcome"], "gateway_unavailable");
+    assert!(w.script.completions().is_empty(), "no call is made while the gateway is down");
+
+    // The ticker leaves it parked while the gateway is still down...
+    let ticker = loom::ticker::Ticker::new(
+        w.app.pool.clone(),
+        loom::beads::RetryPolicy::default(),
+        w.health.clone(),
+        loom::dispatch::Nudge::default(),
+    );
+    assert_eq!(ticker.resume_parked().await.unwrap().healed, 0);
+    // ... and reopens it once the probe sees it back; the work then finishes.
+    w.script.set_down(false);
+    assert_eq!(w.gateway.probe().await, loom::gateway::Health::Healthy);
+    assert_eq!(ticker.resume_parked().await.unwrap().healed, 1);
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Wrote b."})));
+    w.settle().await;
+    let done = w.show(&bead).await;
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("closed"), Some(0)));
+    assert_eq!(w.upstream.file("a.txt"), "b\n");
+}
+
+#[tokio::test]
+async fn a_gateway_going_down_mid_run_parks_the_bead_at_its_next_call() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Half way").await;
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "write_file", "path": "a.txt", "content": "half\n"})),
+    );
+    // The second call finds the gateway answering 503 through every retry.
+    w.script.push_for(&bead, Reply::status(503));
+    w.script.push_for(&bead, Reply::status(503));
+    w.script.push_for(&bead, Reply::status(503));
+    w.settle().await;
+    let parked = w.show(&bead).await;
+    assert_eq!(parked["blocked_reason"], "gateway_unavailable", "{parked}");
+    assert_eq!(parked["attempts"], 0);
+    assert_eq!(w.health.get(), loom::gateway::Health::Down);
+    // The parked worktree keeps the work done so far for the resumed run.
+    let kept = w.data.path().join("worktrees/web").join(&bead).join("a.txt");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "half\n");
+}
+
+/// `kill -9` of the process working a bead, mid-call: the next owner of the project adopts
+/// the run in the same worktree, and the work is finished, not lost and not done twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_run_is_taken_over_and_the_bead_finished() {
+    use std::time::Duration;
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Outlive a crash").await;
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "write_file", "path": "a.txt", "content": "survived\n"})),
+    );
+    // The second call hangs: the process is killed while it waits.
+    w.script.push_for(&bead, Reply::text("too late").delay(Duration::from_secs(120)));
+    let env = [
+        ("LOOM_DATA_DIR", w.data.path().to_string_lossy().into_owned()),
+        ("LOOM_GATEWAY_URL", w.script.url()),
+        ("LOOM_GATEWAY_MODEL", "scripted-model".to_owned()),
+        ("LOOM_GATEWAY_API_KEY", crate::support::work::KEY.to_owned()),
+        ("LOOM_EXECUTOR_LEASE_SECONDS", "3".to_owned()),
+        ("LOOM_DISPATCH_INTERVAL_SECONDS", "1".to_owned()),
+    ];
+    let mut server = crate::support::serve::Server::start(w.app.database_url(), &env);
+    for _ in 0..600 {
+        if w.script.completions().len() >= 2 {
+            break;
+        }
+        server.assert_running();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(w.script.completions().len(), 2, "the child works the bead:\n{}", server.log());
+    server.kill_hard().await;
+
+    // This process takes the project over once the dead owner's lease lapses (3 s).
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Survived."})));
+    let config = loom::executor::ExecutorConfig {
+        ownership_lease: Duration::from_secs(3),
+        ..Default::default()
+    };
+    w.executors = loom::executor::Executors::start(
+        w.app.pool.clone(),
+        w.gateway.clone(),
+        w.data.path(),
+        loom::beads::RetryPolicy::default(),
+        config,
+    );
+    for _ in 0..200 {
+        w.executors.run_until_idle().await.unwrap();
+        if w.show(&bead).await["status"] == "closed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = w.show(&bead).await;
+    assert_eq!(
+        (done["status"].as_str(), done["attempts"].as_i64()),
+        (Some("closed"), Some(0)),
+        "{done}"
+    );
+    assert_eq!(done["runs"].as_array().unwrap().len(), 1, "the same run, resumed");
+    assert_eq!(w.upstream.file("a.txt"), "survived\n", "the work done before the crash is kept");
+    assert_eq!(w.executors.owned(), ["web"]);
+}

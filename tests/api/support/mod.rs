@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod db;
 pub mod gateway;
+pub mod serve;
 pub mod work;
 
 use reqwest::{Method, StatusCode};
@@ -78,6 +79,11 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
 }
 
 impl TestApp {
+    /// The test database, for processes the test starts.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub async fn call(
         &self,
         method: Method,
