@@ -7,6 +7,7 @@ mod client;
 mod output;
 mod personas;
 mod projects;
+mod runs;
 mod schedules;
 mod server;
 mod session;
@@ -86,6 +87,13 @@ pub enum Command {
         #[command(subcommand)]
         command: personas::PersonaCommand,
     },
+    /// Runs: agents' work on beads, with their transcripts.
+    Run {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: runs::RunCommand,
+    },
     /// Schedules: recurring work, a cron expression and the bead it files.
     Schedule {
         #[command(flatten)]
@@ -107,6 +115,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Bead { remote, command } => beads::run(remote, command).await,
         Command::Agent { remote, command } => agents::run(remote, command).await,
         Command::Persona { remote, command } => personas::run(remote, command).await,
+        Command::Run { remote, command } => runs::run(remote, command).await,
         Command::Schedule { remote, command } => schedules::run(remote, command).await,
     };
     match result {

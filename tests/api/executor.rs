@@ -11,7 +11,7 @@ use crate::support::work::Work;
 
 const GREETING: &str = "Hello\n";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bead_read_edited_tested_and_done_lands_a_commit_upstream_and_closes() {
     let mut w = Work::new(
         &[("greeting.txt", GREETING), ("AGENTS.md", "Keep lines short.")],
@@ -87,6 +87,20 @@ async fn a_bead_read_edited_tested_and_done_lands_a_commit_upstream_and_closes()
     let agent = w.app.get(&format!("/api/v1/agents/{}", w.agents[0])).await.body;
     assert_eq!(agent["status"], "idle");
     assert_eq!(w.script.left(), 0);
+
+    // `loom run` prints the transcript; a bad id is a clear error.
+    let cli = crate::support::cli::Cli::with_token(&w.app.base, &w.app.viewer);
+    let (ok, out, err) = cli.run(&["run", "show", &run], None);
+    assert!(ok, "{err}");
+    for part in
+        ["outcome   success", "summary   Made the greeting friendlier.", "edit_file", "· ok ·"]
+    {
+        assert!(out.contains(part), "{part} missing from:\n{out}");
+    }
+    let (ok, out, _) = cli.run(&["run", "list", &bead], None);
+    assert!(ok && out.contains(&run) && out.contains("success"), "{out}");
+    let (ok, _, err) = cli.run(&["run", "show", "not-a-run"], None);
+    assert!(!ok && err.starts_with("error:"), "{err}");
 }
 
 #[tokio::test]
