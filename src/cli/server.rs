@@ -81,6 +81,10 @@ pub struct ServerArgs {
     /// Replies from the model a run may take.
     #[arg(long, env = "LOOM_MAX_TURNS", default_value_t = 40)]
     pub max_turns: u32,
+    /// Variables of this environment that agents' commands get too, comma-separated
+    /// (rustup's and cargo's homes are passed on already; `LOOM_*` never is).
+    #[arg(long, env = "LOOM_RUN_PASS_ENV", value_delimiter = ',')]
+    pub run_pass_env: Vec<String>,
     /// Tokens (prompt plus completion) a run may spend.
     #[arg(long, env = "LOOM_RUN_TOKEN_BUDGET", default_value_t = 1_000_000)]
     pub run_token_budget: u64,
@@ -120,6 +124,7 @@ impl ServerArgs {
                     token_budget: self.run_token_budget,
                     ..Limits::default()
                 },
+                run_pass_env: self.run_pass_env.clone(),
                 ..ExecutorConfig::default()
             }),
         })

@@ -31,9 +31,37 @@ pub struct RunEnv {
     pub retry: RetryPolicy,
     /// The tools offered to the model for native calls.
     pub tools: Vec<Tool>,
+    /// `HOME` for `run`, one directory per project, so tools' caches last between runs.
+    pub homes: std::path::PathBuf,
+    /// Variables `run` gets besides its basic environment (where the toolchains live).
+    pub run_env: Vec<(String, String)>,
 }
 
 impl RunEnv {
+    /// What commands in `run` need to find this machine's toolchains once `HOME` is not
+    /// Loom's: rustup's and cargo's homes (named outright when only implied by `HOME`), and
+    /// the variables the operator lists in `pass`, taken from Loom's own environment.
+    pub fn toolchain_env(pass: &[String]) -> Vec<(String, String)> {
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let mut vars = Vec::new();
+        for (name, dir) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
+            let value = std::env::var(name).ok().or_else(|| {
+                let implied = home.as_ref()?.join(dir);
+                implied.is_dir().then(|| implied.to_string_lossy().into_owned())
+            });
+            if let Some(v) = value {
+                vars.push((name.to_owned(), v));
+            }
+        }
+        for name in pass.iter().filter(|n| !n.is_empty() && !n.starts_with("LOOM_")) {
+            if let Ok(v) = std::env::var(name) {
+                vars.retain(|(k, _)| k != name);
+                vars.push((name.clone(), v));
+            }
+        }
+        vars
+    }
+
     pub fn tools() -> Vec<Tool> {
         let specs = tool_specs();
         specs
@@ -100,12 +128,13 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
     let start = brief::load(&mut *env.pool.get().await?, &open).await?;
     env.repos.ensure(&start.repo).await?;
     let worktree = env.repos.worktree(&start.repo, &open.bead_id).await?;
-    let workspace = Workspace::new(&worktree.path).map_err(|e| {
-        Error::Internal(anyhow::anyhow!(
-            "the worktree {} is unusable: {e}",
-            worktree.path.display()
-        ))
-    })?;
+    let workspace = Workspace::new(&worktree.path)
+        .map_err(|e| {
+            let at = worktree.path.display();
+            Error::Internal(anyhow::anyhow!("the worktree {at} is unusable: {e}"))
+        })?
+        .with_home(env.homes.join(&open.project_id))
+        .with_env(env.run_env.clone());
     let mut start = start;
     start.brief.agents_md = tokio::fs::read_to_string(worktree.path.join("AGENTS.md")).await.ok();
     let system = prompt::system_prompt(&start.brief, &vocabulary_text());

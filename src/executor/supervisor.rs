@@ -31,6 +31,8 @@ pub struct ExecutorConfig {
     pub max_resumes: i32,
     /// What stops a run whatever the model says.
     pub limits: super::machine::Limits,
+    /// Variables of Loom's environment that commands in `run` get too (`LOOM_RUN_PASS_ENV`).
+    pub run_pass_env: Vec<String>,
 }
 
 impl Default for ExecutorConfig {
@@ -41,6 +43,7 @@ impl Default for ExecutorConfig {
             tick: Duration::from_secs(1),
             max_resumes: 2,
             limits: super::machine::Limits::default(),
+            run_pass_env: Vec::new(),
         }
     }
 }
@@ -95,13 +98,17 @@ impl Executors {
         config: ExecutorConfig,
     ) -> Executors {
         let owner = Owner::new();
+        // Commands get HOME under it, which must not depend on the process's directory.
+        let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         let env = RunEnv {
             pool,
             gateway,
-            repos: crate::git::Repos::new(data_dir.to_path_buf()),
+            repos: crate::git::Repos::new(data_dir.clone()),
             limits: config.limits,
             retry,
             tools: RunEnv::tools(),
+            homes: data_dir.join("homes"),
+            run_env: RunEnv::toolchain_env(&config.run_pass_env),
         };
         Executors::new(Arc::new(env), owner, config)
     }

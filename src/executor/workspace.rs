@@ -37,6 +37,8 @@ pub enum ToolError {
 pub struct Workspace {
     root: PathBuf,
     home: Option<PathBuf>,
+    /// Variables added to `run`'s otherwise empty environment, by the operator's choice.
+    extra_env: Vec<(String, String)>,
 }
 
 /// A path an action named, checked: `shown` is its normalised relative form, for messages;
@@ -55,13 +57,20 @@ impl Workspace {
         if !root.is_dir() {
             return Err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"));
         }
-        Ok(Workspace { root, home: None })
+        Ok(Workspace { root, home: None, extra_env: Vec::new() })
     }
 
     /// Use `home` (created when missing) as `HOME` for every `run`, so caches survive between
     /// commands. Without it each command gets a fresh empty `HOME`, removed afterwards.
     pub fn with_home(mut self, home: impl Into<PathBuf>) -> Workspace {
         self.home = Some(home.into());
+        self
+    }
+
+    /// Adds these variables to every `run` (say, where the toolchains live); `LOOM_*` names
+    /// are dropped, so Loom's own settings and secrets cannot be passed on by mistake.
+    pub fn with_env(mut self, vars: Vec<(String, String)>) -> Workspace {
+        self.extra_env = vars.into_iter().filter(|(k, _)| !k.starts_with("LOOM_")).collect();
         self
     }
 

@@ -333,3 +333,21 @@ async fn a_server_killed_mid_run_is_taken_over_and_the_bead_finished() {
     assert_eq!(w.upstream.file("a.txt"), "survived\n", "the work done before the crash is kept");
     assert_eq!(w.executors.owned(), ["web"]);
 }
+
+#[tokio::test]
+async fn an_agents_commands_find_the_machines_toolchain_without_loom_settings() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Check the toolchain").await;
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "run", "command": "cargo --version; echo HOME=$HOME"})),
+    );
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Checked."})));
+    w.settle().await;
+    let steps = w.steps(&bead).await;
+    let out = steps[0]["result"].as_str().unwrap();
+    assert!(out.contains("[exit code 0]") && out.contains("cargo 1."), "{out}");
+    // HOME is the project's own directory under the data dir, not Loom's.
+    let home = w.data.path().join("homes/web");
+    assert!(out.contains(&format!("HOME={}", home.display())), "{out}");
+}

@@ -38,7 +38,7 @@ impl Workspace {
         let wanted = timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
         let limit = wanted.clamp(1, MAX_TIMEOUT_S);
         let home = Home::prepare(self.home.as_deref())?;
-        let spawned = spawn(&self.root, command, home.path())
+        let spawned = spawn(&self.root, command, home.path(), &self.extra_env)
             .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
         let (mut child, mut output) = spawned;
         let mut group = Group(child.id());
@@ -75,7 +75,12 @@ impl Workspace {
     }
 }
 
-fn spawn(root: &Path, command: &str, home: &Path) -> std::io::Result<(Child, pipe::Receiver)> {
+fn spawn(
+    root: &Path,
+    command: &str,
+    home: &Path,
+    extra: &[(String, String)],
+) -> std::io::Result<(Child, pipe::Receiver)> {
     // One pipe for stdout and stderr keeps them in the order they were written.
     let (reader, writer) = std::io::pipe()?;
     let mut cmd = tokio::process::Command::new("/bin/sh");
@@ -84,6 +89,7 @@ fn spawn(root: &Path, command: &str, home: &Path) -> std::io::Result<(Child, pip
         .current_dir(root)
         .env_clear()
         .envs(environment(home))
+        .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer)

@@ -343,6 +343,18 @@ async fn the_environment_is_scrubbed_of_everything_but_the_basics() {
 }
 
 #[tokio::test]
+async fn variables_the_operator_passes_on_reach_run_but_never_loom_settings() {
+    let f = fixture();
+    let ws = f.ws.clone().with_env(vec![
+        ("RUSTUP_HOME".into(), "/opt/rustup".into()),
+        ("LOOM_GATEWAY_API_KEY".into(), "sk-never".into()),
+    ]);
+    let out = ws.run("env", None).await.unwrap();
+    assert!(out.contains("RUSTUP_HOME=/opt/rustup"), "{out}");
+    assert!(!out.contains("sk-never") && !out.contains("LOOM_"), "{out}");
+}
+
+#[tokio::test]
 async fn perform_dispatches_workspace_actions_and_leaves_the_rest_to_the_loop() {
     let f = fixture();
     let read = Action::ReadFile { path: "README.md".into(), start_line: None, end_line: None };
