@@ -351,3 +351,90 @@ async fn an_agents_commands_find_the_machines_toolchain_without_loom_settings() 
     let home = w.data.path().join("homes/web");
     assert!(out.contains(&format!("HOME={}", home.display())), "{out}");
 }
+
+#[tokio::test]
+async fn discovered_work_is_filed_once_linked_to_its_origin_comments_go_on_the_bead_and_a_question_blocks_it()
+ {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Audit the code").await;
+    let found = json!({"action": "create_bead", "title": "Fix the flaky test", "priority": "P1", "labels": ["tests"]});
+    w.script.push_for(&bead, Reply::action(found.clone()));
+    // The same title again (case and spaces aside) is not filed twice.
+    let again = json!({"action": "create_bead", "title": "  fix the FLAKY test "});
+    w.script.push_for(&bead, Reply::action(again));
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "write_file", "path": "notes.md", "content": "audit\n"})),
+    );
+    w.script.push_for(&bead, Reply::action(json!({"action": "commit", "message": "Audit notes"})));
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "comment", "body": "Halfway: notes written."})),
+    );
+    w.script.push_for(
+        &bead,
+        Reply::action(
+            json!({"action": "block", "question": "Should the audit cover vendored code?"}),
+        ),
+    );
+    w.settle().await;
+
+    let steps = w.steps(&bead).await;
+    let filed = steps[0]["result"].as_str().unwrap();
+    assert!(filed.starts_with("filed web-"), "{filed}");
+    let new_id = filed.trim_start_matches("filed ").split(':').next().unwrap().to_owned();
+    assert!(
+        steps[1]["result"].as_str().unwrap().contains(&format!("{new_id} already tracks")),
+        "{:?}",
+        steps[1]
+    );
+    let new = w.show(&new_id).await;
+    assert_eq!((new["priority"].as_i64(), new["labels"][0].as_str()), (Some(1), Some("tests")));
+    assert_eq!(new["dependencies"][0]["kind"], "discovered-from");
+    assert_eq!(new["dependencies"][0]["id"], bead.as_str());
+    assert!(steps[3]["result"].as_str().unwrap().starts_with("committed "), "{:?}", steps[3]);
+
+    let asked = w.show(&bead).await;
+    assert_eq!(
+        (asked["status"].as_str(), asked["blocked_reason"].as_str()),
+        (Some("blocked"), Some("needs_human"))
+    );
+    let bodies: Vec<_> = asked["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(bodies.iter().any(|b| b == "Halfway: notes written."), "{bodies:?}");
+    assert!(
+        bodies.iter().any(|b| b.contains("Should the audit cover vendored code?")),
+        "{bodies:?}"
+    );
+    // The commit made mid-run is on the bead's branch, not yet on the project branch.
+    assert_eq!(w.upstream.log().len(), 1);
+    assert_eq!(w.upstream.log()[0].0, "Initial commit");
+}
+
+#[tokio::test]
+async fn a_model_that_never_replies_with_an_action_costs_an_attempt_and_backs_off() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Talk, do nothing").await;
+    w.script.fallback(Reply::text("Sure! I would be happy to help with that."));
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["runs"][0]["outcome"], "invalid_replies");
+    assert_eq!((shown["status"].as_str(), shown["attempts"].as_i64()), (Some("open"), Some(1)));
+    assert!(shown["not_before"].as_str().is_some(), "it backs off before the next attempt");
+    assert_eq!(w.script.completions().len(), 3);
+    // Each invalid reply was explained to the model before the next try.
+    let last = &w.script.completions()[2]["messages"];
+    let told = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["content"].as_str().is_some_and(|c| c.starts_with("Your reply could not be used"))
+        })
+        .count();
+    assert_eq!(told, 2);
+}
