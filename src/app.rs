@@ -2,6 +2,7 @@
 //! and returns the running pieces, so tests start the real thing.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
@@ -60,18 +61,14 @@ impl Application {
         let port = listener.local_addr()?.port();
         let nudge = Nudge::default();
         let cancel = CancellationToken::new();
-        let mut workers: Vec<_> = (0..config.dispatchers)
-            .map(|_| {
-                let dispatcher =
-                    Dispatcher::new(pool.clone(), config.dispatch.clone(), nudge.clone());
-                tokio::spawn(dispatcher.run(cancel.clone()))
-            })
-            .collect();
+        let mut workers = Vec::new();
         let health = HealthState::default();
         let gateway = match &config.gateway {
             Some(gw) => Some(Gateway::new(gw.clone(), health.clone(), Some(pool.clone()))?),
             None => None,
         };
+        // Claims in this process start their runs at once; others' are found at the tick.
+        let claimed = Arc::new(tokio::sync::Notify::new());
         if let Some(gw) = &gateway {
             tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
             workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
@@ -82,11 +79,17 @@ impl Application {
                     &config.data_dir,
                     config.retry,
                     ex.clone(),
-                );
+                )
+                .woken_by(claimed.clone());
                 workers.push(tokio::spawn(executors.run(cancel.clone())));
             }
         } else {
             tracing::warn!("no LLM gateway is configured (LOOM_GATEWAY_URL): agents will not work");
+        }
+        for _ in 0..config.dispatchers {
+            let dispatcher = Dispatcher::new(pool.clone(), config.dispatch.clone(), nudge.clone())
+                .on_claim(claimed.clone());
+            workers.push(tokio::spawn(dispatcher.run(cancel.clone())));
         }
         let nudge_for_ticker = nudge.clone();
         let mut state = AppState::new(pool.clone(), config.personas_dir.clone(), nudge);

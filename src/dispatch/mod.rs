@@ -81,6 +81,8 @@ pub struct Dispatcher {
     pool: Pool,
     config: DispatchConfig,
     nudge: Nudge,
+    /// Told after every round that claimed something: this process's executors wait on it.
+    claimed: Option<Arc<Notify>>,
 }
 
 /// Pages of the ready queue read per step before giving up on matching the idle agents.
@@ -88,7 +90,13 @@ const MAX_PAGES: usize = 10;
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: DispatchConfig, nudge: Nudge) -> Self {
-        Dispatcher { pool, config, nudge }
+        Dispatcher { pool, config, nudge, claimed: None }
+    }
+
+    /// Notifies `claimed` whenever a round claims beads, so the work starts at once.
+    pub fn on_claim(mut self, claimed: Arc<Notify>) -> Self {
+        self.claimed = Some(claimed);
+        self
     }
 
     /// One pass: claims ready beads for up to a page of idle agents that no other dispatcher
@@ -100,7 +108,13 @@ impl Dispatcher {
         }
         let claimed =
             conn.transaction::<_, Error, _>(async |conn| self.claim_round(conn).await).await?;
-        Ok(if claimed > 0 { Step::Worked(claimed) } else { Step::Idle })
+        if claimed == 0 {
+            return Ok(Step::Idle);
+        }
+        if let Some(n) = &self.claimed {
+            n.notify_one();
+        }
+        Ok(Step::Worked(claimed))
     }
 
     async fn claim_round(&self, conn: &mut Conn) -> Result<usize> {

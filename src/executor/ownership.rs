@@ -60,6 +60,20 @@ impl Owner {
         Ok(owned)
     }
 
+    /// Whether some project has no live owner (new, or its owner's lease lapsed): a cheap
+    /// read, so that a new project is taken on at the next tick, not the next renewal.
+    pub async fn any_unowned(conn: &mut Conn) -> Result<bool> {
+        #[derive(QueryableByName)]
+        struct Any {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            any: bool,
+        }
+        let q = "SELECT EXISTS (SELECT 1 FROM projects p \
+                   LEFT JOIN executor_leases l ON l.project_id = p.id \
+                  WHERE l.project_id IS NULL OR l.expires_at < now()) AS any";
+        Ok(Prepared(diesel::sql_query(q)).get_result::<Any>(conn).await?.any)
+    }
+
     /// Gives up every project (at shutdown), so a peer takes them over at once.
     pub async fn release_all(&self, conn: &mut Conn) -> Result<usize> {
         use crate::db::schema::executor_leases;

@@ -73,6 +73,8 @@ pub struct Executors {
     queued: VecDeque<OpenRun>,
     claimed_at: Option<Instant>,
     renewed_at: Option<Instant>,
+    /// Woken when this process's dispatcher claims beads.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Executors {
@@ -86,6 +88,7 @@ impl Executors {
             queued: VecDeque::new(),
             claimed_at: None,
             renewed_at: None,
+            wake: Arc::default(),
         }
     }
 
@@ -113,6 +116,13 @@ impl Executors {
         Executors::new(Arc::new(env), owner, config)
     }
 
+    /// Wakes the loop when `wake` is notified (`Dispatcher::on_claim`), so claimed beads
+    /// start at once rather than at the next tick.
+    pub fn woken_by(mut self, wake: Arc<tokio::sync::Notify>) -> Executors {
+        self.wake = wake;
+        self
+    }
+
     /// Projects this process runs now.
     pub fn owned(&self) -> Vec<String> {
         let mut v: Vec<String> = self.owned.keys().cloned().collect();
@@ -128,7 +138,8 @@ impl Executors {
     pub async fn step(&mut self) -> Result<Step> {
         self.running.retain(|_, r| !r.handle.is_finished());
         let due = |at: Option<Instant>, every: Duration| at.is_none_or(|t| t.elapsed() >= every);
-        if due(self.claimed_at, self.config.ownership_lease / 3) {
+        let renew = due(self.claimed_at, self.config.ownership_lease / 3);
+        if renew || Owner::any_unowned(&mut *self.env.pool.get().await?).await? {
             self.claim_projects().await?;
         }
         if due(self.renewed_at, self.config.bead_lease / 3) {
@@ -258,8 +269,10 @@ impl Executors {
             if let Err(e) = self.step().await {
                 tracing::warn!(error = %e, "an executor step failed; trying again");
             }
+            let wake = self.wake.clone();
             tokio::select! {
                 () = cancel.cancelled() => break,
+                () = wake.notified() => {}
                 () = tokio::time::sleep(self.config.tick) => {}
             }
         }

@@ -438,3 +438,46 @@ async fn a_model_that_never_replies_with_an_action_costs_an_attempt_and_backs_of
         .count();
     assert_eq!(told, 2);
 }
+
+/// The service as a person runs it: dispatcher, executors and probe in the background. A
+/// bead filed through the API is worked and closed with nothing driving it but the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_service_works_a_filed_bead_to_a_commit_on_its_own() {
+    use crate::support::gateway::ScriptedGateway;
+    use crate::support::work::{KEY, Upstream, gateway_config};
+    let script = ScriptedGateway::start().await;
+    script.require_key(KEY);
+    let url = script.url();
+    let app = crate::support::spawn_with(|c| {
+        c.gateway = Some(gateway_config(&url));
+        c.executors = Some(loom::executor::ExecutorConfig::default());
+        c.dispatchers = 1;
+    })
+    .await;
+    let upstream = Upstream::new(&[("README.md", "# Web\n")]);
+    let body = json!({"id": "web", "name": "Web", "repo": upstream.path(), "branch": "main"});
+    let res = app
+        .call(reqwest::Method::POST, "/api/v1/projects", Some(&app.admin.clone()), Some(body))
+        .await;
+    assert_eq!(res.status.as_u16(), 201, "{:?}", res.body);
+    let res =
+        app.post("/api/v1/agents", json!({"name": "ada", "persona": "software-engineer"})).await;
+    assert_eq!(res.status.as_u16(), 201, "{:?}", res.body);
+    let bead = app.bead("web", "Add a usage section", json!({})).await;
+    script.push_for(&bead, Reply::action(json!({"action": "edit_file", "path": "README.md", "old": "# Web\n", "new": "# Web\n\nRun `make`.\n"})));
+    script.push_for(
+        &bead,
+        Reply::action(json!({"action": "done", "summary": "Added a usage section."})),
+    );
+    let mut shown = app.show(&bead).await;
+    for _ in 0..300 {
+        if shown["status"] == "closed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        shown = app.show(&bead).await;
+    }
+    assert_eq!(shown["status"], "closed", "{shown}");
+    assert_eq!(upstream.file("README.md"), "# Web\n\nRun `make`.\n");
+    assert_eq!(upstream.log()[0].0, "Added a usage section.");
+}
