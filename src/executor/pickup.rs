@@ -121,28 +121,24 @@ pub struct StepRecord<'a> {
 /// The longest result kept in a step; the model saw the whole (clipped) text.
 const STEP_RESULT_CHARS: usize = 2_000;
 
-/// Records a step and the run's running totals in one transaction.
+/// Records a step.
 pub async fn record_step(conn: &mut Conn, step: StepRecord<'_>) -> Result<()> {
-    use diesel_async::AsyncConnection;
     let result: String = step.result.chars().take(STEP_RESULT_CHARS).collect();
-    conn.transaction::<_, crate::error::Error, _>(async move |conn| {
-        diesel::insert_into(run_steps::table)
-            .values((
-                run_steps::run_id.eq(step.run_id),
-                run_steps::turn.eq(step.turn),
-                run_steps::action.eq(&step.action),
-                run_steps::ok.eq(step.ok),
-                run_steps::result.eq(&result),
-                run_steps::prompt_tokens.eq(step.prompt_tokens),
-                run_steps::completion_tokens.eq(step.completion_tokens),
-                run_steps::started_at.eq(step.started_at),
-                run_steps::duration_ms.eq(step.duration_ms),
-            ))
-            .execute(conn)
-            .await?;
-        Ok(())
-    })
-    .await
+    diesel::insert_into(run_steps::table)
+        .values((
+            run_steps::run_id.eq(step.run_id),
+            run_steps::turn.eq(step.turn),
+            run_steps::action.eq(&step.action),
+            run_steps::ok.eq(step.ok),
+            run_steps::result.eq(&result),
+            run_steps::prompt_tokens.eq(step.prompt_tokens),
+            run_steps::completion_tokens.eq(step.completion_tokens),
+            run_steps::started_at.eq(step.started_at),
+            run_steps::duration_ms.eq(step.duration_ms),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The run's counters, after each reply.

@@ -88,6 +88,9 @@ pub(super) struct Live {
     pub workspace: Workspace,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The last reply's tokens, not yet put on a step: the first action of a reply carries
+    /// what the reply cost.
+    pub unbilled: (u64, u64),
 }
 
 impl Live {
@@ -139,8 +142,15 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
     start.brief.agents_md = tokio::fs::read_to_string(worktree.path.join("AGENTS.md")).await.ok();
     let system = prompt::system_prompt(&start.brief, &vocabulary_text());
     let task = prompt::task(&start.brief);
-    let mut live =
-        Live { open, start, worktree, workspace, prompt_tokens: 0, completion_tokens: 0 };
+    let mut live = Live {
+        open,
+        start,
+        worktree,
+        workspace,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        unbilled: (0, 0),
+    };
     let mut machine = Machine::new(env.limits);
     let mut effect = machine.step(Event::Start { system, task });
     loop {
@@ -172,12 +182,13 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
                     action: serde_json::to_value(&action).unwrap_or_default(),
                     ok: result.ok,
                     result: &result.text,
-                    prompt_tokens: 0,
-                    completion_tokens: 0,
+                    prompt_tokens: live.unbilled.0 as i64,
+                    completion_tokens: live.unbilled.1 as i64,
                     started_at,
                     duration_ms: clock.elapsed().as_millis() as i64,
                 };
                 pickup::record_step(&mut *env.pool.get().await?, record).await?;
+                live.unbilled = (0, 0);
                 machine.step(Event::Performed(result))
             }
         };
@@ -196,6 +207,7 @@ async fn ask(env: &RunEnv, live: &mut Live, machine: &Machine) -> Event {
         Ok(reply) => {
             live.prompt_tokens += reply.usage.prompt_tokens;
             live.completion_tokens += reply.usage.completion_tokens;
+            live.unbilled = (reply.usage.prompt_tokens, reply.usage.completion_tokens);
             Event::Replied(reply)
         }
         Err(e) => Event::GatewayFailed(e),

@@ -61,6 +61,12 @@ async fn a_bead_read_edited_tested_and_done_lands_a_commit_upstream_and_closes()
         steps.iter().map(|s| s["action"]["action"].as_str().unwrap().to_owned()).collect();
     assert_eq!(actions, ["read_file", "edit_file", "run"]);
     assert!(steps.iter().all(|s| s["ok"] == true), "{steps:?}");
+    // Each step carries the tokens of the reply that asked for it.
+    assert!(
+        steps.iter().all(|s| (s["prompt_tokens"].as_i64(), s["completion_tokens"].as_i64())
+            == (Some(100), Some(20))),
+        "{steps:?}"
+    );
     assert!(steps[2]["result"].as_str().unwrap().contains('1'), "{:?}", steps[2]);
     let r = &shown["runs"][0];
     assert_eq!((r["outcome"].as_str(), r["turns"].as_i64()), (Some("success"), Some(4)));
