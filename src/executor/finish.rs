@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::machine::Ending;
-use super::pickup::OpenRun;
+use super::pickup::{self, OpenRun};
 use super::run::{Live, RunEnv};
 use super::tracker;
 use crate::activity::Actor;
@@ -48,6 +48,12 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
     let message = commit_message(&summary);
     env.repos.commit(&live.worktree, &live.author(), &message, &trailers).await?;
     let repo = &live.start.repo;
+    // A bead taken back while the agent finished is not merged (its commits stay on the
+    // bead's branch).
+    if !pickup::still_ours(&mut *env.pool.get().await?, live.open.id, env.worker).await? {
+        tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, "a finished run's claim was lost; not merged");
+        return Ok(());
+    }
     let sha = match env.repos.merge(repo, &live.open.bead_id).await? {
         MergeOutcome::Conflict { paths } => {
             let body = format!(

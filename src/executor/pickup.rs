@@ -105,6 +105,17 @@ pub async fn renew(
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
+/// Whether the run is still open and still this process's: a person may have taken the
+/// bead back, or its lease lapsed and another process adopted it. Asked before each call to
+/// the model and before merging, so taken-back work is not merged.
+pub async fn still_ours(conn: &mut Conn, run_id: Uuid, worker: Uuid) -> Result<bool> {
+    let open = runs::table
+        .filter(runs::id.eq(run_id))
+        .filter(runs::outcome.is_null())
+        .filter(runs::worker.eq(worker));
+    Ok(diesel::select(diesel::dsl::exists(open)).get_result(conn).await?)
+}
+
 /// One performed action, as `GET /api/v1/runs/{id}` shows it.
 pub struct StepRecord<'a> {
     pub run_id: Uuid,

@@ -29,6 +29,8 @@ pub struct RunEnv {
     pub repos: Repos,
     pub limits: Limits,
     pub retry: RetryPolicy,
+    /// This process, as `runs.worker`.
+    pub worker: uuid::Uuid,
     /// The tools offered to the model for native calls.
     pub tools: Vec<Tool>,
     /// `HOME` for `run`, one directory per project, so tools' caches last between runs.
@@ -115,6 +117,11 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
     };
     let result = match ended {
         Ok((live, ending)) => finish::finish(&env, &live, ending).await,
+        // Someone else's now: nothing to release.
+        Err(Error::Conflict { code: "claim_lost", .. }) => {
+            tracing::info!(run.id = %run_id, bead.id = %bead_id, "a run's claim was lost; it stops");
+            Ok(())
+        }
         // The worktree or the tracker failed under the run: an attempt, with the reason.
         Err(e) => {
             tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %e, "a run failed");
@@ -160,6 +167,14 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
         effect = match effect {
             Effect::Finish(ending) => return Ok((live, ending)),
             Effect::Ask => {
+                if !pickup::still_ours(&mut *env.pool.get().await?, live.open.id, env.worker)
+                    .await?
+                {
+                    return Err(Error::Conflict {
+                        code: "claim_lost",
+                        message: "the bead was taken back or handed to another process".into(),
+                    });
+                }
                 let event = ask(env, &mut live, &machine).await;
                 let effect = machine.step(event);
                 pickup::record_totals(

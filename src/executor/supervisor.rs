@@ -109,6 +109,7 @@ impl Executors {
             repos: crate::git::Repos::new(data_dir.clone()),
             limits: config.limits,
             retry,
+            worker: owner.id,
             tools: RunEnv::tools(),
             homes: data_dir.join("homes"),
             run_env: RunEnv::toolchain_env(&config.run_pass_env),

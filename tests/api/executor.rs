@@ -487,3 +487,49 @@ async fn the_running_service_works_a_filed_bead_to_a_commit_on_its_own() {
     assert_eq!(upstream.file("README.md"), "# Web\n\nRun `make`.\n");
     assert_eq!(upstream.log()[0].0, "Added a usage section.");
 }
+
+/// A person closes the bead while the agent is finishing: the work is not merged, and the
+/// run ends as the person's take-back said (cancelled), not as a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bead_taken_back_mid_run_is_not_merged() {
+    use std::time::Duration;
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Change of plans").await;
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "write_file", "path": "a.txt", "content": "b\n"})),
+    );
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "done", "summary": "Changed."}))
+            .delay(Duration::from_millis(800)),
+    );
+    let (script, base, token, id) =
+        (w.script.clone(), w.app.base.clone(), w.app.member.clone(), bead.clone());
+    let person = tokio::spawn(async move {
+        for _ in 0..200 {
+            if script.completions().len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let res = reqwest::Client::new()
+            .post(format!("{base}/api/v1/beads/{id}/close"))
+            .bearer_auth(token)
+            .json(&json!({"reason": "not needed after all"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    });
+    w.settle().await;
+    person.await.unwrap();
+    let shown = w.show(&bead).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["close_reason"].as_str()),
+        (Some("closed"), Some("not needed after all"))
+    );
+    assert_eq!(shown["runs"][0]["outcome"], "cancelled");
+    assert_eq!(w.upstream.file("a.txt"), "a\n", "taken-back work is not merged");
+    assert_eq!(w.upstream.log().len(), 1);
+}
