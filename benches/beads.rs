@@ -9,21 +9,16 @@
 //! create and drop its own databases.
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark, not the service
 
+mod common;
+
+use common::{server_url, url_for, write_doc};
+
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use loom::activity::Actor;
 use loom::beads::{Bead, Dependency, DependencyKind};
 use serde_json::json;
-
-fn server_url() -> String {
-    std::env::var("LOOM_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn url_for(db: &str) -> String {
-    loom::db::database_url(&server_url(), db)
-}
 
 struct Stats {
     median: Duration,
@@ -275,20 +270,6 @@ fn report(rows: &[Row]) -> String {
     out
 }
 
-fn write_doc(table: &str) {
-    let path = "docs/PERFORMANCE.md";
-    let start = "<!-- bench:beads:start -->";
-    let end = "<!-- bench:beads:end -->";
-    let doc = std::fs::read_to_string(path).unwrap_or_default();
-    let stamp = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let section = format!("{start}\nMeasured {stamp} (release build):\n\n{table}{end}");
-    let new = match (doc.find(start), doc.find(end)) {
-        (Some(s), Some(e)) => format!("{}{section}{}", &doc[..s], &doc[e + end.len()..]),
-        _ => format!("{doc}\n{section}\n"),
-    };
-    std::fs::write(path, new).unwrap();
-}
-
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sizes: Vec<i64> = std::env::var("LOOM_BENCH_SIZES")
@@ -300,5 +281,5 @@ fn main() {
     let rows: Vec<Row> = sizes.into_iter().map(|s| rt.block_on(measure(s))).collect();
     let table = report(&rows);
     println!("{table}");
-    write_doc(&table);
+    write_doc("beads", &table);
 }

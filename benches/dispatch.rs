@@ -11,6 +11,10 @@
 //! create and drop its own databases.
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark, not the service
 
+mod common;
+
+use common::{server_url, url_for, write_doc};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,15 +35,6 @@ const AGENTS: i64 = 1_000;
 const PAIRS: i64 = 300;
 /// Fake executors completing runs.
 const COMPLETERS: i64 = 8;
-
-fn server_url() -> String {
-    std::env::var("LOOM_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn url_for(db: &str) -> String {
-    loom::db::database_url(&server_url(), db)
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -481,20 +476,6 @@ fn report(cols: &[Column], rounds: u64, window: Duration) -> String {
     out
 }
 
-fn write_doc(table: &str) {
-    let path = "docs/PERFORMANCE.md";
-    let start = "<!-- bench:dispatch:start -->";
-    let end = "<!-- bench:dispatch:end -->";
-    let doc = std::fs::read_to_string(path).unwrap_or_default();
-    let stamp = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let section = format!("{start}\nMeasured {stamp} (release build):\n\n{table}{end}");
-    let new = match (doc.find(start), doc.find(end)) {
-        (Some(s), Some(e)) => format!("{}{section}{}", &doc[..s], &doc[e + end.len()..]),
-        _ => format!("{doc}\n{section}\n"),
-    };
-    std::fs::write(path, new).unwrap();
-}
-
 fn main() {
     let rounds = env_or("LOOM_BENCH_ROUNDS", 3);
     let window = Duration::from_secs(env_or("LOOM_BENCH_WINDOW_SECS", 10));
@@ -532,6 +513,6 @@ fn main() {
         }
         let table = report(&cols, rounds, window);
         println!("{table}");
-        write_doc(&table);
+        write_doc("dispatch", &table);
     });
 }

@@ -10,6 +10,10 @@
 //! create and drop its own database, and the `git` command line to make the upstream.
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark, not the service
 
+mod common;
+
+use common::{server_url, url_for, write_doc};
+
 #[path = "../tests/api/support/gateway.rs"]
 mod scripted;
 
@@ -32,11 +36,6 @@ use serde_json::json;
 
 const DB: &str = "loom_bench_executor";
 const FILES: usize = 60;
-
-fn server_url() -> String {
-    std::env::var("LOOM_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -85,7 +84,7 @@ async fn setup() -> Env {
     let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)")).await.unwrap();
     admin.batch_execute(&format!("CREATE DATABASE {DB}")).await.unwrap();
-    let url = loom::db::database_url(&server_url(), DB);
+    let url = url_for(DB);
     loom::db::migrate(&url).await.unwrap();
     let pool = loom::db::connect(&url, &DbConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -257,19 +256,6 @@ fn table(r: &Report, rounds: usize) -> String {
     out
 }
 
-fn write_doc(table: &str) {
-    let path = "docs/PERFORMANCE.md";
-    let (start, end) = ("<!-- bench:executor:start -->", "<!-- bench:executor:end -->");
-    let doc = std::fs::read_to_string(path).unwrap_or_default();
-    let stamp = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let section = format!("{start}\nMeasured {stamp} (release build):\n\n{table}{end}");
-    let new = match (doc.find(start), doc.find(end)) {
-        (Some(s), Some(e)) => format!("{}{section}{}", &doc[..s], &doc[e + end.len()..]),
-        _ => format!("{doc}\n{section}\n"),
-    };
-    std::fs::write(path, new).unwrap();
-}
-
 fn main() {
     let rounds: usize =
         std::env::var("LOOM_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
@@ -306,7 +292,7 @@ fn main() {
         }
         let t = table(&r, rounds);
         println!("{t}");
-        write_doc(&t);
+        write_doc("executor", &t);
         drop(env);
         let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)")).await.unwrap();
