@@ -71,6 +71,10 @@ pub struct ServerArgs {
     /// Longest a whole reply may take, in seconds.
     #[arg(long, env = "LOOM_GATEWAY_TIMEOUT_SECONDS", default_value_t = 300)]
     pub gateway_timeout_seconds: u64,
+    /// Claim beads even of projects no process runs an executor for (something outside Loom
+    /// completes the runs); by default such beads wait.
+    #[arg(long, env = "LOOM_DISPATCH_WITHOUT_EXECUTORS")]
+    pub dispatch_without_executors: bool,
     /// Run no executors in this process (another replica runs the agents' work).
     #[arg(long, env = "LOOM_NO_EXECUTORS")]
     pub no_executors: bool,
@@ -106,6 +110,7 @@ impl ServerArgs {
             dispatch: crate::dispatch::DispatchConfig {
                 lease: Duration::from_secs(self.lease_seconds.max(5)),
                 sweep_interval: Duration::from_secs(self.dispatch_interval_seconds.max(1)),
+                require_executor: !self.dispatch_without_executors,
                 ..Default::default()
             },
             ticker: (!self.no_ticker).then(|| crate::ticker::TickerConfig {

@@ -31,6 +31,11 @@ pub struct DispatchConfig {
     pub sweep_interval: Duration,
     /// Most ready beads read per page while looking for matches.
     pub page: i64,
+    /// Claim only beads of projects some process runs an executor for (`executor_leases`),
+    /// so that with no gateway or no executor anywhere, beads wait instead of being claimed,
+    /// left unworked and failed when their lease lapses. `loom serve` sets it; tests that
+    /// complete runs themselves do not.
+    pub require_executor: bool,
 }
 
 impl Default for DispatchConfig {
@@ -39,6 +44,7 @@ impl Default for DispatchConfig {
             lease: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(2),
             page: 200,
+            require_executor: false,
         }
     }
 }
@@ -128,7 +134,9 @@ impl Dispatcher {
             // As many beads as agents: when every agent can take every bead that is
             // enough, and locking more would only hide them from the other dispatchers.
             let limit = free.len() as i64;
-            let page = queue::lock_ready(conn, &free, after.as_ref(), limit).await?;
+            let page =
+                queue::lock_ready(conn, &free, after.as_ref(), limit, self.config.require_executor)
+                    .await?;
             let candidates: Vec<Candidate> = page.iter().map(|r| r.candidate.clone()).collect();
             for (bead, agent) in assign(&candidates, &free) {
                 free.retain(|a| a.id != agent);

@@ -48,6 +48,9 @@ impl Default for ExecutorConfig {
     }
 }
 
+/// Most runs picked up per round (the rest come next round).
+const PICK_UP_BATCH: i32 = 200;
+
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -139,25 +142,27 @@ impl Executors {
     pub async fn step(&mut self) -> Result<Step> {
         self.running.retain(|_, r| !r.handle.is_finished());
         let due = |at: Option<Instant>, every: Duration| at.is_none_or(|t| t.elapsed() >= every);
+        // Leases first: whatever else fails this round, held runs must not lapse.
+        if due(self.renewed_at, self.config.bead_lease / 3) {
+            self.renew_leases().await?;
+        }
         let renew = due(self.claimed_at, self.config.ownership_lease / 3);
         if renew || Owner::any_unowned(&mut *self.env.pool.get().await?).await? {
             self.claim_projects().await?;
         }
-        if due(self.renewed_at, self.config.bead_lease / 3) {
-            self.renew_leases().await?;
-        }
-        let slots: usize = self
-            .owned
-            .iter()
-            .map(|(p, max)| max.saturating_sub(self.in_project(p)))
-            .sum::<usize>()
-            .saturating_sub(self.queued.len());
-        if slots > 0 {
+        // Every open run of an owned project is taken on, whether or not a slot is free: a
+        // run waiting for a slot is held here, its lease renewed, instead of lapsing unseen.
+        if !self.owned.is_empty() {
             let projects = self.owned();
             let mut conn = self.env.pool.get().await?;
-            let limit = slots.min(i32::MAX as usize) as i32;
-            let picked = pickup::pick_up(&mut conn, self.owner.id, &projects, limit).await?;
-            self.queued.extend(picked);
+            let picked =
+                pickup::pick_up(&mut conn, self.owner.id, &projects, PICK_UP_BATCH).await?;
+            if !picked.is_empty() {
+                // An adopted or long-waiting run's lease may be near its end: renew at once.
+                self.queued.extend(picked);
+                drop(conn);
+                self.renew_leases().await?;
+            }
         }
         self.start_queued().await
     }
@@ -220,7 +225,11 @@ impl Executors {
                 continue;
             }
             if open.resumes > self.config.max_resumes {
-                self.give_up(&open).await?;
+                // On failure the run stays held (and renewed) and is given up next round.
+                if let Err(e) = self.give_up(&open).await {
+                    tracing::warn!(run.id = %open.id, error = %e, "could not give up a run");
+                    waiting.push_back(open);
+                }
                 continue;
             }
             let cancel = CancellationToken::new();

@@ -101,6 +101,8 @@ async fn dispatchers_in_several_processes_give_every_bead_to_one_agent_once_and_
         ("LOOM_DISPATCHERS", CHILD_DISPATCHERS.to_string()),
         ("LOOM_DISPATCH_INTERVAL_SECONDS", "1".to_owned()),
         ("LOOM_LEASE_SECONDS", "600".to_owned()),
+        // This test completes the runs itself: no executor runs anywhere.
+        ("LOOM_DISPATCH_WITHOUT_EXECUTORS", "true".to_owned()),
     ];
     let mut servers: Vec<Server> = (0..CHILDREN).map(|_| Server::start(&db.url, &env)).collect();
     let wanted = CHILDREN as i64;

@@ -458,6 +458,7 @@ async fn the_running_service_works_a_filed_bead_to_a_commit_on_its_own() {
         c.gateway = Some(gateway_config(&url));
         c.executors = Some(loom::executor::ExecutorConfig::default());
         c.dispatchers = 1;
+        c.dispatch.require_executor = true;
     })
     .await;
     let upstream = Upstream::new(&[("README.md", "# Web\n")]);
@@ -532,4 +533,77 @@ async fn a_bead_taken_back_mid_run_is_not_merged() {
     assert_eq!(shown["runs"][0]["outcome"], "cancelled");
     assert_eq!(w.upstream.file("a.txt"), "a\n", "taken-back work is not merged");
     assert_eq!(w.upstream.log().len(), 1);
+}
+
+async fn count(w: &Work, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(sql).get_result::<N>(&mut w.app.pool.get().await.unwrap()).await.unwrap().n
+}
+
+/// More claims than the project runs at once: the ones waiting for a slot are held by the
+/// executor with their leases renewed, not left to lapse (which would cost them attempts).
+#[tokio::test]
+async fn runs_waiting_for_a_slot_are_held_and_renewed_then_worked_in_turn() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 2, Limits::default()).await;
+    let res = w
+        .app
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/projects/web",
+            Some(&w.app.admin.clone()),
+            Some(json!({"max_parallel": 1})),
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    let beads = [w.bead("First").await, w.bead("Second").await];
+    for b in &beads {
+        w.script.push_for(b, Reply::action(json!({"action": "done", "summary": "Done."})));
+    }
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 2);
+    // Age both leases, as if the claims were made long ago.
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("UPDATE beads SET lease_expires_at = now() + interval '2 seconds' WHERE status = 'in_progress'")
+        .execute(&mut w.app.pool.get().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(w.executors.step().await.unwrap(), loom::executor::Step::Worked(1), "one slot");
+    assert_eq!(
+        count(&w, "SELECT count(*) AS n FROM runs WHERE outcome IS NULL AND worker IS NOT NULL")
+            .await,
+        2
+    );
+    assert_eq!(
+        count(&w, "SELECT count(*) AS n FROM beads WHERE status = 'in_progress' AND lease_expires_at > now() + interval '30 seconds'").await,
+        2,
+        "the waiting run's lease was renewed too"
+    );
+    w.settle().await;
+    for b in &beads {
+        assert_eq!(w.show(b).await["status"], "closed");
+    }
+}
+
+#[tokio::test]
+async fn a_dispatcher_that_requires_an_executor_leaves_beads_ready_until_one_owns_the_project() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Wait for an executor").await;
+    let config = loom::dispatch::DispatchConfig { require_executor: true, ..Default::default() };
+    let strict = loom::dispatch::Dispatcher::new(
+        w.app.pool.clone(),
+        config,
+        loom::dispatch::Nudge::default(),
+    );
+    assert_eq!(strict.run_until_idle().await.unwrap(), 0, "no executor owns the project yet");
+    assert_eq!(w.show(&bead).await["status"], "open");
+    w.executors.step().await.unwrap();
+    assert_eq!(w.executors.owned(), ["web"]);
+    assert_eq!(strict.run_until_idle().await.unwrap(), 1);
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Done."})));
+    w.executors.run_until_idle().await.unwrap();
+    assert_eq!(w.show(&bead).await["status"], "closed");
 }
