@@ -77,7 +77,22 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
             .execute(&mut *env.pool.get().await?)
             .await?;
     }
-    release(env, &live.open, RunOutcome::Success, Some(summary)).await?;
+    let mut conn = env.pool.get().await?;
+    let after =
+        Bead::release(&mut conn, live.open.id, RunOutcome::Success, Some(summary), env.retry)
+            .await?;
+    if !matches!(after, Some(crate::beads::AfterRun::Closed)) {
+        // Taken back between the check above and the merge: say so where people look.
+        let sha = sha.as_deref().unwrap_or("nothing new");
+        let body = format!(
+            "This bead was taken back while its agent finished; the work was merged anyway \
+             ({sha}). Revert it on `{}` if it is not wanted.",
+            repo.branch
+        );
+        tracing::warn!(run.id = %live.open.id, bead.id = %live.open.bead_id, "merged work of a bead taken back");
+        comment(env, live, body).await?;
+    }
+    drop(conn);
     env.repos.remove_worktree(repo, &live.open.bead_id).await?;
     Ok(())
 }
@@ -109,7 +124,9 @@ async fn release(
     note: Option<String>,
 ) -> Result<()> {
     let mut conn = env.pool.get().await?;
-    Bead::release(&mut conn, open.id, outcome, note, env.retry).await?;
+    if Bead::release(&mut conn, open.id, outcome, note, env.retry).await?.is_none() {
+        tracing::warn!(run.id = %open.id, bead.id = %open.bead_id, outcome = %outcome, "a run had already ended when its executor released it");
+    }
     Ok(())
 }
 

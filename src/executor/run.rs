@@ -146,7 +146,7 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
         .with_home(env.homes.join(&open.project_id))
         .with_env(env.run_env.clone());
     let mut start = start;
-    start.brief.agents_md = tokio::fs::read_to_string(worktree.path.join("AGENTS.md")).await.ok();
+    start.brief.agents_md = agents_md(&workspace).await;
     let system = prompt::system_prompt(&start.brief, &vocabulary_text());
     let task = prompt::task(&start.brief);
     let mut live = Live {
@@ -167,14 +167,7 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
         effect = match effect {
             Effect::Finish(ending) => return Ok((live, ending)),
             Effect::Ask => {
-                if !pickup::still_ours(&mut *env.pool.get().await?, live.open.id, env.worker)
-                    .await?
-                {
-                    return Err(Error::Conflict {
-                        code: "claim_lost",
-                        message: "the bead was taken back or handed to another process".into(),
-                    });
-                }
+                ensure_ours(env, &live).await?;
                 let event = ask(env, &mut live, &machine).await;
                 let effect = machine.step(event);
                 pickup::record_totals(
@@ -188,6 +181,8 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
                 effect
             }
             Effect::Perform(action) => {
+                // The rest of a reply's actions stop too when the bead was taken back.
+                ensure_ours(env, &live).await?;
                 let started_at = chrono::Utc::now();
                 let clock = Instant::now();
                 let result = perform(env, &live, &action).await;
@@ -208,6 +203,34 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
             }
         };
     }
+}
+
+/// The worktree's AGENTS.md, read like any file the agent reads: a link out of the worktree
+/// (to `/proc/self/environ`, say) is refused, and a big file is cut.
+async fn agents_md(workspace: &Workspace) -> Option<String> {
+    let ws = workspace.clone();
+    let read = tokio::task::spawn_blocking(move || ws.read_file("AGENTS.md", None, None)).await;
+    match read {
+        Ok(Ok(text)) => Some(text),
+        Ok(Err(super::workspace::ToolError::NotFound(_))) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "AGENTS.md was not used");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Fails with `claim_lost` when the run is no longer open or no longer this process's.
+async fn ensure_ours(env: &RunEnv, live: &Live) -> Result<()> {
+    let mut conn = env.pool.get().await?;
+    if pickup::still_ours(&mut conn, live.open.id, env.worker).await? {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        code: "claim_lost",
+        message: "the bead was taken back or handed to another process".into(),
+    })
 }
 
 /// One call to the model. While the gateway is known to be down no call is made: the run

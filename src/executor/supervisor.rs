@@ -61,6 +61,7 @@ pub enum Step {
 
 struct Running {
     project: String,
+    bead: String,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
 }
@@ -220,7 +221,9 @@ impl Executors {
         let mut waiting = VecDeque::new();
         while let Some(open) = self.queued.pop_front() {
             let max = self.owned.get(&open.project_id).copied().unwrap_or(0);
-            if self.in_project(&open.project_id) >= max {
+            // One task per bead: an earlier run of it may still be stopping in its worktree.
+            let busy = self.running.values().any(|r| r.bead == open.bead_id);
+            if busy || self.in_project(&open.project_id) >= max {
                 waiting.push_back(open);
                 continue;
             }
@@ -234,8 +237,8 @@ impl Executors {
             }
             let cancel = CancellationToken::new();
             let handle = tokio::spawn(run::work(self.env.clone(), open.clone(), cancel.clone()));
-            let project = open.project_id.clone();
-            self.running.insert(open.id, Running { project, cancel, handle });
+            let (project, bead) = (open.project_id.clone(), open.bead_id.clone());
+            self.running.insert(open.id, Running { project, bead, cancel, handle });
             started += 1;
         }
         self.queued = waiting;

@@ -607,3 +607,23 @@ async fn a_dispatcher_that_requires_an_executor_leaves_beads_ready_until_one_own
     w.executors.run_until_idle().await.unwrap();
     assert_eq!(w.show(&bead).await["status"], "closed");
 }
+
+#[tokio::test]
+async fn an_agents_md_linking_out_of_the_worktree_is_not_read_into_the_prompt() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    // The repository commits AGENTS.md as a link to a file outside it.
+    let secret = w.data.path().join("outside-secret.txt");
+    std::fs::write(&secret, "TOP-SECRET-VALUE").unwrap();
+    let work = w.upstream.dir.path().join("work");
+    std::os::unix::fs::symlink(&secret, work.join("AGENTS.md")).unwrap();
+    crate::support::work::git(&work, &["add", "AGENTS.md"]);
+    crate::support::work::git(&work, &["commit", "-q", "-m", "Link AGENTS.md"]);
+    crate::support::work::git(&work, &["push", "-q", w.upstream.path().to_str().unwrap(), "main"]);
+    let bead = w.bead("Read the rules").await;
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Done."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    let system = w.script.completions()[0]["messages"][0]["content"].as_str().unwrap().to_owned();
+    assert!(!system.contains("TOP-SECRET-VALUE"), "a link out of the worktree was followed");
+    assert!(!system.contains("The project's rules"));
+}
