@@ -25,6 +25,7 @@ pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<
             release(env, &live.open, RunOutcome::NeedsHuman, Some(question)).await
         }
         Ending::Stopped { outcome, reason } => {
+            let (outcome, reason) = charge_repeated_parks(env, live, outcome, reason).await?;
             tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, outcome = %outcome, reason, "a run stopped");
             release(env, &live.open, outcome, Some(reason)).await?;
             // A parked run resumes where it was; any other starts its next attempt afresh
@@ -35,6 +36,33 @@ pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<
             Ok(())
         }
     }
+}
+
+/// Parks cost nothing, so a bead the gateway fails on every time (a request it cannot
+/// serve, not an outage) would park and resume for ever: past `MAX_PARKS` a park is charged
+/// as a failed attempt, which the attempts rule bounds.
+const MAX_PARKS: i64 = 5;
+
+async fn charge_repeated_parks(
+    env: &RunEnv,
+    live: &Live,
+    outcome: RunOutcome,
+    reason: String,
+) -> Result<(RunOutcome, String)> {
+    if outcome != RunOutcome::GatewayUnavailable {
+        return Ok((outcome, reason));
+    }
+    let parked: i64 = runs::table
+        .filter(runs::bead_id.eq(&live.open.bead_id))
+        .filter(runs::outcome.eq(RunOutcome::GatewayUnavailable))
+        .count()
+        .get_result(&mut *env.pool.get().await?)
+        .await?;
+    if parked + 1 < MAX_PARKS {
+        return Ok((outcome, reason));
+    }
+    let why = format!("the gateway failed on this bead {} times: {reason}", parked + 1);
+    Ok((RunOutcome::Failed, why))
 }
 
 /// A run that could not go on (the repository or the database failed under it).

@@ -346,9 +346,14 @@ fn stopped(outcome: RunOutcome, reason: impl Into<String>) -> Ending {
     Ending::Stopped { outcome, reason: reason.into() }
 }
 
+/// An outage, or a gateway refusing Loom itself (its key, its model), parks the bead without
+/// cost; a refusal of this request (a prompt too long) is the run's failure.
 fn gateway_ending(e: GatewayError) -> Ending {
     match e {
         GatewayError::Unavailable(m) => stopped(RunOutcome::GatewayUnavailable, m),
+        e @ GatewayError::Rejected { status: 401 | 403 | 404, .. } => {
+            stopped(RunOutcome::GatewayUnavailable, e.to_string())
+        }
         other => stopped(RunOutcome::Failed, other.to_string()),
     }
 }

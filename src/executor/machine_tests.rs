@@ -215,6 +215,16 @@ fn block_asks_a_human_and_gateway_failures_end_the_run_by_kind() {
         m.step(Event::GatewayFailed(down)),
         Effect::Finish(stopped(RunOutcome::GatewayUnavailable, "503: overloaded"))
     );
+    // A gateway refusing Loom itself (its key, its model) parks the bead: no run could work.
+    for status in [401, 403, 404] {
+        let mut m = machine(Limits::default());
+        let refused = GatewayError::Rejected { status, message: "no".into() };
+        let Effect::Finish(Ending::Stopped { outcome, .. }) = m.step(Event::GatewayFailed(refused))
+        else {
+            panic!("a refusal ends the run")
+        };
+        assert_eq!(outcome, RunOutcome::GatewayUnavailable, "{status}");
+    }
     let mut m = machine(Limits::default());
     let refused = GatewayError::Rejected { status: 400, message: "context too long".into() };
     let Effect::Finish(Ending::Stopped { outcome, .. }) = m.step(Event::GatewayFailed(refused))

@@ -244,9 +244,17 @@ impl Gateway {
         };
         let (health, reason) = match &error {
             GatewayError::Unavailable(m) => (Health::Down, m.clone()),
+            // Loom's configuration is wrong (the key, the model, the URL): no call can work
+            // until a person fixes it, so runs park rather than spend attempts.
             GatewayError::Rejected { status: 401 | 403, message } => {
-                (Health::Degraded, format!("it refuses Loom's API key: {message}"))
+                (Health::Down, format!("it refuses Loom's API key: {message}"))
             }
+            GatewayError::Rejected { status: 404, message } => (
+                Health::Down,
+                format!(
+                    "it has no such model or route (check LOOM_GATEWAY_URL and LOOM_GATEWAY_MODEL): {message}"
+                ),
+            ),
             // The request's own fault: the gateway itself is fine.
             GatewayError::Rejected { .. } => (Health::Healthy, String::new()),
             GatewayError::Malformed(m) => (Health::Degraded, m.clone()),
@@ -436,7 +444,7 @@ impl Gateway {
                     (Health::Down, Some(format!("the probe got {}", s.as_u16())))
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
-                    Health::Degraded,
+                    Health::Down,
                     Some(format!("it refuses Loom's API key ({})", res.status().as_u16())),
                 ),
                 // Anything else is an answer: the gateway is there.

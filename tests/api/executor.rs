@@ -627,3 +627,45 @@ async fn an_agents_md_linking_out_of_the_worktree_is_not_read_into_the_prompt() 
     assert!(!system.contains("TOP-SECRET-VALUE"), "a link out of the worktree was followed");
     assert!(!system.contains("The project's rules"));
 }
+
+/// A wrong model name is Loom's configuration, not the bead's fault: the bead parks without
+/// cost and the status says what to fix. But a bead the gateway fails on every time cannot
+/// park for ever: its fifth park costs an attempt.
+#[tokio::test]
+async fn a_misconfigured_model_parks_beads_without_cost_and_endless_parks_are_charged() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Any work").await;
+    w.script.fallback(Reply::status_with(404, "model 'scripted-model' not found"));
+    let ticker = loom::ticker::Ticker::new(
+        w.app.pool.clone(),
+        loom::beads::RetryPolicy::default(),
+        w.health.clone(),
+        loom::dispatch::Nudge::default(),
+    );
+    for park in 1..=4 {
+        w.settle().await;
+        let shown = w.show(&bead).await;
+        assert_eq!(
+            (shown["blocked_reason"].as_str(), shown["attempts"].as_i64()),
+            (Some("gateway_unavailable"), Some(0)),
+            "park {park}: {shown}"
+        );
+        let report = w.health.report();
+        assert_eq!(report.health, loom::gateway::Health::Down);
+        assert!(report.reason.unwrap().contains("LOOM_GATEWAY_MODEL"));
+        // The probe sees the gateway answer; the ticker reopens the bead.
+        assert_eq!(w.gateway.probe().await, loom::gateway::Health::Healthy);
+        assert_eq!(ticker.resume_parked().await.unwrap().healed, 1);
+    }
+    w.settle().await;
+    let charged = w.show(&bead).await;
+    assert_eq!(
+        (charged["status"].as_str(), charged["attempts"].as_i64()),
+        (Some("open"), Some(1)),
+        "{charged}"
+    );
+    assert!(
+        charged["last_error"].as_str().unwrap().contains("failed on this bead 5 times"),
+        "{charged}"
+    );
+}

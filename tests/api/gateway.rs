@@ -197,7 +197,8 @@ async fn a_refused_request_is_not_retried_and_the_key_never_shows() {
     assert_eq!(*status, 401);
     assert!(message.contains("Incorrect API key"), "{message}");
     assert_eq!(script.completions().len(), 1, "a refusal is not retried");
-    assert_eq!(health.get(), Health::Degraded);
+    // No call can work until a person fixes the key: runs park rather than fail.
+    assert_eq!(health.get(), Health::Down);
     let recorded = GatewayCall::recent(&mut pool.get().await.unwrap(), 10).await.unwrap();
     let texts = [
         err.to_string(),
@@ -209,7 +210,7 @@ async fn a_refused_request_is_not_retried_and_the_key_never_shows() {
     for t in texts {
         assert!(!t.contains(KEY), "the key leaked: {t}");
     }
-    assert_eq!(gateway.probe().await, Health::Degraded);
+    assert_eq!(gateway.probe().await, Health::Down);
 
     // The request's own fault (400) is not the gateway's: it stays healthy.
     let f = fixture(|_| {}).await;
