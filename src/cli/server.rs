@@ -96,6 +96,7 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     pub fn config(&self) -> anyhow::Result<Config> {
+        self.check_leases()?;
         let database = match self.database_url.as_deref().filter(|u| !u.is_empty()) {
             Some(url) => DatabaseSource::Url(Secret::new(url)),
             None => DatabaseSource::Embedded,
@@ -133,6 +134,20 @@ impl ServerArgs {
                 ..ExecutorConfig::default()
             }),
         })
+    }
+
+    /// A dead owner's runs must be adopted before their beads' leases lapse, or each
+    /// takeover would cost the beads an attempt.
+    fn check_leases(&self) -> anyhow::Result<()> {
+        if !self.no_executors && self.executor_lease_seconds.max(3) >= self.lease_seconds.max(5) {
+            bail!(
+                "LOOM_EXECUTOR_LEASE_SECONDS ({}) must be shorter than LOOM_LEASE_SECONDS ({}): \
+                 a dead process's runs are taken over after the first, and fail after the second",
+                self.executor_lease_seconds,
+                self.lease_seconds
+            );
+        }
+        Ok(())
     }
 
     fn gateway(&self) -> anyhow::Result<Option<GatewayConfig>> {
@@ -287,5 +302,9 @@ mod tests {
         assert_eq!(gw.api_key.as_ref().map(Secret::expose), Some("sk-secret"));
         assert!(!format!("{c:?}").contains("sk-secret"));
         assert!(config(&[]).expect("config").gateway.is_none());
+        let err = config(&["--executor-lease-seconds", "60", "--lease-seconds", "60"])
+            .expect_err("refused");
+        assert!(err.to_string().contains("must be shorter"), "{err}");
+        assert!(config(&["--executor-lease-seconds", "60", "--lease-seconds", "90"]).is_ok());
     }
 }

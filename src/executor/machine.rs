@@ -25,6 +25,8 @@ pub struct Limits {
     pub token_budget: u64,
     /// `create_bead` actions performed per run; more are refused to the model.
     pub max_created_beads: u32,
+    /// Actions one reply may ask for (a reply is one turn, whatever it holds).
+    pub max_actions_per_reply: usize,
     /// Longest action result put into the conversation, in characters.
     pub max_result_chars: usize,
     /// When the conversation grows past this many characters, the oldest results are elided.
@@ -39,6 +41,7 @@ impl Default for Limits {
             max_repeats: 4,
             token_budget: 1_000_000,
             max_created_beads: 5,
+            max_actions_per_reply: 20,
             max_result_chars: 12_000,
             max_context_chars: 240_000,
         }
@@ -178,7 +181,12 @@ impl Machine {
 
     fn replied(&mut self, reply: Completion) -> Effect {
         self.turns += 1;
-        self.tokens += reply.usage.prompt_tokens + reply.usage.completion_tokens;
+        self.tokens += match reply.usage.prompt_tokens + reply.usage.completion_tokens {
+            // A gateway that reports no usage must not make the budget unlimited: count
+            // about four characters a token of what was sent and received.
+            0 => self.estimate_tokens(&reply),
+            n => n,
+        };
         self.messages.push(assistant_message(&reply));
         if self.tokens > self.limits.token_budget {
             let reason = format!(
@@ -193,6 +201,14 @@ impl Machine {
             .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
             .collect();
         match parse_reply(&reply.content, &native) {
+            Ok(actions) if actions.len() > self.limits.max_actions_per_reply => {
+                let m = format!(
+                    "the reply holds {} actions; send at most {} at a time",
+                    actions.len(),
+                    self.limits.max_actions_per_reply
+                );
+                self.invalid(&reply.tool_calls, m)
+            }
             Ok(actions) if !actions.is_empty() => {
                 self.invalid_in_a_row = 0;
                 let ids = reply.tool_calls.iter().map(|c| Some(c.id.clone()));
@@ -292,6 +308,13 @@ impl Machine {
             }
         }
         self.next_action()
+    }
+
+    fn estimate_tokens(&self, reply: &Completion) -> u64 {
+        let sent: usize =
+            self.messages.iter().map(|m| m.content.as_ref().map_or(0, String::len)).sum();
+        let args: usize = reply.tool_calls.iter().map(|c| c.function.arguments.len()).sum();
+        ((sent + reply.content.len() + args) / 4) as u64
     }
 
     fn ask_again(&mut self) -> Effect {

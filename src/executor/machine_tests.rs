@@ -260,3 +260,21 @@ fn long_results_are_cut_and_old_ones_elided_while_the_task_stays() {
     assert!(m.messages()[3].content.as_deref().unwrap_or("").contains("elided"));
     assert!(last(&m).content.as_deref().unwrap_or("").starts_with("[1] read_file → 19"));
 }
+
+#[test]
+fn a_reply_with_too_many_actions_is_refused_and_missing_usage_is_estimated() {
+    let mut m = machine(Limits { max_actions_per_reply: 2, ..Limits::default() });
+    let many = json!({"actions": [
+        {"action": "git_diff"}, {"action": "git_diff"}, {"action": "git_diff"},
+    ]});
+    assert_eq!(m.step(json_reply(many)), Effect::Ask);
+    assert!(last(&m).content.as_deref().unwrap_or("").contains("at most 2"));
+
+    // A gateway that reports no usage still spends the budget.
+    let mut m = machine(Limits { token_budget: 50, ..Limits::default() });
+    let silent = Completion { content: "x".repeat(400), ..Completion::default() };
+    let Effect::Finish(Ending::Stopped { outcome, .. }) = m.step(Event::Replied(silent)) else {
+        panic!("about 100 tokens is over a budget of 50")
+    };
+    assert_eq!(outcome, RunOutcome::TokenBudget);
+}

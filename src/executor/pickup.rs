@@ -105,6 +105,14 @@ pub async fn renew(
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
+/// Gives this process's open runs back unworked (at shutdown), for the next owner.
+pub async fn hand_over(conn: &mut Conn, worker: Uuid) -> Result<usize> {
+    Ok(diesel::update(runs::table.filter(runs::worker.eq(worker)).filter(runs::outcome.is_null()))
+        .set(runs::worker.eq(None::<Uuid>))
+        .execute(conn)
+        .await?)
+}
+
 /// Whether the run is still open and still this process's: a person may have taken the
 /// bead back, or its lease lapsed and another process adopted it. Asked before each call to
 /// the model and before merging, so taken-back work is not merged.

@@ -112,11 +112,24 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
     let run_id = open.id;
     let bead_id = open.bead_id.clone();
     let ended = tokio::select! {
+        // Cancellation first: an interrupted run stays open for the next owner, uncharged.
+        biased;
         () = cancel.cancelled() => return,
         ended = drive(&env, open.clone(), &cancel) => ended,
     };
+    if cancel.is_cancelled() {
+        return;
+    }
     let result = match ended {
-        Ok((live, ending)) => finish::finish(&env, &live, ending).await,
+        Ok((live, ending)) => match finish::finish(&env, &live, ending).await {
+            Ok(()) => Ok(()),
+            // Ending it failed (a merge error, the database): the run fails with that reason,
+            // so a person sees why, rather than the lease lapsing with none.
+            Err(e) => {
+                tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %e, "a run could not finish");
+                finish::fail(&env, &open, &format!("finishing the run failed: {e}")).await
+            }
+        },
         // Someone else's now: nothing to release.
         Err(Error::Conflict { code: "claim_lost", .. }) => {
             tracing::info!(run.id = %run_id, bead.id = %bead_id, "a run's claim was lost; it stops");

@@ -289,12 +289,25 @@ impl Executors {
                 () = tokio::time::sleep(self.config.tick) => {}
             }
         }
-        for (_, r) in self.running.drain() {
-            r.cancel.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), r.handle).await;
-        }
+        // Stop every run at once, then wait for them together, under one deadline.
+        let handles: Vec<_> = self
+            .running
+            .drain()
+            .map(|(_, r)| {
+                r.cancel.cancel();
+                r.handle
+            })
+            .collect();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(handles))
+                .await;
         match self.env.pool.get().await {
             Ok(mut conn) => {
+                // A clean hand-over is not a crash: the next owner picks these runs up as
+                // new (no resume counted) and this process's projects are free at once.
+                if let Err(e) = pickup::hand_over(&mut conn, self.owner.id).await {
+                    tracing::warn!(error = %e, "could not hand over the open runs");
+                }
                 if let Err(e) = self.owner.release_all(&mut conn).await {
                     tracing::warn!(error = %e, "could not give up the executor leases");
                 }

@@ -200,6 +200,9 @@ pub(crate) struct FunctionDelta {
     pub arguments: Option<String>,
 }
 
+/// The most tool calls kept from one streamed reply.
+const MAX_TOOL_CALLS: usize = 64;
+
 /// What the model answered, streamed or not.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Completion {
@@ -248,6 +251,10 @@ impl Completion {
     }
 
     fn absorb_call(&mut self, piece: ToolCallDelta) {
+        // A reply never holds more calls than this; a wild index is not a reason to allocate.
+        if piece.index >= MAX_TOOL_CALLS {
+            return;
+        }
         while self.tool_calls.len() <= piece.index {
             self.tool_calls.push(ToolCall {
                 id: String::new(),
@@ -300,6 +307,14 @@ mod tests {
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(c.usage, Usage { prompt_tokens: 12, completion_tokens: 5 });
         assert_eq!(c.model.as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn a_tool_call_index_past_any_real_reply_is_ignored_not_allocated() {
+        let mut c = Completion::default();
+        let wild = r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1000000000,"id":"x","function":{"name":"run","arguments":"{}"}}]}}]}"#;
+        c.absorb(chunk(wild));
+        assert!(c.tool_calls.is_empty());
     }
 
     #[test]
