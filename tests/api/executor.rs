@@ -669,3 +669,49 @@ async fn a_misconfigured_model_parks_beads_without_cost_and_endless_parks_are_ch
         "{charged}"
     );
 }
+
+/// A clean shutdown mid-run: the run stays open, is handed back unworked (not counted as a
+/// crash), the project is free at once, and the next owner finishes the bead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_hands_the_run_over_and_the_next_owner_finishes_it() {
+    use std::time::Duration;
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Span a restart").await;
+    w.script.push_for(&bead, Reply::text("slow").delay(Duration::from_secs(60)));
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1);
+    let first = loom::executor::Executors::start(
+        w.app.pool.clone(),
+        w.gateway.clone(),
+        w.data.path(),
+        loom::beads::RetryPolicy::default(),
+        loom::executor::ExecutorConfig::default(),
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(first.run(cancel.clone()));
+    for _ in 0..200 {
+        if !w.script.completions().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(w.script.completions().len(), 1, "the first owner is mid-call");
+    cancel.cancel();
+    running.await.unwrap();
+    assert_eq!(count(&w, "SELECT count(*) AS n FROM runs WHERE outcome IS NULL AND worker IS NULL AND resumes = 0").await, 1);
+    assert_eq!(
+        count(&w, "SELECT count(*) AS n FROM executor_leases").await,
+        0,
+        "the project is free"
+    );
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "done", "summary": "Done after a restart."})),
+    );
+    w.executors.run_until_idle().await.unwrap();
+    let done = w.show(&bead).await;
+    assert_eq!(
+        (done["status"].as_str(), done["attempts"].as_i64()),
+        (Some("closed"), Some(0)),
+        "{done}"
+    );
+}
