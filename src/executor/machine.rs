@@ -145,6 +145,12 @@ impl Machine {
         }
     }
 
+    /// A run adopted after its process died: its turns and tokens so far still count
+    /// against its limits (its conversation is gone; the worktree holds its work).
+    pub fn resumed(limits: Limits, turns: u32, tokens: u64) -> Machine {
+        Machine { turns, tokens, ..Machine::new(limits) }
+    }
+
     /// The conversation to send with `Effect::Ask`.
     pub fn messages(&self) -> &[Message] {
         &self.messages

@@ -160,6 +160,15 @@ pub async fn record_step(conn: &mut Conn, step: StepRecord<'_>) -> Result<()> {
     Ok(())
 }
 
+/// What a run had spent when it was adopted: (turns, prompt tokens, completion tokens).
+pub async fn totals(conn: &mut Conn, run_id: Uuid) -> Result<(i32, i64, i64)> {
+    Ok(runs::table
+        .find(run_id)
+        .select((runs::turns, runs::prompt_tokens, runs::completion_tokens))
+        .first(conn)
+        .await?)
+}
+
 /// The run's counters, after each reply.
 pub async fn record_totals(
     conn: &mut Conn,

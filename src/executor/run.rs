@@ -171,7 +171,13 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
         completion_tokens: 0,
         unbilled: (0, 0),
     };
-    let mut machine = Machine::new(env.limits);
+    // An adopted run goes on counting from where it was.
+    let (turns, prompt, completion) =
+        pickup::totals(&mut *env.pool.get().await?, live.open.id).await?;
+    live.prompt_tokens = prompt.max(0) as u64;
+    live.completion_tokens = completion.max(0) as u64;
+    let spent = live.prompt_tokens + live.completion_tokens;
+    let mut machine = Machine::resumed(env.limits, turns.max(0) as u32, spent);
     let mut effect = machine.step(Event::Start { system, task });
     loop {
         if cancel.is_cancelled() {
@@ -202,7 +208,7 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
                 let record = StepRecord {
                     run_id: live.open.id,
                     turn: machine.turns() as i32,
-                    action: serde_json::to_value(&action).unwrap_or_default(),
+                    action: clipped(serde_json::to_value(&action).unwrap_or_default()),
                     ok: result.ok,
                     result: &result.text,
                     prompt_tokens: live.unbilled.0 as i64,
@@ -216,6 +222,22 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
             }
         };
     }
+}
+
+/// An action as a step stores it: long strings (a whole file written) cut, since the step
+/// is a record for people, not a copy of the worktree.
+fn clipped(mut action: serde_json::Value) -> serde_json::Value {
+    const MAX: usize = 2_000;
+    if let Some(map) = action.as_object_mut() {
+        for v in map.values_mut() {
+            if let Some(text) = v.as_str().filter(|t| t.chars().count() > MAX) {
+                let kept: String = text.chars().take(MAX).collect();
+                let cut = text.chars().count() - MAX;
+                *v = serde_json::Value::String(format!("{kept}[… {cut} more characters]"));
+            }
+        }
+    }
+    action
 }
 
 /// The worktree's AGENTS.md, read like any file the agent reads: a link out of the worktree
@@ -324,4 +346,20 @@ async fn commit(env: &RunEnv, live: &Live, message: &str) -> Result<String> {
         Some(sha) => format!("committed {}", &sha[..sha.len().min(12)]),
         None => "nothing to commit: the worktree has no changes".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::clipped;
+
+    #[test]
+    fn a_stored_action_keeps_short_arguments_and_cuts_a_whole_file() {
+        let action = json!({"action": "write_file", "path": "a.txt", "content": "x".repeat(5_000)});
+        let kept = clipped(action);
+        assert_eq!(kept["path"], "a.txt");
+        let content = kept["content"].as_str().unwrap_or_default();
+        assert!(content.ends_with("[… 3000 more characters]"), "{}", &content[1990..]);
+    }
 }
