@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use git2::{FetchOptions, FetchPrune, Oid, Repository, build::RepoBuilder};
 use tracing::{info, instrument, warn};
 
+use super::auth::Auth;
 use super::error::{GitContext, GitError, Result};
 use super::names::{Source, check_branch, check_id, redact};
 use super::{ProjectRepo, Repos, blocking, remove_path};
@@ -69,10 +70,14 @@ fn staging_path(path: &Path) -> PathBuf {
 }
 
 fn clone_into(staging: &Path, url: &str, branch: &str) -> Result<()> {
+    let auth = Auth::new(url);
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(auth.callbacks());
     let repo = RepoBuilder::new()
         .bare(true)
+        .fetch_options(options)
         .clone(url, staging)
-        .map_err(|source| GitError::remote("cloning", redact(url), source))?;
+        .map_err(|source| auth.error("cloning", source))?;
     settle_branch(&repo, url, branch)?;
     repo.set_head(&format!("refs/heads/{branch}")).ctx("pointing the clone's HEAD at the branch")
 }
@@ -83,12 +88,13 @@ fn update(repo: &Repository, url: &str, branch: &str) -> Result<()> {
         info!(url = %redact(url), "the project's repository changed: repointing origin");
         repo.remote_set_url("origin", url).ctx("setting origin's URL")?;
     }
+    let auth = Auth::new(url);
     let mut remote = repo.find_remote("origin").ctx("reading remote origin")?;
     let mut options = FetchOptions::new();
-    options.prune(FetchPrune::On);
+    options.prune(FetchPrune::On).remote_callbacks(auth.callbacks());
     remote
         .fetch(&[] as &[&str], Some(&mut options), None)
-        .map_err(|source| GitError::remote("fetching", redact(url), source))?;
+        .map_err(|source| auth.error("fetching", source))?;
     settle_branch(repo, url, branch)
 }
 

@@ -16,13 +16,16 @@
 //!   divergence, with a warning), `push` only fast-forwards origin.
 //! - `remove_worktree` deletes `loom/<bead-id>` only when the project branch contains it.
 //! - `push` never moves a branch that a local origin has checked out (see [`Repos::push`]).
-//! - git2 is built without its https and ssh features, so only local paths, `file://`,
-//!   `git://` and plain `http://` remotes work; others fail with [`GitError::UnsupportedUrl`].
+//! - Remotes: local paths, `file://`, `git://`, `http(s)://`, `ssh://` and `user@host:path`.
+//!   Credentials come from the URL, the ssh-agent, `~/.ssh/id_ed25519` / `id_rsa` or git's
+//!   credential helper (see `auth.rs`); an ssh host must be in `~/.ssh/known_hosts`. Errors
+//!   and logs show URLs through `names::redact`, which hides passwords and tokens.
 
 // clippy.toml forbids git2's entry types in the rest of the crate because they block; this
 // module is where they are meant to be used, always inside `spawn_blocking`.
 #![allow(clippy::disallowed_types)]
 
+mod auth;
 mod clone;
 mod commit;
 mod error;

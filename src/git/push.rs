@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use git2::{
-    AutotagOption, ErrorCode, FetchOptions, Oid, PushOptions, Remote, RemoteCallbacks, Repository,
-};
+use git2::{AutotagOption, ErrorCode, FetchOptions, Oid, PushOptions, Remote, Repository};
 use tracing::{info, instrument};
 
+use super::auth::Auth;
 use super::clone::{branch_tip, ref_target};
 use super::error::{GitContext, GitError, Result};
 use super::names::{check_branch, check_id, file_url, local_path, redact};
@@ -122,9 +121,10 @@ fn head_is(repo: &Repository, refname: &str) -> bool {
 fn push_branch(remote: &mut Remote<'_>, url: &str, branch: &str) -> Result<()> {
     // No '+': libgit2 refuses a non-fast-forward update instead of forcing it.
     let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let auth = Auth::new(url);
     let mut refused: Option<String> = None;
     let result = {
-        let mut callbacks = RemoteCallbacks::new();
+        let mut callbacks = auth.callbacks();
         callbacks.push_update_reference(|_, status| {
             if let Some(status) = status {
                 refused = Some(status.to_owned());
@@ -139,7 +139,7 @@ fn push_branch(remote: &mut Remote<'_>, url: &str, branch: &str) -> Result<()> {
         Err(e) if e.code() == ErrorCode::NotFastForward => {
             Err(rejected(url, branch, format!("{NOT_FAST_FORWARD}: {}", e.message())))
         }
-        Err(source) => Err(GitError::remote("pushing to", redact(url), source)),
+        Err(source) => Err(auth.error("pushing to", source)),
         Ok(()) => match refused {
             Some(status) => Err(rejected(url, branch, format!("origin refused it: {status}"))),
             None => Ok(()),

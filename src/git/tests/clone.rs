@@ -153,16 +153,34 @@ async fn a_missing_local_source_is_an_error() {
 }
 
 #[tokio::test]
-async fn urls_this_build_cannot_speak_are_unsupported_url_errors() {
+async fn https_and_ssh_urls_to_a_closed_port_say_the_remote_could_not_be_reached() {
     let fx = Fixture::new();
-    // Neither gets as far as a connection: there is no ssh transport and no TLS stream.
-    for repo in ["ssh://127.0.0.1/nothing.git", "https://127.0.0.1:9/nothing.git"] {
-        let project = ProjectRepo { id: "web".into(), repo: repo.into(), branch: "main".into() };
-        let err = fx.repos.ensure(&project).await.expect_err("no transport");
-        assert!(matches!(err, GitError::UnsupportedUrl { .. }), "{repo}: {err:?}");
-        assert!(err.to_string().contains("no transport"), "{err}");
-        assert_eq!(crate::error::Error::from(err).code(), "git_unsupported_url");
+    let port = closed_port();
+    for repo in [
+        format!("https://loom:s3cret@127.0.0.1:{port}/nothing.git"),
+        format!("ssh://git@127.0.0.1:{port}/nothing.git"),
+    ] {
+        let project = ProjectRepo { id: "web".into(), repo: repo.clone(), branch: "main".into() };
+        let err = fx.repos.ensure(&project).await.expect_err("nothing listens");
+        assert!(matches!(err, GitError::Unreachable { op: "cloning", .. }), "{repo}: {err:?}");
+        let message = err.to_string();
+        assert!(message.starts_with("could not reach"), "{message}");
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert_eq!(crate::error::Error::from(err).code(), "unavailable");
+        assert!(!fx.clone_dir("web").exists(), "no clone is left behind");
     }
+}
+
+#[tokio::test]
+async fn a_scheme_libgit2_has_no_transport_for_is_an_unsupported_url_error() {
+    let fx = Fixture::new();
+    let project =
+        ProjectRepo { id: "web".into(), repo: "svn://127.0.0.1/x".into(), branch: "main".into() };
+    let err = fx.repos.ensure(&project).await.expect_err("no transport");
+    assert!(matches!(err, GitError::UnsupportedUrl { .. }), "{err:?}");
+    assert!(err.to_string().contains("no transport"), "{err}");
+    assert_eq!(crate::error::Error::from(err).code(), "git_unsupported_url");
 }
 
 #[tokio::test]

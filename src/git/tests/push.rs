@@ -4,7 +4,7 @@ use super::*;
 use crate::git::PushOutcome;
 
 /// A bare origin made from a one-commit source, and a project cloned from it.
-async fn bare_origin(fx: &Fixture) -> ProjectRepo {
+pub(super) async fn bare_origin(fx: &Fixture) -> ProjectRepo {
     source_with(&fx.path("seed"), &[("README.md", "hi\n")]);
     bare_copy(&fx.path("seed"), &fx.path("origin.git"));
     let project = project("web", &fx.path("origin.git"));
