@@ -54,6 +54,14 @@ pub enum GitError {
     },
     #[error("push of {branch} to {url} was rejected: {reason}")]
     PushRejected { branch: String, url: String, reason: String },
+    /// Origin's branch has commits Loom's does not, and merging them into Loom's conflicts:
+    /// nothing was merged, pushed or forced. A person has to merge the two.
+    #[error(
+        "origin's {branch} ({url}) has moved on and merging it into Loom's {branch} conflicts \
+         in {}: nothing was pushed (Loom never forces); merge the two by hand",
+        .paths.join(", ")
+    )]
+    UpstreamConflict { branch: String, url: String, paths: Vec<String> },
     #[error("{context}: {}", .source.message())]
     Git {
         context: String,
@@ -127,6 +135,7 @@ impl From<GitError> for Error {
             GitError::BranchNotFound { .. } => Error::invalid("git_branch_not_found", message),
             GitError::NotCloned(_) => Error::conflict("git_not_cloned", message),
             GitError::PushRejected { .. } => Error::conflict("git_push_rejected", message),
+            GitError::UpstreamConflict { .. } => Error::conflict("git_upstream_conflict", message),
             GitError::UnsupportedUrl { .. } => Error::invalid("git_unsupported_url", message),
             GitError::AuthFailed { .. } => Error::invalid("git_auth_failed", message),
             GitError::Remote { .. } | GitError::Unreachable { .. } => {

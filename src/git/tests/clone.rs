@@ -1,6 +1,7 @@
 //! `ensure`: cloning, fetching, fast-forwarding, recovering from crashes, and its errors.
 
 use super::*;
+use crate::git::EnsureOutcome;
 
 #[tokio::test]
 async fn ensure_clones_a_local_path_into_a_bare_repo_with_origin() {
@@ -52,30 +53,15 @@ async fn ensure_fetches_and_fast_forwards_a_new_upstream_commit() {
 }
 
 #[tokio::test]
-async fn ensure_keeps_loom_merges_when_origin_has_diverged() {
-    let fx = Fixture::new();
-    let project = fx.ready("src", &[("README.md", "one\n")]).await;
-    let ours = bead_commits(&fx, &project, "b1", &[("ours.txt", "x\n")]).await;
-    fx.repos.merge(&project, "b1").await.expect("merge");
-    let source = Repository::open(fx.path("src")).expect("source");
-    commit_files(&source, &[("theirs.txt", "y\n")], "Upstream work");
-
-    fx.repos.ensure(&project).await.expect("ensure with diverged branches");
-
-    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
-    let clone = fx.clone_repo("web");
-    assert!(clone.refname_to_id("refs/remotes/origin/main").is_ok(), "origin was fetched");
-}
-
-#[tokio::test]
 async fn ensure_keeps_a_branch_that_is_ahead_of_origin() {
     let fx = Fixture::new();
     let project = fx.ready("src", &[("README.md", "one\n")]).await;
     let ours = bead_commits(&fx, &project, "b1", &[("ours.txt", "x\n")]).await;
     fx.repos.merge(&project, "b1").await.expect("merge");
 
-    fx.repos.ensure(&project).await.expect("ensure");
+    let outcome = fx.repos.ensure(&project).await.expect("ensure");
 
+    assert_eq!(outcome, EnsureOutcome::Ready);
     assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
 }
 

@@ -14,8 +14,8 @@ use base64::Engine;
 
 use super::push::bare_origin;
 use super::*;
-use crate::git::PushOutcome;
 use crate::git::auth::{Auth, MAX_ASKS};
+use crate::git::{EnsureOutcome, PushOutcome};
 
 struct GitHttpServer {
     port: u16,
@@ -212,7 +212,7 @@ async fn a_smart_http_remote_is_cloned_and_pushed_to_with_basic_auth_from_the_ur
     let server = served_origin(&fx, "loom", "t0k:en/x");
     let project = http_project(server.port, "loom:t0k%3Aen%2Fx");
 
-    fx.repos.ensure(&project).await.expect("clone");
+    assert_eq!(fx.repos.ensure(&project).await.expect("clone"), EnsureOutcome::Ready);
     let readme = fx.repos.read_file(&project, "README.md").await.expect("read");
     assert_eq!(readme.as_deref(), Some(&b"hi\n"[..]));
     bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
@@ -224,7 +224,27 @@ async fn a_smart_http_remote_is_cloned_and_pushed_to_with_basic_auth_from_the_ur
     assert_eq!(outcome, PushOutcome::Pushed { sha: main.clone() });
     assert_eq!(tip(&fx.path("srv/origin.git"), "main"), Some(main));
     assert!(server.challenged() > 0, "the server asked for credentials");
-    fx.repos.ensure(&project).await.expect("fetch");
+    assert_eq!(fx.repos.ensure(&project).await.expect("fetch"), EnsureOutcome::Ready);
+}
+
+#[tokio::test]
+async fn upstream_moving_on_over_http_is_merged_in_and_pushed() {
+    let fx = Fixture::new();
+    let server = served_origin(&fx, "loom", "secret");
+    let project = http_project(server.port, "loom:secret");
+    fx.repos.ensure(&project).await.expect("clone");
+    let origin = Repository::open(fx.path("srv/origin.git")).expect("origin");
+    let theirs = commit_to_ref(&origin, "main", &[("theirs.txt", "t\n")]).to_string();
+    bead_commits(&fx, &project, "b1", &[("ours.txt", "o\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+
+    let PushOutcome::Pushed { sha } = fx.repos.push(&project).await.expect("push") else {
+        panic!("not pushed")
+    };
+
+    assert_eq!(tip(&fx.path("srv/origin.git"), "main"), Some(sha.clone()));
+    let merge = origin.find_commit(git2::Oid::from_str(&sha).expect("oid")).expect("merge");
+    assert_eq!(merge.parent_id(1).expect("second parent").to_string(), theirs);
 }
 
 #[tokio::test]

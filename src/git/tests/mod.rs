@@ -5,6 +5,7 @@ mod clone;
 mod http;
 mod merge;
 mod push;
+mod upstream;
 mod worktree;
 
 use std::path::{Path, PathBuf};
@@ -155,6 +156,10 @@ fn git_errors_map_to_domain_errors_with_stable_codes() {
         (
             GitError::PushRejected { branch: "b".into(), url: "u".into(), reason: "r".into() },
             "git_push_rejected",
+        ),
+        (
+            GitError::UpstreamConflict { branch: "b".into(), url: "u".into(), paths: vec![] },
+            "git_upstream_conflict",
         ),
         (
             GitError::AuthFailed { host: "h".into(), url: "u".into(), detail: "d".into() },
