@@ -3,20 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, FetchPrune, Oid, Repository, build::RepoBuilder};
+use git2::{FetchOptions, Oid, Repository, build::RepoBuilder};
 use tracing::{info, instrument, warn};
 
+use super::auth::Auth;
 use super::error::{GitContext, GitError, Result};
 use super::names::{Source, check_branch, check_id, redact};
-use super::{ProjectRepo, Repos, blocking, remove_path};
+use super::upstream::{fetch_origin, integrate};
+use super::{EnsureOutcome, MergeOutcome, ProjectRepo, Repos, blocking, remove_path};
 
 impl Repos {
     /// Makes sure `<data_dir>/repos/<id>` is a bare clone of the project with its branch:
     /// clones it when absent (or when a crash left something that is not a usable clone),
-    /// otherwise fetches origin and fast-forwards the project branch when origin is ahead.
-    /// When the two have diverged Loom's branch is kept and a warning logged.
+    /// otherwise fetches origin and brings origin's branch into Loom's: a fast-forward when
+    /// Loom's has nothing of its own, a merge commit by Loom when the two have diverged.
+    /// When that merge conflicts Loom's branch is kept as it was and the outcome says so.
     #[instrument(skip_all, fields(project.id = %project.id))]
-    pub async fn ensure(&self, project: &ProjectRepo) -> Result<()> {
+    pub async fn ensure(&self, project: &ProjectRepo) -> Result<EnsureOutcome> {
         check_id("project id", &project.id)?;
         check_branch(&project.branch)?;
         let path = self.clone_path(&project.id);
@@ -41,7 +44,7 @@ fn open_usable(path: &Path) -> Option<Repository> {
 
 /// Clones into a staging directory beside the final one and renames it into place, so a
 /// crash mid-clone leaves nothing at the final path that looks like a clone.
-fn fresh_clone(path: &Path, url: &str, branch: &str) -> Result<()> {
+fn fresh_clone(path: &Path, url: &str, branch: &str) -> Result<EnsureOutcome> {
     if path.exists() {
         warn!(path = %path.display(), "not a usable clone (left by a crash?): cloning again");
         remove_path(path)?;
@@ -60,7 +63,7 @@ fn fresh_clone(path: &Path, url: &str, branch: &str) -> Result<()> {
     std::fs::rename(&staging, path)
         .map_err(|e| GitError::io(format!("moving the new clone to {}", path.display()), e))?;
     info!(url = %redact(url), "cloned the project");
-    Ok(())
+    Ok(EnsureOutcome::Ready)
 }
 
 fn staging_path(path: &Path) -> PathBuf {
@@ -69,31 +72,30 @@ fn staging_path(path: &Path) -> PathBuf {
 }
 
 fn clone_into(staging: &Path, url: &str, branch: &str) -> Result<()> {
+    let auth = Auth::new(url);
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(auth.callbacks());
     let repo = RepoBuilder::new()
         .bare(true)
+        .fetch_options(options)
         .clone(url, staging)
-        .map_err(|source| GitError::remote("cloning", redact(url), source))?;
+        .map_err(|source| auth.error("cloning", source))?;
     settle_branch(&repo, url, branch)?;
     repo.set_head(&format!("refs/heads/{branch}")).ctx("pointing the clone's HEAD at the branch")
 }
 
-fn update(repo: &Repository, url: &str, branch: &str) -> Result<()> {
+fn update(repo: &Repository, url: &str, branch: &str) -> Result<EnsureOutcome> {
     let current = repo.find_remote("origin").ctx("reading remote origin")?;
     if current.url_bytes() != url.as_bytes() {
         info!(url = %redact(url), "the project's repository changed: repointing origin");
         repo.remote_set_url("origin", url).ctx("setting origin's URL")?;
     }
-    let mut remote = repo.find_remote("origin").ctx("reading remote origin")?;
-    let mut options = FetchOptions::new();
-    options.prune(FetchPrune::On);
-    remote
-        .fetch(&[] as &[&str], Some(&mut options), None)
-        .map_err(|source| GitError::remote("fetching", redact(url), source))?;
+    fetch_origin(repo, url)?;
     settle_branch(repo, url, branch)
 }
 
-/// Creates or fast-forwards the local project branch from `origin/<branch>`.
-fn settle_branch(repo: &Repository, url: &str, branch: &str) -> Result<()> {
+/// Creates the local project branch from `origin/<branch>`, or brings that into it.
+fn settle_branch(repo: &Repository, url: &str, branch: &str) -> Result<EnsureOutcome> {
     let local_name = format!("refs/heads/{branch}");
     let local = ref_target(repo, &local_name)?;
     let remote = ref_target(repo, &format!("refs/remotes/origin/{branch}"))?;
@@ -105,26 +107,26 @@ fn settle_branch(repo: &Repository, url: &str, branch: &str) -> Result<()> {
         (None, Some(theirs)) => {
             repo.reference(&local_name, theirs, false, "loom: branch from origin")
                 .ctx("creating the project branch")?;
-            Ok(())
+            Ok(EnsureOutcome::Ready)
         }
         (Some(_), None) => {
             warn!(branch, "origin no longer has the project branch: keeping Loom's");
-            Ok(())
+            Ok(EnsureOutcome::Ready)
         }
-        (Some(ours), Some(theirs)) if ours == theirs => Ok(()),
-        (Some(ours), Some(theirs)) => {
-            if repo.graph_descendant_of(theirs, ours).ctx("comparing with origin")? {
-                repo.reference_matching(&local_name, theirs, true, ours, "loom: fast-forward")
-                    .ctx("fast-forwarding the project branch")?;
-                info!(branch, sha = %theirs, "fast-forwarded the project branch from origin");
-            } else if !repo.graph_descendant_of(ours, theirs).ctx("comparing with origin")? {
-                warn!(
-                    branch, ours = %ours, theirs = %theirs,
-                    "the project branch and origin's have diverged: keeping Loom's"
-                );
+        (Some(_), Some(_)) => match integrate(repo, branch)? {
+            MergeOutcome::UpToDate | MergeOutcome::FastForward { .. } => Ok(EnsureOutcome::Ready),
+            MergeOutcome::Merged { sha } => {
+                info!(branch, sha, "origin's branch had diverged: merged it into Loom's");
+                Ok(EnsureOutcome::MergedUpstream { sha })
             }
-            Ok(())
-        }
+            MergeOutcome::Conflict { paths } => {
+                warn!(
+                    branch, paths = ?paths,
+                    "origin's branch has diverged and merging it conflicts: keeping Loom's"
+                );
+                Ok(EnsureOutcome::UpstreamConflict { paths })
+            }
+        },
     }
 }
 

@@ -22,7 +22,16 @@ pub enum GitError {
     BranchNotFound { branch: String, repo: String },
     #[error("project {0} has not been cloned yet")]
     NotCloned(String),
-    /// Talking to a remote failed: unreachable, refused, or a protocol this build lacks.
+    /// Nothing answered at the remote's address: it does not resolve, refuses the
+    /// connection or times out.
+    #[error("could not reach {url} while {op} it: {}", .source.message())]
+    Unreachable {
+        op: &'static str,
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
+    /// Talking to a remote failed once connected, or a local source went bad.
     #[error("{op} {url} failed: {}", .source.message())]
     Remote {
         op: &'static str,
@@ -30,8 +39,13 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
-    /// libgit2 in this build has no transport for the URL (it is built without https and
-    /// ssh support; local paths, `file://`, `git://` and `http://` work).
+    /// The remote asked for credentials and accepted none that Loom could offer (see
+    /// `auth.rs` for what is offered).
+    #[error("authentication to {host} failed for {url}: {detail}")]
+    AuthFailed { host: String, url: String, detail: String },
+    /// No transport for the URL's scheme (local paths, `file://`, `git://`, `http(s)://`,
+    /// `ssh://` and `user@host:path` work). Checked before libgit2 sees the URL, which would
+    /// take any other `scheme://host` for an ssh `host:path`.
     #[error("{url} cannot be reached: this build of Loom has no transport for it ({})", .source.message())]
     UnsupportedUrl {
         url: String,
@@ -40,6 +54,14 @@ pub enum GitError {
     },
     #[error("push of {branch} to {url} was rejected: {reason}")]
     PushRejected { branch: String, url: String, reason: String },
+    /// Origin's branch has commits Loom's does not, and merging them into Loom's conflicts:
+    /// nothing was merged, pushed or forced. A person has to merge the two.
+    #[error(
+        "origin's {branch} ({url}) has moved on and merging it into Loom's {branch} conflicts \
+         in {}: nothing was pushed (Loom never forces); merge the two by hand",
+        .paths.join(", ")
+    )]
+    UpstreamConflict { branch: String, url: String, paths: Vec<String> },
     #[error("{context}: {}", .source.message())]
     Git {
         context: String,
@@ -72,8 +94,14 @@ impl GitError {
             git2::ErrorClass::Ssl => source.message().contains("no TLS stream available"),
             _ => false,
         };
+        let message = source.message();
+        let unreachable = matches!(source.class(), git2::ErrorClass::Net | git2::ErrorClass::Os)
+            && (message.starts_with("failed to connect to")
+                || message.starts_with("failed to resolve address"));
         if unsupported {
             GitError::UnsupportedUrl { url, source }
+        } else if unreachable {
+            GitError::Unreachable { op, url, source }
         } else {
             GitError::Remote { op, url, source }
         }
@@ -107,8 +135,12 @@ impl From<GitError> for Error {
             GitError::BranchNotFound { .. } => Error::invalid("git_branch_not_found", message),
             GitError::NotCloned(_) => Error::conflict("git_not_cloned", message),
             GitError::PushRejected { .. } => Error::conflict("git_push_rejected", message),
+            GitError::UpstreamConflict { .. } => Error::conflict("git_upstream_conflict", message),
             GitError::UnsupportedUrl { .. } => Error::invalid("git_unsupported_url", message),
-            GitError::Remote { .. } => Error::Unavailable(message.into()),
+            GitError::AuthFailed { .. } => Error::invalid("git_auth_failed", message),
+            GitError::Remote { .. } | GitError::Unreachable { .. } => {
+                Error::Unavailable(message.into())
+            }
             GitError::Git { .. } | GitError::Io { .. } | GitError::Task(_) => {
                 Error::Internal(anyhow!(e))
             }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use git2::Repository;
+use git2::{Oid, Repository};
 use tracing::{info, instrument};
 
 use super::clone::branch_tip;
@@ -26,20 +26,27 @@ impl Repos {
         let _guard = self.lock(&project.id).await;
         blocking(move || {
             let clone = open_clone(&clone_path, &project_id)?;
-            merge_into(&clone, &base, &theirs)
+            let tip = branch_tip(&clone, &theirs)?;
+            merge_into(&clone, &base, tip, &format!("Merge {theirs} into {base}"))
         })
         .await
     }
 }
 
-fn merge_into(clone: &Repository, base: &str, theirs_branch: &str) -> Result<MergeOutcome> {
+/// Merges the commit `theirs` into the local branch `base`: a fast-forward when possible,
+/// else a merge commit by Loom with `message` (ours first parent); on a conflict nothing is
+/// written. The branch moves by compare-and-swap, so a commit that landed meanwhile is kept.
+pub(super) fn merge_into(
+    clone: &Repository,
+    base: &str,
+    theirs: Oid,
+    message: &str,
+) -> Result<MergeOutcome> {
     let refname = format!("refs/heads/{base}");
     let ours = branch_tip(clone, base)?;
-    let theirs = branch_tip(clone, theirs_branch)?;
     if ours == theirs || clone.graph_descendant_of(ours, theirs).ctx("comparing branches")? {
         return Ok(MergeOutcome::UpToDate);
     }
-    let message = format!("Merge {theirs_branch} into {base}");
     if clone.graph_descendant_of(theirs, ours).ctx("comparing branches")? {
         // Compare-and-swap: fails rather than dropping a commit that landed meanwhile.
         clone
@@ -49,7 +56,7 @@ fn merge_into(clone: &Repository, base: &str, theirs_branch: &str) -> Result<Mer
         return Ok(MergeOutcome::FastForward { sha: theirs.to_string() });
     }
     let ours_commit = clone.find_commit(ours).ctx("reading the project branch")?;
-    let theirs_commit = clone.find_commit(theirs).ctx("reading the bead branch")?;
+    let theirs_commit = clone.find_commit(theirs).ctx("reading the branch to merge")?;
     let mut index =
         clone.merge_commits(&ours_commit, &theirs_commit, None).ctx("merging the branches")?;
     if index.has_conflicts() {

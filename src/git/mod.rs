@@ -12,17 +12,22 @@
 //! - `worktrees/<project-id>/<bead-id>`: a linked worktree of that clone on `loom/<bead-id>`.
 //!
 //! Rules worth knowing:
-//! - Nothing is ever forced: `ensure` only fast-forwards from origin (Loom's merges win a
-//!   divergence, with a warning), `push` only fast-forwards origin.
+//! - Nothing is ever forced or rewritten. When origin's branch has moved on while Loom holds
+//!   merges it has not pushed, `ensure` (and `push`, once origin refuses a non-fast-forward)
+//!   merges origin's branch into Loom's with a merge commit by Loom; when that merge
+//!   conflicts, Loom's branch stays as it was and the caller is told the paths.
 //! - `remove_worktree` deletes `loom/<bead-id>` only when the project branch contains it.
 //! - `push` never moves a branch that a local origin has checked out (see [`Repos::push`]).
-//! - git2 is built without its https and ssh features, so only local paths, `file://`,
-//!   `git://` and plain `http://` remotes work; others fail with [`GitError::UnsupportedUrl`].
+//! - Remotes: local paths, `file://`, `git://`, `http(s)://`, `ssh://` and `user@host:path`.
+//!   Credentials come from the URL, the ssh-agent, `~/.ssh/id_ed25519` / `id_rsa` or git's
+//!   credential helper (see `auth.rs`); an ssh host must be in `~/.ssh/known_hosts`. Errors
+//!   and logs show URLs through `names::redact`, which hides passwords and tokens.
 
 // clippy.toml forbids git2's entry types in the rest of the crate because they block; this
 // module is where they are meant to be used, always inside `spawn_blocking`.
 #![allow(clippy::disallowed_types)]
 
+mod auth;
 mod clone;
 mod commit;
 mod error;
@@ -30,6 +35,7 @@ mod merge;
 mod names;
 mod push;
 mod read;
+mod upstream;
 mod worktree;
 
 #[cfg(test)]
@@ -96,9 +102,25 @@ pub enum MergeOutcome {
     },
 }
 
+/// What `ensure` found on origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnsureOutcome {
+    /// Loom's branch has everything origin's has: freshly cloned, unchanged, fast-forwarded,
+    /// or ahead with merges not pushed yet.
+    Ready,
+    /// Origin's branch had diverged from Loom's; Loom merged it in with the merge commit
+    /// `sha` (which the next push sends).
+    MergedUpstream { sha: String },
+    /// Origin's branch has diverged and merging it conflicts in `paths`: Loom's branch is
+    /// unchanged and work can go on, but pushes fail until a person merges the two.
+    UpstreamConflict { paths: Vec<String> },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
-    /// The project branch on origin is now at `sha` (it may already have been there).
+    /// The project branch on origin is now at `sha` (it may already have been there). When
+    /// origin had moved on, `sha` is Loom's merge of origin's branch, not what was merged
+    /// last.
     Pushed { sha: String },
     /// The clone has no `origin` remote.
     NoRemote,

@@ -36,6 +36,9 @@ pub(crate) fn check_branch(branch: &str) -> Result<()> {
     }
 }
 
+/// The URL schemes libgit2 has a transport for in this build (`file://` is read as a path).
+const TRANSPORTS: [&str; 6] = ["git", "http", "https", "ssh", "ssh+git", "git+ssh"];
+
 /// Where a project's code comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -57,6 +60,20 @@ impl Source {
                 Ok(path) if path.is_dir() => Ok(Source::Local(path)),
                 _ => Err(GitError::SourceMissing(path.display().to_string())),
             };
+        }
+        if let Some((scheme, _)) = repo.split_once("://")
+            && !TRANSPORTS.iter().any(|known| known.eq_ignore_ascii_case(scheme))
+        {
+            // libgit2 would take such a URL for `host:path` and try ssh with it.
+            let message = format!("unsupported URL protocol {scheme}://");
+            return Err(GitError::UnsupportedUrl {
+                url: redact(repo),
+                source: git2::Error::new(
+                    git2::ErrorCode::GenericError,
+                    git2::ErrorClass::Net,
+                    message,
+                ),
+            });
         }
         Ok(Source::Url(repo.to_owned()))
     }
@@ -93,15 +110,98 @@ fn is_scp_like(repo: &str) -> bool {
     }
 }
 
-/// A URL fit for logs and error messages: a password in it is replaced by `***`.
+/// A URL fit for logs and error messages: a password in it is replaced by `***`, and so is
+/// the user of an `http(s)` URL that has no password (`https://<token>@host/...` is a usual
+/// way to hand over a token).
 pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
-    let rest = &url[scheme_end + 3..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let Some(at) = authority.rfind('@') else { return url.to_owned() };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else { return url.to_owned() };
-    format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &rest[at..])
+    let Some(parts) = UrlParts::split(url) else { return url.to_owned() };
+    let Some(userinfo) = parts.userinfo else { return url.to_owned() };
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None if parts.is_http() => "***".to_owned(),
+        None => return url.to_owned(),
+    };
+    format!("{}{shown}@{}", parts.scheme, parts.host_and_rest)
+}
+
+/// What authenticating to a remote needs from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UrlAuth {
+    /// `host[:port]`, for messages; the whole (redacted) URL when it has no host part.
+    pub(crate) host: String,
+    /// The user and password written into the URL, percent-decoded.
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+    /// `http://` or `https://`, where git's credential helpers apply.
+    pub(crate) http: bool,
+}
+
+impl UrlAuth {
+    pub(crate) fn parse(url: &str) -> UrlAuth {
+        let Some(parts) = UrlParts::split(url) else {
+            return scp_auth(url).unwrap_or_else(|| UrlAuth {
+                host: redact(url),
+                user: None,
+                password: None,
+                http: false,
+            });
+        };
+        let end = parts.host_and_rest.find('/').unwrap_or(parts.host_and_rest.len());
+        let (user, password) = match parts.userinfo.map(|info| info.split_once(':')) {
+            None => (None, None),
+            Some(None) => (parts.userinfo, None),
+            Some(Some((user, password))) => (Some(user), Some(password)),
+        };
+        UrlAuth {
+            host: parts.host_and_rest[..end].to_owned(),
+            user: user.map(decode_str),
+            password: password.map(decode_str),
+            http: parts.is_http(),
+        }
+    }
+}
+
+/// `[user@]host:path`: the user, and the host between '@' and ':'.
+fn scp_auth(url: &str) -> Option<UrlAuth> {
+    if !is_scp_like(url) {
+        return None;
+    }
+    let (login, _) = url.split_once(':')?;
+    let (user, host) = match login.rsplit_once('@') {
+        Some((user, host)) => (Some(user.to_owned()), host),
+        None => (None, login),
+    };
+    Some(UrlAuth { host: host.to_owned(), user, password: None, http: false })
+}
+
+/// `scheme://[userinfo@]host...` cut at the userinfo.
+struct UrlParts<'a> {
+    /// Up to and including `://`.
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    /// Everything after the userinfo's `@`.
+    host_and_rest: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    fn split(url: &'a str) -> Option<UrlParts<'a>> {
+        let scheme_end = url.find("://")? + 3;
+        let rest = &url[scheme_end..];
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let (userinfo, host_and_rest) = match authority.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        Some(UrlParts { scheme: &url[..scheme_end], userinfo, host_and_rest })
+    }
+
+    fn is_http(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("http://") || self.scheme.eq_ignore_ascii_case("https://")
+    }
+}
+
+fn decode_str(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode(s)).into_owned()
 }
 
 pub(crate) fn file_url(path: &Path) -> String {
@@ -196,10 +296,52 @@ mod tests {
     }
 
     #[test]
+    fn only_schemes_with_a_transport_are_urls() {
+        for url in ["https://h/r.git", "HTTP://h/r", "ssh://h/r", "git+ssh://h/r", "git://h/r"] {
+            assert_eq!(Source::parse(url).ok(), Some(Source::Url(url.to_owned())), "{url}");
+        }
+        assert_eq!(Source::parse("git@h:r.git").ok(), Some(Source::Url("git@h:r.git".into())));
+        let err = Source::parse("svn://u:pw@h/r").expect_err("no svn transport");
+        assert!(matches!(err, GitError::UnsupportedUrl { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("svn://u:***@h/r cannot be reached"), "{err}");
+    }
+
+    #[test]
     fn passwords_in_urls_are_redacted() {
         assert_eq!(redact("https://u:secret@host/r.git"), "https://u:***@host/r.git");
         assert_eq!(redact("https://host/r.git"), "https://host/r.git");
         assert_eq!(redact("ssh://git@host/r.git"), "ssh://git@host/r.git");
+        assert_eq!(redact("ssh://git:pw@host:22/r.git"), "ssh://git:***@host:22/r.git");
         assert_eq!(redact("git@host:r.git"), "git@host:r.git");
+        assert_eq!(redact("http://u:p%40ss@h/a@b"), "http://u:***@h/a@b");
+    }
+
+    #[test]
+    fn a_token_given_as_the_user_of_an_http_url_is_redacted() {
+        assert_eq!(redact("https://ghp_token123@host/r.git"), "https://***@host/r.git");
+        assert_eq!(redact("HTTP://tok@host/r.git"), "HTTP://***@host/r.git");
+    }
+
+    #[test]
+    fn credentials_and_host_come_out_of_a_url_decoded() {
+        let auth = UrlAuth::parse("https://loom:t%3Ak%40n@git.example.com:8443/org/r.git");
+        assert_eq!(auth.host, "git.example.com:8443");
+        assert_eq!(auth.user.as_deref(), Some("loom"));
+        assert_eq!(auth.password.as_deref(), Some("t:k@n"));
+        assert!(auth.http);
+
+        let token_only = UrlAuth::parse("https://tok@host/r.git");
+        assert_eq!((token_only.user.as_deref(), token_only.password), (Some("tok"), None));
+
+        let plain = UrlAuth::parse("https://host/r.git");
+        assert_eq!((plain.host.as_str(), plain.user, plain.password), ("host", None, None));
+
+        let ssh = UrlAuth::parse("ssh://git@127.0.0.1:2222/x");
+        assert_eq!((ssh.host.as_str(), ssh.user.as_deref()), ("127.0.0.1:2222", Some("git")));
+        assert!(!ssh.http);
+
+        let scp = UrlAuth::parse("git@github.com:org/r.git");
+        assert_eq!((scp.host.as_str(), scp.user.as_deref()), ("github.com", Some("git")));
+        assert_eq!(UrlAuth::parse("github.com:org/r.git").user, None);
     }
 }

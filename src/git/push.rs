@@ -3,18 +3,23 @@
 
 use std::path::Path;
 
-use git2::{
-    AutotagOption, ErrorCode, FetchOptions, Oid, PushOptions, Remote, RemoteCallbacks, Repository,
-};
+use git2::{AutotagOption, ErrorCode, FetchOptions, Oid, PushOptions, Remote, Repository};
 use tracing::{info, instrument};
 
+use super::auth::Auth;
 use super::clone::{branch_tip, ref_target};
 use super::error::{GitContext, GitError, Result};
 use super::names::{check_branch, check_id, file_url, local_path, redact};
-use super::{ProjectRepo, PushOutcome, Repos, blocking, open_clone};
+use super::upstream::{fetch_origin, integrate};
+use super::{MergeOutcome, ProjectRepo, PushOutcome, Repos, blocking, open_clone};
 
 impl Repos {
-    /// Pushes the project branch to `origin` as a fast-forward; a rejection is an error.
+    /// Pushes the project branch to `origin` as a fast-forward, never forced.
+    ///
+    /// When origin refuses because its branch has moved on, Loom fetches it, merges it into
+    /// the project branch with a merge commit and pushes once more. When that merge
+    /// conflicts nothing changes and the error is [`GitError::UpstreamConflict`], naming the
+    /// paths; any other refusal is [`GitError::PushRejected`].
     ///
     /// When origin is a local repository with the project branch checked out (in its main
     /// working tree or a linked worktree) nothing is pushed: moving the branch under the
@@ -37,21 +42,68 @@ impl Repos {
                 Err(e) => return Err(e).ctx("reading remote origin"),
             };
             let url = String::from_utf8_lossy(remote.url_bytes()).into_owned();
-            let tip = branch_tip(&clone, &branch)?;
-            match local_origin(&url, &branch) {
+            let origin = match local_origin(&url, &branch) {
                 LocalOrigin::CheckedOut(reason) => {
                     info!(reason, "not pushing");
                     return Ok(PushOutcome::Skipped { reason });
                 }
-                LocalOrigin::NonBare(origin) => {
-                    push_into_non_bare(&origin, &clone, &url, &branch, tip)?
-                }
-                LocalOrigin::Other => push_branch(&mut remote, &url, &branch)?,
-            }
+                origin => origin,
+            };
+            let tip = push_integrating(&clone, &mut remote, &origin, &url, &branch)?;
             info!(sha = %tip, "pushed the project branch to origin");
             Ok(PushOutcome::Pushed { sha: tip.to_string() })
         })
         .await
+    }
+}
+
+/// Pushes the branch; when origin refuses a non-fast-forward, fetches it, merges its branch
+/// into Loom's and pushes once more. Returns what origin's branch now points at.
+fn push_integrating(
+    clone: &Repository,
+    remote: &mut Remote<'_>,
+    origin: &LocalOrigin,
+    url: &str,
+    branch: &str,
+) -> Result<Oid> {
+    let tip = branch_tip(clone, branch)?;
+    if let Sent::Pushed = send(clone, remote, origin, url, branch, tip)? {
+        return Ok(tip);
+    }
+    info!(branch, "origin's branch has moved on: merging it into Loom's before pushing again");
+    fetch_origin(clone, url)?;
+    if let MergeOutcome::Conflict { paths } = integrate(clone, branch)? {
+        return Err(GitError::UpstreamConflict {
+            branch: branch.to_owned(),
+            url: redact(url),
+            paths,
+        });
+    }
+    let tip = branch_tip(clone, branch)?;
+    match send(clone, remote, origin, url, branch, tip)? {
+        Sent::Pushed => Ok(tip),
+        // Moved on again between the fetch and the push: the next push tries again.
+        Sent::NotFastForward(detail) => Err(rejected(url, branch, detail)),
+    }
+}
+
+enum Sent {
+    Pushed,
+    /// Origin has commits the branch does not; why, for the error.
+    NotFastForward(String),
+}
+
+fn send(
+    clone: &Repository,
+    remote: &mut Remote<'_>,
+    origin: &LocalOrigin,
+    url: &str,
+    branch: &str,
+    tip: Oid,
+) -> Result<Sent> {
+    match origin {
+        LocalOrigin::NonBare(origin) => push_into_non_bare(origin, clone, url, branch, tip),
+        LocalOrigin::CheckedOut(_) | LocalOrigin::Other => push_branch(remote, url, branch),
     }
 }
 
@@ -119,12 +171,13 @@ fn head_is(repo: &Repository, refname: &str) -> bool {
         .is_ok_and(|head| head.symbolic_target_bytes() == Some(refname.as_bytes()))
 }
 
-fn push_branch(remote: &mut Remote<'_>, url: &str, branch: &str) -> Result<()> {
+fn push_branch(remote: &mut Remote<'_>, url: &str, branch: &str) -> Result<Sent> {
     // No '+': libgit2 refuses a non-fast-forward update instead of forcing it.
     let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let auth = Auth::new(url);
     let mut refused: Option<String> = None;
     let result = {
-        let mut callbacks = RemoteCallbacks::new();
+        let mut callbacks = auth.callbacks();
         callbacks.push_update_reference(|_, status| {
             if let Some(status) = status {
                 refused = Some(status.to_owned());
@@ -137,12 +190,16 @@ fn push_branch(remote: &mut Remote<'_>, url: &str, branch: &str) -> Result<()> {
     };
     match result {
         Err(e) if e.code() == ErrorCode::NotFastForward => {
-            Err(rejected(url, branch, format!("{NOT_FAST_FORWARD}: {}", e.message())))
+            Ok(Sent::NotFastForward(format!("{NOT_FAST_FORWARD}: {}", e.message())))
         }
-        Err(source) => Err(GitError::remote("pushing to", redact(url), source)),
+        Err(source) => Err(auth.error("pushing to", source)),
         Ok(()) => match refused {
+            // A server that learnt of origin's new commits only as the push arrived.
+            Some(status) if status.contains("fast-forward") || status.contains("fetch first") => {
+                Ok(Sent::NotFastForward(format!("{NOT_FAST_FORWARD}: origin said {status}")))
+            }
             Some(status) => Err(rejected(url, branch, format!("origin refused it: {status}"))),
-            None => Ok(()),
+            None => Ok(Sent::Pushed),
         },
     }
 }
@@ -163,7 +220,7 @@ fn push_into_non_bare(
     url: &str,
     branch: &str,
     tip: Oid,
-) -> Result<()> {
+) -> Result<Sent> {
     let refname = format!("refs/heads/{branch}");
     let clone_url = file_url(clone.path());
     let mut options = FetchOptions::new();
@@ -173,21 +230,21 @@ fn push_into_non_bare(
         .and_then(|mut remote| remote.fetch(&[refname.as_str()], Some(&mut options), None))
         .map_err(|source| GitError::remote("copying commits into", redact(url), source))?;
     match ref_target(origin, &refname)? {
-        Some(theirs) if theirs == tip => Ok(()),
+        Some(theirs) if theirs == tip => Ok(Sent::Pushed),
         Some(theirs) => {
             if !origin.graph_descendant_of(tip, theirs).ctx("comparing with origin")? {
-                return Err(rejected(url, branch, NOT_FAST_FORWARD.to_owned()));
+                return Ok(Sent::NotFastForward(NOT_FAST_FORWARD.to_owned()));
             }
             origin
                 .reference_matching(&refname, tip, true, theirs, "push from Loom")
                 .ctx("moving the branch in origin")?;
-            Ok(())
+            Ok(Sent::Pushed)
         }
         None => {
             origin
                 .reference(&refname, tip, false, "push from Loom")
                 .ctx("creating the branch in origin")?;
-            Ok(())
+            Ok(Sent::Pushed)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `ensure`: cloning, fetching, fast-forwarding, recovering from crashes, and its errors.
 
 use super::*;
+use crate::git::EnsureOutcome;
 
 #[tokio::test]
 async fn ensure_clones_a_local_path_into_a_bare_repo_with_origin() {
@@ -52,30 +53,15 @@ async fn ensure_fetches_and_fast_forwards_a_new_upstream_commit() {
 }
 
 #[tokio::test]
-async fn ensure_keeps_loom_merges_when_origin_has_diverged() {
-    let fx = Fixture::new();
-    let project = fx.ready("src", &[("README.md", "one\n")]).await;
-    let ours = bead_commits(&fx, &project, "b1", &[("ours.txt", "x\n")]).await;
-    fx.repos.merge(&project, "b1").await.expect("merge");
-    let source = Repository::open(fx.path("src")).expect("source");
-    commit_files(&source, &[("theirs.txt", "y\n")], "Upstream work");
-
-    fx.repos.ensure(&project).await.expect("ensure with diverged branches");
-
-    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
-    let clone = fx.clone_repo("web");
-    assert!(clone.refname_to_id("refs/remotes/origin/main").is_ok(), "origin was fetched");
-}
-
-#[tokio::test]
 async fn ensure_keeps_a_branch_that_is_ahead_of_origin() {
     let fx = Fixture::new();
     let project = fx.ready("src", &[("README.md", "one\n")]).await;
     let ours = bead_commits(&fx, &project, "b1", &[("ours.txt", "x\n")]).await;
     fx.repos.merge(&project, "b1").await.expect("merge");
 
-    fx.repos.ensure(&project).await.expect("ensure");
+    let outcome = fx.repos.ensure(&project).await.expect("ensure");
 
+    assert_eq!(outcome, EnsureOutcome::Ready);
     assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
 }
 
@@ -153,16 +139,34 @@ async fn a_missing_local_source_is_an_error() {
 }
 
 #[tokio::test]
-async fn urls_this_build_cannot_speak_are_unsupported_url_errors() {
+async fn https_and_ssh_urls_to_a_closed_port_say_the_remote_could_not_be_reached() {
     let fx = Fixture::new();
-    // Neither gets as far as a connection: there is no ssh transport and no TLS stream.
-    for repo in ["ssh://127.0.0.1/nothing.git", "https://127.0.0.1:9/nothing.git"] {
-        let project = ProjectRepo { id: "web".into(), repo: repo.into(), branch: "main".into() };
-        let err = fx.repos.ensure(&project).await.expect_err("no transport");
-        assert!(matches!(err, GitError::UnsupportedUrl { .. }), "{repo}: {err:?}");
-        assert!(err.to_string().contains("no transport"), "{err}");
-        assert_eq!(crate::error::Error::from(err).code(), "git_unsupported_url");
+    let port = closed_port();
+    for repo in [
+        format!("https://loom:s3cret@127.0.0.1:{port}/nothing.git"),
+        format!("ssh://git@127.0.0.1:{port}/nothing.git"),
+    ] {
+        let project = ProjectRepo { id: "web".into(), repo: repo.clone(), branch: "main".into() };
+        let err = fx.repos.ensure(&project).await.expect_err("nothing listens");
+        assert!(matches!(err, GitError::Unreachable { op: "cloning", .. }), "{repo}: {err:?}");
+        let message = err.to_string();
+        assert!(message.starts_with("could not reach"), "{message}");
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert_eq!(crate::error::Error::from(err).code(), "unavailable");
+        assert!(!fx.clone_dir("web").exists(), "no clone is left behind");
     }
+}
+
+#[tokio::test]
+async fn a_scheme_libgit2_has_no_transport_for_is_an_unsupported_url_error() {
+    let fx = Fixture::new();
+    let project =
+        ProjectRepo { id: "web".into(), repo: "svn://127.0.0.1/x".into(), branch: "main".into() };
+    let err = fx.repos.ensure(&project).await.expect_err("no transport");
+    assert!(matches!(err, GitError::UnsupportedUrl { .. }), "{err:?}");
+    assert!(err.to_string().contains("no transport"), "{err}");
+    assert_eq!(crate::error::Error::from(err).code(), "git_unsupported_url");
 }
 
 #[tokio::test]

@@ -2,8 +2,10 @@
 //! fixtures they share (source repositories made with git2, a Repos under a temp data dir).
 
 mod clone;
+mod http;
 mod merge;
 mod push;
+mod upstream;
 mod worktree;
 
 use std::path::{Path, PathBuf};
@@ -155,6 +157,14 @@ fn git_errors_map_to_domain_errors_with_stable_codes() {
             GitError::PushRejected { branch: "b".into(), url: "u".into(), reason: "r".into() },
             "git_push_rejected",
         ),
+        (
+            GitError::UpstreamConflict { branch: "b".into(), url: "u".into(), paths: vec![] },
+            "git_upstream_conflict",
+        ),
+        (
+            GitError::AuthFailed { host: "h".into(), url: "u".into(), detail: "d".into() },
+            "git_auth_failed",
+        ),
         (GitError::io("x", std::io::Error::other("boom")), "internal"),
     ];
     for (git, code) in cases {
@@ -169,4 +179,16 @@ fn git_errors_map_to_domain_errors_with_stable_codes() {
         source: git2::Error::from_str("could not read"),
     };
     assert!(matches!(Error::from(remote), Error::Unavailable(_)));
+    let unreachable = GitError::Unreachable {
+        op: "fetching",
+        url: "https://h/x".into(),
+        source: git2::Error::from_str("failed to connect to h"),
+    };
+    assert!(matches!(Error::from(unreachable), Error::Unavailable(_)));
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound once by us, then released).
+pub(super) fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
 }

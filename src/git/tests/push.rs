@@ -4,7 +4,7 @@ use super::*;
 use crate::git::PushOutcome;
 
 /// A bare origin made from a one-commit source, and a project cloned from it.
-async fn bare_origin(fx: &Fixture) -> ProjectRepo {
+pub(super) async fn bare_origin(fx: &Fixture) -> ProjectRepo {
     source_with(&fx.path("seed"), &[("README.md", "hi\n")]);
     bare_copy(&fx.path("seed"), &fx.path("origin.git"));
     let project = project("web", &fx.path("origin.git"));
@@ -26,29 +26,6 @@ async fn the_project_branch_is_pushed_to_a_bare_origin() {
     assert_eq!(tip(&fx.path("origin.git"), "main"), Some(main.clone()));
     let again = fx.repos.push(&project).await.expect("push again");
     assert_eq!(again, PushOutcome::Pushed { sha: main });
-}
-
-#[tokio::test]
-async fn a_diverged_bare_origin_rejects_the_push_and_is_not_forced() {
-    let fx = Fixture::new();
-    let project = bare_origin(&fx).await;
-    let origin = Repository::open(fx.path("origin.git")).expect("origin");
-    let theirs = commit_to_ref(&origin, "main", &[("theirs.txt", "t\n")]).to_string();
-    bead_commits(&fx, &project, "b1", &[("ours.txt", "o\n")]).await;
-    fx.repos.merge(&project, "b1").await.expect("merge");
-
-    let err = fx.repos.push(&project).await.expect_err("rejected");
-
-    assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
-    assert!(err.to_string().contains("not a fast-forward"), "{err}");
-    assert_eq!(crate::error::Error::from(err).code(), "git_push_rejected");
-    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(theirs.clone()));
-
-    // Once fetched, origin's commit is known locally: still refused, still not forced.
-    fx.repos.ensure(&project).await.expect("ensure (diverged: keeps ours)");
-    let err = fx.repos.push(&project).await.expect_err("rejected again");
-    assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
-    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(theirs));
 }
 
 #[tokio::test]
@@ -104,25 +81,6 @@ async fn another_branch_of_a_non_bare_origin_is_pushed() {
     let commit = source.find_commit(Oid::from_str(&dev).expect("oid")).expect("copied over");
     assert!(commit.tree().expect("tree").get_path(Path::new("one.txt")).is_ok());
     assert_eq!(source.head().expect("head").shorthand().ok(), Some("main"), "HEAD untouched");
-}
-
-#[tokio::test]
-async fn a_diverged_other_branch_of_a_non_bare_origin_is_rejected() {
-    let fx = Fixture::new();
-    let source = source_with(&fx.path("src"), &[("README.md", "hi\n")]);
-    commit_to_ref(&source, "dev", &[("dev.txt", "d\n")]);
-    let mut project = project("web", &fx.path("src"));
-    project.branch = "dev".into();
-    fx.repos.ensure(&project).await.expect("ensure");
-    let theirs = commit_to_ref(&source, "dev", &[("theirs.txt", "t\n")]).to_string();
-    bead_commits(&fx, &project, "b1", &[("ours.txt", "o\n")]).await;
-    fx.repos.merge(&project, "b1").await.expect("merge");
-
-    let err = fx.repos.push(&project).await.expect_err("rejected");
-
-    assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
-    assert!(err.to_string().contains("not a fast-forward"), "{err}");
-    assert_eq!(tip(&fx.path("src"), "dev"), Some(theirs));
 }
 
 #[tokio::test]
