@@ -149,7 +149,12 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
 
 async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Result<(Live, Ending)> {
     let start = brief::load(&mut *env.pool.get().await?, &open).await?;
-    env.repos.ensure(&start.repo).await?;
+    if let crate::git::EnsureOutcome::UpstreamConflict { paths } =
+        env.repos.ensure(&start.repo).await?
+    {
+        // Work goes on in Loom's clone; the push at the end says so on the bead.
+        tracing::warn!(project.id = %start.repo.id, paths = ?paths, "upstream moved on and conflicts with Loom's branch: pushes wait for a person");
+    }
     let worktree = env.repos.worktree(&start.repo, &open.bead_id).await?;
     let workspace = Workspace::new(&worktree.path)
         .map_err(|e| {
