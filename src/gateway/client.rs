@@ -280,7 +280,19 @@ impl Gateway {
         if on_text.is_none() {
             req = req.timeout(self.0.config.request_timeout);
         }
-        let res = req.send().await.map_err(|e| self.transport(e))?;
+        // A streamed request has no overall timeout; its headers must still come in time.
+        // A whole reply's headers come when the model is done: its own timeout covers them.
+        let wait = match on_text.is_some() {
+            true => self.0.config.stream_idle_timeout,
+            false => self.0.config.request_timeout,
+        };
+        let res = match tokio::time::timeout(wait, req.send()).await {
+            Ok(sent) => sent.map_err(|e| self.transport(e))?,
+            Err(_) => {
+                let m = format!("no answer within {} s", wait.as_secs());
+                return Err(Failure::transient(GatewayError::Unavailable(m), None));
+            }
+        };
         let status = res.status();
         if !status.is_success() {
             return Err(self.refusal(res).await);

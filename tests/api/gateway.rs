@@ -285,6 +285,23 @@ async fn slow_replies_and_silent_streams_time_out_and_are_tried_again() {
 }
 
 #[tokio::test]
+async fn a_whole_reply_may_take_longer_than_a_stream_may_stay_silent() {
+    let f = fixture(|c| {
+        c.request_timeout = Duration::from_secs(10);
+        c.stream_idle_timeout = Duration::from_millis(200);
+    })
+    .await;
+    f.script.push(Reply::text("thought hard").delay(Duration::from_millis(700)));
+    let reply = f.gateway.complete(&ask(), &[], CallContext::default()).await.unwrap();
+    assert_eq!(reply.content, "thought hard");
+    // A stream whose headers do not come within the idle time is tried again.
+    f.script.push(Reply::text("late").delay(Duration::from_millis(700)));
+    f.script.push(Reply::text("prompt"));
+    let reply = f.gateway.stream(&ask(), &[], CallContext::default(), &mut |_: &str| {}).await;
+    assert_eq!(reply.unwrap().content, "prompt");
+}
+
+#[tokio::test]
 async fn a_gateway_nobody_listens_on_is_down_after_the_tries() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
