@@ -73,6 +73,7 @@ impl Application {
             tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
             workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
             if let Some(ex) = &config.executors {
+                crate::executor::workspace::shield_loom_from_commands();
                 let executors = Executors::start(
                     pool.clone(),
                     gw.clone(),

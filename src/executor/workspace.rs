@@ -199,3 +199,20 @@ fn io_failed(shown: &str, e: &std::io::Error) -> ToolError {
         _ => ToolError::Failed(format!("\"{shown}\": {e}")),
     }
 }
+
+/// Agents' commands run as Loom's own user, so without this they could read Loom's secrets
+/// from `/proc/<loom>/environ` (the gateway key, the database URL) or attach to it. Marking
+/// Loom not dumpable makes its `/proc` entries unreadable and unattachable for them (and
+/// turns off its core dumps). A process running as root is not protected from its children
+/// this way: run Loom as an ordinary user.
+pub fn shield_loom_from_commands() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "could not hide Loom's process from agents' commands");
+    }
+    if nix::unistd::Uid::effective().is_root() {
+        tracing::warn!(
+            "Loom runs as root: agents' commands run as root too and can read its secrets; \
+             run it as an ordinary user"
+        );
+    }
+}

@@ -375,3 +375,12 @@ fn pipes_are_refused_instead_of_blocking_a_thread_forever() {
     assert!(failed(f.ws.write_file("pipe", "x")).contains("not a regular file"));
     assert!(f.ws.search("x", None).unwrap().starts_with("No matches"));
 }
+
+#[test]
+fn loom_is_shielded_from_its_agents_commands() {
+    super::shield_loom_from_commands();
+    assert!(
+        !nix::sys::prctl::get_dumpable().unwrap(),
+        "Loom's /proc entries are closed to its commands"
+    );
+}
