@@ -89,6 +89,9 @@ pub struct ServerArgs {
     /// (rustup's and cargo's homes are passed on already; `LOOM_*` never is).
     #[arg(long, env = "LOOM_RUN_PASS_ENV", value_delimiter = ',')]
     pub run_pass_env: Vec<String>,
+    /// Minutes a run may take before it is stopped as failed.
+    #[arg(long, env = "LOOM_RUN_TIMEOUT_MINUTES", default_value_t = 120)]
+    pub run_timeout_minutes: u64,
     /// Tokens (prompt plus completion) a run may spend.
     #[arg(long, env = "LOOM_RUN_TOKEN_BUDGET", default_value_t = 1_000_000)]
     pub run_token_budget: u64,
@@ -128,6 +131,7 @@ impl ServerArgs {
                 limits: Limits {
                     max_turns: self.max_turns.max(1),
                     token_budget: self.run_token_budget,
+                    max_duration: Duration::from_secs(self.run_timeout_minutes.max(1) * 60),
                     ..Limits::default()
                 },
                 run_pass_env: self.run_pass_env.clone(),

@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_created_beads: u32,
     /// Actions one reply may ask for (a reply is one turn, whatever it holds).
     pub max_actions_per_reply: usize,
+    /// Longest a run may take, wall clock: a stalled remote or command cannot hold a bead
+    /// (its lease renewed all the while) for ever. Enforced by the runner.
+    pub max_duration: std::time::Duration,
     /// Longest action result put into the conversation, in characters.
     pub max_result_chars: usize,
     /// When the conversation grows past this many characters, the oldest results are elided.
@@ -42,6 +45,7 @@ impl Default for Limits {
             token_budget: 1_000_000,
             max_created_beads: 5,
             max_actions_per_reply: 20,
+            max_duration: std::time::Duration::from_secs(2 * 3600),
             max_result_chars: 12_000,
             max_context_chars: 240_000,
         }

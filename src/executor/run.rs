@@ -111,15 +111,24 @@ impl Live {
 pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
     let run_id = open.id;
     let bead_id = open.bead_id.clone();
+    let limit = env.limits.max_duration;
     let ended = tokio::select! {
         // Cancellation first: an interrupted run stays open for the next owner, uncharged.
         biased;
         () = cancel.cancelled() => return,
-        ended = drive(&env, open.clone(), &cancel) => ended,
+        ended = tokio::time::timeout(limit, drive(&env, open.clone(), &cancel)) => ended,
     };
     if cancel.is_cancelled() {
         return;
     }
+    let Ok(ended) = ended else {
+        let why = format!("the run took longer than {} s and was stopped", limit.as_secs());
+        tracing::warn!(run.id = %run_id, bead.id = %bead_id, "{why}");
+        if let Err(e) = finish::fail(&env, &open, &why).await {
+            tracing::error!(run.id = %run_id, error = %e, "could not end a run");
+        }
+        return;
+    };
     let result = match ended {
         Ok((live, ending)) => match finish::finish(&env, &live, ending).await {
             Ok(()) => Ok(()),

@@ -715,3 +715,22 @@ async fn a_clean_shutdown_hands_the_run_over_and_the_next_owner_finishes_it() {
         "{done}"
     );
 }
+
+/// A run stalled on something outside it (a model, a remote) is stopped at its deadline
+/// and charged, instead of holding its bead with a renewed lease for ever.
+#[tokio::test]
+async fn a_run_past_its_deadline_is_stopped_and_charged() {
+    let limits =
+        Limits { max_duration: std::time::Duration::from_millis(300), ..Limits::default() };
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, limits).await;
+    let bead = w.bead("Stall").await;
+    w.script.push_for(&bead, Reply::text("late").delay(std::time::Duration::from_secs(5)));
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["attempts"].as_i64()),
+        (Some("open"), Some(1)),
+        "{shown}"
+    );
+    assert!(shown["runs"][0]["error"].as_str().unwrap().contains("took longer than"), "{shown}");
+}
