@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use super::pickup::OpenRun;
 use super::prompt::Brief;
 use crate::agents::Agent;
-use crate::beads::{Bead, Comment, DependencyKind};
+use crate::beads::{Bead, Comment, DependencyKind, Run, RunOutcome};
 use crate::db::Conn;
 use crate::db::schema::{agents, users};
 use crate::error::Result;
@@ -59,11 +59,30 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         comments: authored,
         discovered_from,
         attempt: run.attempt,
-        last_error: bead.last_error.clone(),
+        last_error: match bead.last_error.clone() {
+            Some(e) => Some(e),
+            // Reopening by hand clears the bead's last error; the last run still says.
+            None => last_run_ending(conn, &bead.id, run.id).await?,
+        },
         resumed: run.resumes > 0,
     };
     let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
     Ok(Start { brief, repo, agent })
+}
+
+/// How the bead's previous run ended, when it did not succeed.
+async fn last_run_ending(
+    conn: &mut Conn,
+    bead: &str,
+    current: uuid::Uuid,
+) -> Result<Option<String>> {
+    let runs = Run::for_bead(conn, bead).await?;
+    let last = runs.into_iter().find(|r| r.id != current && r.outcome.is_some());
+    Ok(last.and_then(|r| match (r.outcome, r.error) {
+        (Some(RunOutcome::Success) | None, _) => None,
+        (Some(outcome), Some(error)) => Some(format!("{outcome}: {error}")),
+        (Some(outcome), None) => Some(outcome.to_string()),
+    }))
 }
 
 /// A comment's author as the model should read it.

@@ -99,11 +99,13 @@ pub fn task(brief: &Brief) -> String {
             let _ = writeln!(s, "\n**{who}:** {}", body.trim());
         }
     }
-    if brief.attempt > 1 {
+    // Also after a person reopened the bead (attempts start again): a merge conflict, say,
+    // is for this run to resolve (`run git merge <branch>` in the worktree).
+    if brief.attempt > 1 || brief.last_error.is_some() {
         let why = brief.last_error.as_deref().unwrap_or("no reason was recorded");
         let _ = writeln!(
             s,
-            "\n## Earlier attempts\n\nThis is attempt {}. The last one ended: {why}",
+            "\n## Earlier attempts\n\nThis is attempt {}. The last run ended: {why}",
             brief.attempt
         );
     }
@@ -183,6 +185,9 @@ mod tests {
         ] {
             assert!(t.contains(part), "{part} missing from:\n{t}");
         }
+        let reopened =
+            task(&Brief { last_error: Some("merge conflict in config.toml".into()), ..brief() });
+        assert!(reopened.contains("The last run ended: merge conflict in config.toml"));
         let plain = task(&Brief { description: String::new(), ..brief() });
         assert!(plain.contains("no description"));
         assert!(!plain.contains("Earlier attempts") && !plain.contains("Comments"));

@@ -171,7 +171,7 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
             Error::Internal(anyhow::anyhow!("the worktree {at} is unusable: {e}"))
         })?
         .with_home(env.homes.join(&open.project_id))
-        .with_env(env.run_env.clone());
+        .with_env(command_env(env, &start));
     let mut start = start;
     start.brief.agents_md = agents_md(&workspace).await;
     let system = prompt::system_prompt(&start.brief, &vocabulary_text());
@@ -236,6 +236,20 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
             }
         };
     }
+}
+
+/// `run`'s extra environment: the toolchains, and git's identities, so that a commit or a
+/// merge the agent makes with `git` itself carries it as the author, as `commit` does.
+fn command_env(env: &RunEnv, start: &Start) -> Vec<(String, String)> {
+    let name = start.agent.name.clone();
+    let mut vars = env.run_env.clone();
+    vars.extend([
+        ("GIT_AUTHOR_NAME".to_owned(), name.clone()),
+        ("GIT_AUTHOR_EMAIL".to_owned(), format!("{name}@agents.loom.invalid")),
+        ("GIT_COMMITTER_NAME".to_owned(), "Loom".to_owned()),
+        ("GIT_COMMITTER_EMAIL".to_owned(), "loom@localhost".to_owned()),
+    ]);
+    vars
 }
 
 /// An action as a step stores it: long strings (a whole file written) cut, since the step

@@ -162,6 +162,41 @@ async fn of_two_beads_editing_the_same_line_one_merges_and_the_other_is_blocked_
     );
     let merged = if a["status"] == "closed" { "2" } else { "3" };
     assert_eq!(w.upstream.file("config.toml"), format!("level = {merged}\n"));
+
+    // Reopened, the next run is told about the conflict and resolves it in the worktree.
+    let id = blocked["id"].as_str().unwrap().to_owned();
+    let res = w.app.post(&format!("/api/v1/beads/{id}/reopen"), json!({})).await;
+    assert!(res.status.is_success(), "{:?}", res.body);
+    w.script.push_for(&id, Reply::action(json!({"action": "run", "command": "git merge main"})));
+    w.script.push_for(
+        &id,
+        Reply::action(
+            json!({"action": "write_file", "path": "config.toml", "content": "level = 5\n"}),
+        ),
+    );
+    w.script.push_for(
+        &id,
+        Reply::action(json!({"action": "run", "command": "git commit -qam 'Merge main'"})),
+    );
+    w.script.push_for(
+        &id,
+        Reply::action(json!({"action": "done", "summary": "Level 5, merged with main."})),
+    );
+    let before = w.script.completions().len();
+    w.settle().await;
+    let task =
+        w.script.completions()[before]["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(task.contains("merge conflict in config.toml"), "{task}");
+    let steps = w.steps(&id).await;
+    let resolved = w.show(&id).await;
+    assert_eq!(resolved["status"], "closed", "{resolved}\n{steps:#?}");
+    assert_eq!(w.upstream.file("config.toml"), "level = 5\n");
+    // The agent's own `git commit` carries it as the author.
+    let authors = w.upstream.git(&["log", "--format=%an|%s", "main"]);
+    assert!(
+        authors.lines().any(|l| l.ends_with("|Merge main") && !l.starts_with("Pat|")),
+        "{authors}"
+    );
 }
 
 #[tokio::test]
