@@ -769,3 +769,29 @@ async fn a_run_past_its_deadline_is_stopped_and_charged() {
     );
     assert!(shown["runs"][0]["error"].as_str().unwrap().contains("took longer than"), "{shown}");
 }
+
+/// A run whose process died under it again and again is not adopted once more: the bead
+/// itself may be what kills it. It fails, with the reason, and costs an attempt.
+#[tokio::test]
+async fn a_run_interrupted_too_often_is_failed_instead_of_resumed() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Crash the worker").await;
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1);
+    // As if two processes had died working it, and a third owned it last.
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(
+        "UPDATE runs SET resumes = 2, worker = gen_random_uuid() WHERE outcome IS NULL",
+    )
+    .execute(&mut w.app.pool.get().await.unwrap())
+    .await
+    .unwrap();
+    w.executors.run_until_idle().await.unwrap();
+    let shown = w.show(&bead).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["attempts"].as_i64()),
+        (Some("open"), Some(1)),
+        "{shown}"
+    );
+    assert!(shown["runs"][0]["error"].as_str().unwrap().contains("interrupted 3 times"), "{shown}");
+    assert!(w.script.completions().is_empty(), "it was not worked again");
+}
