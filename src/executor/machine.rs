@@ -354,8 +354,7 @@ impl Machine {
     /// Keeps the conversation under its size limit by replacing the oldest results (tool
     /// messages, and user messages after the task) with a note; the model can ask again.
     fn elide_old_results(&mut self) {
-        let size = |m: &Message| m.content.as_ref().map_or(0, String::len);
-        let mut total: usize = self.messages.iter().map(size).sum();
+        let mut total: usize = self.messages.iter().map(message_size).sum();
         // The system prompt and the task (the first two) are always kept, and so is the newest.
         let last = self.messages.len().saturating_sub(1);
         for i in 2..last {
@@ -363,14 +362,47 @@ impl Machine {
                 break;
             }
             let m = &mut self.messages[i];
-            if m.role == Role::Assistant || size(m) < 200 {
+            let before = message_size(m);
+            if before < 200 {
                 continue;
             }
-            let before = size(m);
+            elide(m);
+            total = total - before + message_size(m);
+        }
+    }
+}
+
+/// Characters a message puts into the context: its text and its calls' arguments.
+fn message_size(m: &Message) -> usize {
+    let args: usize = m.tool_calls.iter().map(|c| c.function.arguments.len()).sum();
+    m.content.as_ref().map_or(0, String::len) + args
+}
+
+/// Replaces an old message's bulk with a note. A reply keeps its shape (what it called, and
+/// a short stand-in for the arguments, still valid JSON), so the calls it made still match
+/// the results that answer them.
+fn elide(m: &mut Message) {
+    match m.role {
+        Role::Assistant => {
+            if let Some(text) = m.content.as_mut().filter(|t| t.len() >= 200) {
+                *text = format!(
+                    "[an earlier reply of {} characters, elided to save space]",
+                    text.len()
+                );
+            }
+            for c in &mut m.tool_calls {
+                if c.function.arguments.len() >= 200 {
+                    let n = c.function.arguments.len();
+                    c.function.arguments =
+                        format!("{{\"elided\": \"{n} characters of arguments\"}}");
+                }
+            }
+        }
+        _ => {
+            let before = m.content.as_ref().map_or(0, String::len);
             m.content = Some(format!(
                 "[an earlier result of {before} characters, elided to save space; repeat the action if you need it]"
             ));
-            total = total - before + size(m);
         }
     }
 }

@@ -278,3 +278,22 @@ fn a_reply_with_too_many_actions_is_refused_and_missing_usage_is_estimated() {
     };
     assert_eq!(outcome, RunOutcome::TokenBudget);
 }
+
+#[test]
+fn old_replies_that_wrote_whole_files_are_elided_too_keeping_their_calls() {
+    let limits = Limits { max_context_chars: 3_000, ..Limits::default() };
+    let mut m = machine(limits);
+    for i in 0..6 {
+        let id = format!("c{i}");
+        let write = json!({"path": format!("f{i}"), "content": "z".repeat(1_000)});
+        assert!(matches!(m.step(native(&[(&id, "write_file", write)])), Effect::Perform(_)));
+        assert_eq!(m.step(ok("wrote")), Effect::Ask);
+    }
+    let total: usize = m.messages().iter().map(super::message_size).sum();
+    assert!(total < 4_000, "the old calls' arguments were elided: {total}");
+    let first_call = &m.messages()[2].tool_calls[0];
+    assert_eq!(first_call.id, "c0", "the call keeps its id, so its result still matches");
+    let args: serde_json::Value =
+        serde_json::from_str(&first_call.function.arguments).expect("valid JSON");
+    assert!(args["elided"].as_str().unwrap_or_default().contains("characters of arguments"));
+}
