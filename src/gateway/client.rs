@@ -358,6 +358,14 @@ impl Gateway {
                         GatewayError::Malformed(format!("a stream chunk is not JSON: {e}")),
                     )
                 })?;
+                // A gateway that fails mid-stream says so in a chunk of its own.
+                if let Some(e) = &chunk.error {
+                    let m = self.scrub(&e.message());
+                    return Err(fail(
+                        delivered,
+                        GatewayError::Unavailable(format!("mid-stream: {m}")),
+                    ));
+                }
                 if let Some(text) = completion.absorb(chunk) {
                     delivered = true;
                     on_text(&text);

@@ -156,12 +156,36 @@ pub(crate) struct ResponseMessage {
 /// One `data:` chunk of a streamed response.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Chunk {
+    /// A gateway failing mid-stream sends `{"error": {...}}` (or a string) instead.
+    #[serde(default)]
+    pub error: Option<StreamError>,
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
     #[serde(default)]
     pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum StreamError {
+    Text(String),
+    Object {
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+impl StreamError {
+    pub fn message(&self) -> String {
+        match self {
+            StreamError::Text(t) => t.clone(),
+            StreamError::Object { message } => {
+                message.clone().unwrap_or_else(|| "an error without a message".into())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

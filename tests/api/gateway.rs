@@ -302,6 +302,21 @@ async fn a_whole_reply_may_take_longer_than_a_stream_may_stay_silent() {
 }
 
 #[tokio::test]
+async fn an_error_chunk_mid_stream_fails_the_call_instead_of_passing_as_an_empty_reply() {
+    let f = fixture(|_| {}).await;
+    f.script.push(Reply::fail_mid_stream("", "upstream overloaded"));
+    f.script.push(Reply::text("second try"));
+    let reply = f.gateway.stream(&ask(), &[], CallContext::default(), &mut |_: &str| {}).await;
+    assert_eq!(reply.unwrap().content, "second try", "nothing was shown: tried again");
+    f.script.push(Reply::fail_mid_stream("half an ans", "upstream overloaded"));
+    f.script.push(Reply::text("never asked for"));
+    let err =
+        f.gateway.stream(&ask(), &[], CallContext::default(), &mut |_: &str| {}).await.unwrap_err();
+    assert_eq!(err, GatewayError::Unavailable("mid-stream: upstream overloaded".into()));
+    assert_eq!(f.script.left(), 1);
+}
+
+#[tokio::test]
 async fn a_gateway_nobody_listens_on_is_down_after_the_tries() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

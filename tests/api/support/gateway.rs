@@ -31,6 +31,8 @@ enum Kind {
     Garbage,
     /// A stream that sends this text and then closes without finishing.
     Cut(String),
+    /// A stream that sends this text, then an error chunk, then `[DONE]`.
+    FailMidStream(String, String),
 }
 
 impl Reply {
@@ -77,6 +79,11 @@ impl Reply {
 
     pub fn cut_stream(text: &str) -> Reply {
         Reply::new(Kind::Cut(text.to_owned()))
+    }
+
+    /// Streams `text`, then fails with `message` in an error chunk (whole: a 500).
+    pub fn fail_mid_stream(text: &str, message: &str) -> Reply {
+        Reply::new(Kind::FailMidStream(text.to_owned(), message.to_owned()))
     }
 
     pub fn retry_after(mut self, value: &str) -> Reply {
@@ -351,6 +358,9 @@ async fn answer(socket: &mut TcpStream, reply: Reply, stream: bool) -> std::io::
             let message = json!({"role": "assistant", "content": null, "tool_calls": calls});
             write_json(socket, 200, &whole(message, "tool_calls", usage), None).await
         }
+        Kind::FailMidStream(_, message) if !stream => {
+            write_json(socket, 500, &error_body(&message), None).await
+        }
         Kind::Cut(text) if !stream => {
             // Half a JSON body, then the connection closes.
             let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n";
@@ -386,6 +396,20 @@ async fn stream_reply(
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
     let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    if let Kind::FailMidStream(text, message) = &kind {
+        for piece in pieces(text) {
+            socket
+                .write_all(
+                    format!("data: {}\n\n", chunk(json!({"content": piece}), Value::Null))
+                        .as_bytes(),
+                )
+                .await?;
+        }
+        socket
+            .write_all(format!("data: {}\n\n", json!({"error": {"message": message}})).as_bytes())
+            .await?;
+        return socket.write_all(b"data: [DONE]\n\n").await;
+    }
     let (cut, finish) = match &kind {
         Kind::Text(text) | Kind::Cut(text) => {
             for piece in pieces(text) {
