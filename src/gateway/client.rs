@@ -333,11 +333,15 @@ impl Gateway {
             transient: !delivered,
             ..Failure::transient(error, status)
         };
+        // Keep-alive comments prove the connection, not progress: the idle time runs from
+        // the last event with data.
+        let mut last_data = tokio::time::Instant::now();
         loop {
-            let next = tokio::time::timeout(idle, body.next()).await.map_err(|_| {
-                let m = format!("the stream sent nothing for {} s", idle.as_secs());
-                fail(delivered, GatewayError::Unavailable(m))
-            })?;
+            let next =
+                tokio::time::timeout_at(last_data + idle, body.next()).await.map_err(|_| {
+                    let m = format!("the stream sent nothing for {} s", idle.as_secs());
+                    fail(delivered, GatewayError::Unavailable(m))
+                })?;
             let (events, end) = match next {
                 Some(Ok(bytes)) => (
                     decoder.push(&bytes).map_err(|_| {
@@ -348,6 +352,9 @@ impl Gateway {
                 Some(Err(e)) => return Err(Failure { transient: !delivered, ..self.transport(e) }),
                 None => (decoder.finish().into_iter().collect(), true),
             };
+            if !events.is_empty() {
+                last_data = tokio::time::Instant::now();
+            }
             for data in events {
                 if data.trim() == "[DONE]" {
                     return Ok(completion);

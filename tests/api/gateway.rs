@@ -271,12 +271,17 @@ async fn slow_replies_and_silent_streams_time_out_and_are_tried_again() {
         f.gateway.complete(&ask(), &[], CallContext::default()).await.unwrap().content,
         "in time"
     );
+    // Keep-alive comments alone are not progress.
+    f.script.push(Reply::keep_alive_only(3));
+    f.script.push(Reply::text("awake"));
+    let reply = f.gateway.stream(&ask(), &[], CallContext::default(), &mut |_: &str| {}).await;
+    assert_eq!(reply.unwrap().content, "awake");
     f.script.push(Reply::text("trickle").chunk_delay(Duration::from_secs(3)));
     f.script.push(Reply::text("brisk"));
     let reply = f.gateway.stream(&ask(), &[], CallContext::default(), &mut |_: &str| {}).await;
     assert_eq!(reply.unwrap().content, "brisk");
     let failed: Vec<_> = f.calls().await.into_iter().filter(|c| !c.ok).collect();
-    assert_eq!(failed.len(), 2);
+    assert_eq!(failed.len(), 3);
     assert!(
         failed.iter().all(|c| c.error.as_deref().unwrap_or("").contains("timed out")
             || c.error.as_deref().unwrap_or("").contains("sent nothing")),

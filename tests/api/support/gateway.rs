@@ -33,6 +33,8 @@ enum Kind {
     Cut(String),
     /// A stream that sends this text, then an error chunk, then `[DONE]`.
     FailMidStream(String, String),
+    /// A stream that only ever sends keep-alive comments (for `seconds`).
+    KeepAliveOnly(u64),
 }
 
 impl Reply {
@@ -79,6 +81,11 @@ impl Reply {
 
     pub fn cut_stream(text: &str) -> Reply {
         Reply::new(Kind::Cut(text.to_owned()))
+    }
+
+    /// A stream of nothing but keep-alive comments, every 50 ms for `seconds`.
+    pub fn keep_alive_only(seconds: u64) -> Reply {
+        Reply::new(Kind::KeepAliveOnly(seconds))
     }
 
     /// Streams `text`, then fails with `message` in an error chunk (whole: a 500).
@@ -358,6 +365,9 @@ async fn answer(socket: &mut TcpStream, reply: Reply, stream: bool) -> std::io::
             let message = json!({"role": "assistant", "content": null, "tool_calls": calls});
             write_json(socket, 200, &whole(message, "tool_calls", usage), None).await
         }
+        Kind::KeepAliveOnly(_) if !stream => {
+            write_json(socket, 500, &error_body("streams only"), None).await
+        }
         Kind::FailMidStream(_, message) if !stream => {
             write_json(socket, 500, &error_body(&message), None).await
         }
@@ -396,6 +406,14 @@ async fn stream_reply(
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
     let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    if let Kind::KeepAliveOnly(seconds) = kind {
+        for _ in 0..seconds * 20 {
+            socket.write_all(b": keep-alive\n\n").await?;
+            socket.flush().await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        return Ok(());
+    }
     if let Kind::FailMidStream(text, message) = &kind {
         for piece in pieces(text) {
             socket
