@@ -71,10 +71,7 @@ pub(super) async fn fail(env: &RunEnv, open: &OpenRun, reason: &str) -> Result<(
 }
 
 async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
-    let trailers = live.trailers();
-    let trailers: Vec<(&str, &str)> = trailers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let message = commit_message(&summary);
-    env.repos.commit(&live.worktree, &live.author(), &message, &trailers).await?;
+    live.commit(env, &commit_message(&summary)).await?;
     let repo = &live.start.repo;
     // A bead taken back while the agent finished is not merged (its commits stay on the
     // bead's branch).

@@ -95,14 +95,20 @@ pub(super) struct Live {
     pub unbilled: (u64, u64),
 }
 
-impl Live {
-    pub fn author(&self) -> Signature {
-        let name = &self.start.agent.name;
-        Signature::new(name.clone(), format!("{name}@agents.loom.invalid"))
-    }
+/// The address an agent commits under (no mail reaches it).
+fn agent_email(name: &str) -> String {
+    format!("{name}@agents.loom.invalid")
+}
 
-    pub fn trailers(&self) -> [(&'static str, String); 2] {
-        [("Bead", self.open.bead_id.clone()), ("Run", self.open.id.to_string())]
+impl Live {
+    /// Commits everything in the worktree with the agent as author and the `Bead:` and
+    /// `Run:` trailers; the sha, or `None` when there was nothing to commit.
+    pub async fn commit(&self, env: &RunEnv, message: &str) -> Result<Option<String>> {
+        let name = &self.start.agent.name;
+        let author = Signature::new(name.clone(), agent_email(name));
+        let run = self.open.id.to_string();
+        let trailers = [("Bead", self.open.bead_id.as_str()), ("Run", run.as_str())];
+        Ok(env.repos.commit(&self.worktree, &author, message, &trailers).await?)
     }
 }
 
@@ -245,7 +251,7 @@ fn command_env(env: &RunEnv, start: &Start) -> Vec<(String, String)> {
     let mut vars = env.run_env.clone();
     vars.extend([
         ("GIT_AUTHOR_NAME".to_owned(), name.clone()),
-        ("GIT_AUTHOR_EMAIL".to_owned(), format!("{name}@agents.loom.invalid")),
+        ("GIT_AUTHOR_EMAIL".to_owned(), agent_email(&name)),
         ("GIT_COMMITTER_NAME".to_owned(), "Loom".to_owned()),
         ("GIT_COMMITTER_EMAIL".to_owned(), "loom@localhost".to_owned()),
     ]);
@@ -367,10 +373,7 @@ async fn perform(env: &RunEnv, live: &Live, action: &Action) -> ActionResult {
 }
 
 async fn commit(env: &RunEnv, live: &Live, message: &str) -> Result<String> {
-    let trailers = live.trailers();
-    let trailers: Vec<(&str, &str)> = trailers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let sha = env.repos.commit(&live.worktree, &live.author(), message, &trailers).await?;
-    Ok(match sha {
+    Ok(match live.commit(env, message).await? {
         Some(sha) => format!("committed {}", &sha[..sha.len().min(12)]),
         None => "nothing to commit: the worktree has no changes".into(),
     })
