@@ -116,3 +116,8 @@ pub async fn ping(pool: &Pool) -> anyhow::Result<Duration> {
     conn.batch_execute("SELECT 1").await?;
     Ok(started.elapsed())
 }
+
+/// A duration as a Postgres `interval` bind (`now() + $1`).
+pub fn interval(d: Duration) -> diesel::pg::data_types::PgInterval {
+    diesel::pg::data_types::PgInterval::from_microseconds(d.as_micros().min(i64::MAX as u128) as i64)
+}

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use diesel::QueryableByName;
 use diesel::sql_types::{Interval, Text, Uuid as SqlUuid};
-use diesel::{QueryableByName, pg::data_types::PgInterval};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::{Conn, Prepared};
+use crate::db::{Conn, Prepared, interval};
 use crate::error::Result;
 
 /// Takes or renews every project this process may own: rows missing, already its own, or
@@ -88,8 +88,4 @@ impl Default for Owner {
     fn default() -> Self {
         Owner::new()
     }
-}
-
-fn interval(d: Duration) -> PgInterval {
-    PgInterval::from_microseconds(d.as_micros().min(i64::MAX as u128) as i64)
 }

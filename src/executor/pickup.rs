@@ -91,14 +91,11 @@ pub async fn renew(
     if runs.is_empty() {
         return Ok(Vec::new());
     }
-    let interval = diesel::pg::data_types::PgInterval::from_microseconds(
-        lease.as_micros().min(i64::MAX as u128) as i64,
-    );
     let rows: Vec<Renewed> = Prepared(
         diesel::sql_query(RENEW)
             .bind::<SqlUuid, _>(worker)
             .bind::<Array<SqlUuid>, _>(runs)
-            .bind::<Interval, _>(interval),
+            .bind::<Interval, _>(crate::db::interval(lease)),
     )
     .load(conn)
     .await?;
