@@ -1,8 +1,11 @@
 //! Reads what a run needs to start from the database: its project, agent, persona and bead,
 //! as a `prompt::Brief` plus the project's repository settings.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use uuid::Uuid;
 
 use super::pickup::OpenRun;
 use super::prompt::Brief;
@@ -37,10 +40,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         .map(|l| (l.id, l.title))
         .collect();
     let comments = Comment::list(conn, &bead.id, None, MAX_COMMENTS).await?.items;
-    let mut authored = Vec::with_capacity(comments.len());
-    for c in comments {
-        authored.push((author(conn, &c).await?, c.body));
-    }
+    let authored = authored(conn, comments).await?;
     let brief = Brief {
         agent_name: agent.name.clone(),
         persona_name: persona.name.clone(),
@@ -85,17 +85,36 @@ async fn last_run_ending(
     }))
 }
 
-/// A comment's author as the model should read it.
-async fn author(conn: &mut Conn, c: &Comment) -> Result<String> {
-    if let Some(user) = c.author_user_id {
-        let name: Option<String> =
-            users::table.find(user).select(users::username).first(conn).await.optional()?;
-        return Ok(name.unwrap_or_else(|| "a person".into()));
-    }
-    if let Some(agent) = c.author_agent_id {
-        let name: Option<String> =
-            agents::table.find(agent).select(agents::name).first(conn).await.optional()?;
-        return Ok(format!("agent {}", name.unwrap_or_else(|| "(deleted)".into())));
-    }
-    Ok("Loom".into())
+/// Comments with their authors as the model should read them, the names read in two
+/// queries whatever the number of comments.
+async fn authored(conn: &mut Conn, comments: Vec<Comment>) -> Result<Vec<(String, String)>> {
+    let user_ids: Vec<Uuid> = comments.iter().filter_map(|c| c.author_user_id).collect();
+    let agent_ids: Vec<Uuid> = comments.iter().filter_map(|c| c.author_agent_id).collect();
+    let users: HashMap<Uuid, String> = users::table
+        .filter(users::id.eq_any(&user_ids))
+        .select((users::id, users::username))
+        .load::<(Uuid, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let agents: HashMap<Uuid, String> = agents::table
+        .filter(agents::id.eq_any(&agent_ids))
+        .select((agents::id, agents::name))
+        .load::<(Uuid, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(comments
+        .into_iter()
+        .map(|c| {
+            let who = match (c.author_user_id, c.author_agent_id) {
+                (Some(u), _) => users.get(&u).cloned().unwrap_or_else(|| "a person".into()),
+                (None, Some(a)) => {
+                    format!("agent {}", agents.get(&a).map_or("(deleted)", String::as_str))
+                }
+                (None, None) => "Loom".into(),
+            };
+            (who, c.body)
+        })
+        .collect())
 }
