@@ -1,7 +1,7 @@
 //! Bead worktrees: `<data_dir>/worktrees/<project-id>/<bead-id>` on branch `loom/<bead-id>`,
 //! reused while valid, rebuilt when broken, removed when the bead is finished.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
 use tracing::{info, instrument, warn};
@@ -11,7 +11,30 @@ use super::error::{GitContext, GitError, Result};
 use super::names::{check_branch, check_id};
 use super::{ProjectRepo, Repos, Worktree, blocking, open_clone, remove_path};
 
+/// A bead's worktree as the blocking side needs it, its names checked.
+struct Target {
+    clone_path: PathBuf,
+    path: PathBuf,
+    project_id: String,
+    /// The project branch the bead's branch is cut from and merged into.
+    base: String,
+    bead: String,
+}
+
 impl Repos {
+    fn target(&self, project: &ProjectRepo, bead_id: &str) -> Result<Target> {
+        check_id("project id", &project.id)?;
+        check_id("bead id", bead_id)?;
+        check_branch(&project.branch)?;
+        Ok(Target {
+            clone_path: self.clone_path(&project.id),
+            path: self.worktree_path(&project.id, bead_id),
+            project_id: project.id.clone(),
+            base: project.branch.clone(),
+            bead: bead_id.to_owned(),
+        })
+    }
+
     /// The bead's worktree, created from the project branch when it does not exist yet. A
     /// valid one is reused as it is, uncommitted changes included, so a resumed run carries
     /// on where it stopped. A broken one (a plain directory, a missing `.git` file, admin data
@@ -19,13 +42,7 @@ impl Repos {
     /// is checked out, not reset.
     #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
     pub async fn worktree(&self, project: &ProjectRepo, bead_id: &str) -> Result<Worktree> {
-        check_id("project id", &project.id)?;
-        check_id("bead id", bead_id)?;
-        check_branch(&project.branch)?;
-        let clone_path = self.clone_path(&project.id);
-        let path = self.worktree_path(&project.id, bead_id);
-        let (project_id, base, bead) =
-            (project.id.clone(), project.branch.clone(), bead_id.to_owned());
+        let Target { clone_path, path, project_id, base, bead } = self.target(project, bead_id)?;
         let _guard = self.lock(&project.id).await;
         blocking(move || {
             let clone = open_clone(&clone_path, &project_id)?;
@@ -46,13 +63,7 @@ impl Repos {
     /// contains it: unmerged work stays reachable for a person to look at.
     #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
     pub async fn remove_worktree(&self, project: &ProjectRepo, bead_id: &str) -> Result<()> {
-        check_id("project id", &project.id)?;
-        check_id("bead id", bead_id)?;
-        check_branch(&project.branch)?;
-        let clone_path = self.clone_path(&project.id);
-        let path = self.worktree_path(&project.id, bead_id);
-        let (project_id, base, bead) =
-            (project.id.clone(), project.branch.clone(), bead_id.to_owned());
+        let Target { clone_path, path, project_id, base, bead } = self.target(project, bead_id)?;
         let _guard = self.lock(&project.id).await;
         blocking(move || {
             remove_path(&path)?;
