@@ -795,3 +795,32 @@ async fn a_run_interrupted_too_often_is_failed_instead_of_resumed() {
     assert!(shown["runs"][0]["error"].as_str().unwrap().contains("interrupted 3 times"), "{shown}");
     assert!(w.script.completions().is_empty(), "it was not worked again");
 }
+
+#[tokio::test]
+async fn the_task_names_who_wrote_each_comment_on_the_bead() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Read the thread").await;
+    let res = w
+        .app
+        .post(&format!("/api/v1/beads/{bead}/comments"), json!({"body": "Mind the API."}))
+        .await;
+    assert!(res.status.is_success(), "{:?}", res.body);
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Read."})));
+    w.settle().await;
+    let task = w.script.completions()[0]["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(task.contains("**member:** Mind the API."), "{task}");
+}
+
+#[tokio::test]
+async fn a_bead_the_tracker_refuses_is_an_error_the_model_reads_and_nothing_is_filed() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("File badly").await;
+    let too_long = "x".repeat(300);
+    w.script.push_for(&bead, Reply::action(json!({"action": "create_bead", "title": too_long})));
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Tried."})));
+    w.settle().await;
+    let steps = w.steps(&bead).await;
+    assert_eq!(steps[0]["ok"], false, "{steps:?}");
+    assert!(steps[0]["result"].as_str().unwrap().contains("title"), "{steps:?}");
+    assert_eq!(count(&w, "SELECT count(*) AS n FROM beads").await, 1, "nothing was filed");
+}
