@@ -8,10 +8,12 @@ use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
 
-use crate::config::{Config, DatabaseSource};
+use crate::activity::Feed;
+use crate::config::{Config, DatabaseSource, DbConfig, EventsConfig};
 use crate::db::local::LocalPostgres;
 use crate::db::{self, Pool};
 use crate::dispatch::{Dispatcher, Nudge};
+use crate::events::{Bus, Kind, NatsBackend, Received};
 use crate::executor::Executors;
 use crate::gateway::{Gateway, HealthState};
 use crate::http::{self, AppState};
@@ -28,6 +30,7 @@ pub struct Application {
     cancel: CancellationToken,
     workers: Vec<tokio::task::JoinHandle<()>>,
     ticker: Option<tokio_cron_scheduler::JobScheduler>,
+    bus: Bus,
 }
 
 /// Resolves the database URL, starting the private cluster when none is configured.
@@ -48,7 +51,11 @@ impl Application {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
-        let pool = db::connect(&url, &config.db).await.context("connecting to the database")?;
+        // Names this replica: its connections' application_name is the origin of the
+        // activity rows it writes.
+        let origin = format!("loom-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let db_config = DbConfig { application_name: origin.clone(), ..config.db.clone() };
+        let pool = db::connect(&url, &db_config).await.context("connecting to the database")?;
         crate::users::password::warm_up();
         let report = Persona::load_dir(&mut *pool.get().await?, &config.personas_dir).await?;
         tracing::info!(
@@ -62,13 +69,22 @@ impl Application {
         let nudge = Nudge::default();
         let cancel = CancellationToken::new();
         let mut workers = Vec::new();
+        let bus = open_bus(&config.events, &origin, &cancel, &mut workers).await?;
+        let feed = Feed::start(pool.clone(), bus.clone(), config.events.feed_poll).await?;
+        workers.push(tokio::spawn(feed.run(cancel.clone())));
         let health = HealthState::default();
         let gateway = match &config.gateway {
             Some(gw) => Some(Gateway::new(gw.clone(), health.clone(), Some(pool.clone()))?),
             None => None,
         };
-        // Claims in this process start their runs at once; others' are found at the tick.
+        // Claims start their runs at once: this process's directly, others' from the bus.
         let claimed = Arc::new(tokio::sync::Notify::new());
+        workers.push(tokio::spawn(follow_events(
+            bus.clone(),
+            nudge.clone(),
+            claimed.clone(),
+            cancel.clone(),
+        )));
         if let Some(gw) = &gateway {
             tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
             workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
@@ -89,13 +105,16 @@ impl Application {
         }
         for _ in 0..config.dispatchers {
             let dispatcher = Dispatcher::new(pool.clone(), config.dispatch.clone(), nudge.clone())
-                .on_claim(claimed.clone());
+                .on_claim(claimed.clone())
+                .with_bus(bus.clone());
             workers.push(tokio::spawn(dispatcher.run(cancel.clone())));
         }
         let nudge_for_ticker = nudge.clone();
         let mut state = AppState::new(pool.clone(), config.personas_dir.clone(), nudge);
         state.gateway = gateway.clone();
         state.gateway_health = health.clone();
+        state.bus = bus.clone();
+        state.events = config.events.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
@@ -105,6 +124,7 @@ impl Application {
                 .configure(http::extractor_config)
                 .route("/api/openapi.json", web::get().to(http::api::meta::openapi))
                 .default_service(web::to(http::error::not_found))
+                .wrap(middleware::from_fn(http::wake_feed))
                 .wrap(middleware::NormalizePath::trim())
                 .wrap(middleware::Compress::default())
                 .wrap(tracing_middleware())
@@ -121,7 +141,7 @@ impl Application {
             None => None,
         };
         tracing::info!(port, "Loom is listening");
-        Ok(Application { port, server, pool, local_pg, cancel, workers, ticker })
+        Ok(Application { port, server, pool, local_pg, cancel, workers, ticker, bus })
     }
 
     pub fn port(&self) -> u16 {
@@ -130,6 +150,10 @@ impl Application {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// Serves until a shutdown signal; then stops the background loops and, last, the
@@ -141,6 +165,7 @@ impl Application {
         {
             tracing::warn!(error = %e, "the ticker did not stop cleanly");
         }
+        self.bus.flush().await;
         self.cancel.cancel();
         for worker in self.workers {
             if tokio::time::timeout(std::time::Duration::from_secs(10), worker).await.is_err() {
@@ -160,6 +185,55 @@ impl Application {
         drop(self.workers);
         tokio::spawn(self.server);
         (self.port, self.pool, handle)
+    }
+}
+
+/// The in-process bus, or NATS when configured (whose sender and receiver join `workers`).
+async fn open_bus(
+    config: &EventsConfig,
+    origin: &str,
+    cancel: &CancellationToken,
+    workers: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<Bus> {
+    let Some(nats) = &config.nats else {
+        return Ok(Bus::in_process(origin));
+    };
+    let hub = Bus::new_hub();
+    let committed = Arc::new(tokio::sync::Notify::new());
+    let (backend, tasks) =
+        NatsBackend::start(nats.clone(), origin, hub.clone(), committed.clone(), cancel.clone())
+            .await
+            .context("connecting to NATS")?;
+    workers.extend(tasks);
+    tracing::info!(stream = %nats.stream, prefix = %nats.prefix, "events go through NATS JetStream");
+    Ok(Bus::with_backend(origin, hub, committed, backend))
+}
+
+/// Wakes this process's dispatchers and executors on events from any replica: work that may
+/// have become ready, beads claimed.
+async fn follow_events(
+    bus: Bus,
+    nudge: Nudge,
+    claimed: Arc<tokio::sync::Notify>,
+    cancel: CancellationToken,
+) {
+    let mut events = bus.subscribe();
+    loop {
+        let received = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = events.recv() => r,
+        };
+        match received {
+            Some(Received::Event(e)) if e.kind == Kind::BeadClaimed => claimed.notify_one(),
+            Some(Received::Event(e)) if e.kind.may_ready_work() => nudge.wake(),
+            Some(Received::Event(_)) => {}
+            // Missed some: a sweep finds whatever they were about.
+            Some(Received::Lagged(_)) => {
+                nudge.wake();
+                claimed.notify_one();
+            }
+            None => return,
+        }
     }
 }
 

@@ -48,11 +48,15 @@ pub struct DbConfig {
     pub acquire_timeout: Duration,
     /// Longest a single statement may run.
     pub statement_timeout: Duration,
+    /// The connections' `application_name`: it names the replica that wrote an activity
+    /// row. `Application::build` sets one per process.
+    pub application_name: String,
 }
 
 impl Default for DbConfig {
     fn default() -> Self {
         DbConfig {
+            application_name: "loom".into(),
             pool_size: 16,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
@@ -79,6 +83,29 @@ pub struct Config {
     pub gateway: Option<crate::gateway::GatewayConfig>,
     /// Whether this process runs executors, and how; `None` runs none (tests drive them).
     pub executors: Option<crate::executor::ExecutorConfig>,
+    pub events: EventsConfig,
+}
+
+/// The event bus and the live streams.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// NATS JetStream for events between replicas; `None`: the in-process bus.
+    pub nats: Option<crate::events::NatsConfig>,
+    /// How often the feed reads Postgres when nothing woke it.
+    pub feed_poll: Duration,
+    /// A comment on every idle SSE stream this often, so proxies keep it open and a
+    /// client that left is noticed.
+    pub keep_alive: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            nats: None,
+            feed_poll: Duration::from_millis(500),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
 }
 
 impl Config {
@@ -98,6 +125,7 @@ impl Config {
             retry: crate::beads::RetryPolicy::default(),
             gateway: None,
             executors: None,
+            events: EventsConfig::default(),
         }
     }
 }

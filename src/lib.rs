@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod gateway;
 pub mod git;

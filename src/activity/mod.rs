@@ -1,4 +1,11 @@
-//! The activity history: one row per change, written in the same transaction as the change.
+//! The activity history: one row per change, written in the same transaction as the change,
+//! and the feed (`Feed`) that turns committed rows into events on the bus, in commit order.
+
+mod feed;
+mod query;
+
+pub use feed::{Feed, FeedStep};
+pub use query::ListQuery;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -9,6 +16,7 @@ use uuid::Uuid;
 use crate::db::Conn;
 use crate::db::schema::activity;
 use crate::error::Result;
+use crate::events::{Event, Kind, Position};
 
 /// Who made a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +54,18 @@ pub struct Activity {
     pub actor_user_id: Option<Uuid>,
     pub actor_agent_id: Option<Uuid>,
     pub data: serde_json::Value,
+    /// The writing transaction: with `id`, the row's place in the feed.
+    #[serde(skip)]
+    pub tx: i64,
+    /// The replica that wrote it (its connections' `application_name`).
+    #[serde(skip)]
+    pub origin: String,
 }
 
 /// An activity row about to be written.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
-    pub kind: &'a str,
+    pub kind: Kind,
     pub project_id: Option<&'a str>,
     pub bead_id: Option<&'a str>,
     pub actor: Actor,
@@ -63,7 +77,7 @@ impl Activity {
     pub async fn record(conn: &mut Conn, r: Record<'_>) -> Result<i64> {
         Ok(diesel::insert_into(activity::table)
             .values((
-                activity::kind.eq(r.kind),
+                activity::kind.eq(r.kind.as_str()),
                 activity::project_id.eq(r.project_id),
                 activity::bead_id.eq(r.bead_id),
                 activity::actor_user_id.eq(r.actor.user_id()),
@@ -73,6 +87,27 @@ impl Activity {
             .returning(activity::id)
             .get_result(conn)
             .await?)
+    }
+
+    pub fn position(&self) -> Position {
+        Position { tx: self.tx, id: self.id }
+    }
+
+    /// The event this row records; `None` for a kind this build does not know (a row
+    /// written by a newer version).
+    pub fn into_event(self) -> Option<Event> {
+        let kind = self.kind.parse().ok()?;
+        Some(Event {
+            id: Some(self.id),
+            position: Some(Position { tx: self.tx, id: self.id }),
+            kind,
+            created_at: self.created_at,
+            project_id: self.project_id,
+            bead_id: self.bead_id,
+            actor_user_id: self.actor_user_id,
+            actor_agent_id: self.actor_agent_id,
+            data: self.data,
+        })
     }
 
     /// A bead's history, oldest first.

@@ -12,6 +12,7 @@ use crate::beads::{RetryPolicy, RunOutcome};
 use crate::db::Conn;
 use crate::db::schema::{agents, personas, projects, runs};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 crate::db_enum!(
     /// What an agent is doing.
@@ -86,7 +87,7 @@ fn taken(e: Error, name: &str) -> Error {
     }
 }
 
-async fn record(conn: &mut Conn, agent: &Agent, kind: &str, actor: Actor) -> Result<()> {
+async fn record(conn: &mut Conn, agent: &Agent, kind: Kind, actor: Actor) -> Result<()> {
     Activity::record(conn, Record {
         kind,
         project_id: agent.project_id.as_deref(),
@@ -117,7 +118,7 @@ impl Agent {
                 .get_result(conn)
                 .await
                 .map_err(|e| taken(e.into(), &new.name))?;
-            record(conn, &agent, "agent.created", actor).await?;
+            record(conn, &agent, Kind::AgentCreated, actor).await?;
             Ok(agent)
         })
         .await
@@ -197,7 +198,7 @@ impl Agent {
                 .get_result(conn)
                 .await
                 .map_err(|e| taken(e.into(), &name))?;
-            record(conn, &agent, "agent.updated", actor).await?;
+            record(conn, &agent, Kind::AgentUpdated, actor).await?;
             Ok(agent)
         })
         .await
@@ -211,7 +212,7 @@ impl Agent {
                 return Err(Error::conflict("agent_working", "pause the agent before deleting it"));
             }
             diesel::delete(agents::table.find(id)).execute(conn).await?;
-            record(conn, &agent, "agent.deleted", actor).await
+            record(conn, &agent, Kind::AgentDeleted, actor).await
         })
         .await
     }
@@ -228,7 +229,7 @@ impl Agent {
             .returning(Agent::as_returning())
             .get_result(conn)
             .await?;
-        record(conn, &agent, "agent.status", actor).await?;
+        record(conn, &agent, Kind::AgentStatus, actor).await?;
         Ok(agent)
     }
 }

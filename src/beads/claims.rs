@@ -23,6 +23,7 @@ use crate::agents::AgentStatus;
 use crate::db::schema::{agents, bead_dependencies, beads, projects, runs};
 use crate::db::{Conn, Prepared};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// A bead held by an agent under a lease, with the run that records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -413,7 +414,7 @@ pub(crate) async fn release_in(
             .await?;
     }
     Activity::record(conn, Record {
-        kind: "run.ended",
+        kind: Kind::RunEnded,
         project_id: None,
         bead_id: Some(&run.bead_id),
         actor: run.agent_id.map(Actor::Agent).unwrap_or(Actor::System),

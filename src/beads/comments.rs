@@ -11,6 +11,7 @@ use crate::activity::{Activity, Actor, Record};
 use crate::db::schema::comments;
 use crate::db::{Conn, Page};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = comments)]
@@ -82,7 +83,7 @@ impl Comment {
             Activity::record(
                 conn,
                 Record {
-                    kind: "comment.added",
+                    kind: Kind::CommentAdded,
                     project_id: Some(&bead.project_id),
                     bead_id: Some(&bead_id),
                     actor,

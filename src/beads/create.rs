@@ -14,6 +14,7 @@ use crate::activity::{Activity, Actor, Record};
 use crate::db::Conn;
 use crate::db::schema::{bead_dependencies, beads, projects};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// A new bead, as the API receives it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -150,7 +151,7 @@ impl Bead {
             Activity::record(
                 conn,
                 Record {
-                    kind: "bead.created",
+                    kind: Kind::BeadCreated,
                     project_id: Some(&bead.project_id),
                     bead_id: Some(&bead.id),
                     actor,

@@ -13,6 +13,7 @@ use crate::activity::{Activity, Actor, Record};
 use crate::db::Conn;
 use crate::db::schema::{bead_dependencies, beads};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// One dependency as the API speaks of it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -291,7 +292,7 @@ impl Bead {
                 Some(kind) => add_edge(conn, &bead, &dep.depends_on, kind).await?,
             };
             if added {
-                record_edge(conn, &bead, &dep, "dependency.added", actor).await?;
+                record_edge(conn, &bead, &dep, Kind::DependencyAdded, actor).await?;
             }
             Ok(added)
         })
@@ -342,7 +343,7 @@ impl Bead {
                     }
                 }
             }
-            record_edge(conn, &bead, &dep, "dependency.removed", actor).await
+            record_edge(conn, &bead, &dep, Kind::DependencyRemoved, actor).await
         })
         .await
     }
@@ -448,7 +449,7 @@ async fn record_edge(
     conn: &mut Conn,
     bead: &Bead,
     dep: &Dependency,
-    kind: &str,
+    kind: Kind,
     actor: Actor,
 ) -> Result<()> {
     Activity::record(

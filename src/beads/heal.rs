@@ -19,6 +19,7 @@ use crate::agents::AgentStatus;
 use crate::db::Conn;
 use crate::db::schema::{agents, beads, projects, runs};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// A claim the ticker ended because its lease ran out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,7 +39,7 @@ async fn healed(
     Activity::record(
         conn,
         Record {
-            kind: "ticker.healed",
+            kind: Kind::TickerHealed,
             project_id: project,
             bead_id: bead,
             actor: Actor::System,

@@ -15,6 +15,7 @@ use crate::agents::AgentStatus;
 use crate::db::Conn;
 use crate::db::schema::{agents, beads, runs};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// Applies one status change to a locked bead, with everything that follows from it.
 pub(super) async fn apply(
@@ -60,7 +61,7 @@ async fn take_back(conn: &mut Conn, bead: &Bead, actor: Actor) -> Result<()> {
         }
         let data =
             serde_json::json!({ "run": run, "outcome": RunOutcome::Cancelled, "agent": agent });
-        record(conn, bead, "run.ended", actor, data).await?;
+        record(conn, bead, Kind::RunEnded, actor, data).await?;
     }
     Ok(())
 }
@@ -68,7 +69,7 @@ async fn take_back(conn: &mut Conn, bead: &Bead, actor: Actor) -> Result<()> {
 async fn record(
     conn: &mut Conn,
     bead: &Bead,
-    kind: &str,
+    kind: Kind,
     actor: Actor,
     data: serde_json::Value,
 ) -> Result<()> {
@@ -116,7 +117,7 @@ pub(super) async fn close(
     recount_dependents(conn, &bead.id).await?;
     // A closed bead holds nothing back, even if it closed with blockers open.
     refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
-    record(conn, &bead, "bead.closed", actor, serde_json::json!({ "reason": reason })).await?;
+    record(conn, &bead, Kind::BeadClosed, actor, serde_json::json!({ "reason": reason })).await?;
     close_finished_epic(conn, bead.parent_id.as_deref()).await
 }
 
@@ -192,7 +193,7 @@ pub(super) async fn reopen(
     record(
         conn,
         &bead,
-        "bead.reopened",
+        Kind::BeadReopened,
         actor,
         serde_json::json!({ "reason": reason, "from": was }),
     )
@@ -241,7 +242,7 @@ pub(super) async fn block(
     record(
         conn,
         &bead,
-        "bead.blocked",
+        Kind::BeadBlocked,
         actor,
         serde_json::json!({ "reason": reason, "note": note }),
     )
@@ -275,5 +276,5 @@ async fn defer(
         .execute(conn)
         .await?;
     refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
-    record(conn, &bead, "bead.deferred", actor, serde_json::json!({ "until": until })).await
+    record(conn, &bead, Kind::BeadDeferred, actor, serde_json::json!({ "until": until })).await
 }

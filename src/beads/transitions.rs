@@ -19,6 +19,7 @@ use crate::activity::{Activity, Actor, Record};
 use crate::db::Conn;
 use crate::db::schema::beads;
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// Edits to a bead. `version` must match the stored one.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -163,7 +164,7 @@ impl Bead {
                 Activity::record(
                     conn,
                     Record {
-                        kind: "bead.updated",
+                        kind: Kind::BeadUpdated,
                         project_id: Some(&current.project_id),
                         bead_id: Some(&id),
                         actor,

@@ -92,6 +92,12 @@ pub struct ServerArgs {
     /// Minutes a run may take before it is stopped as failed.
     #[arg(long, env = "LOOM_RUN_TIMEOUT_MINUTES", default_value_t = 120)]
     pub run_timeout_minutes: u64,
+    /// NATS server for events between replicas (unset: the in-process bus, one replica).
+    #[arg(long, env = "LOOM_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+    /// Subjects are `<prefix>.<kind>`; the JetStream stream is the prefix in capitals.
+    #[arg(long, env = "LOOM_NATS_PREFIX", default_value = "loom")]
+    pub nats_prefix: String,
     /// Tokens (prompt plus completion) a run may spend.
     #[arg(long, env = "LOOM_RUN_TOKEN_BUDGET", default_value_t = 1_000_000)]
     pub run_token_budget: u64,
@@ -137,7 +143,27 @@ impl ServerArgs {
                 run_pass_env: self.run_pass_env.clone(),
                 ..ExecutorConfig::default()
             }),
+            events: self.events()?,
         })
+    }
+
+    fn events(&self) -> anyhow::Result<crate::config::EventsConfig> {
+        let nats = match self.nats_url.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) => {
+                let prefix = self.nats_prefix.trim();
+                if prefix.is_empty()
+                    || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    bail!("LOOM_NATS_PREFIX must be letters, digits, '-' or '_', got {prefix:?}");
+                }
+                let mut nats = crate::events::NatsConfig::new(url);
+                nats.prefix = prefix.to_owned();
+                nats.stream = prefix.to_ascii_uppercase().replace('-', "_");
+                Some(nats)
+            }
+        };
+        Ok(crate::config::EventsConfig { nats, ..Default::default() })
     }
 
     /// A dead owner's runs must be adopted before their beads' leases lapse, or each

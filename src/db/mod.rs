@@ -31,12 +31,14 @@ pub type Conn = AsyncPgConnection;
 /// connection can be opened.
 pub async fn connect(url: &str, cfg: &DbConfig) -> anyhow::Result<Pool> {
     let timeout_ms = cfg.statement_timeout.as_millis();
+    let app_name = quote_literal(&cfg.application_name);
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     manager_config.custom_setup = Box::new(move |url| {
+        let app_name = app_name.clone();
         async move {
             let mut conn = AsyncPgConnection::establish(url).await?;
             conn.batch_execute(&format!(
-                "SET statement_timeout = {timeout_ms}; SET TIME ZONE 'UTC';"
+                "SET statement_timeout = {timeout_ms}; SET TIME ZONE 'UTC'; SET application_name = {app_name};"
             ))
             .await
             .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
@@ -54,6 +56,11 @@ pub async fn connect(url: &str, cfg: &DbConfig) -> anyhow::Result<Pool> {
         .build()?;
     drop(pool.get().await?);
     Ok(pool)
+}
+
+/// A string as an SQL literal.
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Applies every pending migration. Runs the synchronous migration harness on a blocking

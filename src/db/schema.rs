@@ -40,6 +40,8 @@ diesel::table! {
         actor_user_id -> Nullable<Uuid>,
         actor_agent_id -> Nullable<Uuid>,
         data -> Jsonb,
+        tx -> Int8,
+        origin -> Text,
     }
 }
 
@@ -145,6 +147,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    feed_cursors (name) {
+        name -> Text,
+        tx -> Int8,
+        id -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     gateway_calls (id) {
         id -> Int8,
         created_at -> Timestamptz,
@@ -163,6 +174,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    notifications (id) {
+        id -> Int8,
+        user_id -> Uuid,
+        reason -> Text,
+        subject -> Text,
+        project_id -> Nullable<Text>,
+        bead_id -> Nullable<Text>,
+        activity_id -> Int8,
+        title -> Text,
+        count -> Int4,
+        seq -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        read_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     personas (name) {
         name -> Text,
         display_name -> Text,
@@ -171,6 +200,14 @@ diesel::table! {
         labels -> Array<Text>,
         instructions -> Text,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    project_watchers (project_id, user_id) {
+        project_id -> Text,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
     }
 }
 
@@ -275,6 +312,9 @@ diesel::joinable!(comments -> agents (author_agent_id));
 diesel::joinable!(comments -> beads (bead_id));
 diesel::joinable!(comments -> users (author_user_id));
 diesel::joinable!(executor_leases -> projects (project_id));
+diesel::joinable!(notifications -> users (user_id));
+diesel::joinable!(project_watchers -> projects (project_id));
+diesel::joinable!(project_watchers -> users (user_id));
 diesel::joinable!(run_steps -> runs (run_id));
 diesel::joinable!(runs -> agents (agent_id));
 diesel::joinable!(runs -> beads (bead_id));
@@ -289,8 +329,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     beads,
     comments,
     executor_leases,
+    feed_cursors,
     gateway_calls,
+    notifications,
     personas,
+    project_watchers,
     projects,
     run_steps,
     runs,

@@ -89,6 +89,8 @@ pub struct Dispatcher {
     nudge: Nudge,
     /// Told after every round that claimed something: this process's executors wait on it.
     claimed: Option<Arc<Notify>>,
+    /// Told after every claim, so the feed publishes the claims at once.
+    bus: Option<crate::events::Bus>,
 }
 
 /// Pages of the ready queue read per step before giving up on matching the idle agents.
@@ -96,12 +98,18 @@ const MAX_PAGES: usize = 10;
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: DispatchConfig, nudge: Nudge) -> Self {
-        Dispatcher { pool, config, nudge, claimed: None }
+        Dispatcher { pool, config, nudge, claimed: None, bus: None }
     }
 
     /// Notifies `claimed` whenever a round claims beads, so the work starts at once.
     pub fn on_claim(mut self, claimed: Arc<Notify>) -> Self {
         self.claimed = Some(claimed);
+        self
+    }
+
+    /// Wakes the feed after every round that claimed something.
+    pub fn with_bus(mut self, bus: crate::events::Bus) -> Self {
+        self.bus = Some(bus);
         self
     }
 
@@ -119,6 +127,9 @@ impl Dispatcher {
         }
         if let Some(n) = &self.claimed {
             n.notify_one();
+        }
+        if let Some(bus) = &self.bus {
+            bus.committed();
         }
         Ok(Step::Worked(claimed))
     }

@@ -28,6 +28,10 @@ pub struct AppState {
     /// The LLM gateway, when one is configured.
     pub gateway: Option<crate::gateway::Gateway>,
     pub gateway_health: crate::gateway::HealthState,
+    pub bus: crate::events::Bus,
+    pub events: crate::config::EventsConfig,
+    /// Open SSE streams, for `/api/v1/status` and the metrics.
+    pub sse_clients: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AppState {
@@ -44,8 +48,27 @@ impl AppState {
             nudge,
             gateway: None,
             gateway_health: crate::gateway::HealthState::default(),
+            bus: crate::events::Bus::in_process("loom"),
+            events: crate::config::EventsConfig::default(),
+            sse_clients: Default::default(),
         }
     }
+}
+
+/// Wakes the activity feed after every request that may have written (anything but GET
+/// and HEAD), once the handler has returned and so its transaction has committed.
+pub async fn wake_feed(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let bus = req.app_data::<web::Data<AppState>>().map(|s| s.bus.clone());
+    let res = next.call(req).await;
+    if writes && let Some(bus) = bus {
+        bus.committed();
+    }
+    res
 }
 
 /// Every documented route. Order matters where paths overlap: `/beads/ready` before

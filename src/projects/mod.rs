@@ -10,6 +10,7 @@ use crate::beads::BeadStatus;
 use crate::db::Conn;
 use crate::db::schema::{beads, projects};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, Deserialize, utoipa::ToSchema)]
 #[diesel(table_name = projects)]
@@ -155,7 +156,7 @@ impl Project {
             Activity::record(
                 conn,
                 Record {
-                    kind: "project.created",
+                    kind: Kind::ProjectCreated,
                     project_id: Some(&project.id),
                     bead_id: None,
                     actor,
@@ -235,7 +236,7 @@ impl Project {
             Activity::record(
                 conn,
                 Record {
-                    kind: "project.updated",
+                    kind: Kind::ProjectUpdated,
                     project_id: Some(&id),
                     bead_id: None,
                     actor,
@@ -284,7 +285,7 @@ impl Project {
             Activity::record(
                 conn,
                 Record {
-                    kind: "project.deleted",
+                    kind: Kind::ProjectDeleted,
                     project_id: Some(&id),
                     bead_id: None,
                     actor,

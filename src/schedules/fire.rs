@@ -14,6 +14,7 @@ use crate::beads::{Bead, BeadStatus, NewBead, PriorityInput};
 use crate::db::Conn;
 use crate::db::schema::{beads, schedules};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// What one firing did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,7 +111,7 @@ async fn skip(conn: &mut Conn, s: &Schedule, open: String) -> Result<FireOutcome
     Activity::record(
         conn,
         Record {
-            kind: "schedule.skipped",
+            kind: Kind::ScheduleSkipped,
             project_id: Some(&s.project_id),
             bead_id: Some(&open),
             actor: Actor::System,
@@ -162,14 +163,14 @@ async fn file(conn: &mut Conn, s: &Schedule) -> Result<FireOutcome> {
             return Err(e);
         }
         Ok(bead) => (
-            "schedule.fired",
+            Kind::ScheduleFired,
             FireOutcome::Filed(bead.clone()),
             serde_json::json!({ "schedule": s.id, "bead": bead }),
         ),
         Err(e) => {
             tracing::warn!(schedule.id = %s.id, error = %e, "a schedule could not file its bead");
             (
-                "schedule.failed",
+                Kind::ScheduleFailed,
                 FireOutcome::Failed,
                 serde_json::json!({ "schedule": s.id, "error": e.to_string() }),
             )
@@ -197,7 +198,7 @@ async fn disable(conn: &mut Conn, s: Schedule, e: Error) -> Result<Fired> {
     Activity::record(
         conn,
         Record {
-            kind: "schedule.disabled",
+            kind: Kind::ScheduleDisabled,
             project_id: Some(&s.project_id),
             bead_id: None,
             actor: Actor::System,

@@ -19,6 +19,7 @@ use crate::beads::{Priority, normalize_labels};
 use crate::db::Conn;
 use crate::db::schema::{personas, projects, schedules};
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// The bead a schedule files each time it fires.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -195,7 +196,7 @@ async fn check_references(conn: &mut Conn, project: &str, persona: Option<&str>)
     Ok(())
 }
 
-async fn record(conn: &mut Conn, s: &Schedule, kind: &str, actor: Actor) -> Result<()> {
+async fn record(conn: &mut Conn, s: &Schedule, kind: Kind, actor: Actor) -> Result<()> {
     Activity::record(conn, Record {
         kind,
         project_id: Some(&s.project_id),
@@ -231,7 +232,7 @@ impl Schedule {
                 .returning(Schedule::as_returning())
                 .get_result(conn)
                 .await?;
-            record(conn, &schedule, "schedule.created", actor).await?;
+            record(conn, &schedule, Kind::ScheduleCreated, actor).await?;
             Ok(schedule)
         })
         .await
@@ -334,7 +335,7 @@ impl Schedule {
                 .returning(Schedule::as_returning())
                 .get_result(conn)
                 .await?;
-            record(conn, &schedule, "schedule.updated", actor).await?;
+            record(conn, &schedule, Kind::ScheduleUpdated, actor).await?;
             Ok(schedule)
         })
         .await
@@ -349,7 +350,7 @@ impl Schedule {
                 .await
                 .optional()?
                 .ok_or_else(|| Error::not_found("schedule"))?;
-            record(conn, &schedule, "schedule.deleted", actor).await
+            record(conn, &schedule, Kind::ScheduleDeleted, actor).await
         })
         .await
     }

@@ -1,0 +1,142 @@
+//! Reading the history: pages for people (newest first, with filters) and the feed in commit
+//! order for streams (`(tx, id)`, final below the oldest running transaction).
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+use diesel_async::RunQueryDsl;
+
+use super::Activity;
+use crate::db::Conn;
+use crate::db::schema::activity;
+use crate::error::Result;
+use crate::events::{Filter, Position};
+
+/// The oldest transaction still running: every row written by an older one is final.
+const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+type Boxed<'a> = activity::BoxedQuery<'a, Pg>;
+
+/// `GET /api/v1/activity`: which rows, and where the page starts.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Filter,
+    pub since: Option<DateTime<Utc>>,
+    /// Newest first, older than this id.
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+fn filtered<'a>(filter: &'a Filter) -> Boxed<'a> {
+    let mut q = activity::table.into_boxed();
+    if let Some(p) = &filter.project {
+        q = q.filter(activity::project_id.eq(p));
+    }
+    if let Some(b) = &filter.bead {
+        q = q.filter(activity::bead_id.eq(b));
+    }
+    if let Some(a) = filter.agent {
+        q = q.filter(activity::actor_agent_id.eq(a));
+    }
+    if let Some(k) = &filter.kind {
+        q = q.filter(activity::kind.like(k.like_pattern()));
+    }
+    q
+}
+
+fn after_position(p: Position) -> Box<dyn BoxableExpression<activity::table, Pg, SqlType = Bool>> {
+    Box::new(
+        sql::<Bool>("(activity.tx, activity.id) > (")
+            .bind::<BigInt, _>(p.tx)
+            .sql(", ")
+            .bind::<BigInt, _>(p.id)
+            .sql(")"),
+    )
+}
+
+impl Activity {
+    /// A page of history, newest first.
+    pub async fn list(conn: &mut Conn, q: &ListQuery) -> Result<Vec<Activity>> {
+        let mut query = filtered(&q.filter);
+        if let Some(since) = q.since {
+            query = query.filter(activity::created_at.ge(since));
+        }
+        if let Some(before) = q.before {
+            query = query.filter(activity::id.lt(before));
+        }
+        Ok(query
+            .order(activity::id.desc())
+            .limit(q.limit)
+            .select(Activity::as_select())
+            .load(conn)
+            .await?)
+    }
+
+    /// The feed after `after`, in order, that is final now: what a stream sends next.
+    pub async fn replay(
+        conn: &mut Conn,
+        after: Position,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<Activity>> {
+        Ok(filtered(filter)
+            .filter(after_position(after))
+            .filter(activity::tx.lt(sql::<BigInt>(HORIZON)))
+            .order((activity::tx.asc(), activity::id.asc()))
+            .limit(limit)
+            .select(Activity::as_select())
+            .load(conn)
+            .await?)
+    }
+
+    /// The next rows of the whole feed after `after`, with the horizon: rows whose `tx` is
+    /// at or above it may still be joined by rows that sort before them.
+    pub async fn feed_page(
+        conn: &mut Conn,
+        after: Position,
+        limit: i64,
+    ) -> Result<(Vec<Activity>, i64)> {
+        let rows: Vec<(Activity, i64)> = activity::table
+            .filter(after_position(after))
+            .order((activity::tx.asc(), activity::id.asc()))
+            .limit(limit)
+            .select((Activity::as_select(), sql::<BigInt>(HORIZON)))
+            .load(conn)
+            .await?;
+        let horizon = match <[_]>::first(&rows) {
+            Some((_, h)) => *h,
+            None => Activity::horizon(conn).await?,
+        };
+        Ok((rows.into_iter().map(|(a, _)| a).collect(), horizon))
+    }
+
+    pub async fn horizon(conn: &mut Conn) -> Result<i64> {
+        Ok(diesel::select(sql::<BigInt>(HORIZON)).get_result(conn).await?)
+    }
+
+    /// Where the final part of the feed ends now: a reader starting here sees only what
+    /// commits from now on.
+    pub async fn feed_end(conn: &mut Conn) -> Result<Position> {
+        let last: Option<(i64, i64)> = activity::table
+            .filter(activity::tx.lt(sql::<BigInt>(HORIZON)))
+            .order((activity::tx.desc(), activity::id.desc()))
+            .select((activity::tx, activity::id))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(last.map_or(Position::START, |(tx, id)| Position { tx, id }))
+    }
+
+    /// The feed position of a row, for a stream resuming after it.
+    pub async fn position_of(conn: &mut Conn, id: i64) -> Result<Option<Position>> {
+        let found: Option<(i64, i64)> = activity::table
+            .find(id)
+            .select((activity::tx, activity::id))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(found.map(|(tx, id)| Position { tx, id }))
+    }
+}
