@@ -40,6 +40,7 @@ impl Feed {
     /// A feed that starts with what commits from now on.
     pub async fn start(pool: Pool, bus: Bus, poll: Duration) -> Result<Feed> {
         let position = Activity::feed_end(&mut *pool.get().await?).await?;
+        bus.hub().started_at(position);
         Ok(Feed { pool, bus, position, poll })
     }
 

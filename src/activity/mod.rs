@@ -2,9 +2,11 @@
 //! and the feed (`Feed`) that turns committed rows into events on the bus, in commit order.
 
 mod feed;
+mod follow;
 mod query;
 
 pub use feed::{Feed, FeedStep};
+pub use follow::Follower;
 pub use query::ListQuery;
 
 use chrono::{DateTime, Utc};

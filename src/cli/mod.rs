@@ -11,6 +11,7 @@ mod runs;
 mod schedules;
 mod server;
 mod session;
+pub mod sse;
 
 use std::process::ExitCode;
 

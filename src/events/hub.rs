@@ -14,12 +14,19 @@ pub struct Hub {
     sender: broadcast::Sender<Arc<Event>>,
     ring: Mutex<VecDeque<Arc<Event>>>,
     ring_size: usize,
+    /// Where the feed started, for `head` before it has sent anything.
+    start: Mutex<Option<Position>>,
 }
 
 impl Hub {
     pub fn new(capacity: usize, ring_size: usize) -> Hub {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Hub { sender, ring: Mutex::new(VecDeque::with_capacity(ring_size)), ring_size }
+        Hub {
+            sender,
+            ring: Mutex::new(VecDeque::with_capacity(ring_size)),
+            ring_size,
+            start: Mutex::new(None),
+        }
     }
 
     /// Delivers to every current subscriber. Stored events must come in feed order.
@@ -56,10 +63,18 @@ impl Hub {
         ring.iter().rev().find(|e| e.id == Some(id)).and_then(|e| e.position)
     }
 
-    /// The newest stored event this process has fanned out.
+    /// The newest stored event this process has fanned out (or where its feed started):
+    /// a subscriber from now on gets every stored event after it.
     pub fn head(&self) -> Option<Position> {
         let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        ring.back().and_then(|e| e.position)
+        ring.back()
+            .and_then(|e| e.position)
+            .or_else(|| *self.start.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The feed says where it starts reading.
+    pub fn started_at(&self, position: Position) {
+        *self.start.lock().unwrap_or_else(PoisonError::into_inner) = Some(position);
     }
 }
 

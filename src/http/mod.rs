@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod paging;
 pub mod ratelimit;
+pub mod sse;
 
 use std::time::Instant;
 

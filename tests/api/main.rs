@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 #![allow(clippy::cloned_ref_to_slice_refs)] // `[id.clone()]` reads better in assertions
 
+mod activity;
 mod agents;
 mod auth;
 mod beads;

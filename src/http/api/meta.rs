@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::beads::BeadStatus;
 use crate::db::schema::{agents, beads};
 use crate::error::Error;
+use crate::events::BusState;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::users::Role;
@@ -24,7 +25,9 @@ pub struct Readiness {
     pub ready: bool,
     pub database: String,
     pub migrations: String,
-    pub bus: String,
+    /// The event bus. A NATS bus that lost its server does not make Loom unready: events
+    /// then reach other replicas through Postgres, a little later.
+    pub bus: BusState,
 }
 
 /// The database answers, migrations are applied and the event bus is connected.
@@ -46,7 +49,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
     .to_owned();
     let ready = database == "ok" && migrations == "current";
-    let body = Readiness { ready, database, migrations, bus: "in-process".into() };
+    let body = Readiness { ready, database, migrations, bus: state.bus.state() };
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -62,6 +65,9 @@ pub struct Status {
     pub beads: std::collections::BTreeMap<String, i64>,
     pub agents: std::collections::BTreeMap<String, i64>,
     pub gateway: GatewayStatus,
+    pub bus: BusState,
+    /// Open SSE streams in this replica.
+    pub sse_clients: usize,
 }
 
 /// The LLM gateway as this process sees it.
@@ -109,6 +115,11 @@ pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpRespon
         beads: beads_map,
         agents: agents_map,
         gateway: gateway_status(&state),
+        bus: state.bus.state(),
+        sse_clients: std::sync::atomic::AtomicUsize::load(
+            &state.sse_clients,
+            std::sync::atomic::Ordering::Relaxed,
+        ),
     }))
 }
 

@@ -1,5 +1,6 @@
 //! `/api/v1` handlers, one file per resource.
 
+pub mod activity;
 pub mod agents;
 pub mod auth;
 pub mod beads;
@@ -52,4 +53,5 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(links::add_comment)
         .service(links::bead_runs)
         .service(links::show_run);
+    cfg.service(activity::list).service(activity::stream);
 }

@@ -3,7 +3,9 @@
 pub mod cli;
 pub mod db;
 pub mod gateway;
+pub mod replica;
 pub mod serve;
+pub mod sse;
 pub mod work;
 
 use reqwest::{Method, StatusCode};
@@ -25,6 +27,7 @@ pub struct TestApp {
     pub viewer: String,
     http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
+    bus: loom::events::Bus,
     _db: TestDb,
 }
 
@@ -54,6 +57,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
     let mut config = loom::config::Config::for_database(&db.url, data_dir);
     adjust(&mut config);
     let app = loom::app::Application::build(config).await.expect("start the app");
+    let bus = app.bus().clone();
     let (port, pool, handle) = app.spawn();
     let mut conn = pool.get().await.expect("conn");
     let mut token_for = async |name: &str, role: Role| {
@@ -74,6 +78,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
         viewer,
         http: reqwest::Client::new(),
         handle,
+        bus,
         _db: db,
     }
 }
@@ -82,6 +87,11 @@ impl TestApp {
     /// The test database, for processes the test starts.
     pub fn database_url(&self) -> &str {
         &self._db.url
+    }
+
+    /// The app's event bus.
+    pub fn bus(&self) -> &loom::events::Bus {
+        &self.bus
     }
 
     pub async fn call(

@@ -1,0 +1,106 @@
+//! Server-sent event streams: the wire format, the response, and the count of open streams.
+//! A stream is a `futures` stream of chunks; when the client goes, actix drops it on the
+//! next write (a keep-alive at the latest), and its guard counts it out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix_web::http::header::{self, ContentEncoding};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::Stream;
+
+use crate::error::Error;
+use crate::events::Event;
+
+/// What a stream sends first: how long a browser waits before reconnecting, and a comment
+/// so the client knows the stream is open.
+pub const OPENING: &[u8] = b"retry: 2000\n: connected\n\n";
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// One event: `id:` (stored events only: a client resumes after it), `event:` the kind,
+/// `data:` the event as one line of JSON.
+pub fn encode(event: &Event) -> Bytes {
+    encode_as(event.id, event.kind.as_str(), event)
+}
+
+pub fn encode_as(id: Option<i64>, name: &str, data: &impl serde::Serialize) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+    let mut out = String::with_capacity(json.len() + name.len() + 32);
+    if let Some(id) = id {
+        out.push_str(&format!("id: {id}\n"));
+    }
+    out.push_str(&format!("event: {name}\ndata: {json}\n\n"));
+    Bytes::from(out)
+}
+
+/// The id a reconnecting client last saw: the `Last-Event-ID` header (browsers send it
+/// on their own), or `last_event_id` in the query for clients that cannot set headers.
+pub fn last_event_id(req: &HttpRequest, query: Option<&str>) -> Result<Option<i64>, Error> {
+    let raw = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.map(str::to_owned));
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
+            Error::invalid(
+                "invalid_last_event_id",
+                format!("Last-Event-ID must be an event id, got {s:?}"),
+            )
+        }),
+    }
+}
+
+/// The streaming response: never compressed or buffered on the way.
+pub fn response<S>(stream: S) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+{
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(ContentEncoding::Identity)
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
+}
+
+/// Counts a stream as open for as long as it lives.
+pub struct ClientGuard(Arc<AtomicUsize>);
+
+impl ClientGuard {
+    pub fn new(count: &Arc<AtomicUsize>) -> ClientGuard {
+        count.fetch_add(1, Ordering::Relaxed);
+        ClientGuard(count.clone())
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Kind;
+
+    #[test]
+    fn stored_events_carry_their_id_and_ephemeral_ones_none() {
+        let mut e =
+            Event::live(Kind::BeadClosed, Some("p"), Some("p-1"), serde_json::json!({"a": "x\ny"}));
+        e.id = Some(42);
+        let text = String::from_utf8(encode(&e).to_vec()).expect("utf-8");
+        assert!(text.starts_with("id: 42\nevent: bead.closed\ndata: {"), "{text}");
+        assert!(
+            text.ends_with("}\n\n") && text.matches('\n').count() == 4,
+            "one data line: {text}"
+        );
+        e.id = None;
+        let text = String::from_utf8(encode(&e).to_vec()).expect("utf-8");
+        assert!(text.starts_with("event: bead.closed\n"), "{text}");
+    }
+}

@@ -1,0 +1,293 @@
+//! The activity feed: pages of history and the live stream, over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use loom::activity::{Activity, Actor, Feed, Follower, Record};
+use loom::events::{Bus, Filter, Hub, InProcess, Kind, KindFilter};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::sse::{SseClient, data};
+use crate::support::{self, spawn, spawn_with};
+
+fn stream_url(app: &support::TestApp, query: &str) -> String {
+    format!("{}/api/v1/activity/stream{query}", app.base)
+}
+
+#[tokio::test]
+async fn the_history_lists_newest_first_with_filters_and_cursor_pages() {
+    let app = spawn().await;
+    app.project("hist").await;
+    app.project("other").await;
+    let a = app.bead("hist", "first", json!({})).await;
+    let b = app.bead("hist", "second", json!({})).await;
+    app.bead("other", "elsewhere", json!({})).await;
+    app.close(&a).await;
+
+    let all = app.get("/api/v1/activity?project=hist").await;
+    assert_eq!(all.status, StatusCode::OK);
+    let kinds: Vec<_> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["bead.closed", "bead.created", "bead.created", "project.created"]);
+    let ids: Vec<i64> =
+        all.body["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+
+    let created = app.get("/api/v1/activity?project=hist&kind=bead.created").await;
+    let beads: Vec<_> = created.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["bead_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(beads, [b.clone(), a.clone()]);
+    let family = app.get("/api/v1/activity?project=hist&kind=bead").await;
+    assert_eq!(family.body["items"].as_array().unwrap().len(), 3);
+    let one = app.get(&format!("/api/v1/activity?bead={a}")).await;
+    assert_eq!(one.body["items"].as_array().unwrap().len(), 2);
+
+    let page1 = app.get("/api/v1/activity?project=hist&limit=3").await;
+    let cursor = page1.body["next_cursor"].as_str().unwrap().to_owned();
+    let page2 = app.get(&format!("/api/v1/activity?project=hist&limit=3&cursor={cursor}")).await;
+    assert_eq!(page2.body["items"][0]["kind"], "project.created");
+    assert!(page2.body["next_cursor"].is_null());
+
+    let future = app.get("/api/v1/activity?project=hist&since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future.body["items"], json!([]));
+    let viewer = app.call(Method::GET, "/api/v1/activity", Some(&app.viewer.clone()), None).await;
+    assert_eq!(viewer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_feed_queries_are_refused_with_a_reason() {
+    let app = spawn().await;
+    for (query, code) in [
+        ("kind=bead.exploded", "unknown_kind"),
+        ("kind=beads", "unknown_kind"),
+        ("limit=0", "invalid_limit"),
+        ("cursor=abc", "invalid_cursor"),
+    ] {
+        let res = app.get(&format!("/api/v1/activity?{query}")).await;
+        assert_eq!((res.status, res.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{query}");
+    }
+    let res = app.get("/api/v1/activity?since=yesterday").await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let anonymous = app.call(Method::GET, "/api/v1/activity", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let anonymous = app.call(Method::GET, "/api/v1/activity/stream", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let url = stream_url(&app, "");
+    for (id, code) in [("abc", "invalid_last_event_id"), ("999999", "unknown_last_event_id")] {
+        let (status, body) = SseClient::try_open(&url, &app.member, Some(id)).await.err().unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{id}");
+        assert!(body.contains(code), "{body}");
+    }
+    let (status, _) = SseClient::try_open(&stream_url(&app, "?kind=nope"), &app.member, None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn the_stream_sends_each_change_in_order_with_its_activity_id() {
+    let app = spawn().await;
+    app.project("live").await;
+    // Changes made just before a client connects may still reach it (the feed is final
+    // only below the oldest running transaction); the project's creation is not wanted here.
+    let mut stream = SseClient::open(&stream_url(&app, "?kind=bead"), &app.viewer, None).await;
+    let a = app.bead("live", "one", json!({})).await;
+    let b = app.bead("live", "two", json!({"depends_on": [a.clone()]})).await;
+    app.close(&a).await;
+
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(stream.next_event().await);
+    }
+    let seen: Vec<_> = got
+        .iter()
+        .map(|f| (f.event.clone(), data(f)["bead_id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("bead.created".into(), a.clone()),
+            ("bead.created".into(), b.clone()),
+            ("bead.closed".into(), a.clone())
+        ]
+    );
+    for f in &got {
+        let id: i64 = f.id.as_deref().unwrap().parse().unwrap();
+        assert_eq!(data(f)["id"], id, "the SSE id is the activity id");
+    }
+    // The history has the same events under the same ids.
+    let history = app.get("/api/v1/activity?kind=bead.closed").await;
+    assert_eq!(history.body["items"][0]["id"].to_string(), got[2].id.clone().unwrap());
+}
+
+#[tokio::test]
+async fn a_client_resumes_after_last_event_id_missing_nothing_and_repeating_nothing() {
+    let app = spawn().await;
+    app.project("resume").await;
+    let mut first =
+        SseClient::open(&stream_url(&app, "?project=resume&kind=bead"), &app.member, None).await;
+    let mut beads = Vec::new();
+    for i in 0..4 {
+        beads.push(app.bead("resume", &format!("b{i}"), json!({})).await);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(first.next_event().await.id.unwrap());
+    }
+    drop(first);
+    // Made while no client was connected.
+    for i in 4..6 {
+        beads.push(app.bead("resume", &format!("b{i}"), json!({})).await);
+    }
+    let mut again =
+        SseClient::open(&stream_url(&app, "?project=resume&kind=bead"), &app.member, Some(&ids[1]))
+            .await;
+    let mut resumed = Vec::new();
+    for _ in 0..4 {
+        resumed.push(data(&again.next_event().await)["bead_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(resumed, beads[2..6]);
+    assert!(again.quiet_for(Duration::from_millis(300)).await.is_empty(), "nothing repeated");
+}
+
+#[tokio::test]
+async fn a_commit_that_lands_late_is_streamed_in_its_place_never_skipped() {
+    let app = spawn().await;
+    app.project("late").await;
+    let mut stream =
+        SseClient::open(&stream_url(&app, "?project=late&kind=project.updated"), &app.member, None)
+            .await;
+    let url = app.database_url().to_owned();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    // A transaction that writes its row first and commits last.
+    let slow = tokio::spawn(async move {
+        let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+        conn.transaction::<_, loom::Error, _>(async |c| {
+            Activity::record(c, record("slow")).await?;
+            started_tx.send(()).unwrap();
+            finish_rx.await.unwrap();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    });
+    started_rx.await.unwrap();
+    let mut conn = app.pool.get().await.unwrap();
+    Activity::record(&mut conn, record("quick")).await.unwrap();
+    app.bus().committed();
+    assert!(
+        stream.quiet_for(Duration::from_millis(700)).await.is_empty(),
+        "a row is not sent while an older transaction may still add one before it"
+    );
+    finish_tx.send(()).unwrap();
+    slow.await.unwrap();
+    let order: Vec<_> = [stream.next_event().await, stream.next_event().await]
+        .iter()
+        .map(|f| data(f)["data"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, ["slow", "quick"], "commit-ordered by transaction, both delivered");
+}
+
+fn record(name: &str) -> Record<'static> {
+    Record {
+        kind: Kind::ProjectUpdated,
+        project_id: Some("late"),
+        bead_id: None,
+        actor: Actor::System,
+        data: json!({ "name": name }),
+    }
+}
+
+#[tokio::test]
+async fn streams_filter_by_project_bead_and_kind() {
+    let app = spawn().await;
+    app.project("fa").await;
+    app.project("fb").await;
+    let a = app.bead("fa", "in a", json!({})).await;
+    let mut by_project =
+        SseClient::open(&stream_url(&app, "?project=fb&kind=bead"), &app.member, None).await;
+    let mut by_bead =
+        SseClient::open(&stream_url(&app, &format!("?bead={a}")), &app.member, None).await;
+    let mut by_kind =
+        SseClient::open(&stream_url(&app, "?kind=bead.closed"), &app.member, None).await;
+    let b = app.bead("fb", "in b", json!({})).await;
+    app.close(&a).await;
+    app.close(&b).await;
+
+    let f = by_project.until("bead.closed").await;
+    assert!(f.iter().all(|f| data(f)["project_id"] == "fb"));
+    assert_eq!(f.len(), 2);
+    // (Its creation, just before the client came, may reach it too.)
+    let f = by_bead.until("bead.closed").await;
+    assert!(f.iter().all(|f| data(f)["bead_id"] == a.as_str()), "{f:?}");
+    let closed: Vec<_> = [by_kind.next_event().await, by_kind.next_event().await]
+        .iter()
+        .map(|f| data(f)["bead_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(closed, [a, b]);
+}
+
+#[tokio::test]
+async fn idle_streams_get_keep_alives_and_a_client_that_leaves_is_counted_out() {
+    let app = spawn_with(|c| c.events.keep_alive = Duration::from_millis(100)).await;
+    let sse_clients =
+        async || app.get("/api/v1/status").await.body["sse_clients"].as_u64().unwrap();
+    let mut stream = SseClient::open(&stream_url(&app, ""), &app.member, None).await;
+    let opening = stream.next_frame(Duration::from_secs(5)).await.unwrap();
+    assert!(opening.comments.contains(&"connected".to_owned()), "{opening:?}");
+    let next = stream.next_frame(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(next.comments, ["keep-alive"]);
+    assert_eq!(sse_clients().await, 1);
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sse_clients().await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the closed stream was never cleaned up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_follower_that_falls_behind_catches_up_from_postgres_in_order() {
+    let app = spawn().await;
+    app.project("lag").await;
+    // A bus far smaller than the burst: the follower lags, and the ring cannot cover it.
+    let bus = Bus::with_backend(
+        "lagtest",
+        Arc::new(Hub::new(4, 2)),
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(InProcess),
+    );
+    let mut feed =
+        Feed::start(app.pool.clone(), bus.clone(), Duration::from_secs(60)).await.unwrap();
+    let beads_only = Filter { kind: Some(KindFilter::parse("bead").unwrap()), ..Filter::default() };
+    let mut follower =
+        Follower::start(app.pool.clone(), bus.clone(), beads_only, None).await.unwrap();
+    let mut beads = Vec::new();
+    for i in 0..30 {
+        beads.push(app.bead("lag", &format!("b{i}"), json!({})).await);
+    }
+    while feed.step().await.unwrap() != loom::activity::FeedStep::Idle {}
+    let mut got = Vec::new();
+    while got.len() < 30 {
+        let e = tokio::time::timeout(Duration::from_secs(10), follower.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(e.bead_id.clone().unwrap());
+    }
+    assert_eq!(got, beads);
+    assert!(bus.state().lagged >= 1, "it did lag");
+}
