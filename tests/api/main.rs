@@ -16,6 +16,7 @@ mod executor;
 mod gateway;
 mod invariants;
 mod migrations;
+mod nats;
 mod personas;
 mod projects;
 mod readiness;
