@@ -88,6 +88,12 @@ impl Application {
         if let Some(gw) = &gateway {
             tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
             workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
+            workers.push(tokio::spawn(crate::gateway::record_outages(
+                pool.clone(),
+                health.clone(),
+                bus.clone(),
+                cancel.clone(),
+            )));
             if let Some(ex) = &config.executors {
                 crate::executor::workspace::shield_loom_from_commands();
                 let executors = Executors::start(
@@ -97,7 +103,8 @@ impl Application {
                     config.retry,
                     ex.clone(),
                 )
-                .woken_by(claimed.clone());
+                .woken_by(claimed.clone())
+                .publishing_to(bus.clone());
                 workers.push(tokio::spawn(executors.run(cancel.clone())));
             }
         } else {
@@ -135,7 +142,8 @@ impl Application {
         // Started once the address is bound, so a failed start leaves nothing running.
         let ticker = match &config.ticker {
             Some(schedule) => {
-                let ticker = Ticker::new(pool.clone(), config.retry, health, nudge_for_ticker);
+                let ticker = Ticker::new(pool.clone(), config.retry, health, nudge_for_ticker)
+                    .with_bus(bus.clone());
                 Some(ticker.start(schedule).await?)
             }
             None => None,

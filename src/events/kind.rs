@@ -166,8 +166,8 @@ mod tests {
 
     #[test]
     fn kinds_written_by_sql_statements_are_known() {
-        // claims.rs writes these in SQL text, outside the typed path.
-        for name in ["bead.claimed", "bead.closed", "run.ended"] {
+        // claims.rs and the executor's pickup write these in SQL text, outside the typed path.
+        for name in ["bead.claimed", "bead.closed", "run.ended", "run.started"] {
             assert!(name.parse::<Kind>().is_ok(), "{name}");
         }
     }

@@ -14,6 +14,7 @@ use crate::activity::Actor;
 use crate::beads::{Bead, RunOutcome};
 use crate::db::schema::runs;
 use crate::error::Result;
+use crate::events::Kind;
 use crate::git::{MergeOutcome, PushOutcome};
 
 pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<()> {
@@ -95,6 +96,10 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
         MergeOutcome::UpToDate => None,
         MergeOutcome::FastForward { sha } | MergeOutcome::Merged { sha } => Some(sha),
     };
+    if let Some(sha) = &sha {
+        let data = serde_json::json!({ "run": live.open.id, "sha": sha, "branch": repo.branch });
+        live.record(env, Kind::GitMerged, data).await?;
+    }
     push(env, live).await;
     if let Some(sha) = &sha {
         diesel::update(runs::table.find(live.open.id))
@@ -106,6 +111,7 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
     let after =
         Bead::release(&mut conn, live.open.id, RunOutcome::Success, Some(summary), env.retry)
             .await?;
+    env.bus.committed();
     if !matches!(after, Some(crate::beads::AfterRun::Closed)) {
         // Taken back between the check above and the merge: say so where people look.
         let sha = sha.as_deref().unwrap_or("nothing new");
@@ -149,7 +155,9 @@ async fn release(
     note: Option<String>,
 ) -> Result<()> {
     let mut conn = env.pool.get().await?;
-    if Bead::release(&mut conn, open.id, outcome, note, env.retry).await?.is_none() {
+    let released = Bead::release(&mut conn, open.id, outcome, note, env.retry).await?;
+    env.bus.committed();
+    if released.is_none() {
         tracing::warn!(run.id = %open.id, bead.id = %open.bead_id, outcome = %outcome, "a run had already ended when its executor released it");
     }
     Ok(())

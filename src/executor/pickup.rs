@@ -34,8 +34,9 @@ pub struct OpenRun {
 
 /// Open runs in `$2`'s projects not yet worked by `$1`: new ones (no worker) and ones whose
 /// worker is another process, which can only be a dead or deposed owner, since this process
-/// owns the project now. Adopting one counts a resume. Oldest first, bounded per call.
-const PICK_UP: &str = "UPDATE runs r SET worker = $1, \
+/// owns the project now. Adopting one counts a resume. Oldest first, bounded per call. Each
+/// start (or restart) is a `run.started` in the history.
+const PICK_UP: &str = "WITH picked AS (UPDATE runs r SET worker = $1, \
             resumes = r.resumes + CASE WHEN r.worker IS NULL THEN 0 ELSE 1 END \
        FROM beads b \
       WHERE r.id IN (SELECT r2.id FROM runs r2 JOIN beads b2 ON b2.id = r2.bead_id \
@@ -44,7 +45,11 @@ const PICK_UP: &str = "UPDATE runs r SET worker = $1, \
                         AND (r2.worker IS NULL OR r2.worker <> $1) \
                       ORDER BY r2.started_at LIMIT $3 FOR UPDATE OF r2 SKIP LOCKED) \
         AND b.id = r.bead_id \
-  RETURNING r.id, r.bead_id, b.project_id, r.agent_id, r.attempt, r.resumes";
+  RETURNING r.id, r.bead_id, b.project_id, r.agent_id, r.attempt, r.resumes), \
+     history AS (INSERT INTO activity (kind, project_id, bead_id, actor_agent_id, data) \
+       SELECT 'run.started', project_id, bead_id, agent_id, jsonb_build_object('run', id, \
+              'agent', agent_id, 'attempt', attempt, 'resumes', resumes) FROM picked) \
+   SELECT * FROM picked";
 
 pub async fn pick_up(
     conn: &mut Conn,
@@ -138,7 +143,7 @@ pub struct StepRecord<'a> {
 const STEP_RESULT_CHARS: usize = 2_000;
 
 /// Records a step.
-pub async fn record_step(conn: &mut Conn, step: StepRecord<'_>) -> Result<()> {
+pub async fn record_step(conn: &mut Conn, step: &StepRecord<'_>) -> Result<()> {
     let result: String = step.result.chars().take(STEP_RESULT_CHARS).collect();
     diesel::insert_into(run_steps::table)
         .values((

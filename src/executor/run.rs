@@ -15,10 +15,11 @@ use super::pickup::{self, OpenRun, StepRecord};
 use super::prompt;
 use super::tracker::{self, Discovered};
 use super::workspace::Workspace;
-use crate::activity::Actor;
+use crate::activity::{Activity, Actor, Record};
 use crate::beads::RetryPolicy;
 use crate::db::Pool;
 use crate::error::{Error, Result};
+use crate::events::{Bus, Event as BusEvent, Kind};
 use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
 use crate::git::{Repos, Signature, Worktree};
 
@@ -37,6 +38,8 @@ pub struct RunEnv {
     pub homes: std::path::PathBuf,
     /// Variables `run` gets besides its basic environment (where the toolchains live).
     pub run_env: Vec<(String, String)>,
+    /// Where steps are streamed, and told of what runs store.
+    pub bus: Bus,
 }
 
 impl RunEnv {
@@ -108,7 +111,46 @@ impl Live {
         let author = Signature::new(name.clone(), agent_email(name));
         let run = self.open.id.to_string();
         let trailers = [("Bead", self.open.bead_id.as_str()), ("Run", run.as_str())];
-        Ok(env.repos.commit(&self.worktree, &author, message, &trailers).await?)
+        let sha = env.repos.commit(&self.worktree, &author, message, &trailers).await?;
+        if let Some(sha) = &sha {
+            let subject = message.lines().next().unwrap_or_default();
+            let data = serde_json::json!({ "run": self.open.id, "sha": sha, "message": subject });
+            self.record(env, Kind::GitCommit, data).await?;
+        }
+        Ok(sha)
+    }
+
+    /// Writes an activity row about this run, by its agent, and wakes the feed.
+    pub async fn record(&self, env: &RunEnv, kind: Kind, data: serde_json::Value) -> Result<()> {
+        let record = Record {
+            kind,
+            project_id: Some(&self.open.project_id),
+            bead_id: Some(&self.open.bead_id),
+            actor: Actor::Agent(self.open.agent_id),
+            data,
+        };
+        Activity::record(&mut *env.pool.get().await?, record).await?;
+        env.bus.committed();
+        Ok(())
+    }
+
+    /// Streams a step to whoever watches (not stored as activity: `run_steps` has it).
+    fn stream_step(&self, env: &RunEnv, step: &StepRecord<'_>, action: &str) {
+        let mut event = BusEvent::live(
+            Kind::RunStep,
+            Some(&self.open.project_id),
+            Some(&self.open.bead_id),
+            serde_json::json!({
+                "run": self.open.id,
+                "turn": step.turn,
+                "action": action,
+                "ok": step.ok,
+                "duration_ms": step.duration_ms,
+                "tokens": step.prompt_tokens + step.completion_tokens,
+            }),
+        );
+        event.actor_agent_id = Some(self.open.agent_id);
+        env.bus.publish(event);
     }
 }
 
@@ -236,7 +278,10 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
                     started_at,
                     duration_ms: clock.elapsed().as_millis() as i64,
                 };
-                pickup::record_step(&mut *env.pool.get().await?, record).await?;
+                pickup::record_step(&mut *env.pool.get().await?, &record).await?;
+                live.stream_step(env, &record, action.name());
+                // What the action stored (a bead filed, a comment) goes out now.
+                env.bus.committed();
                 live.unbilled = (0, 0);
                 machine.step(Event::Performed(result))
             }

@@ -117,6 +117,7 @@ impl Executors {
             tools: RunEnv::tools(),
             homes: data_dir.join("homes"),
             run_env: RunEnv::toolchain_env(&config.run_pass_env),
+            bus: crate::events::Bus::in_process("loom"),
         };
         Executors::new(Arc::new(env), owner, config)
     }
@@ -125,6 +126,16 @@ impl Executors {
     /// start at once rather than at the next tick.
     pub fn woken_by(mut self, wake: Arc<tokio::sync::Notify>) -> Executors {
         self.wake = wake;
+        self
+    }
+
+    /// Streams steps on `bus`, and wakes its feed after what runs store. Call it before
+    /// the executors start working.
+    pub fn publishing_to(mut self, bus: crate::events::Bus) -> Executors {
+        match Arc::get_mut(&mut self.env) {
+            Some(env) => env.bus = bus,
+            None => tracing::warn!("executors already running: their events stay in the process"),
+        }
         self
     }
 
@@ -159,6 +170,7 @@ impl Executors {
             let picked =
                 pickup::pick_up(&mut conn, self.owner.id, &projects, PICK_UP_BATCH).await?;
             if !picked.is_empty() {
+                self.env.bus.committed();
                 // An adopted or long-waiting run's lease may be near its end: renew at once.
                 self.queued.extend(picked);
                 drop(conn);
@@ -254,6 +266,7 @@ impl Executors {
         tracing::warn!(run.id = %open.id, bead.id = %open.bead_id, "{why}");
         let mut conn = self.env.pool.get().await?;
         Bead::release(&mut conn, open.id, RunOutcome::Failed, Some(why), self.env.retry).await?;
+        self.env.bus.committed();
         Ok(())
     }
 

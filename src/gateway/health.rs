@@ -37,13 +37,22 @@ pub struct HealthReport {
 }
 
 /// The shared health state: the probe and real calls write it, the ticker and the status
-/// endpoint read it. Cheap to clone; every clone sees the same state.
+/// endpoint read it, `watch` follows its changes. Cheap to clone; every clone sees the same
+/// state.
 #[derive(Debug, Clone)]
-pub struct HealthState(Arc<Mutex<HealthReport>>);
+pub struct HealthState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    report: Mutex<HealthReport>,
+    changes: tokio::sync::watch::Sender<HealthReport>,
+}
 
 impl Default for HealthState {
     fn default() -> Self {
-        HealthState(Arc::new(Mutex::new(HealthReport { health: Health::Unknown, reason: None })))
+        let report = HealthReport { health: Health::Unknown, reason: None };
+        let (changes, _) = tokio::sync::watch::channel(report.clone());
+        HealthState(Arc::new(Shared { report: Mutex::new(report), changes }))
     }
 }
 
@@ -53,7 +62,12 @@ impl HealthState {
     }
 
     pub fn report(&self) -> HealthReport {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0.report.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Follows changes of health (not of the reason alone).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<HealthReport> {
+        self.0.changes.subscribe()
     }
 
     pub fn set(&self, health: Health) {
@@ -63,11 +77,13 @@ impl HealthState {
     /// Records what was learned; logs a change of health once, when it happens. Returns the
     /// health before.
     pub fn update(&self, health: Health, reason: Option<String>) -> Health {
-        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut now = self.0.report.lock().unwrap_or_else(PoisonError::into_inner);
         let before = now.health;
         *now = HealthReport { health, reason };
+        let report = now.clone();
         drop(now);
         if before != health {
+            self.0.changes.send_replace(report);
             match health {
                 Health::Healthy | Health::Unknown => tracing::info!(
                     gateway.health = health.as_str(),

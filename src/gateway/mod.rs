@@ -6,6 +6,7 @@
 mod calls;
 mod client;
 mod health;
+mod outage;
 mod probe;
 pub mod retry;
 mod sse;
@@ -14,4 +15,5 @@ pub mod wire;
 pub use calls::GatewayCall;
 pub use client::{CallContext, Gateway, GatewayConfig, GatewayError};
 pub use health::{Health, HealthReport, HealthState};
+pub use outage::record_outages;
 pub use wire::{Completion, Message, Role, Tool, ToolCall, Usage};

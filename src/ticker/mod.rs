@@ -54,11 +54,25 @@ pub struct Ticker {
     retry: RetryPolicy,
     gateway: HealthState,
     nudge: Nudge,
+    /// Woken after a job changed something, so the feed publishes it at once.
+    bus: Option<crate::events::Bus>,
 }
 
 impl Ticker {
     pub fn new(pool: Pool, retry: RetryPolicy, gateway: HealthState, nudge: Nudge) -> Self {
-        Ticker { pool, retry, gateway, nudge }
+        Ticker { pool, retry, gateway, nudge, bus: None }
+    }
+
+    pub fn with_bus(mut self, bus: crate::events::Bus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    fn changed(&self) {
+        self.nudge.wake();
+        if let Some(bus) = &self.bus {
+            bus.committed();
+        }
     }
 
     /// Returns beads whose lease ran out to `open` (an attempt counted) and frees their
@@ -135,14 +149,14 @@ impl Ticker {
         }
         if !fired.is_empty() {
             tracing::info!(schedules = fired.len(), "fired schedules");
-            self.nudge.wake();
+            self.changed();
         }
         Ok(fired)
     }
 
     fn woke(&self, pass: Pass) -> Pass {
         if pass.healed > 0 {
-            self.nudge.wake();
+            self.changed();
         }
         pass
     }

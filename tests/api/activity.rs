@@ -291,3 +291,58 @@ async fn a_follower_that_falls_behind_catches_up_from_postgres_in_order() {
     assert_eq!(got, beads);
     assert!(bus.state().lagged >= 1, "it did lag");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_streams_its_steps_live_and_stores_its_start_commit_merge_and_end() {
+    use crate::support::gateway::Reply;
+    use crate::support::work::Work;
+    let mut w = Work::new(&[("a.txt", "one\n")], 1, loom::executor::Limits::default()).await;
+    let bead = w.bead("Change a").await;
+    let url = format!("{}/api/v1/activity/stream?bead={bead}", w.app.base);
+    let mut stream = SseClient::open(&url, &w.app.viewer, None).await;
+    w.script.push_for(&bead, Reply::action(json!({"action": "read_file", "path": "a.txt"})));
+    w.script.push_for(
+        &bead,
+        Reply::action(json!({"action": "edit_file", "path": "a.txt", "old": "one", "new": "two"})),
+    );
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Changed a."})));
+    w.settle().await;
+
+    let frames = stream.until("bead.closed").await;
+    let kinds: Vec<_> =
+        frames.iter().map(|f| f.event.as_str()).filter(|k| *k != "bead.created").collect();
+    assert_eq!(
+        kinds,
+        [
+            "bead.claimed",
+            "run.started",
+            "run.step",
+            "run.step",
+            "git.commit",
+            "git.merged",
+            "bead.closed"
+        ]
+    );
+    let steps: Vec<_> = frames.iter().filter(|f| f.event == "run.step").collect();
+    assert!(steps.iter().all(|f| f.id.is_none()), "steps are live only");
+    assert_eq!(data(steps[0])["data"]["action"], "read_file");
+    assert_eq!(data(steps[1])["data"]["action"], "edit_file");
+    let ended = stream.next_event().await;
+    assert_eq!(
+        (ended.event.as_str(), data(&ended)["data"]["outcome"].as_str()),
+        ("run.ended", Some("success"))
+    );
+
+    // The stored history has the run's start and end, not its steps.
+    let history = w.app.get(&format!("/api/v1/activity?bead={bead}")).await;
+    let stored: Vec<_> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!stored.iter().any(|k| k == "run.step"), "{stored:?}");
+    for k in ["run.started", "git.commit", "git.merged", "run.ended"] {
+        assert!(stored.iter().any(|s| s == k), "{k} in {stored:?}");
+    }
+}

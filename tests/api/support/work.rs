@@ -147,7 +147,8 @@ impl Work {
             data.path(),
             loom::beads::RetryPolicy::default(),
             config,
-        );
+        )
+        .publishing_to(app.bus().clone());
         Work { app, script, upstream, data, health, gateway, dispatcher, executors, agents: ids }
     }
 
