@@ -16,7 +16,7 @@ use crate::events::{Bus, Position};
 /// Rows read per step.
 const PAGE: i64 = 500;
 /// First wait when the next row is held back by an older transaction still running.
-const HELD_BACK: Duration = Duration::from_millis(2);
+const HELD_BACK: Duration = Duration::from_millis(50);
 
 pub struct Feed {
     pool: Pool,
@@ -49,17 +49,12 @@ impl Feed {
     }
 
     pub async fn step(&mut self) -> Result<FeedStep> {
-        let (rows, horizon) = {
+        let (rows, held) = {
             let mut conn = self.pool.get().await?;
             Activity::feed_page(&mut conn, self.position, PAGE).await?
         };
         let mut delivered = 0;
-        let mut held = false;
         for row in rows {
-            if row.tx >= horizon {
-                held = true;
-                break;
-            }
             self.position = row.position();
             let own = row.origin == self.bus.origin();
             let (id, kind) = (row.id, row.kind.clone());

@@ -81,9 +81,10 @@ impl Activity {
         filter: &Filter,
         limit: i64,
     ) -> Result<Vec<Activity>> {
+        let horizon = Activity::horizon(conn).await?;
         Ok(filtered(filter)
             .filter(after_position(after))
-            .filter(activity::tx.lt(sql::<BigInt>(HORIZON)))
+            .filter(activity::tx.lt(horizon))
             .order((activity::tx.asc(), activity::id.asc()))
             .limit(limit)
             .select(Activity::as_select())
@@ -91,25 +92,37 @@ impl Activity {
             .await?)
     }
 
-    /// The next rows of the whole feed after `after`, with the horizon: rows whose `tx` is
-    /// at or above it may still be joined by rows that sort before them.
+    /// The next final rows of the whole feed after `after`, and whether rows that are not
+    /// final yet follow them (an older transaction is still running). The horizon is read
+    /// once, then used as a plain value: the snapshot function is costly per row.
     pub async fn feed_page(
         conn: &mut Conn,
         after: Position,
         limit: i64,
-    ) -> Result<(Vec<Activity>, i64)> {
-        let rows: Vec<(Activity, i64)> = activity::table
+    ) -> Result<(Vec<Activity>, bool)> {
+        let horizon = Activity::horizon(conn).await?;
+        let rows: Vec<Activity> = activity::table
             .filter(after_position(after))
+            .filter(activity::tx.lt(horizon))
             .order((activity::tx.asc(), activity::id.asc()))
             .limit(limit)
-            .select((Activity::as_select(), sql::<BigInt>(HORIZON)))
+            .select(Activity::as_select())
             .load(conn)
             .await?;
-        let horizon = match <[_]>::first(&rows) {
-            Some((_, h)) => *h,
-            None => Activity::horizon(conn).await?,
-        };
-        Ok((rows.into_iter().map(|(a, _)| a).collect(), horizon))
+        if rows.len() as i64 == limit {
+            return Ok((rows, false));
+        }
+        let last = rows.last().map_or(after, Activity::position);
+        // Ordered, so that it is one step down the feed index (an unordered EXISTS may
+        // scan the table when the planner expects many rows).
+        let next: Option<i64> = activity::table
+            .filter(after_position(last))
+            .order((activity::tx.asc(), activity::id.asc()))
+            .select(activity::id)
+            .first(conn)
+            .await
+            .optional()?;
+        Ok((rows, next.is_some()))
     }
 
     pub async fn horizon(conn: &mut Conn) -> Result<i64> {
@@ -119,8 +132,9 @@ impl Activity {
     /// Where the final part of the feed ends now: a reader starting here sees only what
     /// commits from now on.
     pub async fn feed_end(conn: &mut Conn) -> Result<Position> {
+        let horizon = Activity::horizon(conn).await?;
         let last: Option<(i64, i64)> = activity::table
-            .filter(activity::tx.lt(sql::<BigInt>(HORIZON)))
+            .filter(activity::tx.lt(horizon))
             .order((activity::tx.desc(), activity::id.desc()))
             .select((activity::tx, activity::id))
             .first(conn)

@@ -93,18 +93,41 @@ impl Client {
                 detail: e.to_string(),
             });
         }
-        let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-        let field =
-            |name: &str| parsed.as_ref().and_then(|v| v["error"][name].as_str()).map(str::to_owned);
-        match (field("code"), field("message")) {
-            (Some(code), Some(message)) => {
-                Err(ClientError::Api { status: status.as_u16(), code, message })
-            }
-            _ => Err(ClientError::Protocol {
-                status: status.as_u16(),
-                detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            }),
+        Err(refusal(status, &bytes))
+    }
+
+    /// Opens a server-sent event stream, resuming after `last_event_id`. No overall time
+    /// limit; a stream silent for longer than three keep-alives is given up as dead.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let unreachable = |source| ClientError::Unreachable { url: self.base.clone(), source };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("loom-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(45))
+            .build()
+            .map_err(unreachable)?;
+        let mut req = http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .header("Accept", "text/event-stream");
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
         }
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let res = req.send().await.map_err(unreachable)?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        let status = res.status();
+        let bytes = res.bytes().await.map_err(unreachable)?;
+        Err(refusal(status, &bytes))
     }
 
     pub async fn get<T: DeserializeOwned>(
@@ -137,6 +160,20 @@ impl Client {
         body: Option<&B>,
     ) -> Result<(), ClientError> {
         self.send::<B, serde_json::Value>(Method::DELETE, path, &[], body).await.map(|_| ())
+    }
+}
+
+/// The server's refusal as an error: its code and message when it sent them.
+fn refusal(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+    let field =
+        |name: &str| parsed.as_ref().and_then(|v| v["error"][name].as_str()).map(str::to_owned);
+    match (field("code"), field("message")) {
+        (Some(code), Some(message)) => ClientError::Api { status: status.as_u16(), code, message },
+        _ => ClientError::Protocol {
+            status: status.as_u16(),
+            detail: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+        },
     }
 }
 

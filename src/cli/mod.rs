@@ -4,6 +4,7 @@
 mod agents;
 mod beads;
 mod client;
+mod feed;
 mod output;
 mod personas;
 mod projects;
@@ -95,6 +96,13 @@ pub enum Command {
         #[command(subcommand)]
         command: runs::RunCommand,
     },
+    /// The activity feed: what happened, newest last; `--follow` streams it live.
+    Feed {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        args: feed::FeedArgs,
+    },
     /// Schedules: recurring work, a cron expression and the bead it files.
     Schedule {
         #[command(flatten)]
@@ -118,6 +126,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Persona { remote, command } => personas::run(remote, command).await,
         Command::Run { remote, command } => runs::run(remote, command).await,
         Command::Schedule { remote, command } => schedules::run(remote, command).await,
+        Command::Feed { remote, args } => feed::run(remote, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ mod auth;
 mod beads;
 mod cli;
 mod cli_agents;
+mod cli_feed;
 mod cli_schedules;
 mod dependencies;
 mod dispatch;

@@ -37,6 +37,22 @@ impl Cli {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 
+    /// Starts `loom <args>` without waiting for it, stdout piped (for `--follow`).
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_loom"));
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env("LOOM_URL", &self.url)
+            .env("LOOM_TOKEN", self.token.as_deref().unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.spawn().unwrap()
+    }
+
     fn run_blocking(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_loom"));
         command
