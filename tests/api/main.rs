@@ -15,6 +15,7 @@ mod executor;
 mod gateway;
 mod invariants;
 mod migrations;
+mod notifications;
 mod personas;
 mod projects;
 mod readiness;

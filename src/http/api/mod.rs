@@ -5,6 +5,7 @@ pub mod auth;
 pub mod beads;
 pub mod links;
 pub mod meta;
+pub mod notifications;
 pub mod personas;
 pub mod projects;
 pub mod schedules;
@@ -52,4 +53,9 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(links::add_comment)
         .service(links::bead_runs)
         .service(links::show_run);
+    cfg.service(notifications::list)
+        .service(notifications::read_all)
+        .service(notifications::read)
+        .service(notifications::watch)
+        .service(notifications::unwatch);
 }

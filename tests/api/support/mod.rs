@@ -23,6 +23,7 @@ pub struct TestApp {
     pub admin: String,
     pub member: String,
     pub viewer: String,
+    bus: loom::events::Bus,
     http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
     _db: TestDb,
@@ -54,6 +55,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
     let mut config = loom::config::Config::for_database(&db.url, data_dir);
     adjust(&mut config);
     let app = loom::app::Application::build(config).await.expect("start the app");
+    let bus = app.bus().clone();
     let (port, pool, handle) = app.spawn();
     let mut conn = pool.get().await.expect("conn");
     let mut token_for = async |name: &str, role: Role| {
@@ -72,6 +74,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
         admin,
         member,
         viewer,
+        bus,
         http: reqwest::Client::new(),
         handle,
         _db: db,
@@ -82,6 +85,11 @@ impl TestApp {
     /// The test database, for processes the test starts.
     pub fn database_url(&self) -> &str {
         &self._db.url
+    }
+
+    /// The app's event bus, to subscribe to what it publishes.
+    pub fn bus(&self) -> &loom::events::Bus {
+        &self.bus
     }
 
     pub async fn call(
