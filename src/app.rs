@@ -72,6 +72,9 @@ impl Application {
         let bus = open_bus(&config.events, &origin, &cancel, &mut workers).await?;
         let feed = Feed::start(pool.clone(), bus.clone(), config.events.feed_poll).await?;
         workers.push(tokio::spawn(feed.run(cancel.clone())));
+        workers.push(tokio::spawn(
+            crate::notifications::Notifier::new(pool.clone(), bus.clone()).run(cancel.clone()),
+        ));
         let health = HealthState::default();
         let gateway = match &config.gateway {
             Some(gw) => Some(Gateway::new(gw.clone(), health.clone(), Some(pool.clone()))?),

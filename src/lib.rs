@@ -17,6 +17,7 @@ pub mod executor;
 pub mod gateway;
 pub mod git;
 pub mod http;
+pub mod notifications;
 pub mod personas;
 pub mod projects;
 pub mod schedules;

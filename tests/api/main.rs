@@ -18,6 +18,7 @@ mod gateway;
 mod invariants;
 mod migrations;
 mod nats;
+mod notifications;
 mod personas;
 mod projects;
 mod readiness;

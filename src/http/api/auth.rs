@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
+use crate::notifications::Notification;
 use crate::users::tokens::{ApiToken, CreatedToken};
 use crate::users::{Role, User, UserView, password};
 
@@ -85,12 +86,22 @@ pub async fn logout(state: web::Data<AppState>, auth: Auth) -> Result<HttpRespon
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The current user.
+/// The current user, as `/auth/me` shows them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub unread_notifications: i64,
+}
+
+/// The current user, with how many unread notifications they have.
 #[utoipa::path(tag = "auth", security(("token" = [])), responses(
-    (status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+    (status = 200, body = Me), (status = 401, body = ErrorBody)))]
 #[get("/auth/me")]
-pub async fn me(auth: Auth) -> HttpResponse {
-    HttpResponse::Ok().json(UserView::from(&auth.user))
+pub async fn me(state: web::Data<AppState>, auth: Auth) -> Result<HttpResponse, Error> {
+    let mut conn = state.pool.get().await?;
+    let unread_notifications = Notification::unread_count(&mut conn, auth.user.id).await?;
+    Ok(HttpResponse::Ok().json(Me { user: UserView::from(&auth.user), unread_notifications }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod beads;
 pub mod links;
 pub mod meta;
+pub mod notifications;
 pub mod personas;
 pub mod projects;
 pub mod schedules;
@@ -54,4 +55,9 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(links::bead_runs)
         .service(links::show_run);
     cfg.service(activity::list).service(activity::stream);
+    cfg.service(notifications::list)
+        .service(notifications::read_all)
+        .service(notifications::read)
+        .service(notifications::watch)
+        .service(notifications::unwatch);
 }

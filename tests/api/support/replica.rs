@@ -4,13 +4,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use loom::config::Config;
-use loom::db::Pool;
 use loom::events::{Bus, NatsConfig};
 
 /// Another `Application` on the same database, in this process.
 pub struct Replica {
     pub base: String,
-    pub pool: Pool,
     pub bus: Bus,
     _handle: actix_web::dev::ServerHandle,
 }
@@ -21,8 +19,8 @@ pub async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Repl
     adjust(&mut config);
     let app = loom::app::Application::build(config).await.expect("start a replica");
     let bus = app.bus().clone();
-    let (port, pool, handle) = app.spawn();
-    Replica { base: format!("http://127.0.0.1:{port}"), pool, bus, _handle: handle }
+    let (port, _pool, handle) = app.spawn();
+    Replica { base: format!("http://127.0.0.1:{port}"), bus, _handle: handle }
 }
 
 /// The NATS server tests use: `LOOM_TEST_NATS_URL` (`.ci/run` starts one), else the
