@@ -16,7 +16,7 @@ use crate::events::{Bus, Position};
 /// Rows read per step.
 const PAGE: i64 = 500;
 /// First wait when the next row is held back by an older transaction still running.
-const HELD_BACK: Duration = Duration::from_millis(50);
+const HELD_BACK: Duration = Duration::from_millis(10);
 
 pub struct Feed {
     pool: Pool,

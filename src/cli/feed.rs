@@ -47,34 +47,57 @@ impl FeedArgs {
 
 pub async fn run(remote: Remote, args: FeedArgs) -> anyhow::Result<()> {
     let client = Client::from_remote(&remote)?;
+    // Following, the stream opens before the history is read: whatever happens meanwhile
+    // is in one or the other (or both, and shown once).
+    let stream = match args.follow {
+        true => Some(client.open_stream(STREAM, &args.query(), None).await?),
+        false => None,
+    };
     let mut query = args.query();
-    query.push(("limit", args.limit.max(1).min(500).to_string()));
+    query.push(("limit", args.limit.clamp(1, 500).to_string()));
     let page: Value = client.get("/api/v1/activity", &query).await?;
     let mut items: Vec<Value> = page["items"].as_array().cloned().unwrap_or_default();
     items.reverse();
-    // Where the stream resumes: after the newest event shown, so nothing falls between.
-    let mut last = items.last().and_then(|i| i["id"].as_i64()).map(|id| id.to_string());
     for item in &items {
         print_event(item, remote.json);
     }
-    if !args.follow {
-        return Ok(());
+    let Some(stream) = stream else { return Ok(()) };
+    let mut seen = Seen {
+        last: None,
+        shown: items.iter().filter_map(|i| i["id"].as_i64()).map(|id| id.to_string()).collect(),
+    };
+    let first = read_stream(client.base(), stream, &mut seen, remote.json);
+    let first = tokio::select! {
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+        outcome = first => outcome,
+    };
+    if let Err(e) = first {
+        eprintln!("loom feed: {e}; reconnecting");
     }
-    follow(&client, &args.query(), &mut last, remote.json).await
+    follow(&client, &args.query(), &mut seen, remote.json).await
+}
+
+const STREAM: &str = "/api/v1/activity/stream";
+
+/// Where the stream is: the last id it sent (to resume after), and the ids of the history
+/// printed before it, not to be printed twice.
+struct Seen {
+    last: Option<String>,
+    shown: std::collections::HashSet<String>,
 }
 
 /// Streams until interrupted, reconnecting with back-off after the last event seen.
 async fn follow(
     client: &Client,
     query: &[(&str, String)],
-    last: &mut Option<String>,
+    seen: &mut Seen,
     json: bool,
 ) -> anyhow::Result<()> {
     let mut retry = Duration::from_millis(500);
     loop {
         let outcome = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            outcome = stream_once(client, query, last, json) => outcome,
+            outcome = stream_once(client, query, seen, json) => outcome,
         };
         match outcome {
             Ok(()) => retry = Duration::from_millis(500),
@@ -98,28 +121,41 @@ async fn follow(
 async fn stream_once(
     client: &Client,
     query: &[(&str, String)],
-    last: &mut Option<String>,
+    seen: &mut Seen,
     json: bool,
 ) -> Result<(), ClientError> {
-    let res = client.open_stream("/api/v1/activity/stream", query, last.as_deref()).await?;
+    let res = client.open_stream(STREAM, query, seen.last.as_deref()).await?;
+    read_stream(client.base(), res, seen, json).await
+}
+
+async fn read_stream(
+    base: &str,
+    res: reqwest::Response,
+    seen: &mut Seen,
+    json: bool,
+) -> Result<(), ClientError> {
     let mut body = res.bytes_stream();
     let mut parser = Parser::new();
     loop {
         let Some(chunk) = body.next().await else { return Ok(()) };
-        let chunk = chunk
-            .map_err(|source| ClientError::Unreachable { url: client.base().to_owned(), source })?;
+        let chunk =
+            chunk.map_err(|source| ClientError::Unreachable { url: base.to_owned(), source })?;
         for frame in parser.push(&chunk) {
-            handle(frame, last, json);
+            handle(frame, seen, json);
         }
     }
 }
 
-fn handle(frame: Frame, last: &mut Option<String>, json: bool) {
+fn handle(frame: Frame, seen: &mut Seen, json: bool) {
     if frame.is_comment() {
         return;
     }
     if let Some(id) = frame.id {
-        *last = Some(id);
+        let printed = seen.shown.remove(&id);
+        seen.last = Some(id);
+        if printed {
+            return;
+        }
     }
     match serde_json::from_str::<Value>(&frame.data) {
         Ok(event) => print_event(&event, json),

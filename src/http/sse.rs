@@ -67,6 +67,37 @@ where
         .streaming(stream)
 }
 
+/// Where a stream's events come from: the next chunk to send, `None` when there are no
+/// more. Must be safe to cancel: a keep-alive interrupts a wait that ran too long.
+pub trait Source: 'static {
+    fn next_chunk(&mut self) -> impl std::future::Future<Output = crate::Result<Option<Bytes>>>;
+}
+
+/// The stream's chunks: the opening, then each event, or a keep-alive when none came in
+/// time. It ends when the client goes (actix drops it at the next write) or on an error
+/// (the client reconnects and resumes).
+pub fn stream<S: Source>(
+    source: S,
+    keep_alive: std::time::Duration,
+    guard: ClientGuard,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let opening = futures_util::stream::once(async { Ok(Bytes::from_static(OPENING)) });
+    let events =
+        futures_util::stream::unfold((source, guard), move |(mut source, guard)| async move {
+            let chunk = match tokio::time::timeout(keep_alive, source.next_chunk()).await {
+                Err(_) => Bytes::from_static(KEEP_ALIVE),
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) => return None,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "a stream stopped; the client will resume");
+                    return None;
+                }
+            };
+            Some((Ok(chunk), (source, guard)))
+        });
+    futures_util::StreamExt::chain(opening, events)
+}
+
 /// Counts a stream as open for as long as it lives.
 pub struct ClientGuard(Arc<AtomicUsize>);
 

@@ -4,10 +4,12 @@
 //! raises its count instead of piling up. `rules` decides who hears of an activity row;
 //! the `Notifier` reads the feed and writes them, exactly once per row.
 
+mod follow;
 mod notifier;
 mod rules;
 mod watch;
 
+pub use follow::{NotificationFollower, Raised};
 pub use notifier::{Notifier, Step};
 pub use rules::{Facts, GATEWAY, Reason, Target, Trigger, targets};
 pub use watch::ProjectWatch;

@@ -27,7 +27,12 @@ async fn the_feed_prints_the_history_oldest_first_and_refuses_a_bad_filter() {
     assert!(ok);
     let kinds: Vec<String> = out
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(kinds, ["bead.created", "bead.closed"]);
 
@@ -38,28 +43,29 @@ async fn the_feed_prints_the_history_oldest_first_and_refuses_a_bad_filter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn following_the_feed_prints_new_events_as_they_happen() {
+async fn following_the_feed_prints_each_new_event_once_whenever_it_happens() {
     let app = spawn().await;
     app.project("tail").await;
     let cli = Cli::with_token(&app.base, &app.viewer);
     let mut child = cli.spawn(&["feed", "--project", "tail", "--kind", "bead", "--follow"]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // Give the stream time to open, then make something happen, more than once if the
-    // first change came before it was listening (it is not lost: it was in the history
-    // the command printed first, or it streams).
-    let mut made = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut printed = String::new();
-    while made.is_empty() || !made.iter().any(|b: &String| printed.contains(b.as_str())) {
-        assert!(tokio::time::Instant::now() < deadline, "never printed {made:?}: {printed}");
-        if made.len() < 3 {
-            made.push(app.bead("tail", &format!("live {}", made.len()), json!({})).await);
-        }
-        if let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(2), lines.next_line()).await {
-            printed.push_str(&line);
-            printed.push('\n');
-        }
-    }
-    assert!(printed.contains("bead.created"), "{printed}");
+    // Whether this lands before the command opened its stream, between the stream and the
+    // history, or after both, it is printed, and once.
+    let first = app.bead("tail", "early", json!({})).await;
+    let mut printed = Vec::new();
+    let mut next = async || {
+        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
+        line.expect("a line in time").unwrap().expect("still running")
+    };
+    printed.push(next().await);
+    assert!(printed[0].contains("bead.created") && printed[0].contains(&first), "{printed:?}");
+    let second = app.bead("tail", "late", json!({})).await;
+    app.close(&second).await;
+    printed.push(next().await);
+    printed.push(next().await);
+    assert!(printed[1].contains(&second) && printed[1].contains("late"), "{printed:?}");
+    assert!(printed[2].contains("bead.closed") && printed[2].contains(&second), "{printed:?}");
     child.kill().await.unwrap();
+    let rest = lines.next_line().await.unwrap_or_default();
+    assert!(rest.as_ref().is_none_or(|l| !l.contains(&first)), "printed twice: {rest:?}");
 }

@@ -470,3 +470,48 @@ async fn the_openapi_document_covers_the_notification_routes() {
     let me = &doc.body["components"]["schemas"]["Me"];
     assert!(me.to_string().contains("unread_notifications"), "{me}");
 }
+
+#[tokio::test]
+async fn the_notification_stream_sends_the_users_own_raises_live_and_resumes_after_its_seq() {
+    use crate::support::sse::{SseClient, data};
+    let app = spawn().await;
+    app.project("web").await;
+    let url = format!("{}/api/v1/notifications/stream", app.base);
+    let mut member = SseClient::open(&url, &app.member, None).await;
+    let mut admin = SseClient::open(&url, &app.admin, None).await;
+    let a = app.bead("web", "First", json!({})).await;
+    let b = app.bead("web", "Second", json!({})).await;
+    for bead in [&a, &b] {
+        let closed =
+            as_user(&app, &app.admin, Method::POST, &format!("/api/v1/beads/{bead}/close")).await;
+        assert_eq!(closed.status, StatusCode::OK);
+    }
+    // The app's own notifier raises them; the stream brings them as they are.
+    let first = member.next_event().await;
+    let second = member.next_event().await;
+    assert_eq!(
+        (first.event.as_str(), data(&first)["bead_id"].as_str()),
+        ("notification", Some(a.as_str()))
+    );
+    assert_eq!(data(&second)["bead_id"], b.as_str());
+    // (Both may be raised in one step of the notifier, then both say 2.)
+    assert!(data(&first)["unread"].as_i64().unwrap() >= 1);
+    assert_eq!(data(&second)["unread"], 2);
+    assert_eq!(first.id.clone().unwrap(), data(&first)["seq"].to_string(), "the SSE id is the seq");
+    assert!(
+        admin.quiet_for(Duration::from_millis(500)).await.is_empty(),
+        "others' raises are not sent"
+    );
+
+    // Reconnecting after the first gets the second again, and nothing else.
+    drop(member);
+    let mut again = SseClient::open(&url, &app.member, first.id.as_deref()).await;
+    let resumed = again.next_event().await;
+    assert_eq!(data(&resumed)["bead_id"], b.as_str());
+    assert!(again.quiet_for(Duration::from_millis(300)).await.is_empty());
+
+    let anonymous = reqwest::get(&url).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = SseClient::try_open(&url, &app.member, Some("x")).await.err().unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}

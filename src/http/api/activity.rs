@@ -1,7 +1,5 @@
 //! The activity feed: pages of history, and the live stream.
 
-use std::time::Duration;
-
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -78,7 +76,7 @@ pub async fn list(
     let before = match page.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            Error::invalid("invalid_cursor", "cursor is not one this API returned")
+            Error::bad_request("invalid_cursor", "the cursor is not one this API gave out")
         })?),
     };
     let q = ListQuery { filter: feed.filter()?, since: page.since, before, limit };
@@ -114,32 +112,11 @@ pub async fn stream(
     let follower =
         Follower::start(state.pool.clone(), state.bus.clone(), feed.filter()?, after).await?;
     let guard = sse::ClientGuard::new(&state.sse_clients);
-    Ok(sse::response(follow(follower, state.events.keep_alive, guard)))
+    Ok(sse::response(sse::stream(follower, state.events.keep_alive, guard)))
 }
 
-/// The stream's chunks: the opening, then each event, or a keep-alive when none came in
-/// time. It ends when the client goes (actix drops it at the next write) or on an error
-/// (the client reconnects and resumes).
-fn follow(
-    follower: Follower,
-    keep_alive: Duration,
-    guard: sse::ClientGuard,
-) -> impl futures_util::Stream<Item = std::result::Result<web::Bytes, actix_web::Error>> {
-    let opening = futures_util::stream::once(async { Ok(web::Bytes::from_static(sse::OPENING)) });
-    let events = futures_util::stream::unfold(
-        (follower, guard),
-        move |(mut follower, guard)| async move {
-            let chunk = match tokio::time::timeout(keep_alive, follower.next()).await {
-                Err(_) => web::Bytes::from_static(sse::KEEP_ALIVE),
-                Ok(Ok(Some(event))) => sse::encode(&event),
-                Ok(Ok(None)) => return None,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "an activity stream stopped; the client will resume");
-                    return None;
-                }
-            };
-            Some((Ok(chunk), (follower, guard)))
-        },
-    );
-    futures_util::StreamExt::chain(opening, events)
+impl sse::Source for Follower {
+    async fn next_chunk(&mut self) -> Result<Option<web::Bytes>> {
+        Ok(self.next().await?.map(|e| sse::encode(&e)))
+    }
 }

@@ -56,6 +56,7 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(links::show_run);
     cfg.service(activity::list).service(activity::stream);
     cfg.service(notifications::list)
+        .service(notifications::stream)
         .service(notifications::read_all)
         .service(notifications::read)
         .service(notifications::watch)

@@ -1,7 +1,7 @@
 //! The current user's notifications, and the projects they watch. Everyone signed in,
 //! viewers included, manages their own.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -9,7 +9,8 @@ use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
 use crate::http::paging::check_limit;
-use crate::notifications::{ListQuery, Notification, ProjectWatch};
+use crate::http::sse;
+use crate::notifications::{ListQuery, Notification, NotificationFollower, ProjectWatch};
 use crate::users::Role;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -125,4 +126,38 @@ pub async fn unwatch(
     let mut conn = state.pool.get().await?;
     ProjectWatch::remove(&mut conn, &id, auth.user.id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Resume after this `seq` (the `Last-Event-ID` header wins when both are given).
+    pub last_event_id: Option<String>,
+}
+
+/// Server-sent events of the current user's notifications as they are raised: `event:
+/// notification`, `id: <seq>`, `data:` the notification with `unread`, the user's unread
+/// count. Resumes after `Last-Event-ID`; a `: keep-alive` comment every 15 s.
+#[utoipa::path(tag = "notifications", security(("token" = [])), params(StreamParams),
+    responses((status = 200, content_type = "text/event-stream", body = String),
+    (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[get("/notifications/stream")]
+pub async fn stream(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    params: web::Query<StreamParams>,
+) -> Result<HttpResponse> {
+    auth.require(Role::Viewer)?;
+    let after = sse::last_event_id(&req, params.last_event_id.as_deref())?;
+    let follower =
+        NotificationFollower::start(state.pool.clone(), &state.bus, auth.user.id, after).await?;
+    let guard = sse::ClientGuard::new(&state.sse_clients);
+    Ok(sse::response(sse::stream(follower, state.events.keep_alive, guard)))
+}
+
+impl sse::Source for NotificationFollower {
+    async fn next_chunk(&mut self) -> Result<Option<web::Bytes>> {
+        Ok(self.next().await?.map(|r| sse::encode_as(Some(r.seq), "notification", &r.data)))
+    }
 }

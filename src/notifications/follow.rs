@@ -1,0 +1,130 @@
+//! Following one user's notifications (their SSE stream): raised ones as the bus brings
+//! them, after those raised since the `seq` the reader last saw; again from Postgres after
+//! it fell behind. Each raise reaches it once, in the order they were raised.
+
+use std::collections::VecDeque;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::Notification;
+use crate::db::schema::notifications;
+use crate::db::{Conn, Pool};
+use crate::error::Result;
+use crate::events::{Bus, Kind, Received, Subscription};
+
+const PAGE: i64 = 200;
+
+/// A raise, as the stream sends it: the notification and the user's unread count then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raised {
+    pub seq: i64,
+    pub data: serde_json::Value,
+}
+
+pub struct NotificationFollower {
+    pool: Pool,
+    sub: Subscription,
+    user: Uuid,
+    seen: i64,
+    backlog: VecDeque<Raised>,
+    catch_up: bool,
+}
+
+impl Notification {
+    /// The user's notifications raised after `seq`, in the order they were raised.
+    pub async fn raised_after(
+        conn: &mut Conn,
+        user: Uuid,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        Ok(notifications::table
+            .filter(notifications::user_id.eq(user))
+            .filter(notifications::seq.gt(seq))
+            .order(notifications::seq.asc())
+            .limit(limit)
+            .select(Notification::as_select())
+            .load(conn)
+            .await?)
+    }
+
+    /// The `seq` of the user's latest raise (0 when none).
+    pub async fn last_seq(conn: &mut Conn, user: Uuid) -> Result<i64> {
+        let last: Option<i64> = notifications::table
+            .filter(notifications::user_id.eq(user))
+            .select(diesel::dsl::max(notifications::seq))
+            .first(conn)
+            .await?;
+        Ok(last.unwrap_or(0))
+    }
+}
+
+impl NotificationFollower {
+    /// Follows `user`'s raises from now on, or after `after` (a `seq` they saw).
+    pub async fn start(
+        pool: Pool,
+        bus: &Bus,
+        user: Uuid,
+        after: Option<i64>,
+    ) -> Result<NotificationFollower> {
+        let sub = bus.subscribe();
+        let seen = match after {
+            Some(seq) => seq,
+            None => Notification::last_seq(&mut *pool.get().await?, user).await?,
+        };
+        Ok(NotificationFollower {
+            pool,
+            sub,
+            user,
+            seen,
+            backlog: VecDeque::new(),
+            catch_up: after.is_some(),
+        })
+    }
+
+    fn take(&mut self, r: Raised) {
+        if r.seq > self.seen {
+            self.seen = r.seq;
+            self.backlog.push_back(r);
+        }
+    }
+
+    async fn read_missed(&mut self) -> Result<()> {
+        let mut conn = self.pool.get().await?;
+        let rows = Notification::raised_after(&mut conn, self.user, self.seen, PAGE).await?;
+        self.catch_up = rows.len() as i64 == PAGE;
+        let unread = Notification::unread_count(&mut conn, self.user).await?;
+        for n in rows {
+            let mut data = serde_json::to_value(&n).unwrap_or_default();
+            data["unread"] = unread.into();
+            self.take(Raised { seq: n.seq, data });
+        }
+        Ok(())
+    }
+
+    /// The next raise for this user; `None` when the bus has gone.
+    pub async fn next(&mut self) -> Result<Option<Raised>> {
+        loop {
+            if let Some(r) = self.backlog.pop_front() {
+                return Ok(Some(r));
+            }
+            if self.catch_up {
+                self.read_missed().await?;
+                continue;
+            }
+            match self.sub.recv().await {
+                Some(Received::Event(e)) if e.kind == Kind::Notification => {
+                    let mine = e.data["user_id"].as_str() == Some(self.user.to_string().as_str());
+                    if let (true, Some(seq)) = (mine, e.data["seq"].as_i64()) {
+                        self.take(Raised { seq, data: e.data.clone() });
+                    }
+                }
+                Some(Received::Event(_)) => {}
+                Some(Received::Lagged(_)) => self.catch_up = true,
+                None => return Ok(None),
+            }
+        }
+    }
+}
