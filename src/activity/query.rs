@@ -14,8 +14,27 @@ use crate::db::schema::activity;
 use crate::error::Result;
 use crate::events::{Filter, Position};
 
-/// The oldest transaction still running: every row written by an older one is final.
-const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// First of two statements reading the horizon: the newest transaction id any snapshot
+/// could see now (nothing at or above it has committed), after dropping this session's
+/// cached copy of the server's activity, so that the second statement reads it afresh.
+const SNAPSHOT_XMAX: &str =
+    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS x \
+       FROM (SELECT pg_stat_clear_snapshot()) AS cleared";
+
+/// Second statement: the oldest transaction of this database still running, as a 64-bit
+/// id (`backend_xid` is the 32-bit form: its epoch is the one nearest `$1`), or `$1`. Read
+/// after `$1`, so a transaction below `$1` that is not in the list had ended.
+const OLDEST_RUNNING: &str = "SELECT coalesce(min(CASE WHEN d < 2147483648 THEN $1 - d \
+       ELSE $1 + (4294967296 - d) END), $1) AS x \
+     FROM (SELECT (($1 & 4294967295) - a.backend_xid::text::bigint + 4294967296) % 4294967296 AS d \
+             FROM pg_stat_activity a \
+            WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL) AS running";
+
+#[derive(QueryableByName)]
+struct Xid {
+    #[diesel(sql_type = BigInt)]
+    x: i64,
+}
 
 type Boxed<'a> = activity::BoxedQuery<'a, Pg>;
 
@@ -125,8 +144,15 @@ impl Activity {
         Ok((rows, next.is_some()))
     }
 
+    /// The horizon: every row whose `tx` is below it is final (committed or never will
+    /// be), and a row that commits later sorts at or above it. Only transactions of this
+    /// database hold it back (a long one elsewhere on the server does not), and only those
+    /// of roles whose sessions Loom may see, which are Loom's own.
     pub async fn horizon(conn: &mut Conn) -> Result<i64> {
-        Ok(diesel::select(sql::<BigInt>(HORIZON)).get_result(conn).await?)
+        let xmax: Xid = diesel::sql_query(SNAPSHOT_XMAX).get_result(conn).await?;
+        let oldest: Xid =
+            diesel::sql_query(OLDEST_RUNNING).bind::<BigInt, _>(xmax.x).get_result(conn).await?;
+        Ok(oldest.x.min(xmax.x))
     }
 
     /// Where the final part of the feed ends now: a reader starting here sees only what

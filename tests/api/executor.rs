@@ -535,10 +535,11 @@ async fn a_bead_taken_back_mid_run_is_not_merged() {
         &bead,
         Reply::action(json!({"action": "write_file", "path": "a.txt", "content": "b\n"})),
     );
+    // The agent's `done` is answered only once the person has taken the bead back.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
     w.script.push_for(
         &bead,
-        Reply::action(json!({"action": "done", "summary": "Changed."}))
-            .delay(Duration::from_millis(800)),
+        Reply::action(json!({"action": "done", "summary": "Changed."})).held(release.clone()),
     );
     let (script, base, token, id) =
         (w.script.clone(), w.app.base.clone(), w.app.member.clone(), bead.clone());
@@ -557,6 +558,7 @@ async fn a_bead_taken_back_mid_run_is_not_merged() {
             .await
             .unwrap();
         assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+        release.notify_one();
     });
     w.settle().await;
     person.await.unwrap();

@@ -20,6 +20,8 @@ pub struct Reply {
     chunk_delay: Duration,
     tokens: (u64, u64),
     retry_after: Option<String>,
+    /// Answers only once this is notified.
+    hold: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +47,14 @@ impl Reply {
             chunk_delay: Duration::ZERO,
             tokens: (100, 20),
             retry_after: None,
+            hold: None,
         }
+    }
+
+    /// Answers only once `release` is notified (a test's way to act while a call waits).
+    pub fn held(mut self, release: std::sync::Arc<tokio::sync::Notify>) -> Reply {
+        self.hold = Some(release);
+        self
     }
 
     pub fn text(text: impl Into<String>) -> Reply {
@@ -229,6 +238,9 @@ impl ScriptedGateway {
             }
             Answer::Script(reply) => {
                 tokio::time::sleep(reply.delay).await;
+                if let Some(hold) = &reply.hold {
+                    hold.notified().await;
+                }
                 answer(&mut socket, reply, stream).await
             }
         };

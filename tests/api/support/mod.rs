@@ -76,7 +76,12 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
         admin,
         member,
         viewer,
-        http: reqwest::Client::new(),
+        // Idle connections are dropped before the server's keep-alive (5 s) ends them: a
+        // request sent on a connection the server is closing fails as an incomplete message.
+        http: reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .expect("an HTTP client"),
         handle,
         bus,
         _db: db,
