@@ -31,6 +31,8 @@ pub struct Application {
     workers: Vec<tokio::task::JoinHandle<()>>,
     ticker: Option<tokio_cron_scheduler::JobScheduler>,
     bus: Bus,
+    /// Ends the SSE streams at shutdown.
+    streams: CancellationToken,
 }
 
 /// Resolves the database URL, starting the private cluster when none is configured.
@@ -125,6 +127,7 @@ impl Application {
         state.gateway_health = health.clone();
         state.bus = bus.clone();
         state.events = config.events.clone();
+        let streams = state.streams.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
@@ -141,6 +144,9 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(30)
+        // Signals are handled in `run_until_stopped`: open streams must end first, or the
+        // graceful stop would wait its whole timeout for them.
+        .disable_signals()
         .run();
         // Started once the address is bound, so a failed start leaves nothing running.
         let ticker = match &config.ticker {
@@ -152,7 +158,7 @@ impl Application {
             None => None,
         };
         tracing::info!(port, "Loom is listening");
-        Ok(Application { port, server, pool, local_pg, cancel, workers, ticker, bus })
+        Ok(Application { port, server, pool, local_pg, cancel, workers, ticker, bus, streams })
     }
 
     pub fn port(&self) -> u16 {
@@ -167,17 +173,25 @@ impl Application {
         &self.bus
     }
 
-    /// Serves until a shutdown signal; then stops the background loops and, last, the
-    /// private database if it started it.
+    /// Serves until SIGINT or SIGTERM; then ends the event streams, lets in-flight requests
+    /// finish, stops the ticker and the background loops, flushes the bus and, last, stops
+    /// the private database if it started it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let (handle, streams) = (self.server.handle(), self.streams.clone());
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            streams.cancel();
+            handle.stop(true).await;
+        });
         let served = self.server.await;
         if let Some(mut ticker) = self.ticker
             && let Err(e) = ticker.shutdown().await
         {
             tracing::warn!(error = %e, "the ticker did not stop cleanly");
         }
-        self.bus.flush().await;
         self.cancel.cancel();
+        self.bus.flush().await;
         for worker in self.workers {
             if tokio::time::timeout(std::time::Duration::from_secs(10), worker).await.is_err() {
                 tracing::warn!("a background loop did not stop within 10 s");
@@ -196,6 +210,25 @@ impl Application {
         drop(self.workers);
         tokio::spawn(self.server);
         (self.port, self.pool, handle)
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }
 

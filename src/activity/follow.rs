@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Activity;
 use crate::db::Pool;
 use crate::error::{Error, Result};
-use crate::events::{Bus, Event, Filter, Position, Received, Subscription};
+use crate::events::{Bus, Event, Filter, Kind, Position, Received, Subscription};
 
 /// Rows read from Postgres at a time while catching up.
 const PAGE: i64 = 500;
@@ -38,6 +38,8 @@ impl Follower {
         // the replay covers everything before it.
         let sub = bus.subscribe();
         let seen = match after {
+            // The id of an empty feed's opening: everything.
+            Some(0) => Position::START,
             Some(id) => match bus.hub().position_of(id) {
                 Some(p) => p,
                 None => {
@@ -73,8 +75,17 @@ impl Follower {
         }
     }
 
-    /// Keeps an event for the reader unless it is past it or filtered out.
+    /// The id to resume after, for a reader that has seen nothing yet.
+    pub fn resume_id(&self) -> i64 {
+        self.seen.id
+    }
+
+    /// Keeps an event for the reader unless it is past it or filtered out. Notifications
+    /// share the bus but are each for one user: they go only on that user's stream.
     fn take(&mut self, e: Arc<Event>) {
+        if e.kind == Kind::Notification {
+            return;
+        }
         if let Some(p) = e.position {
             if p <= self.seen {
                 return;

@@ -17,8 +17,7 @@ use crate::events::{Filter, Position};
 /// First of two statements reading the horizon: the newest transaction id any snapshot
 /// could see now (nothing at or above it has committed), after dropping this session's
 /// cached copy of the server's activity, so that the second statement reads it afresh.
-const SNAPSHOT_XMAX: &str =
-    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS x \
+const SNAPSHOT_XMAX: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS x \
        FROM (SELECT pg_stat_clear_snapshot()) AS cleared";
 
 /// Second statement: the oldest transaction of this database still running, as a 64-bit

@@ -147,15 +147,16 @@ async fn read_stream(
 }
 
 fn handle(frame: Frame, seen: &mut Seen, json: bool) {
-    if frame.is_comment() {
-        return;
-    }
+    let data = !frame.is_comment();
     if let Some(id) = frame.id {
         let printed = seen.shown.remove(&id);
         seen.last = Some(id);
         if printed {
             return;
         }
+    }
+    if !data {
+        return;
     }
     match serde_json::from_str::<Value>(&frame.data) {
         Ok(event) => print_event(&event, json),

@@ -13,8 +13,9 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A frame without data: comments (keep-alives), or only an `id:` to resume after.
     pub fn is_comment(&self) -> bool {
-        self.data.is_empty() && self.id.is_none() && !self.comments.is_empty()
+        self.data.is_empty()
     }
 }
 

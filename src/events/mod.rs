@@ -36,7 +36,8 @@ impl Position {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where a stored event sits in this database's feed: internal, never on the wire.
+    #[serde(skip)]
     #[schema(ignore)]
     pub position: Option<Position>,
     #[schema(value_type = String)]

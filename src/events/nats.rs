@@ -192,6 +192,8 @@ async fn ensure_stream(
             name: config.stream.clone(),
             subjects: vec![format!("{}.>", config.prefix)],
             max_age: config.max_age,
+            // Postgres keeps the history: the stream is bounded, oldest dropped first.
+            max_bytes: 1 << 30,
             storage: stream::StorageType::File,
             discard: stream::DiscardPolicy::Old,
             ..Default::default()

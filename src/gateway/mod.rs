@@ -15,5 +15,5 @@ pub mod wire;
 pub use calls::GatewayCall;
 pub use client::{CallContext, Gateway, GatewayConfig, GatewayError};
 pub use health::{Health, HealthReport, HealthState};
-pub use outage::record_outages;
+pub use outage::{record_if_news, record_outages};
 pub use wire::{Completion, Message, Role, Tool, ToolCall, Usage};

@@ -1,84 +1,99 @@
 //! Outages in the history: when the gateway goes down or comes back, a `gateway.health`
-//! activity row says so (people are notified from it). Changes between healthy and degraded,
-//! and the first report after start, are not outages.
+//! activity row says so (people are notified from it). What counts is the last row stored,
+//! not this process's memory: a replica that restarts during an outage announces its end,
+//! and several replicas seeing the same change write one row.
 
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use tokio_util::sync::CancellationToken;
 
 use super::{Health, HealthReport, HealthState};
 use crate::activity::{Activity, Actor, Record};
-use crate::db::Pool;
+use crate::db::schema::activity;
+use crate::db::{Conn, Pool};
+use crate::error::Error;
 use crate::events::{Bus, Kind};
 
-/// Whether going from `was` to `now` starts or ends an outage.
-pub fn is_outage_change(was: Health, now: Health) -> bool {
-    match (was, now) {
-        (Health::Unknown, Health::Down) => true,
-        (Health::Unknown, _) | (_, Health::Unknown) => false,
-        (was, now) => (was == Health::Down) != (now == Health::Down),
+/// Serialises replicas deciding whether a change is news.
+const LOCK: i64 = 4_242_424_205;
+
+/// Up or down, as people hear of it; `None` when nothing is known yet.
+pub fn is_up(h: Health) -> Option<bool> {
+    match h {
+        Health::Unknown => None,
+        Health::Down => Some(false),
+        Health::Healthy | Health::Degraded => Some(true),
     }
 }
 
 /// Records every outage change of `health` until cancelled.
 pub async fn record_outages(pool: Pool, health: HealthState, bus: Bus, cancel: CancellationToken) {
     let mut changes = health.watch();
-    let mut was = changes.borrow_and_update().health;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },
         }
         let now: HealthReport = changes.borrow_and_update().clone();
-        if is_outage_change(was, now.health) {
-            if let Err(e) = record(&pool, was, &now).await {
-                tracing::warn!(error = %e, "could not record the gateway's change of health");
-            }
-            bus.committed();
+        let Some(up) = is_up(now.health) else { continue };
+        match record_if_news(&pool, up, &now).await {
+            Ok(true) => bus.committed(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not record the gateway's change of health"),
         }
-        was = now.health;
     }
 }
 
-async fn record(pool: &Pool, was: Health, now: &HealthReport) -> crate::Result<()> {
+/// Writes a `gateway.health` row when `up` differs from the last one stored (or, with none
+/// stored, when the gateway is down). True when it wrote one.
+pub async fn record_if_news(pool: &Pool, up: bool, now: &HealthReport) -> crate::Result<bool> {
     let mut conn = pool.get().await?;
-    let data = serde_json::json!({
-        "healthy": now.health != Health::Down,
-        "health": now.health,
-        "was": was,
-        "reason": now.reason,
-    });
-    Activity::record(
-        &mut conn,
-        Record {
-            kind: Kind::GatewayHealth,
-            project_id: None,
-            bead_id: None,
-            actor: Actor::System,
-            data,
-        },
-    )
-    .await?;
-    Ok(())
+    conn.transaction::<_, Error, _>(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(LOCK)
+            .execute(conn)
+            .await?;
+        let was = last_stored(conn).await?;
+        if was.unwrap_or(true) == up {
+            return Ok(false);
+        }
+        let data = serde_json::json!({ "healthy": up, "health": now.health, "reason": now.reason });
+        Activity::record(
+            conn,
+            Record {
+                kind: Kind::GatewayHealth,
+                project_id: None,
+                bead_id: None,
+                actor: Actor::System,
+                data,
+            },
+        )
+        .await?;
+        Ok(true)
+    })
+    .await
+}
+
+async fn last_stored(conn: &mut Conn) -> crate::Result<Option<bool>> {
+    let data: Option<serde_json::Value> = activity::table
+        .filter(activity::kind.eq(Kind::GatewayHealth.as_str()))
+        .order(activity::id.desc())
+        .select(activity::data)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(data.and_then(|d| d["healthy"].as_bool()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Health::*;
 
     #[test]
-    fn only_going_down_and_coming_back_are_outage_changes() {
-        for (was, now, outage) in [
-            (Healthy, Down, true),
-            (Degraded, Down, true),
-            (Down, Healthy, true),
-            (Down, Degraded, true),
-            (Unknown, Down, true),
-            (Unknown, Healthy, false),
-            (Healthy, Degraded, false),
-            (Degraded, Healthy, false),
-            (Down, Unknown, false),
-        ] {
-            assert_eq!(is_outage_change(was, now), outage, "{was:?} -> {now:?}");
-        }
+    fn degraded_is_up_and_unknown_is_not_news() {
+        assert_eq!(is_up(Health::Down), Some(false));
+        assert_eq!(is_up(Health::Degraded), Some(true));
+        assert_eq!(is_up(Health::Healthy), Some(true));
+        assert_eq!(is_up(Health::Unknown), None);
     }
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub events: crate::config::EventsConfig,
     /// Open SSE streams, for `/api/v1/status` and the metrics.
     pub sse_clients: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Ends every SSE stream at shutdown (they never end on their own).
+    pub streams: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             bus: crate::events::Bus::in_process("loom"),
             events: crate::config::EventsConfig::default(),
             sse_clients: Default::default(),
+            streams: Default::default(),
         }
     }
 }

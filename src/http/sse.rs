@@ -68,34 +68,68 @@ where
 }
 
 /// Where a stream's events come from: the next chunk to send, `None` when there are no
-/// more. Must be safe to cancel: a keep-alive interrupts a wait that ran too long.
-pub trait Source: 'static {
-    fn next_chunk(&mut self) -> impl std::future::Future<Output = crate::Result<Option<Bytes>>>;
+/// more. It runs in a task of its own, never interrupted (a keep-alive does not cancel a
+/// slow read), until the client goes or Loom shuts down.
+pub trait Source: Send + 'static {
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = crate::Result<Option<Bytes>>> + Send;
 }
 
-/// The stream's chunks: the opening, then each event, or a keep-alive when none came in
-/// time. It ends when the client goes (actix drops it at the next write) or on an error
-/// (the client reconnects and resumes).
+/// Chunks waiting for a slow client; beyond it the source waits (and may lag and catch up).
+const BUFFERED: usize = 64;
+
+/// The stream's chunks: `opening`, then each event, or a keep-alive comment when none came
+/// in time. A task reads `source`; it ends when the client goes (the response is dropped),
+/// when `shutdown` fires, or on an error (the client reconnects and resumes).
 pub fn stream<S: Source>(
-    source: S,
+    mut source: S,
+    opening: Bytes,
     keep_alive: std::time::Duration,
     guard: ClientGuard,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    let opening = futures_util::stream::once(async { Ok(Bytes::from_static(OPENING)) });
-    let events =
-        futures_util::stream::unfold((source, guard), move |(mut source, guard)| async move {
-            let chunk = match tokio::time::timeout(keep_alive, source.next_chunk()).await {
-                Err(_) => Bytes::from_static(KEEP_ALIVE),
-                Ok(Ok(Some(chunk))) => chunk,
-                Ok(Ok(None)) => return None,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "a stream stopped; the client will resume");
-                    return None;
-                }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(BUFFERED);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => return,
+                _ = shutdown.cancelled() => return,
+                next = source.next_chunk() => next,
             };
-            Some((Ok(chunk), (source, guard)))
-        });
-    futures_util::StreamExt::chain(opening, events)
+            match next {
+                Ok(Some(chunk)) => {
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a stream stopped; the client will resume");
+                    return;
+                }
+            }
+        }
+    });
+    let first = futures_util::stream::once(async move { Ok(opening) });
+    let events = futures_util::stream::unfold((rx, guard), move |(mut rx, guard)| async move {
+        let chunk = match tokio::time::timeout(keep_alive, rx.recv()).await {
+            Err(_) => Bytes::from_static(KEEP_ALIVE),
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return None,
+        };
+        Some((Ok(chunk), (rx, guard)))
+    });
+    futures_util::StreamExt::chain(first, events)
+}
+
+/// The first chunk: how long a browser waits before reconnecting, where it resumes if it
+/// reconnects before any event (`id:`), and a comment saying the stream is open.
+pub fn opening(resume_id: Option<i64>) -> Bytes {
+    match resume_id {
+        Some(id) => Bytes::from(format!("retry: 2000\nid: {id}\n: connected\n\n")),
+        None => Bytes::from_static(OPENING),
+    }
 }
 
 /// Counts a stream as open for as long as it lives.

@@ -1,6 +1,7 @@
-//! Following one user's notifications (their SSE stream): raised ones as the bus brings
-//! them, after those raised since the `seq` the reader last saw; again from Postgres after
-//! it fell behind. Each raise reaches it once, in the order they were raised.
+//! Following one user's notifications (their SSE stream). Postgres says what was raised
+//! after the `seq` the reader last saw; the bus only says when to ask (a raise for this
+//! user, from any replica), and a poll covers a raise whose event was lost (NATS away, a
+//! replica that died after its commit). Each raise reaches the reader once, in order.
 
 use std::collections::VecDeque;
 
@@ -15,6 +16,8 @@ use crate::error::Result;
 use crate::events::{Bus, Kind, Received, Subscription};
 
 const PAGE: i64 = 200;
+/// Asks Postgres this often even when the bus said nothing.
+const POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A raise, as the stream sends it: the notification and the user's unread count then.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,8 @@ pub struct NotificationFollower {
     pool: Pool,
     sub: Subscription,
     user: Uuid,
+    /// `user` as the notification events carry it.
+    user_text: String,
     seen: i64,
     backlog: VecDeque<Raised>,
     catch_up: bool,
@@ -78,28 +83,28 @@ impl NotificationFollower {
             pool,
             sub,
             user,
+            user_text: user.to_string(),
             seen,
             backlog: VecDeque::new(),
             catch_up: after.is_some(),
         })
     }
 
-    fn take(&mut self, r: Raised) {
-        if r.seq > self.seen {
-            self.seen = r.seq;
-            self.backlog.push_back(r);
-        }
-    }
-
+    /// Queues what was raised after `seen`. State changes only once every read is done.
     async fn read_missed(&mut self) -> Result<()> {
         let mut conn = self.pool.get().await?;
         let rows = Notification::raised_after(&mut conn, self.user, self.seen, PAGE).await?;
+        let unread = if rows.is_empty() {
+            0
+        } else {
+            Notification::unread_count(&mut conn, self.user).await?
+        };
         self.catch_up = rows.len() as i64 == PAGE;
-        let unread = Notification::unread_count(&mut conn, self.user).await?;
         for n in rows {
             let mut data = serde_json::to_value(&n).unwrap_or_default();
             data["unread"] = unread.into();
-            self.take(Raised { seq: n.seq, data });
+            self.seen = self.seen.max(n.seq);
+            self.backlog.push_back(Raised { seq: n.seq, data });
         }
         Ok(())
     }
@@ -114,16 +119,18 @@ impl NotificationFollower {
                 self.read_missed().await?;
                 continue;
             }
-            match self.sub.recv().await {
-                Some(Received::Event(e)) if e.kind == Kind::Notification => {
-                    let mine = e.data["user_id"].as_str() == Some(self.user.to_string().as_str());
-                    if let (true, Some(seq)) = (mine, e.data["seq"].as_i64()) {
-                        self.take(Raised { seq, data: e.data.clone() });
+            tokio::select! {
+                received = self.sub.recv() => match received {
+                    Some(Received::Event(e)) if e.kind == Kind::Notification => {
+                        if e.data["user_id"].as_str() == Some(self.user_text.as_str()) {
+                            self.catch_up = true;
+                        }
                     }
-                }
-                Some(Received::Event(_)) => {}
-                Some(Received::Lagged(_)) => self.catch_up = true,
-                None => return Ok(None),
+                    Some(Received::Event(_)) => {}
+                    Some(Received::Lagged(_)) => self.catch_up = true,
+                    None => return Ok(None),
+                },
+                _ = tokio::time::sleep(POLL) => self.catch_up = true,
             }
         }
     }

@@ -347,3 +347,48 @@ async fn a_run_streams_its_steps_live_and_stores_its_start_commit_merge_and_end(
         assert!(stored.iter().any(|s| s == k), "{k} in {stored:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_streams_so_the_server_stops_without_waiting_for_them() {
+    let app = spawn().await;
+    let mut server = crate::support::serve::Server::start(app.database_url(), &[]);
+    let port = server.port().await;
+    let url = format!("http://127.0.0.1:{port}/api/v1/activity/stream");
+    let mut stream = SseClient::open(&url, &app.viewer, None).await;
+    let opening = stream.next_frame(Duration::from_secs(10)).await.unwrap();
+    assert!(opening.comments.contains(&"connected".to_owned()));
+    server.terminate();
+    // The graceful stop waits up to 30 s for open connections; the stream must not be one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stream.next_frame(Duration::from_secs(1)).await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the stream stayed open");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait()).await;
+    let status = status.expect("loom serve stopped in time").unwrap();
+    assert!(status.success(), "{status}: {}", server.log());
+}
+
+#[tokio::test]
+async fn gateway_outages_are_recorded_once_across_replicas_and_restarts() {
+    use loom::gateway::{Health, HealthReport, record_if_news};
+    let app = spawn().await;
+    let report = |health| HealthReport { health, reason: None };
+    // Up with nothing stored is not news; down is, once, whoever sees it.
+    assert!(!record_if_news(&app.pool, true, &report(Health::Healthy)).await.unwrap());
+    assert!(record_if_news(&app.pool, false, &report(Health::Down)).await.unwrap());
+    assert!(
+        !record_if_news(&app.pool, false, &report(Health::Down)).await.unwrap(),
+        "a second replica"
+    );
+    // A replica that restarted during the outage sees it end.
+    assert!(record_if_news(&app.pool, true, &report(Health::Healthy)).await.unwrap());
+    assert!(!record_if_news(&app.pool, true, &report(Health::Degraded)).await.unwrap());
+    let rows = app.get("/api/v1/activity?kind=gateway.health").await;
+    let healthy: Vec<_> = rows.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data"]["healthy"].clone())
+        .collect();
+    assert_eq!(healthy, [json!(true), json!(false)]);
+}

@@ -153,7 +153,8 @@ pub async fn stream(
     let follower =
         NotificationFollower::start(state.pool.clone(), &state.bus, auth.user.id, after).await?;
     let guard = sse::ClientGuard::new(&state.sse_clients);
-    Ok(sse::response(sse::stream(follower, state.events.keep_alive, guard)))
+    let (opening, shutdown) = (sse::opening(None), state.streams.clone());
+    Ok(sse::response(sse::stream(follower, opening, state.events.keep_alive, guard, shutdown)))
 }
 
 impl sse::Source for NotificationFollower {

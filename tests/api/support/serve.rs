@@ -49,8 +49,55 @@ impl Server {
         }
     }
 
+    /// The port it listens on, from its log (waits for it to start).
+    pub async fn port(&mut self) -> u16 {
+        for _ in 0..600 {
+            let log = strip_colours(&self.log());
+            if let Some(line) = log.lines().find(|l| l.contains("Loom is listening")) {
+                // `port=N` (pretty) or `"port":N` (json), after the message.
+                let after = &line[line.find("Loom is listening").unwrap_or(0)..];
+                let tail = after.split("port").nth(1).unwrap_or_default();
+                let digits: String = tail
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                return digits.parse().unwrap_or_else(|_| panic!("no port in {line:?}"));
+            }
+            self.assert_running();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("loom serve never listened:\n{}", self.log());
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("still running").to_string();
+        assert!(
+            std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success()
+        );
+    }
+
     /// `kill -9`: no shutdown code runs.
     pub async fn kill_hard(&mut self) {
         self.child.kill().await.unwrap();
     }
+}
+
+/// The log without terminal colour sequences (`ESC [ ... m`).
+fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
