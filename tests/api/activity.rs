@@ -392,3 +392,26 @@ async fn gateway_outages_are_recorded_once_across_replicas_and_restarts() {
         .collect();
     assert_eq!(healthy, [json!(true), json!(false)]);
 }
+
+#[tokio::test]
+async fn the_activity_stream_never_carries_anyones_notifications() {
+    let app = spawn().await;
+    app.project("priv").await;
+    let mut stream = SseClient::open(&stream_url(&app, ""), &app.viewer, None).await;
+    let bead = app.bead("priv", "filed by member", json!({})).await;
+    // The admin closing the member's bead raises a notification for the member.
+    let closed = app.call(Method::POST, &format!("/api/v1/beads/{bead}/close"), Some(&app.admin.clone()), None).await;
+    assert_eq!(closed.status, StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.get("/api/v1/notifications").await.body["items"].as_array().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the member was never notified");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut frames = stream.until("bead.closed").await;
+    frames.extend(stream.quiet_for(Duration::from_millis(500)).await);
+    assert!(frames.iter().all(|f| f.event != "notification"), "{frames:?}");
+    for kind in ["notification", "notification.*"] {
+        let res = app.get(&format!("/api/v1/activity?kind={kind}")).await;
+        assert_eq!((res.status, res.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_kind"), "{kind}");
+    }
+}
