@@ -400,7 +400,9 @@ async fn the_activity_stream_never_carries_anyones_notifications() {
     let mut stream = SseClient::open(&stream_url(&app, ""), &app.viewer, None).await;
     let bead = app.bead("priv", "filed by member", json!({})).await;
     // The admin closing the member's bead raises a notification for the member.
-    let closed = app.call(Method::POST, &format!("/api/v1/beads/{bead}/close"), Some(&app.admin.clone()), None).await;
+    let closed = app
+        .call(Method::POST, &format!("/api/v1/beads/{bead}/close"), Some(&app.admin.clone()), None)
+        .await;
     assert_eq!(closed.status, StatusCode::OK);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while app.get("/api/v1/notifications").await.body["items"].as_array().unwrap().is_empty() {
@@ -412,6 +414,10 @@ async fn the_activity_stream_never_carries_anyones_notifications() {
     assert!(frames.iter().all(|f| f.event != "notification"), "{frames:?}");
     for kind in ["notification", "notification.*"] {
         let res = app.get(&format!("/api/v1/activity?kind={kind}")).await;
-        assert_eq!((res.status, res.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_kind"), "{kind}");
+        assert_eq!(
+            (res.status, res.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "unknown_kind"),
+            "{kind}"
+        );
     }
 }
