@@ -136,7 +136,7 @@ async fn nats_bus(config: &NatsConfig, origin: &str, cancel: &CancellationToken)
     bus
 }
 
-/// A field of this process's `/proc/<pid>/...` files.
+/// A process's `/proc/<pid>/<file>`, or nothing once it has gone.
 fn proc_file(pid: u32, file: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default()
 }
