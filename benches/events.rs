@@ -877,7 +877,7 @@ async fn feed_run(pool: &Pool, n: u64, per_tx: u64) -> FeedRun {
     let (start, mut steps) = (Instant::now(), 0);
     loop {
         match feed.step().await.unwrap() {
-            FeedStep::Delivered(_) => steps += 1,
+            FeedStep::Read(_) => steps += 1,
             FeedStep::HeldBack => tokio::time::sleep(Duration::from_millis(1)).await,
             FeedStep::Idle => break,
         }

@@ -13,7 +13,7 @@ use crate::config::{Config, DatabaseSource, DbConfig, EventsConfig};
 use crate::db::local::LocalPostgres;
 use crate::db::{self, Pool};
 use crate::dispatch::{Dispatcher, Nudge};
-use crate::events::{Bus, Kind, NatsBackend, Received};
+use crate::events::{Bus, NatsBackend};
 use crate::executor::Executors;
 use crate::gateway::{Gateway, HealthState};
 use crate::http::{self, AppState};
@@ -84,7 +84,7 @@ impl Application {
         };
         // Claims start their runs at once: this process's directly, others' from the bus.
         let claimed = Arc::new(tokio::sync::Notify::new());
-        workers.push(tokio::spawn(follow_events(
+        workers.push(tokio::spawn(crate::dispatch::bus_wakes::follow(
             bus.clone(),
             nudge.clone(),
             claimed.clone(),
@@ -255,32 +255,6 @@ async fn open_bus(
 
 /// Wakes this process's dispatchers and executors on events from any replica: work that may
 /// have become ready, beads claimed.
-async fn follow_events(
-    bus: Bus,
-    nudge: Nudge,
-    claimed: Arc<tokio::sync::Notify>,
-    cancel: CancellationToken,
-) {
-    let mut events = bus.subscribe();
-    loop {
-        let received = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = events.recv() => r,
-        };
-        match received {
-            Some(Received::Event(e)) if e.kind == Kind::BeadClaimed => claimed.notify_one(),
-            Some(Received::Event(e)) if e.kind.may_ready_work() => nudge.wake(),
-            Some(Received::Event(_)) => {}
-            // Missed some: a sweep finds whatever they were about.
-            Some(Received::Lagged(_)) => {
-                nudge.wake();
-                claimed.notify_one();
-            }
-            None => return,
-        }
-    }
-}
-
 /// The gateway's URL for the log: scheme, host and path, never credentials in it.
 fn gw_url(config: &Config) -> String {
     let raw = config.gateway.as_ref().map(|g| g.url.as_str()).unwrap_or_default();

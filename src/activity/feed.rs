@@ -22,6 +22,9 @@ pub struct Feed {
     pool: Pool,
     bus: Bus,
     position: Position,
+    /// The horizon of the last read, when rows were held back behind it: until it moves,
+    /// nothing new can be final, so a step reads only the horizon.
+    held_below: Option<i64>,
     /// Read this often without being woken (another replica's write when the bus cannot
     /// say so, a transaction that ended without waking anyone).
     poll: Duration,
@@ -30,7 +33,8 @@ pub struct Feed {
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedStep {
-    Delivered(usize),
+    /// Read this many rows (an unknown kind is read and skipped, not delivered).
+    Read(usize),
     /// Committed rows wait for an older transaction to end.
     HeldBack,
     Idle,
@@ -40,8 +44,7 @@ impl Feed {
     /// A feed that starts with what commits from now on.
     pub async fn start(pool: Pool, bus: Bus, poll: Duration) -> Result<Feed> {
         let position = Activity::feed_end(&mut *pool.get().await?).await?;
-        bus.hub().started_at(position);
-        Ok(Feed { pool, bus, position, poll })
+        Ok(Feed { pool, bus, position, held_below: None, poll })
     }
 
     pub fn position(&self) -> Position {
@@ -51,23 +54,26 @@ impl Feed {
     pub async fn step(&mut self) -> Result<FeedStep> {
         let (rows, held) = {
             let mut conn = self.pool.get().await?;
-            Activity::feed_page(&mut conn, self.position, PAGE).await?
+            let horizon = Activity::horizon(&mut conn).await?;
+            if self.held_below == Some(horizon) {
+                return Ok(FeedStep::HeldBack);
+            }
+            let (rows, held) = Activity::feed_page(&mut conn, self.position, horizon, PAGE).await?;
+            self.held_below = held.then_some(horizon);
+            (rows, held)
         };
-        let mut delivered = 0;
+        let read = rows.len();
         for row in rows {
             self.position = row.position();
             let own = row.origin == self.bus.origin();
             let (id, kind) = (row.id, row.kind.clone());
             match row.into_event() {
-                Some(event) => {
-                    self.bus.deliver(Arc::new(event), own);
-                    delivered += 1;
-                }
+                Some(event) => self.bus.deliver(Arc::new(event), own),
                 None => tracing::warn!(activity.id = id, kind, "skipping an unknown kind of event"),
             }
         }
-        Ok(if delivered > 0 {
-            FeedStep::Delivered(delivered)
+        Ok(if read > 0 {
+            FeedStep::Read(read)
         } else if held {
             FeedStep::HeldBack
         } else {
@@ -82,7 +88,7 @@ impl Feed {
         let mut failures = 0u32;
         loop {
             let wait = match self.step().await {
-                Ok(FeedStep::Delivered(_)) => {
+                Ok(FeedStep::Read(_)) => {
                     held_wait = HELD_BACK;
                     failures = 0;
                     if cancel.is_cancelled() {

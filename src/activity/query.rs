@@ -74,6 +74,11 @@ fn after_position(p: Position) -> Box<dyn BoxableExpression<activity::table, Pg,
     )
 }
 
+/// The rows of `q` after `after` in feed order that are final below `horizon`.
+fn final_after(q: Boxed<'_>, after: Position, horizon: i64) -> Boxed<'_> {
+    q.filter(after_position(after)).filter(activity::tx.lt(horizon))
+}
+
 impl Activity {
     /// A page of history, newest first.
     pub async fn list(conn: &mut Conn, q: &ListQuery) -> Result<Vec<Activity>> {
@@ -100,9 +105,7 @@ impl Activity {
         limit: i64,
     ) -> Result<Vec<Activity>> {
         let horizon = Activity::horizon(conn).await?;
-        Ok(filtered(filter)
-            .filter(after_position(after))
-            .filter(activity::tx.lt(horizon))
+        Ok(final_after(filtered(filter), after, horizon)
             .order((activity::tx.asc(), activity::id.asc()))
             .limit(limit)
             .select(Activity::as_select())
@@ -110,18 +113,17 @@ impl Activity {
             .await?)
     }
 
-    /// The next final rows of the whole feed after `after`, and whether rows that are not
-    /// final yet follow them (an older transaction is still running). The horizon is read
-    /// once, then used as a plain value: the snapshot function is costly per row.
+    /// The next rows of the whole feed after `after` that are final below `horizon` (read
+    /// once by the caller, then used as a plain value: the snapshot function is costly per
+    /// row), and whether rows that are not final yet follow them (an older transaction is
+    /// still running).
     pub async fn feed_page(
         conn: &mut Conn,
         after: Position,
+        horizon: i64,
         limit: i64,
     ) -> Result<(Vec<Activity>, bool)> {
-        let horizon = Activity::horizon(conn).await?;
-        let rows: Vec<Activity> = activity::table
-            .filter(after_position(after))
-            .filter(activity::tx.lt(horizon))
+        let rows: Vec<Activity> = final_after(activity::table.into_boxed(), after, horizon)
             .order((activity::tx.asc(), activity::id.asc()))
             .limit(limit)
             .select(Activity::as_select())
@@ -158,13 +160,13 @@ impl Activity {
     /// commits from now on.
     pub async fn feed_end(conn: &mut Conn) -> Result<Position> {
         let horizon = Activity::horizon(conn).await?;
-        let last: Option<(i64, i64)> = activity::table
-            .filter(activity::tx.lt(horizon))
-            .order((activity::tx.desc(), activity::id.desc()))
-            .select((activity::tx, activity::id))
-            .first(conn)
-            .await
-            .optional()?;
+        let last: Option<(i64, i64)> =
+            final_after(activity::table.into_boxed(), Position::START, horizon)
+                .order((activity::tx.desc(), activity::id.desc()))
+                .select((activity::tx, activity::id))
+                .first(conn)
+                .await
+                .optional()?;
         Ok(last.map_or(Position::START, |(tx, id)| Position { tx, id }))
     }
 

@@ -4,8 +4,9 @@
 //! (`Bead::claim_many`), so any number of dispatchers, in one process or many, can run
 //! against one database: each takes its own slice, and none waits for another.
 //! The loop wakes on a nudge from this process, on a run ending in any process (`listen`),
-//! and also sweeps on an interval, so a lost wake-up only delays work.
+//! on another replica's events (`bus_wakes`), and also sweeps on an interval, so a lost wake-up only delays work.
 
+pub mod bus_wakes;
 mod listen;
 pub mod matching;
 mod queue;

@@ -14,19 +14,12 @@ pub struct Hub {
     sender: broadcast::Sender<Arc<Event>>,
     ring: Mutex<VecDeque<Arc<Event>>>,
     ring_size: usize,
-    /// Where the feed started, for `head` before it has sent anything.
-    start: Mutex<Option<Position>>,
 }
 
 impl Hub {
     pub fn new(capacity: usize, ring_size: usize) -> Hub {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Hub {
-            sender,
-            ring: Mutex::new(VecDeque::with_capacity(ring_size)),
-            ring_size,
-            start: Mutex::new(None),
-        }
+        Hub { sender, ring: Mutex::new(VecDeque::with_capacity(ring_size)), ring_size }
     }
 
     /// Delivers to every current subscriber. Stored events must come in feed order.
@@ -62,20 +55,6 @@ impl Hub {
         let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         ring.iter().rev().find(|e| e.id == Some(id)).and_then(|e| e.position)
     }
-
-    /// The newest stored event this process has fanned out (or where its feed started):
-    /// a subscriber from now on gets every stored event after it.
-    pub fn head(&self) -> Option<Position> {
-        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        ring.back()
-            .and_then(|e| e.position)
-            .or_else(|| *self.start.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// The feed says where it starts reading.
-    pub fn started_at(&self, position: Position) {
-        *self.start.lock().unwrap_or_else(PoisonError::into_inner) = Some(position);
-    }
 }
 
 #[cfg(test)]
@@ -108,16 +87,24 @@ mod tests {
         assert_eq!(hub.replay_after(Position { tx: 13, id: 4 }).expect("held"), []);
         assert_eq!(hub.position_of(1), Some(Position { tx: 11, id: 1 }));
         assert_eq!(hub.position_of(2), None);
-        assert_eq!(hub.head(), Some(Position { tx: 13, id: 4 }));
     }
 
     #[test]
     fn ephemeral_events_are_broadcast_but_not_kept() {
         let hub = Hub::new(8, 3);
         let mut rx = hub.subscribe();
+        hub.send(stored(1, 1));
         hub.send(Arc::new(Event::live(Kind::RunStep, None, None, serde_json::Value::Null)));
-        assert_eq!(rx.try_recv().expect("delivered").kind, Kind::RunStep);
-        assert!(hub.head().is_none());
+        hub.send(stored(2, 2));
+        let kinds: Vec<_> = (0..3).map(|_| rx.try_recv().expect("delivered").kind).collect();
+        assert_eq!(kinds, [Kind::BeadCreated, Kind::RunStep, Kind::BeadCreated]);
+        let kept: Vec<_> = hub
+            .replay_after(Position { tx: 1, id: 1 })
+            .expect("held")
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kept, [Kind::BeadCreated]);
     }
 
     #[test]

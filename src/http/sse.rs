@@ -13,9 +13,6 @@ use futures_util::Stream;
 use crate::error::Error;
 use crate::events::Event;
 
-/// What a stream sends first: how long a browser waits before reconnecting, and a comment
-/// so the client knows the stream is open.
-pub const OPENING: &[u8] = b"retry: 2000\n: connected\n\n";
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// One event: `id:` (stored events only: a client resumes after it), `event:` the kind,
@@ -128,7 +125,7 @@ pub fn stream<S: Source>(
 pub fn opening(resume_id: Option<i64>) -> Bytes {
     match resume_id {
         Some(id) => Bytes::from(format!("retry: 2000\nid: {id}\n: connected\n\n")),
-        None => Bytes::from_static(OPENING),
+        None => Bytes::from_static(b"retry: 2000\n: connected\n\n"),
     }
 }
 
