@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 use loom::events::{Event, Kind};
-use reqwest::StatusCode;
+use loom::gateway::GatewayCall;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use crate::support::gateway::{Reply, ScriptedGateway};
 use crate::support::replica::{self, PrivateNats, Replica, nats_config, nats_url};
 use crate::support::sse::{SseClient, data};
+use crate::support::work::{KEY, Upstream, gateway_config};
 use crate::support::{TestApp, spawn_with};
 
 /// Two replicas sharing the test database and a NATS; the second reads Postgres only
@@ -129,44 +132,150 @@ async fn each_stored_event_is_published_to_jetstream_once_whatever_the_number_of
     replica::drop_stream(&nats).await;
 }
 
-#[tokio::test]
-async fn work_filed_on_one_replica_is_dispatched_promptly_by_the_other_and_only_once() {
+/// Work filed on a replica that runs no dispatcher and no executor is done, once, by the
+/// other: claimed, worked against the scripted model, merged upstream and closed. Both read
+/// Postgres only every ten minutes and the worker sweeps as seldom, so the claim coming
+/// promptly, and the filing replica's client hearing the run end, is NATS at work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_filed_on_one_replica_is_done_once_by_the_other_woken_through_nats() {
     let nats = nats_config(&nats_url());
+    let slow = Duration::from_secs(600);
     let a_nats = nats.clone();
-    // The filing replica dispatches nothing; the other sweeps only every ten minutes, so a
-    // prompt claim there means the bus woke it.
-    let a = spawn_with(move |c| c.events.nats = Some(a_nats)).await;
-    let b_nats = nats.clone();
+    let a = spawn_with(move |c| {
+        c.events.nats = Some(a_nats);
+        c.events.feed_poll = slow;
+    })
+    .await;
+    let script = ScriptedGateway::start().await;
+    script.require_key(KEY);
+    let (b_nats, gateway_url) = (nats.clone(), script.url());
     let b = replica::start(a.database_url(), move |c| {
         c.events.nats = Some(b_nats);
+        c.events.feed_poll = slow;
+        c.gateway = Some(gateway_config(&gateway_url));
+        c.executors = Some(loom::executor::ExecutorConfig::default());
         c.dispatchers = 1;
-        c.dispatch.sweep_interval = Duration::from_secs(600);
+        c.dispatch.sweep_interval = slow;
     })
     .await;
     wait_connected(&a.base, &a.member).await;
     wait_connected(&b.base, &a.member).await;
-    a.project("work").await;
-    let agent = a
-        .post(
-            "/api/v1/agents",
-            json!({"name": "w1", "persona": "software-engineer", "project": "work"}),
-        )
-        .await;
-    assert_eq!(agent.status, StatusCode::CREATED, "{:?}", agent.body);
-    let bead = a.bead("work", "do it", json!({})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let shown = a.show(&bead).await;
-        if shown["status"] == "in_progress" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never claimed: {shown}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let upstream = Upstream::new(&[("README.md", "# Web\n")]);
+    let body = json!({"id": "web", "name": "Web", "repo": upstream.path(), "branch": "main"});
+    let res = a.call(Method::POST, "/api/v1/projects", Some(&a.admin.clone()), Some(body)).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let res =
+        a.post("/api/v1/agents", json!({"name": "ada", "persona": "software-engineer"})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    // B's consumer takes only messages newer than itself: once it has heard of either, the
+    // bead's creation will reach it.
+    wait_for(&b.base, &a.member, "b hears a", |s| s["bus"]["received"].as_u64() >= Some(1)).await;
+    let mut on_a = SseClient::open(
+        &format!("{}/api/v1/activity/stream?kind=run.ended", a.base),
+        &a.viewer,
+        None,
+    )
+    .await;
+    // Scripted before the bead exists, so B cannot ask before there is an answer.
+    let summary = "Added a usage section.";
+    script.push(Reply::action(
+        json!({"action": "edit_file", "path": "README.md", "old": "# Web\n", "new": "# Web\n\nRun `make`.\n"}),
+    ));
+    script.push(Reply::action(json!({"action": "done", "summary": summary})));
+    let bead = a.bead("web", "Add a usage section", json!({})).await;
+
+    let shown = until_closed(&a, &bead).await;
+    assert_eq!(shown["close_reason"], summary, "{shown}");
+    let runs = a.get(&format!("/api/v1/beads/{bead}/runs")).await.body;
+    let runs = runs["items"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["outcome"], "success", "{runs:?}");
+    let run = runs[0]["id"].as_str().unwrap().to_owned();
+
+    // A's client hears B's run end: A's feed reads Postgres only when NATS says so.
+    let ended = data(&on_a.next_event().await);
+    assert_eq!(
+        (
+            ended["bead_id"].as_str(),
+            ended["data"]["run"].as_str(),
+            ended["data"]["outcome"].as_str()
+        ),
+        (Some(bead.as_str()), Some(run.as_str()), Some("success")),
+        "{ended}"
+    );
+
+    // The history has each step once, and B wrote all but the filing.
+    let feed = a.get(&format!("/api/v1/activity?bead={bead}&limit=500")).await.body;
+    let kinds: Vec<&str> =
+        feed["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in
+        ["bead.created", "bead.claimed", "run.started", "git.merged", "run.ended", "bead.closed"]
+    {
+        assert_eq!(kinds.iter().filter(|k| **k == kind).count(), 1, "one {kind} in {kinds:?}");
     }
-    let runs = a.get(&format!("/api/v1/beads/{bead}/runs")).await;
-    assert_eq!(runs.body["items"].as_array().unwrap().len(), 1, "{:?}", runs.body);
+    let written = origins(&a, &bead).await;
+    assert_eq!(written.len(), kinds.len(), "{written:?}");
+    for (kind, origin) in written {
+        let writer = if kind == "bead.created" { a.bus().origin() } else { b.bus.origin() };
+        assert_eq!(origin, writer, "{kind} written by the wrong replica");
+    }
+
+    // Upstream has the work once: one commit on top of the first, naming the bead.
+    assert_eq!(upstream.file("README.md"), "# Web\n\nRun `make`.\n");
+    let log = upstream.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].0, summary);
+    let trailer = format!("Bead: {bead}");
+    let naming = upstream.git(&["log", "main", "--format=%H", "--grep", &trailer]);
+    assert_eq!(naming.lines().count(), 1, "{naming}");
+
+    // The model was asked for this one run only: one conversation, every call recorded on it.
+    let asked = script.completions();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked.iter().all(|c| c.to_string().contains(&bead)));
+    let (first, second) =
+        (asked[0]["messages"].as_array().unwrap(), asked[1]["messages"].as_array().unwrap());
+    assert!(second.starts_with(first), "the second call goes on the first one's conversation");
+    let calls = GatewayCall::recent(&mut a.pool.get().await.unwrap(), 100).await.unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls.iter().all(|c| c.run_id.map(|id| id.to_string()) == Some(run.clone())),
+        "{calls:?}"
+    );
     drop(b);
     replica::drop_stream(&nats).await;
+}
+
+/// The bead, once closed; panics if it is not within 30 s.
+async fn until_closed(app: &TestApp, bead: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = app.show(bead).await;
+        if shown["status"] == "closed" {
+            return shown;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never closed: {shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Which replica wrote each activity row about `bead` (the origin the API does not show).
+async fn origins(app: &TestApp, bead: &str) -> Vec<(String, String)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        origin: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let rows: Vec<Row> = diesel::sql_query("SELECT kind, origin FROM activity WHERE bead_id = $1")
+        .bind::<diesel::sql_types::Text, _>(bead)
+        .load(&mut app.pool.get().await.unwrap())
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| (r.kind, r.origin)).collect()
 }
 
 #[tokio::test]
