@@ -127,6 +127,7 @@ impl Application {
         state.gateway_health = health.clone();
         state.bus = bus.clone();
         state.events = config.events.clone();
+        state.sessions = config.sessions;
         let streams = state.streams.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {

@@ -84,6 +84,8 @@ pub struct Config {
     /// Whether this process runs executors, and how; `None` runs none (tests drive them).
     pub executors: Option<crate::executor::ExecutorConfig>,
     pub events: EventsConfig,
+    /// How long browser sessions last.
+    pub sessions: crate::users::sessions::SessionConfig,
 }
 
 /// The event bus and the live streams.
@@ -126,6 +128,7 @@ impl Config {
             gateway: None,
             executors: None,
             events: EventsConfig::default(),
+            sessions: Default::default(),
         }
     }
 }

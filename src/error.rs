@@ -20,8 +20,9 @@ pub enum Error {
     Conflict { code: &'static str, message: Cow<'static, str> },
     #[error("{0}")]
     Unauthenticated(Cow<'static, str>),
-    #[error("{0}")]
-    Forbidden(Cow<'static, str>),
+    /// Authenticated but not allowed: 403, `forbidden` or a more precise code.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: Cow<'static, str> },
     #[error("{0}")]
     RateLimited(Cow<'static, str>),
     /// A dependency (the database, the gateway) cannot be reached right now: 503.
@@ -51,7 +52,17 @@ impl Error {
     }
 
     pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
-        Error::Forbidden(message.into())
+        Error::Forbidden { code: "forbidden", message: message.into() }
+    }
+
+    /// A write that came with a session cookie but without that session's CSRF token.
+    pub fn csrf() -> Self {
+        Error::Forbidden {
+            code: "csrf_failed",
+            message: "this form or request is missing its CSRF token, or it is stale: \
+                      reload the page and try again"
+                .into(),
+        }
     }
 
     pub fn unauthenticated(message: impl Into<Cow<'static, str>>) -> Self {
@@ -65,7 +76,7 @@ impl Error {
             Error::Conflict { code, .. } => code,
             Error::NotFound(_) => "not_found",
             Error::Unauthenticated(_) => "unauthenticated",
-            Error::Forbidden(_) => "forbidden",
+            Error::Forbidden { code, .. } => code,
             Error::RateLimited(_) => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Database(e) if is_unavailable(e) => "unavailable",

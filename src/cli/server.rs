@@ -101,6 +101,12 @@ pub struct ServerArgs {
     /// Tokens (prompt plus completion) a run may spend.
     #[arg(long, env = "LOOM_RUN_TOKEN_BUDGET", default_value_t = 1_000_000)]
     pub run_token_budget: u64,
+    /// Minutes a browser session lasts without a request.
+    #[arg(long, env = "LOOM_SESSION_IDLE_MINUTES", default_value_t = 24 * 60)]
+    pub session_idle_minutes: u64,
+    /// Hours a browser session lasts after its login, however much it is used.
+    #[arg(long, env = "LOOM_SESSION_MAX_HOURS", default_value_t = 7 * 24)]
+    pub session_max_hours: u64,
 }
 
 impl ServerArgs {
@@ -144,6 +150,10 @@ impl ServerArgs {
                 ..ExecutorConfig::default()
             }),
             events: self.events()?,
+            sessions: crate::users::sessions::SessionConfig {
+                idle: Duration::from_secs(self.session_idle_minutes.max(1) * 60),
+                absolute: Duration::from_secs(self.session_max_hours.max(1) * 3600),
+            },
         })
     }
 

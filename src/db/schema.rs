@@ -289,6 +289,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Bytea,
+        user_id -> Uuid,
+        csrf_token -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::*;
     use super::sql_types::UserRole;
 
@@ -320,6 +333,7 @@ diesel::joinable!(runs -> agents (agent_id));
 diesel::joinable!(runs -> beads (bead_id));
 diesel::joinable!(schedules -> projects (project_id));
 diesel::joinable!(schedules -> users (created_by_user_id));
+diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     activity,
@@ -338,5 +352,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     run_steps,
     runs,
     schedules,
+    sessions,
     users,
 );

@@ -1,25 +1,40 @@
-//! Authentication of API requests (a bearer token) and role checks.
+//! Authentication of requests (a bearer token, or a browser session cookie with its CSRF
+//! token for writes) and role checks.
 
 use std::future::Future;
 use std::pin::Pin;
 
+use actix_web::http::Method;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use uuid::Uuid;
 
 use super::AppState;
 use crate::activity::Actor;
 use crate::error::Error;
+use crate::users::sessions::{self, Session};
 use crate::users::tokens::ApiToken;
 use crate::users::{Role, User};
 
-/// The authenticated user of a request. Extracting it fails with 401 when no valid token
-/// was presented.
+/// The authenticated user of a request. Extracting it fails with 401 when neither a valid
+/// token nor a live session cookie came with it, and with 403 `csrf_failed` for a
+/// cookie-authenticated write without the session's `X-CSRF-Token`.
 #[derive(Debug, Clone)]
 pub struct Auth {
     pub user: User,
-    /// The token this request came with.
-    pub token_id: Uuid,
+    pub credential: Credential,
 }
+
+/// What the request was authenticated with.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API token (its id).
+    Token(Uuid),
+    /// A browser session.
+    Session(Session),
+}
+
+/// The header a cookie-authenticated write carries its CSRF token in.
+pub const CSRF_HEADER: &str = "X-CSRF-Token";
 
 impl Auth {
     /// Fails with 403 unless the user has at least `role`.
@@ -34,6 +49,13 @@ impl Auth {
     pub fn actor(&self) -> Actor {
         Actor::User(self.user.id)
     }
+
+    pub fn session(&self) -> Option<&Session> {
+        match &self.credential {
+            Credential::Session(s) => Some(s),
+            Credential::Token(_) => None,
+        }
+    }
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
@@ -42,26 +64,51 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
+/// Whether a request may change something (and so needs CSRF protection under a cookie).
+pub fn writes(req: &HttpRequest) -> bool {
+    !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The live session a request's cookie names, if any.
+pub async fn session_of(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<(User, Session)>, Error> {
+    let Some(cookie) = req.cookie(sessions::COOKIE) else { return Ok(None) };
+    let mut conn = state.pool.get().await?;
+    Session::authenticate(&mut conn, cookie.value(), &state.sessions).await
+}
+
 impl FromRequest for Auth {
     type Error = Error;
     type Future = Pin<Box<dyn Future<Output = Result<Auth, Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let secret = bearer(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let req = req.clone();
         Box::pin(async move {
-            let Some(secret) = secret else {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("app state missing")))?;
+            if let Some(secret) = bearer(&req) {
+                let mut conn = state.pool.get().await?;
+                return match ApiToken::authenticate(&mut conn, &secret).await? {
+                    Some((user, id)) => Ok(Auth { user, credential: Credential::Token(id) }),
+                    None => Err(Error::unauthenticated("the API token is not valid")),
+                };
+            }
+            let Some((user, session)) = session_of(&state, &req).await? else {
                 return Err(Error::unauthenticated(
-                    "send an API token: Authorization: Bearer <token>",
+                    "send an API token (Authorization: Bearer <token>) or log in",
                 ));
             };
-            let state =
-                state.ok_or_else(|| Error::Internal(anyhow::anyhow!("app state missing")))?;
-            let mut conn = state.pool.get().await?;
-            match ApiToken::authenticate(&mut conn, &secret).await? {
-                Some((user, token_id)) => Ok(Auth { user, token_id }),
-                None => Err(Error::unauthenticated("the API token is not valid")),
+            if writes(&req) {
+                let presented = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+                if !presented.is_some_and(|t| session.csrf_matches(t)) {
+                    return Err(Error::csrf());
+                }
             }
+            Ok(Auth { user, credential: Credential::Session(session) })
         })
     }
 }

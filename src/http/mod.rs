@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod login;
 pub mod paging;
 pub mod ratelimit;
 pub mod sse;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub sse_clients: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Ends every SSE stream at shutdown (they never end on their own).
     pub streams: tokio_util::sync::CancellationToken,
+    pub sessions: crate::users::sessions::SessionConfig,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
             events: crate::config::EventsConfig::default(),
             sse_clients: Default::default(),
             streams: Default::default(),
+            sessions: Default::default(),
         }
     }
 }

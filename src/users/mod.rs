@@ -1,6 +1,9 @@
-//! People: accounts with roles, their passwords (argon2id) and their API tokens.
+//! People: accounts with roles, their passwords (argon2id), their API tokens and their
+//! browser sessions.
 
 pub mod password;
+pub mod secret;
+pub mod sessions;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};
@@ -174,7 +177,8 @@ impl User {
         Ok(users::table.count().get_result(conn).await?)
     }
 
-    /// Changes role and/or password. Refuses to demote the last admin.
+    /// Changes role and/or password (which ends the user's browser sessions). Refuses to
+    /// demote the last admin.
     pub async fn update(
         conn: &mut Conn,
         id: Uuid,
@@ -192,6 +196,10 @@ impl User {
             let user = lock(conn, id).await?;
             if user.role == Role::Admin && role.is_some_and(|r| r != Role::Admin) {
                 ensure_another_admin(conn, id).await?;
+            }
+            if hash.is_some() {
+                // A new password logs the user out of every browser.
+                sessions::Session::end_all_for(conn, id).await?;
             }
             let updated = diesel::update(users::table.find(id))
                 .set((

@@ -1,14 +1,13 @@
 //! API tokens: 256 random bits shown once at creation, stored as a SHA-256 digest.
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::User;
+use super::secret::{self, digest};
 use crate::db::Conn;
 use crate::db::schema::{api_tokens, users};
 use crate::error::{Error, Result};
@@ -37,15 +36,8 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
-fn digest(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
-}
-
 fn new_secret() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("no randomness available: {e}")))?;
-    Ok(format!("{SECRET_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!("{SECRET_PREFIX}{}", secret::random()?))
 }
 
 impl ApiToken {

@@ -24,5 +24,6 @@ mod projects;
 mod readiness;
 mod schedules;
 mod schema;
+mod sessions;
 mod support;
 mod ticker;

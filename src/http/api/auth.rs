@@ -1,4 +1,5 @@
-//! Logging in for a token, the current user, and the user's API tokens.
+//! Logging in (for a token or a browser session), the current user, and the user's API
+//! tokens.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
@@ -7,11 +8,13 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::http::AppState;
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Credential};
 use crate::http::error::ErrorBody;
+use crate::http::login as signin;
 use crate::notifications::Notification;
+use crate::users::sessions::Session;
 use crate::users::tokens::{ApiToken, CreatedToken};
-use crate::users::{Role, User, UserView, password};
+use crate::users::{Role, UserView};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,16 +31,19 @@ pub struct LoginRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
-    pub token: String,
+    /// The API token, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Otherwise a session cookie was set: cookie-authenticated writes send this in
+    /// `X-CSRF-Token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
     pub user: UserView,
 }
 
-fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
-}
-
-/// Exchanges a username and password for an API token. A wrong username and a wrong
-/// password give the same error after the same work.
+/// Logs in with a username and password: for an API token (`"token": true`, the CLI) or a
+/// browser session (a cookie, and the CSRF token its writes need). A wrong username and a
+/// wrong password give the same error after the same work.
 #[utoipa::path(tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = LoginResponse),
     (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
@@ -48,41 +54,44 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, Error> {
     let body = body.into_inner();
+    let user = signin::check_password(&state, &req, &body.username, body.password).await?;
     if !body.token {
-        return Err(Error::bad_request(
-            "token_required",
-            "this server issues API tokens at login: send \"token\": true",
-        ));
-    }
-    let keys = [
-        format!("user:{}", body.username.trim().to_lowercase()),
-        format!("addr:{}", client_address(&req)),
-    ];
-    if !state.login_limiter.try_begin(&keys) {
-        return Err(Error::RateLimited("too many failed logins; wait a few minutes".into()));
+        let (started, cookie) = signin::start_session(&state, &req, &user).await?;
+        return Ok(HttpResponse::Ok().cookie(cookie).json(LoginResponse {
+            token: None,
+            csrf_token: Some(started.session.csrf_token),
+            user: UserView::from(&user),
+        }));
     }
     let mut conn = state.pool.get().await?;
-    let user = User::find_by_username(&mut conn, body.username.trim()).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = password::verify(body.password, stored).await?;
-    let Some(user) = user.filter(|_| ok) else {
-        return Err(Error::unauthenticated("wrong username or password"));
-    };
-    state.login_limiter.succeeded(&keys);
     let name = body.token_name.unwrap_or_else(|| "login".into());
     let created = ApiToken::create(&mut conn, user.id, &name, None).await?;
-    tracing::info!(user.id = %user.id, "user logged in");
-    Ok(HttpResponse::Ok()
-        .json(LoginResponse { token: created.secret, user: UserView::from(&user) }))
+    tracing::info!(user.id = %user.id, "user logged in (API token)");
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        token: Some(created.secret),
+        csrf_token: None,
+        user: UserView::from(&user),
+    }))
 }
 
-/// Ends this login: revokes the token the request came with.
+/// Ends this login: revokes the token the request came with, or ends the browser session
+/// (and clears its cookie).
 #[utoipa::path(tag = "auth", security(("token" = [])), responses(
     (status = 204), (status = 401, body = ErrorBody)))]
 #[post("/auth/logout")]
-pub async fn logout(state: web::Data<AppState>, auth: Auth) -> Result<HttpResponse, Error> {
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Auth,
+) -> Result<HttpResponse, Error> {
     let mut conn = state.pool.get().await?;
-    ApiToken::revoke(&mut conn, auth.user.id, auth.token_id).await?;
+    match &auth.credential {
+        Credential::Token(id) => ApiToken::revoke(&mut conn, auth.user.id, *id).await?,
+        Credential::Session(s) => {
+            Session::end(&mut conn, &s.id_hash).await?;
+            return Ok(HttpResponse::NoContent().cookie(signin::removal_cookie(&req)).finish());
+        }
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 
