@@ -17,6 +17,7 @@ use crate::events::{Bus, NatsBackend};
 use crate::executor::Executors;
 use crate::gateway::{Gateway, HealthState};
 use crate::http::{self, AppState};
+use crate::notifications::NotificationWakers;
 use crate::personas::Persona;
 use crate::ticker::Ticker;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,9 @@ impl Application {
         workers.push(tokio::spawn(
             crate::notifications::Notifier::new(pool.clone(), bus.clone()).run(cancel.clone()),
         ));
+        // One bus reader for this process's notification streams, rather than one each.
+        let wakers = NotificationWakers::default();
+        workers.push(tokio::spawn(wakers.clone().run(bus.subscribe(), cancel.clone())));
         let health = HealthState::default();
         let gateway = match &config.gateway {
             Some(gw) => Some(Gateway::new(gw.clone(), health.clone(), Some(pool.clone()))?),
@@ -126,6 +130,7 @@ impl Application {
         state.gateway = gateway.clone();
         state.gateway_health = health.clone();
         state.bus = bus.clone();
+        state.notification_wakers = wakers;
         state.events = config.events.clone();
         state.sessions = config.sessions;
         let streams = state.streams.clone();

@@ -31,6 +31,8 @@ pub struct AppState {
     pub gateway: Option<crate::gateway::Gateway>,
     pub gateway_health: crate::gateway::HealthState,
     pub bus: crate::events::Bus,
+    /// Wakes the notification streams of this process (a task `app` starts runs it).
+    pub notification_wakers: crate::notifications::NotificationWakers,
     pub events: crate::config::EventsConfig,
     /// Open SSE streams, for `/api/v1/status` and the metrics.
     pub sse_clients: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -54,6 +56,7 @@ impl AppState {
             gateway: None,
             gateway_health: crate::gateway::HealthState::default(),
             bus: crate::events::Bus::in_process("loom"),
+            notification_wakers: Default::default(),
             events: crate::config::EventsConfig::default(),
             sse_clients: Default::default(),
             streams: Default::default(),

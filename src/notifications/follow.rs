@@ -1,7 +1,7 @@
 //! Following one user's notifications (their SSE stream). Postgres says what was raised
-//! after the `seq` the reader last saw; the bus only says when to ask (a raise for this
-//! user, from any replica), and a poll covers a raise whose event was lost (NATS away, a
-//! replica that died after its commit). Each raise reaches the reader once, in order.
+//! after the `seq` the reader last saw; the stream's `Wake` (see `wakers`) only says when
+//! to ask: a raise for this user from any replica, a lag on the bus, or the shared tick
+//! that covers a raise whose event was lost. Each raise reaches the reader once, in order.
 
 use std::collections::VecDeque;
 
@@ -10,14 +10,12 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::Notification;
+use super::wakers::{NotificationWakers, Wake};
 use crate::db::schema::notifications;
 use crate::db::{Conn, Pool};
 use crate::error::Result;
-use crate::events::{Bus, Kind, Received, Subscription};
 
 const PAGE: i64 = 200;
-/// Asks Postgres this often even when the bus said nothing.
-const POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A raise, as the stream sends it: the notification and the user's unread count then.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,10 +26,8 @@ pub struct Raised {
 
 pub struct NotificationFollower {
     pool: Pool,
-    sub: Subscription,
+    wake: Wake,
     user: Uuid,
-    /// `user` as the notification events carry it.
-    user_text: String,
     seen: i64,
     backlog: VecDeque<Raised>,
     catch_up: bool,
@@ -70,20 +66,20 @@ impl NotificationFollower {
     /// Follows `user`'s raises from now on, or after `after` (a `seq` they saw).
     pub async fn start(
         pool: Pool,
-        bus: &Bus,
+        wakers: &NotificationWakers,
         user: Uuid,
         after: Option<i64>,
     ) -> Result<NotificationFollower> {
-        let sub = bus.subscribe();
+        // Registered before the first read, so a raise after it wakes this stream.
+        let wake = wakers.follow(user);
         let seen = match after {
             Some(seq) => seq,
             None => Notification::last_seq(&mut *pool.get().await?, user).await?,
         };
         Ok(NotificationFollower {
             pool,
-            sub,
+            wake,
             user,
-            user_text: user.to_string(),
             seen,
             backlog: VecDeque::new(),
             catch_up: after.is_some(),
@@ -109,7 +105,7 @@ impl NotificationFollower {
         Ok(())
     }
 
-    /// The next raise for this user; `None` when the bus has gone.
+    /// The next raise for this user; `None` once the wake-ups have ended (shutdown).
     pub async fn next(&mut self) -> Result<Option<Raised>> {
         loop {
             if let Some(r) = self.backlog.pop_front() {
@@ -119,19 +115,10 @@ impl NotificationFollower {
                 self.read_missed().await?;
                 continue;
             }
-            tokio::select! {
-                received = self.sub.recv() => match received {
-                    Some(Received::Event(e)) if e.kind == Kind::Notification => {
-                        if e.data["user_id"].as_str() == Some(self.user_text.as_str()) {
-                            self.catch_up = true;
-                        }
-                    }
-                    Some(Received::Event(_)) => {}
-                    Some(Received::Lagged(_)) => self.catch_up = true,
-                    None => return Ok(None),
-                },
-                _ = tokio::time::sleep(POLL) => self.catch_up = true,
+            if !self.wake.wait().await {
+                return Ok(None);
             }
+            self.catch_up = true;
         }
     }
 }

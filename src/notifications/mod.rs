@@ -2,16 +2,19 @@
 //! human, a mention, a P0 in a project they watch, the gateway going down), and the
 //! projects they watch. One unread notification per user, subject and reason: a repeat
 //! raises its count instead of piling up. `rules` decides who hears of an activity row;
-//! the `Notifier` reads the feed and writes them, exactly once per row.
+//! the `Notifier` reads the feed and writes them, exactly once per row; `NotificationWakers`
+//! tells each open notification stream when to read them.
 
 mod follow;
 mod notifier;
 mod rules;
+mod wakers;
 mod watch;
 
 pub use follow::{NotificationFollower, Raised};
 pub use notifier::{Notifier, Step};
 pub use rules::{Facts, GATEWAY, Reason, Target, Trigger, targets};
+pub use wakers::{NotificationWakers, Wake};
 pub use watch::ProjectWatch;
 
 use std::collections::HashMap;

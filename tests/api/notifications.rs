@@ -1,5 +1,6 @@
 //! Notifications: each rule, de-duplication, reading them, watching projects, the notifier
-//! reading each activity row exactly once however many run, and what it publishes.
+//! reading each activity row exactly once however many run, what it publishes, and the
+//! notification stream (live, resumed, across replicas, unmoved by other events).
 
 use std::time::{Duration, Instant};
 
@@ -12,11 +13,13 @@ use uuid::Uuid;
 use loom::activity::{Activity, Actor, Record};
 use loom::beads::{Bead, BlockedReason, StatusChange};
 use loom::db::schema::activity;
-use loom::events::{Kind, Position, Received};
+use loom::events::{Bus, Event, Kind, Position, Received};
 use loom::notifications::{Notifier, Step};
 use loom::users::User;
 
-use crate::support::{Res, TestApp, spawn};
+use crate::support::replica::{self, nats_config, nats_url};
+use crate::support::sse::{SseClient, WAIT, data};
+use crate::support::{Res, TestApp, spawn, spawn_with};
 
 /// A notifier over the app's pool and bus whose cursor exists: what the test does from
 /// now on is notified.
@@ -24,6 +27,14 @@ async fn notifier(app: &TestApp) -> Notifier {
     let n = Notifier::new(app.pool.clone(), app.bus().clone());
     n.step().await.unwrap();
     n
+}
+
+/// An app with the project `web`, and a notifier of its own.
+async fn web() -> (TestApp, Notifier) {
+    let app = spawn().await;
+    app.project("web").await;
+    let n = notifier(&app).await;
+    (app, n)
 }
 
 /// Steps until the notifier has read every activity row committed so far (the app's own
@@ -60,11 +71,32 @@ async fn as_user(app: &TestApp, token: &str, method: Method, path: &str) -> Res 
     app.call(method, path, Some(token), body).await
 }
 
+/// `as_user`, which must answer `status`.
+async fn expect(app: &TestApp, token: &str, method: Method, path: &str, status: StatusCode) -> Res {
+    let res = as_user(app, token, method.clone(), path).await;
+    assert_eq!(res.status, status, "{method} {path}: {:?}", res.body);
+    res
+}
+
+fn assert_error(res: &Res, what: &str, status: StatusCode, code: &str) {
+    assert_eq!((res.status, res.code()), (status, code), "{what}: {:?}", res.body);
+}
+
+/// Closes `bead` as `token`'s user.
+async fn close_as(app: &TestApp, token: &str, bead: &str) {
+    expect(app, token, Method::POST, &format!("/api/v1/beads/{bead}/close"), StatusCode::OK).await;
+}
+
+/// A page of the user's notifications, as the API gives it.
+async fn page(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
+    let path = format!("/api/v1/notifications{query}");
+    let res = expect(app, token, Method::GET, &path, StatusCode::OK).await;
+    res.body["items"].as_array().unwrap().clone()
+}
+
 /// The user's notifications, newest first.
 async fn inbox(app: &TestApp, token: &str) -> Vec<Value> {
-    let res = as_user(app, token, Method::GET, "/api/v1/notifications").await;
-    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
-    res.body["items"].as_array().unwrap().clone()
+    page(app, token, "").await
 }
 
 fn reasons(items: &[Value]) -> Vec<(String, String)> {
@@ -74,9 +106,13 @@ fn reasons(items: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
+fn ids(items: &[Value]) -> Vec<i64> {
+    items.iter().map(|n| n["id"].as_i64().unwrap()).collect()
+}
+
 async fn watch(app: &TestApp, token: &str, project: &str) {
-    let res = as_user(app, token, Method::POST, &format!("/api/v1/projects/{project}/watch")).await;
-    assert_eq!(res.status, StatusCode::NO_CONTENT, "{:?}", res.body);
+    let path = format!("/api/v1/projects/{project}/watch");
+    expect(app, token, Method::POST, &path, StatusCode::NO_CONTENT).await;
 }
 
 async fn comment(app: &TestApp, bead: &str, body: &str) {
@@ -84,29 +120,66 @@ async fn comment(app: &TestApp, bead: &str, body: &str) {
     assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
 }
 
-async fn gateway_health(app: &TestApp, healthy: bool) {
-    let mut conn = app.pool.get().await.unwrap();
+/// Three beads in `web`, each with a comment mentioning the viewer.
+async fn mention_the_viewer_thrice(app: &TestApp) {
+    for title in ["one", "two", "three"] {
+        let bead = app.bead("web", title, json!({})).await;
+        comment(app, &bead, "@viewer look").await;
+    }
+}
+
+/// What the gateway probe records when the gateway's health changes.
+fn gateway_health(healthy: bool) -> Record<'static> {
     let reason = (!healthy).then_some("connection refused");
-    let data = json!({ "healthy": healthy, "reason": reason });
-    let record = Record {
+    Record {
         kind: Kind::GatewayHealth,
         project_id: None,
         bead_id: None,
         actor: Actor::System,
-        data,
-    };
+        data: json!({ "healthy": healthy, "reason": reason }),
+    }
+}
+
+async fn record(app: &TestApp, record: Record<'_>) {
+    let mut conn = app.pool.get().await.unwrap();
     Activity::record(&mut conn, record).await.unwrap();
+}
+
+/// The user's unread count, as `/auth/me` says it.
+async fn unread(app: &TestApp, token: &str) -> i64 {
+    let me = expect(app, token, Method::GET, "/api/v1/auth/me", StatusCode::OK).await;
+    me.body["unread_notifications"].as_i64().unwrap()
+}
+
+/// The notification stream of `token`'s user on the replica at `base`.
+async fn stream(base: &str, token: &str, last_event_id: Option<&str>) -> SseClient {
+    SseClient::open(&format!("{base}/api/v1/notifications/stream"), token, last_event_id).await
+}
+
+/// Asserts the next event is the notification of `reason` about `bead`; returns its data.
+async fn expect_raise(client: &mut SseClient, reason: &str, bead: &str) -> Value {
+    let f = client.next_event().await;
+    let d = data(&f);
+    assert_eq!(
+        (f.event.as_str(), d["reason"].as_str(), d["bead_id"].as_str()),
+        ("notification", Some(reason), Some(bead)),
+        "{d}"
+    );
+    assert_eq!(f.id, Some(d["seq"].to_string()), "the SSE id is the seq");
+    d
+}
+
+/// Asserts nothing but keep-alives comes for a while.
+async fn assert_quiet(client: &mut SseClient, why: &str) {
+    let sent = client.quiet_for(Duration::from_millis(500)).await;
+    assert!(sent.is_empty(), "{why}: {sent:?}");
 }
 
 #[tokio::test]
 async fn a_bead_someone_else_closes_notifies_the_user_who_filed_it() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
+    let (app, n) = web().await;
     let bead = app.bead("web", "Fix login", json!({})).await;
-    let closed =
-        as_user(&app, &app.admin, Method::POST, &format!("/api/v1/beads/{bead}/close")).await;
-    assert_eq!(closed.status, StatusCode::OK, "{:?}", closed.body);
+    close_as(&app, &app.admin, &bead).await;
     settle(&app, &n).await;
     let mine = inbox(&app, &app.member).await;
     assert_eq!(reasons(&mine), vec![("bead_closed".into(), bead.clone())]);
@@ -123,9 +196,7 @@ async fn a_bead_someone_else_closes_notifies_the_user_who_filed_it() {
 
 #[tokio::test]
 async fn a_bead_blocked_by_someone_else_notifies_its_creator_with_the_reason() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
+    let (app, n) = web().await;
     let bead = app.bead("web", "Fix login", json!({})).await;
     let path = format!("/api/v1/beads/{bead}/block");
     let body = json!({ "reason": "waiting on design" });
@@ -164,9 +235,7 @@ async fn a_question_for_a_human_reaches_the_creator_and_every_watcher_of_the_pro
 
 #[tokio::test]
 async fn a_mention_notifies_the_mentioned_user_but_not_the_author_or_unknown_names() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
+    let (app, n) = web().await;
     let bead = app.bead("web", "Fix login", json!({})).await;
     comment(&app, &bead, "@viewer can you check? cc @member @nobody").await;
     settle(&app, &n).await;
@@ -198,9 +267,9 @@ async fn a_p0_bead_notifies_the_projects_watchers_and_nobody_else() {
 async fn the_gateway_going_down_and_coming_back_notifies_every_user() {
     let app = spawn().await;
     let n = notifier(&app).await;
-    gateway_health(&app, false).await;
-    gateway_health(&app, false).await;
-    gateway_health(&app, true).await;
+    for healthy in [false, false, true] {
+        record(&app, gateway_health(healthy)).await;
+    }
     settle(&app, &n).await;
     for token in [&app.admin, &app.member, &app.viewer] {
         let items = inbox(&app, token).await;
@@ -218,9 +287,7 @@ async fn the_gateway_going_down_and_coming_back_notifies_every_user() {
 
 #[tokio::test]
 async fn changes_to_your_own_beads_notify_nobody() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
+    let (app, n) = web().await;
     let bead = app.bead("web", "Mine", json!({})).await;
     let res = app.post(&format!("/api/v1/beads/{bead}/block"), json!({ "reason": "later" })).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -233,113 +300,80 @@ async fn changes_to_your_own_beads_notify_nobody() {
 
 #[tokio::test]
 async fn a_repeat_raises_the_unread_one_and_after_reading_a_new_one_starts() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
+    let (app, n) = web().await;
     let bead = app.bead("web", "Fix login", json!({})).await;
-    comment(&app, &bead, "@viewer first").await;
-    settle(&app, &n).await;
-    let first = inbox(&app, &app.viewer).await[0].clone();
-    comment(&app, &bead, "@viewer second").await;
-    settle(&app, &n).await;
-    let raised = inbox(&app, &app.viewer).await;
+    let mention = async |body: &str| {
+        comment(&app, &bead, body).await;
+        settle(&app, &n).await;
+        inbox(&app, &app.viewer).await
+    };
+    let first = mention("@viewer first").await[0].clone();
+    let raised = mention("@viewer second").await;
     assert_eq!(raised.len(), 1);
     assert_eq!((&raised[0]["id"], raised[0]["count"].as_i64()), (&first["id"], Some(2)));
     assert!(raised[0]["seq"].as_i64() > first["seq"].as_i64(), "a raise gets a fresh seq");
     assert!(raised[0]["activity_id"].as_i64() > first["activity_id"].as_i64());
     let id = first["id"].as_i64().unwrap();
-    let read =
-        as_user(&app, &app.viewer, Method::POST, &format!("/api/v1/notifications/{id}/read")).await;
-    assert_eq!(read.status, StatusCode::OK);
-    comment(&app, &bead, "@viewer third").await;
-    settle(&app, &n).await;
-    let both = inbox(&app, &app.viewer).await;
+    let path = format!("/api/v1/notifications/{id}/read");
+    expect(&app, &app.viewer, Method::POST, &path, StatusCode::OK).await;
+    let both = mention("@viewer third").await;
     assert_eq!(both.len(), 2, "{both:?}");
     assert_eq!((both[0]["count"].as_i64(), both[0]["read_at"].is_null()), (Some(1), true));
     assert_eq!((both[1]["id"].as_i64(), both[1]["read_at"].is_null()), (Some(id), false));
-    let unread = as_user(&app, &app.viewer, Method::GET, "/api/v1/notifications?unread=true").await;
-    let unread = unread.body["items"].as_array().unwrap().clone();
-    assert_eq!(unread.len(), 1);
-    assert_eq!(unread[0]["id"], both[0]["id"]);
+    let unread = page(&app, &app.viewer, "?unread=true").await;
+    assert_eq!(ids(&unread), vec![both[0]["id"].as_i64().unwrap()]);
 }
 
 #[tokio::test]
 async fn reading_one_all_and_someone_elses_and_the_unread_count_in_me() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
-    for title in ["one", "two", "three"] {
-        let bead = app.bead("web", title, json!({})).await;
-        comment(&app, &bead, "@viewer look").await;
-    }
+    let (app, n) = web().await;
+    mention_the_viewer_thrice(&app).await;
     settle(&app, &n).await;
-    let me = |token: String| {
-        let app = &app;
-        async move { as_user(app, &token, Method::GET, "/api/v1/auth/me").await }
-    };
-    let before = me(app.viewer.clone()).await;
-    assert_eq!(
-        (before.body["username"].as_str(), before.body["unread_notifications"].as_i64()),
-        (Some("viewer"), Some(3))
-    );
-    assert_eq!(me(app.member.clone()).await.body["unread_notifications"], 0);
-    let items = inbox(&app, &app.viewer).await;
-    let id = items[0]["id"].as_i64().unwrap();
+    let me = expect(&app, &app.viewer, Method::GET, "/api/v1/auth/me", StatusCode::OK).await;
+    assert_eq!(me.body["username"], "viewer");
+    assert_eq!((unread(&app, &app.viewer).await, unread(&app, &app.member).await), (3, 0));
+    let id = inbox(&app, &app.viewer).await[0]["id"].as_i64().unwrap();
     let path = format!("/api/v1/notifications/{id}/read");
     let theirs = as_user(&app, &app.member, Method::POST, &path).await;
-    assert_eq!(
-        (theirs.status, theirs.code()),
-        (StatusCode::NOT_FOUND, "not_found"),
-        "someone else's"
-    );
-    let read = as_user(&app, &app.viewer, Method::POST, &path).await;
-    assert_eq!(read.status, StatusCode::OK);
+    assert_error(&theirs, "someone else's", StatusCode::NOT_FOUND, "not_found");
+    let read = expect(&app, &app.viewer, Method::POST, &path, StatusCode::OK).await;
     assert!(read.body["read_at"].is_string());
-    let again = as_user(&app, &app.viewer, Method::POST, &path).await;
-    assert_eq!(
-        (again.status, &again.body["read_at"]),
-        (StatusCode::OK, &read.body["read_at"]),
-        "reading again changes nothing"
-    );
+    let again = expect(&app, &app.viewer, Method::POST, &path, StatusCode::OK).await;
+    assert_eq!(again.body["read_at"], read.body["read_at"], "reading again changes nothing");
     let unknown =
         as_user(&app, &app.viewer, Method::POST, "/api/v1/notifications/999999/read").await;
-    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "not_found"));
-    assert_eq!(me(app.viewer.clone()).await.body["unread_notifications"], 2);
-    let all = as_user(&app, &app.viewer, Method::POST, "/api/v1/notifications/read-all").await;
-    assert_eq!((all.status, &all.body), (StatusCode::OK, &json!({ "marked": 2 })));
-    let none = as_user(&app, &app.viewer, Method::POST, "/api/v1/notifications/read-all").await;
-    assert_eq!(none.body, json!({ "marked": 0 }));
-    assert_eq!(me(app.viewer.clone()).await.body["unread_notifications"], 0);
+    assert_error(&unknown, "unknown", StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(unread(&app, &app.viewer).await, 2);
+    let read_all = async || {
+        let path = "/api/v1/notifications/read-all";
+        expect(&app, &app.viewer, Method::POST, path, StatusCode::OK).await.body
+    };
+    assert_eq!(read_all().await, json!({ "marked": 2 }));
+    assert_eq!(read_all().await, json!({ "marked": 0 }));
+    assert_eq!(unread(&app, &app.viewer).await, 0);
 }
 
 #[tokio::test]
 async fn notifications_page_newest_first_and_refuse_a_bad_cursor() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
-    for title in ["one", "two", "three"] {
-        let bead = app.bead("web", title, json!({})).await;
-        comment(&app, &bead, "@viewer look").await;
-    }
+    let (app, n) = web().await;
+    mention_the_viewer_thrice(&app).await;
     settle(&app, &n).await;
-    let all: Vec<i64> =
-        inbox(&app, &app.viewer).await.iter().map(|n| n["id"].as_i64().unwrap()).collect();
+    let all = ids(&inbox(&app, &app.viewer).await);
     assert!(all.windows(2).all(|w| w[0] > w[1]), "{all:?}");
     let mut seen = Vec::new();
-    let mut path = "/api/v1/notifications?limit=2".to_owned();
+    let mut query = "?limit=2".to_owned();
     loop {
-        let page = as_user(&app, &app.viewer, Method::GET, &path).await;
-        seen.extend(
-            page.body["items"].as_array().unwrap().iter().map(|n| n["id"].as_i64().unwrap()),
-        );
+        let path = format!("/api/v1/notifications{query}");
+        let page = expect(&app, &app.viewer, Method::GET, &path, StatusCode::OK).await;
+        seen.extend(ids(page.body["items"].as_array().unwrap()));
         match page.body["next_cursor"].as_str() {
-            Some(c) => path = format!("/api/v1/notifications?limit=2&cursor={c}"),
+            Some(c) => query = format!("?limit=2&cursor={c}"),
             None => break,
         }
     }
     assert_eq!(seen, all);
     let bad = as_user(&app, &app.viewer, Method::GET, "/api/v1/notifications?cursor=abc").await;
-    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_cursor"));
+    assert_error(&bad, "a bad cursor", StatusCode::BAD_REQUEST, "invalid_cursor");
     let big = as_user(&app, &app.viewer, Method::GET, "/api/v1/notifications?limit=501").await;
     assert_eq!(big.code(), "invalid_limit");
 }
@@ -357,13 +391,13 @@ async fn watching_and_unwatching_need_a_known_project_and_a_signed_in_user() {
     watch(&app, &app.viewer, "web").await;
     assert!(watching().await);
     for _ in 0..2 {
-        let res = as_user(&app, &app.viewer, Method::DELETE, "/api/v1/projects/web/watch").await;
-        assert_eq!(res.status, StatusCode::NO_CONTENT, "{:?}", res.body);
+        let path = "/api/v1/projects/web/watch";
+        expect(&app, &app.viewer, Method::DELETE, path, StatusCode::NO_CONTENT).await;
     }
     assert!(!watching().await);
     for method in [Method::POST, Method::DELETE] {
         let res = as_user(&app, &app.viewer, method.clone(), "/api/v1/projects/nope/watch").await;
-        assert_eq!((res.status, res.code()), (StatusCode::NOT_FOUND, "not_found"), "{method}");
+        assert_error(&res, method.as_str(), StatusCode::NOT_FOUND, "not_found");
     }
     for (method, path) in [
         (Method::POST, "/api/v1/projects/web/watch"),
@@ -373,10 +407,11 @@ async fn watching_and_unwatching_need_a_known_project_and_a_signed_in_user() {
         (Method::POST, "/api/v1/notifications/read-all"),
     ] {
         let res = app.call(method.clone(), path, None, None).await;
-        assert_eq!(
-            (res.status, res.code()),
-            (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            "{method} {path}"
+        assert_error(
+            &res,
+            &format!("{method} {path}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
         );
     }
 }
@@ -390,15 +425,7 @@ async fn notifiers_stepping_at_once_read_each_row_exactly_once() {
     let mut conn = app.pool.get().await.unwrap();
     conn.transaction::<_, loom::Error, _>(async |conn| {
         for _ in 0..450 {
-            let data = json!({ "healthy": false, "reason": "refused" });
-            let record = Record {
-                kind: Kind::GatewayHealth,
-                project_id: None,
-                bead_id: None,
-                actor: Actor::System,
-                data,
-            };
-            Activity::record(conn, record).await?;
+            Activity::record(conn, gateway_health(false)).await?;
         }
         Ok(())
     })
@@ -424,9 +451,7 @@ async fn notifiers_stepping_at_once_read_each_row_exactly_once() {
 
 #[tokio::test]
 async fn each_raised_notification_is_published_with_the_users_unread_count() {
-    let app = spawn().await;
-    app.project("web").await;
-    let n = notifier(&app).await;
+    let (app, n) = web().await;
     let mut events = app.bus().subscribe();
     let bead = app.bead("web", "Fix login", json!({})).await;
     comment(&app, &bead, "@viewer look").await;
@@ -473,45 +498,103 @@ async fn the_openapi_document_covers_the_notification_routes() {
 
 #[tokio::test]
 async fn the_notification_stream_sends_the_users_own_raises_live_and_resumes_after_its_seq() {
-    use crate::support::sse::{SseClient, data};
     let app = spawn().await;
     app.project("web").await;
-    let url = format!("{}/api/v1/notifications/stream", app.base);
-    let mut member = SseClient::open(&url, &app.member, None).await;
-    let mut admin = SseClient::open(&url, &app.admin, None).await;
+    let mut member = stream(&app.base, &app.member, None).await;
+    let mut other_tab = stream(&app.base, &app.member, None).await;
+    let mut admin = stream(&app.base, &app.admin, None).await;
     let a = app.bead("web", "First", json!({})).await;
     let b = app.bead("web", "Second", json!({})).await;
     for bead in [&a, &b] {
-        let closed =
-            as_user(&app, &app.admin, Method::POST, &format!("/api/v1/beads/{bead}/close")).await;
-        assert_eq!(closed.status, StatusCode::OK);
+        close_as(&app, &app.admin, bead).await;
     }
     // The app's own notifier raises them; the stream brings them as they are.
-    let first = member.next_event().await;
-    let second = member.next_event().await;
-    assert_eq!(
-        (first.event.as_str(), data(&first)["bead_id"].as_str()),
-        ("notification", Some(a.as_str()))
-    );
-    assert_eq!(data(&second)["bead_id"], b.as_str());
+    let first = expect_raise(&mut member, "bead_closed", &a).await;
+    let second = expect_raise(&mut member, "bead_closed", &b).await;
     // (Both may be raised in one step of the notifier, then both say 2.)
-    assert!(data(&first)["unread"].as_i64().unwrap() >= 1);
-    assert_eq!(data(&second)["unread"], 2);
-    assert_eq!(first.id.clone().unwrap(), data(&first)["seq"].to_string(), "the SSE id is the seq");
-    assert!(
-        admin.quiet_for(Duration::from_millis(500)).await.is_empty(),
-        "others' raises are not sent"
-    );
+    assert!(first["unread"].as_i64().unwrap() >= 1);
+    assert_eq!(second["unread"], 2);
+    for (bead, sent) in [(&a, &first), (&b, &second)] {
+        let seen = expect_raise(&mut other_tab, "bead_closed", bead).await;
+        assert_eq!(seen["seq"], sent["seq"], "every tab of the user gets each raise");
+    }
+    assert_quiet(&mut admin, "others' raises are not sent").await;
 
     // Reconnecting after the first gets the second again, and nothing else.
     drop(member);
-    let mut again = SseClient::open(&url, &app.member, first.id.as_deref()).await;
-    let resumed = again.next_event().await;
-    assert_eq!(data(&resumed)["bead_id"], b.as_str());
-    assert!(again.quiet_for(Duration::from_millis(300)).await.is_empty());
+    let mut again = stream(&app.base, &app.member, Some(&first["seq"].to_string())).await;
+    assert_eq!(expect_raise(&mut again, "bead_closed", &b).await, second);
+    assert_quiet(&mut again, "only what came after the resumed seq").await;
 
+    let url = format!("{}/api/v1/notifications/stream", app.base);
     let anonymous = reqwest::get(&url).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let (status, _) = SseClient::try_open(&url, &app.member, Some("x")).await.err().unwrap();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_flood_of_run_steps_sends_nothing_on_a_notification_stream_which_still_delivers() {
+    let app = spawn().await;
+    app.project("web").await;
+    let bead = app.bead("web", "Fix login", json!({})).await;
+    let mut member = stream(&app.base, &app.member, None).await;
+    // More than the bus holds for a subscriber: a reader that falls behind lags and catches up.
+    for turn in 0..10_000 {
+        let step = Event::live(Kind::RunStep, Some("web"), Some(&bead), json!({ "turn": turn }));
+        app.bus().publish(step);
+    }
+    assert_quiet(&mut member, "run steps are not notifications").await;
+    close_as(&app, &app.admin, &bead).await;
+    expect_raise(&mut member, "bead_closed", &bead).await;
+    assert_quiet(&mut member, "one raise, sent once").await;
+}
+
+/// Publishes on `from` until an event reaches `to`: NATS now carries between them (a
+/// replica's consumer starts after it has connected).
+async fn until_nats_carries(from: &Bus, to: &Bus) {
+    let mut heard = to.subscribe();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        from.publish(Event::live(Kind::RunStep, None, None, json!({ "ping": true })));
+        let pong = tokio::time::timeout(Duration::from_millis(200), async {
+            while let Some(r) = heard.recv().await {
+                if matches!(r, Received::Event(e) if e.data["ping"] == true) {
+                    return;
+                }
+            }
+        });
+        if pong.await.is_ok() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "NATS never carried an event across");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_on_one_replica_gets_each_raise_from_work_on_another_once_and_in_order() {
+    let nats = nats_config(&nats_url());
+    let a_nats = nats.clone();
+    let a = spawn_with(move |c| c.events.nats = Some(a_nats)).await;
+    let b_nats = nats.clone();
+    // B reads the feed only every ten minutes unless NATS wakes it.
+    let b = replica::start(a.database_url(), move |c| {
+        c.events.nats = Some(b_nats);
+        c.events.feed_poll = Duration::from_secs(600);
+    })
+    .await;
+    until_nats_carries(a.bus(), &b.bus).await;
+    a.project("web").await;
+    let (first, second) =
+        (a.bead("web", "First", json!({})).await, a.bead("web", "Second", json!({})).await);
+    let mut on_b = stream(&b.base, &a.member, None).await;
+    close_as(&a, &a.admin, &first).await;
+    let one = expect_raise(&mut on_b, "bead_closed", &first).await;
+    close_as(&a, &a.admin, &second).await;
+    let two = expect_raise(&mut on_b, "bead_closed", &second).await;
+    assert!(two["seq"].as_i64() > one["seq"].as_i64(), "{one} then {two}");
+    assert_quiet(&mut on_b, "each raise once, whichever replica raised it").await;
+    let inbox = inbox(&a, &a.member).await;
+    assert_eq!(ids(&inbox), vec![two["id"].as_i64().unwrap(), one["id"].as_i64().unwrap()]);
+    replica::drop_stream(&nats).await;
 }

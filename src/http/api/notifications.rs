@@ -150,8 +150,9 @@ pub async fn stream(
 ) -> Result<HttpResponse> {
     auth.require(Role::Viewer)?;
     let after = sse::last_event_id(&req, params.last_event_id.as_deref())?;
+    let wakers = &state.notification_wakers;
     let follower =
-        NotificationFollower::start(state.pool.clone(), &state.bus, auth.user.id, after).await?;
+        NotificationFollower::start(state.pool.clone(), wakers, auth.user.id, after).await?;
     let guard = sse::ClientGuard::new(&state.sse_clients);
     let (opening, shutdown) = (sse::opening(None), state.streams.clone());
     Ok(sse::response(sse::stream(follower, opening, state.events.keep_alive, guard, shutdown)))
