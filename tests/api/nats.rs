@@ -14,18 +14,9 @@ use crate::support::sse::{SseClient, data};
 use crate::support::work::{KEY, Upstream, gateway_config};
 use crate::support::{TestApp, spawn_with};
 
-/// Two replicas sharing the test database and a NATS; the second reads Postgres only
-/// every `poll`, so what reaches it sooner came through NATS.
+/// Two replicas on one database and one NATS, both connected to it.
 async fn pair(url: &str, poll: Duration) -> (TestApp, Replica, loom::events::NatsConfig) {
-    let nats = nats_config(url);
-    let a_nats = nats.clone();
-    let a = spawn_with(move |c| c.events.nats = Some(a_nats)).await;
-    let b_nats = nats.clone();
-    let b = replica::start(a.database_url(), move |c| {
-        c.events.nats = Some(b_nats);
-        c.events.feed_poll = poll;
-    })
-    .await;
+    let (a, b, nats) = replica::pair(url, poll).await;
     wait_connected(&a.base, &a.member).await;
     wait_connected(&b.base, &a.member).await;
     (a, b, nats)

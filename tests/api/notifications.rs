@@ -17,9 +17,9 @@ use loom::events::{Bus, Event, Kind, Position, Received};
 use loom::notifications::{Notifier, Step};
 use loom::users::User;
 
-use crate::support::replica::{self, nats_config, nats_url};
+use crate::support::replica::{self, nats_url};
 use crate::support::sse::{SseClient, WAIT, data};
-use crate::support::{Res, TestApp, spawn, spawn_with};
+use crate::support::{Res, TestApp, spawn};
 
 /// A notifier over the app's pool and bus whose cursor exists: what the test does from
 /// now on is notified.
@@ -573,16 +573,8 @@ async fn until_nats_carries(from: &Bus, to: &Bus) {
 
 #[tokio::test]
 async fn a_stream_on_one_replica_gets_each_raise_from_work_on_another_once_and_in_order() {
-    let nats = nats_config(&nats_url());
-    let a_nats = nats.clone();
-    let a = spawn_with(move |c| c.events.nats = Some(a_nats)).await;
-    let b_nats = nats.clone();
     // B reads the feed only every ten minutes unless NATS wakes it.
-    let b = replica::start(a.database_url(), move |c| {
-        c.events.nats = Some(b_nats);
-        c.events.feed_poll = Duration::from_secs(600);
-    })
-    .await;
+    let (a, b, nats) = replica::pair(&nats_url(), Duration::from_secs(600)).await;
     until_nats_carries(a.bus(), &b.bus).await;
     a.project("web").await;
     let (first, second) =

@@ -23,6 +23,21 @@ pub async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Repl
     Replica { base: format!("http://127.0.0.1:{port}"), bus, _handle: handle }
 }
 
+/// Two replicas sharing a test database and a NATS of their own; the second reads Postgres
+/// only every `poll`, so what reaches it sooner came through NATS.
+pub async fn pair(url: &str, poll: Duration) -> (super::TestApp, Replica, NatsConfig) {
+    let nats = nats_config(url);
+    let a_nats = nats.clone();
+    let a = super::spawn_with(move |c| c.events.nats = Some(a_nats)).await;
+    let b_nats = nats.clone();
+    let b = start(a.database_url(), move |c| {
+        c.events.nats = Some(b_nats);
+        c.events.feed_poll = poll;
+    })
+    .await;
+    (a, b, nats)
+}
+
 /// The NATS server tests use: `LOOM_TEST_NATS_URL` (`.ci/run` starts one), else the
 /// machine's own.
 pub fn nats_url() -> String {
