@@ -25,5 +25,6 @@ pub mod serde_ext;
 pub mod telemetry;
 pub mod ticker;
 pub mod users;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -161,6 +161,19 @@ impl Agent {
         Ok(q.limit(limit).load(conn).await?)
     }
 
+    /// Agents by status, every status in its order (zero when none).
+    pub async fn count_by_status(conn: &mut Conn) -> Result<Vec<(AgentStatus, i64)>> {
+        let rows: Vec<(AgentStatus, i64)> = agents::table
+            .group_by(agents::status)
+            .select((agents::status, diesel::dsl::count_star()))
+            .load(conn)
+            .await?;
+        Ok(AgentStatus::ALL
+            .iter()
+            .map(|s| (*s, rows.iter().find(|(r, _)| r == s).map_or(0, |(_, n)| *n)))
+            .collect())
+    }
+
     /// Renames or rebinds an agent; refused while it works on a bead.
     pub async fn update(
         conn: &mut Conn,

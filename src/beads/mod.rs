@@ -12,6 +12,7 @@ mod model;
 mod project_graph;
 mod query;
 mod runs;
+pub mod stats;
 mod status;
 mod transitions;
 mod types;

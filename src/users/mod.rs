@@ -173,6 +173,37 @@ impl User {
         Ok(q.limit(limit).load(conn).await?)
     }
 
+    /// The first admin of a new installation (the setup page). Refused once any user
+    /// exists, also when two setups race: the table is locked while one runs.
+    pub async fn create_first_admin(
+        conn: &mut Conn,
+        username: &Username,
+        password: &str,
+    ) -> Result<User> {
+        check_password_strength(password)?;
+        let hash = password::hash(password.to_owned()).await?;
+        conn.transaction::<_, Error, _>(async move |conn| {
+            diesel::sql_query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(conn).await?;
+            if User::count(conn).await? > 0 {
+                return Err(Error::conflict(
+                    "already_set_up",
+                    "Loom is set up already: log in, or ask an admin for an account",
+                ));
+            }
+            Ok(diesel::insert_into(users::table)
+                .values((
+                    users::id.eq(Uuid::now_v7()),
+                    users::username.eq(username.as_str()),
+                    users::password_hash.eq(hash),
+                    users::role.eq(Role::Admin),
+                ))
+                .returning(User::as_returning())
+                .get_result(conn)
+                .await?)
+        })
+        .await
+    }
+
     pub async fn count(conn: &mut Conn) -> Result<i64> {
         Ok(users::table.count().get_result(conn).await?)
     }

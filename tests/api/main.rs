@@ -27,3 +27,4 @@ mod schema;
 mod sessions;
 mod support;
 mod ticker;
+mod web;

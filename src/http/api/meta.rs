@@ -5,8 +5,9 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
+use crate::agents::Agent;
 use crate::beads::BeadStatus;
-use crate::db::schema::{agents, beads};
+use crate::db::schema::beads;
 use crate::error::Error;
 use crate::events::BusState;
 use crate::http::AppState;
@@ -88,27 +89,16 @@ pub struct GatewayStatus {
 pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpResponse, Error> {
     auth.require(Role::Viewer)?;
     let mut conn = state.pool.get().await?;
-    let by_status: Vec<(BeadStatus, i64)> = beads::table
-        .group_by(beads::status)
-        .select((beads::status, diesel::dsl::count_star()))
-        .load(&mut conn)
-        .await?;
-    let mut beads_map: std::collections::BTreeMap<String, i64> =
-        BeadStatus::ALL.iter().map(|s| (s.to_string(), 0)).collect();
-    for (s, n) in by_status {
-        beads_map.insert(s.to_string(), n);
-    }
-    let agent_rows: Vec<(String, i64)> = agents::table
-        .group_by(agents::status)
-        .select((
-            diesel::dsl::sql::<diesel::sql_types::Text>("status::text"),
-            diesel::dsl::count_star(),
-        ))
-        .load(&mut conn)
-        .await?;
-    let mut agents_map: std::collections::BTreeMap<String, i64> =
-        ["idle", "working", "paused", "offline"].iter().map(|s| (s.to_string(), 0)).collect();
-    agents_map.extend(agent_rows);
+    let beads_map = crate::beads::stats::by_status(&mut conn, None)
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n))
+        .collect();
+    let agents_map = Agent::count_by_status(&mut conn)
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n))
+        .collect();
     Ok(HttpResponse::Ok().json(Status {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_s: state.started_at.elapsed().as_secs(),
@@ -123,7 +113,7 @@ pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpRespon
     }))
 }
 
-fn gateway_status(state: &AppState) -> GatewayStatus {
+pub fn gateway_status(state: &AppState) -> GatewayStatus {
     let report = state.gateway_health.report();
     let reason = match &state.gateway {
         None => Some("no gateway is configured (LOOM_GATEWAY_URL)".to_owned()),
@@ -143,11 +133,7 @@ fn gateway_status(state: &AppState) -> GatewayStatus {
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     use std::fmt::Write;
     let mut conn = state.pool.get().await?;
-    let rows: Vec<(String, BeadStatus, i64)> = beads::table
-        .group_by((beads::project_id, beads::status))
-        .select((beads::project_id, beads::status, diesel::dsl::count_star()))
-        .load(&mut conn)
-        .await?;
+    let rows = crate::beads::stats::by_project_and_status(&mut conn).await?;
     let ready: Vec<(String, i64)> = beads::table
         .filter(beads::status.eq(BeadStatus::Open))
         .filter(beads::bead_type.ne(crate::beads::BeadType::Epic))

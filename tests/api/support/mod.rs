@@ -1,5 +1,6 @@
 //! Shared test support: a database per test and the real server on an ephemeral port.
 
+pub mod browser;
 pub mod cli;
 pub mod db;
 pub mod gateway;

@@ -1,0 +1,58 @@
+//! Counts of beads for the status API, the dashboard and the metrics.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::model::Bead;
+use super::types::{BeadStatus, BlockedReason};
+use crate::db::Conn;
+use crate::db::schema::beads;
+use crate::error::Result;
+
+/// Beads by status, every status in its order (zero when none), of one project or all.
+pub async fn by_status(conn: &mut Conn, project: Option<&str>) -> Result<Vec<(BeadStatus, i64)>> {
+    let mut q = beads::table
+        .group_by(beads::status)
+        .select((beads::status, diesel::dsl::count_star()))
+        .into_boxed();
+    if let Some(p) = project {
+        q = q.filter(beads::project_id.eq(p.to_owned()));
+    }
+    let rows: Vec<(BeadStatus, i64)> = q.load(conn).await?;
+    Ok(BeadStatus::ALL
+        .iter()
+        .map(|s| (*s, rows.iter().find(|(r, _)| r == s).map_or(0, |(_, n)| *n)))
+        .collect())
+}
+
+/// Beads not closed, by priority (0 to 4, every one present).
+pub async fn open_by_priority(conn: &mut Conn) -> Result<Vec<(i16, i64)>> {
+    let rows: Vec<(i16, i64)> = beads::table
+        .filter(beads::status.ne(BeadStatus::Closed))
+        .group_by(beads::priority)
+        .select((beads::priority, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    Ok((0..=4).map(|p| (p, rows.iter().find(|(r, _)| *r == p).map_or(0, |(_, n)| *n))).collect())
+}
+
+/// Beads waiting for a person (blocked as `needs_human`), oldest question first.
+pub async fn needing_a_human(conn: &mut Conn, limit: i64) -> Result<Vec<Bead>> {
+    Ok(beads::table
+        .filter(beads::status.eq(BeadStatus::Blocked))
+        .filter(beads::blocked_reason.eq(BlockedReason::NeedsHuman))
+        .order(beads::updated_at.asc())
+        .limit(limit)
+        .select(Bead::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Beads by project and status, one row per pair that has any.
+pub async fn by_project_and_status(conn: &mut Conn) -> Result<Vec<(String, BeadStatus, i64)>> {
+    Ok(beads::table
+        .group_by((beads::project_id, beads::status))
+        .select((beads::project_id, beads::status, diesel::dsl::count_star()))
+        .load(conn)
+        .await?)
+}

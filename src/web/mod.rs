@@ -1,0 +1,41 @@
+//! The dashboard: server-rendered pages (askama templates in `templates/`, one typed struct
+//! per page), their forms, and the assets they load. Pages read through the same domain
+//! modules as the API and write through the same calls, in the same transactions; they are
+//! usable without JavaScript, which only adds live updates.
+
+pub mod assets;
+mod auth;
+mod overview;
+pub mod page;
+mod projects;
+mod view;
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::web;
+
+/// Everything a page may load: its own origin only, no inline script, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Headers every response is served with (harmless on JSON, essential on pages).
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+}
+
+/// The dashboard's routes, outside `/api`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(overview::page))
+        .route("/login", web::get().to(auth::login_page))
+        .route("/login", web::post().to(auth::login_submit))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/setup", web::get().to(auth::setup_page))
+        .route("/setup", web::post().to(auth::setup_submit))
+        .route("/static/{name}", web::get().to(assets::serve))
+        .route("/projects", web::get().to(projects::list))
+        .route("/projects", web::post().to(projects::create));
+}

@@ -1,0 +1,126 @@
+//! The projects list, and creating a project (admins).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::page::{Layout, Nav, PageError, Viewer, html, see_other};
+use crate::beads::{BeadStatus, stats};
+use crate::error::Error;
+use crate::projects::{NewProject, Project};
+use crate::users::Role;
+
+/// A project with how much of its work is where.
+pub struct ProjectRow {
+    pub project: Project,
+    pub open: i64,
+    pub in_progress: i64,
+    pub blocked: i64,
+    pub closed: i64,
+}
+
+#[derive(Template)]
+#[template(path = "projects.html")]
+struct ProjectsPage {
+    layout: Layout,
+    rows: Vec<ProjectRow>,
+    can_create: bool,
+    form: ProjectForm,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ProjectForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    repo: String,
+    #[serde(default)]
+    branch: String,
+    #[serde(default)]
+    max_parallel: String,
+}
+
+async fn render(
+    viewer: &Viewer,
+    form: ProjectForm,
+    error: Option<Error>,
+) -> Result<HttpResponse, PageError> {
+    let layout = viewer.layout("Projects", Nav::Projects).await?;
+    let mut conn = viewer.state.pool.get().await?;
+    let counts = stats::by_project_and_status(&mut conn).await?;
+    let mut rows = Vec::new();
+    for project in Project::list(&mut conn, None, 500).await? {
+        let n = |s: BeadStatus| {
+            counts.iter().find(|(p, c, _)| *p == project.id && *c == s).map_or(0, |(_, _, n)| *n)
+        };
+        rows.push(ProjectRow {
+            open: n(BeadStatus::Open) + n(BeadStatus::Deferred),
+            in_progress: n(BeadStatus::InProgress),
+            blocked: n(BeadStatus::Blocked),
+            closed: n(BeadStatus::Closed),
+            project,
+        });
+    }
+    let status = match &error {
+        Some(e) => actix_web::ResponseError::status_code(e),
+        None => StatusCode::OK,
+    };
+    let page = ProjectsPage {
+        layout,
+        rows,
+        can_create: viewer.is_admin(),
+        form,
+        error: error.map(|e| e.to_string()),
+    };
+    Ok(html(status, page.render()))
+}
+
+pub async fn list(viewer: Viewer) -> Result<HttpResponse, PageError> {
+    render(&viewer, ProjectForm::default(), None).await
+}
+
+/// `POST /projects`: creates it and opens its board; on bad input the form again, filled in,
+/// with the reason.
+pub async fn create(
+    viewer: Viewer,
+    form: web::Form<ProjectForm>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require(Role::Admin)?;
+    let form = form.into_inner();
+    let max_parallel = match form.max_parallel.trim() {
+        "" => Ok(None),
+        n => n.parse::<i32>().map(Some).map_err(|_| {
+            Error::invalid("invalid_max_parallel", "max parallel runs is a whole number")
+        }),
+    };
+    let created = match max_parallel {
+        Ok(max_parallel) => {
+            let new = NewProject {
+                id: form.id.trim().to_owned(),
+                name: form.name.trim().to_owned(),
+                repo: form.repo.trim().to_owned(),
+                branch: Some(form.branch.trim().to_owned()).filter(|b| !b.is_empty()),
+                prefix: None,
+                max_parallel,
+                max_attempts: None,
+            };
+            let mut conn = viewer.state.pool.get().await?;
+            Project::create(&mut conn, new, viewer.actor()).await
+        }
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(p) => Ok(see_other(&format!("/projects/{}", p.id))),
+        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
+            render(&viewer, form, Some(e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,72 @@
+// Loom's dashboard scripts: live updates over the SSE streams. Every page works without
+// them; this only keeps what is on screen current.
+"use strict";
+
+(function () {
+  const csrf = document.body.dataset.csrf;
+
+  // The unread badge in the header, on every page.
+  function followNotifications() {
+    const badge = document.getElementById("unread-count");
+    if (!badge || !window.EventSource) return;
+    const source = new EventSource("/api/v1/notifications/stream");
+    source.addEventListener("notification", (e) => {
+      const data = JSON.parse(e.data);
+      if (typeof data.unread === "number") {
+        badge.textContent = String(data.unread);
+        badge.classList.toggle("empty", data.unread === 0);
+      }
+    });
+  }
+
+  // A feed list (`data-live="feed"`): new activity is added at the top.
+  function followFeed(list) {
+    if (!window.EventSource) return;
+    const query = list.dataset.query || "";
+    const source = new EventSource("/api/v1/activity/stream" + query);
+    const add = (e) => {
+      const a = JSON.parse(e.data);
+      if (!a.id || list.querySelector(`[data-id="${a.id}"]`)) return;
+      const li = document.createElement("li");
+      li.dataset.id = a.id;
+      li.className = "fresh family-" + String(a.kind).split(".")[0];
+      const time = document.createElement("time");
+      time.dateTime = a.created_at;
+      time.textContent = "just now";
+      const kind = document.createElement("span");
+      kind.className = "kind";
+      kind.textContent = a.kind;
+      li.append(time, " ", kind, " ");
+      if (a.bead_id) {
+        const link = document.createElement("a");
+        link.href = "/beads/" + encodeURIComponent(a.bead_id);
+        const code = document.createElement("code");
+        code.textContent = a.bead_id;
+        link.append(code);
+        li.append(link, " ");
+      }
+      const d = a.data || {};
+      const summary = document.createElement("span");
+      summary.className = "summary";
+      summary.textContent = String(d.title || d.reason || d.summary || d.name || "").slice(0, 140);
+      li.append(summary);
+      const empty = list.querySelector("li.muted");
+      if (empty) empty.remove();
+      list.prepend(li);
+      while (list.children.length > 100) list.lastElementChild.remove();
+    };
+    // Named events: one listener per kind the stream may send.
+    for (const kind of KINDS) source.addEventListener(kind, add);
+  }
+
+  // The stored event kinds, from the server (so this list never drifts from Loom's).
+  const KINDS = (document.body.dataset.kinds || "").split(",").filter(Boolean);
+
+  // Exposed for pages that need more (the board).
+  window.loom = { csrf, KINDS };
+
+  document.addEventListener("DOMContentLoaded", () => {
+    followNotifications();
+    document.querySelectorAll('[data-live="feed"]').forEach(followFeed);
+  });
+})();
