@@ -62,11 +62,37 @@
   // The stored event kinds, from the server (so this list never drifts from Loom's).
   const KINDS = (document.body.dataset.kinds || "").split(",").filter(Boolean);
 
-  // Exposed for pages that need more (the board).
+  // A project's board (`data-live="board"`): any change in the project fetches the board
+  // again (server-rendered, so a card shows exactly what a reload would show).
+  function followBoard(holder) {
+    if (!window.EventSource || !window.fetch) return;
+    const project = holder.dataset.project;
+    const source = new EventSource("/api/v1/activity/stream?project=" + encodeURIComponent(project));
+    let timer = null;
+    const refresh = () => {
+      timer = null;
+      fetch(holder.dataset.src, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+        .then((html) => {
+          const doc = new DOMParser().parseFromString(html, "text/html");
+          const fresh = doc.getElementById("board");
+          const old = holder.querySelector("#board");
+          if (fresh && old) old.replaceWith(document.adoptNode(fresh));
+        })
+        .catch(() => {});
+    };
+    const changed = () => { if (!timer) timer = setTimeout(refresh, 150); };
+    for (const kind of KINDS) {
+      if (/^(bead|dependency|run)\./.test(kind)) source.addEventListener(kind, changed);
+    }
+  }
+
+  // Exposed for pages that need more.
   window.loom = { csrf, KINDS };
 
   document.addEventListener("DOMContentLoaded", () => {
     followNotifications();
     document.querySelectorAll('[data-live="feed"]').forEach(followFeed);
+    document.querySelectorAll('[data-live="board"]').forEach(followBoard);
   });
 })();

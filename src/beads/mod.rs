@@ -2,6 +2,7 @@
 //! types: creating, changing status, the dependency graph with readiness kept current in the
 //! same transaction as every change, and the ready and blocked queries.
 
+pub mod board;
 mod claims;
 mod comments;
 mod create;

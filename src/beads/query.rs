@@ -61,7 +61,8 @@ pub struct BeadFilter {
     pub parent: Option<String>,
 }
 
-type Boxed<'a> = beads::BoxedQuery<'a, diesel::pg::Pg, diesel::dsl::AsSelect<Bead, diesel::pg::Pg>>;
+pub(super) type Boxed<'a> =
+    beads::BoxedQuery<'a, diesel::pg::Pg, diesel::dsl::AsSelect<Bead, diesel::pg::Pg>>;
 
 /// Keeps rows strictly after the cursor in `(priority, created_at, id)` order.
 fn after_cursor<'a>(q: Boxed<'a>, cursor: Option<&Cursor>) -> Boxed<'a> {
@@ -79,7 +80,7 @@ fn after_cursor<'a>(q: Boxed<'a>, cursor: Option<&Cursor>) -> Boxed<'a> {
     }
 }
 
-fn in_order(q: Boxed<'_>) -> Boxed<'_> {
+pub(super) fn in_order(q: Boxed<'_>) -> Boxed<'_> {
     q.order((beads::priority.asc(), beads::created_at.asc(), beads::id.asc()))
 }
 
@@ -91,6 +92,51 @@ fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
+/// The beads matching every filter that is set, unordered.
+pub(super) fn filtered(f: &BeadFilter) -> Boxed<'static> {
+    let mut q = beads::table.select(Bead::as_select()).into_boxed();
+    if let Some(p) = &f.project {
+        q = q.filter(beads::project_id.eq(p.clone()));
+    }
+    // One value is `=`, not `= ANY(...)`: only then can the planner read the page in
+    // order off an index instead of sorting every match.
+    match f.statuses.as_slice() {
+        [] => {}
+        [one] => q = q.filter(beads::status.eq(*one)),
+        many => q = q.filter(beads::status.eq_any(many.to_vec())),
+    }
+    if !f.priorities.is_empty() {
+        q = q.filter(
+            beads::priority.eq_any(f.priorities.iter().map(|p| p.get()).collect::<Vec<_>>()),
+        );
+    }
+    if !f.types.is_empty() {
+        q = q.filter(beads::bead_type.eq_any(f.types.clone()));
+    }
+    if let Some(label) = &f.label {
+        q = q.filter(beads::labels.contains(vec![label.to_lowercase()]));
+    }
+    if let Some(a) = f.assignee {
+        q = q.filter(beads::assignee_agent_id.eq(a));
+    }
+    if let Some(p) = &f.persona {
+        q = q.filter(beads::persona.eq(p.clone()));
+    }
+    if let Some(parent) = &f.parent {
+        q = q.filter(beads::parent_id.eq(parent.clone()));
+    }
+    if let Some(text) = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let pattern = format!("%{}%", escape_like(text));
+        q = q.filter(
+            beads::title
+                .ilike(pattern.clone())
+                .or(beads::description.ilike(pattern))
+                .or(beads::id.eq(text.to_owned())),
+        );
+    }
+    q
+}
+
 impl Bead {
     /// Beads matching the filter in dispatch order (priority, then age).
     pub async fn list(
@@ -99,46 +145,7 @@ impl Bead {
         cursor: Option<&Cursor>,
         limit: i64,
     ) -> Result<Page<Bead>> {
-        let mut q = beads::table.select(Bead::as_select()).into_boxed();
-        if let Some(p) = &f.project {
-            q = q.filter(beads::project_id.eq(p.clone()));
-        }
-        // One value is `=`, not `= ANY(...)`: only then can the planner read the page in
-        // order off an index instead of sorting every match.
-        match f.statuses.as_slice() {
-            [] => {}
-            [one] => q = q.filter(beads::status.eq(*one)),
-            many => q = q.filter(beads::status.eq_any(many.to_vec())),
-        }
-        if !f.priorities.is_empty() {
-            q = q.filter(
-                beads::priority.eq_any(f.priorities.iter().map(|p| p.get()).collect::<Vec<_>>()),
-            );
-        }
-        if !f.types.is_empty() {
-            q = q.filter(beads::bead_type.eq_any(f.types.clone()));
-        }
-        if let Some(label) = &f.label {
-            q = q.filter(beads::labels.contains(vec![label.to_lowercase()]));
-        }
-        if let Some(a) = f.assignee {
-            q = q.filter(beads::assignee_agent_id.eq(a));
-        }
-        if let Some(p) = &f.persona {
-            q = q.filter(beads::persona.eq(p.clone()));
-        }
-        if let Some(parent) = &f.parent {
-            q = q.filter(beads::parent_id.eq(parent.clone()));
-        }
-        if let Some(text) = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            let pattern = format!("%{}%", escape_like(text));
-            q = q.filter(
-                beads::title
-                    .ilike(pattern.clone())
-                    .or(beads::description.ilike(pattern))
-                    .or(beads::id.eq(text.to_owned())),
-            );
-        }
+        let q = filtered(f);
         let rows = in_order(after_cursor(q, cursor)).limit(limit + 1).load(conn).await?;
         Ok(paginate(rows, limit))
     }
@@ -226,7 +233,7 @@ impl Bead {
 
 /// What holds each of the given beads (empty for a ready bead), with two queries for the
 /// whole page.
-async fn holds_for(conn: &mut Conn, page: &[Bead]) -> Result<Vec<Vec<Hold>>> {
+pub(super) async fn holds_for(conn: &mut Conn, page: &[Bead]) -> Result<Vec<Vec<Hold>>> {
     let with_blockers: Vec<String> =
         page.iter().filter(|b| b.open_blockers > 0).map(|b| b.id.clone()).collect();
     let blockers = open_blockers_of(conn, &with_blockers).await?;

@@ -5,6 +5,7 @@
 
 pub mod assets;
 mod auth;
+mod board;
 mod overview;
 pub mod page;
 mod projects;
@@ -37,5 +38,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/setup", web::post().to(auth::setup_submit))
         .route("/static/{name}", web::get().to(assets::serve))
         .route("/projects", web::get().to(projects::list))
-        .route("/projects", web::post().to(projects::create));
+        .route("/projects", web::post().to(projects::create))
+        .route("/projects/{id}", web::get().to(board::page))
+        .route("/projects/{id}/board", web::get().to(board::fragment))
+        .route("/projects/{id}/beads", web::post().to(board::file_bead));
 }

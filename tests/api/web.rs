@@ -287,3 +287,105 @@ async fn assets_are_served_by_loom_itself_and_cached_by_version() {
     assert_eq!(stale.headers["cache-control"], "no-cache");
     assert_eq!(b.get("/static/nope.js").await.status, StatusCode::NOT_FOUND);
 }
+
+/// The bead ids in one column of a board page.
+fn column(page: &str, key: &str) -> Vec<String> {
+    let start = page.find(&format!("data-column=\"{key}\"")).expect("the column");
+    let section = &page[start..start + page[start..].find("</section>").expect("its end")];
+    section.split("data-bead=\"").skip(1).map(|s| s.split('"').next().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_board_puts_each_bead_in_its_column_with_what_holds_it() {
+    let app = spawn().await;
+    app.project("board").await;
+    let first = app.bead("board", "Lay the foundation", json!({"labels": ["infra"]})).await;
+    let second =
+        app.bead("board", "Build on it", json!({"depends_on": [first], "priority": 0})).await;
+    let done = app.bead("board", "Already done", json!({})).await;
+    let closed = app
+        .call(Method::POST, &format!("/api/v1/beads/{done}/close"), Some(&app.member), None)
+        .await;
+    assert_eq!(closed.status, StatusCode::OK);
+    let stuck = app.bead("board", "Needs a decision", json!({})).await;
+    let blocked = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/beads/{stuck}/block"),
+            Some(&app.member),
+            Some(json!({"reason": "which database?"})),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::OK, "{:?}", blocked.body);
+
+    let mut b = logged_in(&app, "viewer").await;
+    let page = b.get("/projects/board").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(column(&page.body, "ready"), [first.clone()]);
+    assert_eq!(column(&page.body, "open"), [second.clone()]);
+    assert_eq!(column(&page.body, "closed"), [done]);
+    assert_eq!(column(&page.body, "blocked"), [stuck]);
+    assert!(column(&page.body, "in_progress").is_empty());
+    assert!(page.contains(&format!("waits on <a href=\"/beads/{first}\">")), "{}", page.body);
+    assert!(page.contains("which database?"));
+    assert!(!page.contains("File a bead"), "viewers get no write controls");
+
+    // Filters, and the board alone (what the page's script fetches).
+    let filtered = b.get("/projects/board?label=infra").await;
+    assert_eq!(column(&filtered.body, "ready"), [first.clone()]);
+    assert!(column(&filtered.body, "open").is_empty());
+    let fragment = b.get("/projects/board/board?priority=0").await;
+    assert_eq!(fragment.status, StatusCode::OK);
+    assert!(!fragment.contains("<html"), "only the board");
+    assert_eq!(column(&fragment.body, "open"), [second]);
+    let bad = b.get("/projects/board?priority=urgent").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.contains("role=\"alert\""));
+    assert_eq!(b.get("/projects/nope").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn members_file_beads_from_the_board_and_viewers_cannot() {
+    let app = spawn().await;
+    app.project("file").await;
+    let mut member = logged_in(&app, "member").await;
+    let csrf = member.get("/projects/file").await.csrf();
+    let filed = member
+        .post(
+            "/projects/file/beads",
+            &[
+                ("csrf", &csrf),
+                ("title", "Write the <docs>"),
+                ("description", "All of them."),
+                ("priority", "1"),
+                ("type", "chore"),
+                ("labels", "docs, Writing"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (filed.status, filed.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/projects/file"))
+    );
+    let listed = app.call(Method::GET, "/api/v1/beads?project=file", Some(&app.viewer), None).await;
+    let bead = &listed.body["items"][0];
+    assert_eq!(
+        (bead["title"].as_str(), bead["priority"].as_i64(), bead["type"].as_str()),
+        (Some("Write the <docs>"), Some(1), Some("chore"))
+    );
+    assert_eq!(bead["labels"], json!(["docs", "writing"]));
+    let board = member.get("/projects/file").await;
+    assert_eq!(column(&board.body, "ready"), [bead["id"].as_str().unwrap().to_owned()]);
+
+    let empty = member.post("/projects/file/beads", &[("csrf", &csrf), ("title", "  ")]).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(empty.contains("role=\"alert\""));
+
+    let mut viewer = logged_in(&app, "viewer").await;
+    let csrf = viewer.get("/projects/file").await.csrf();
+    let refused =
+        viewer.post("/projects/file/beads", &[("csrf", &csrf), ("title", "sneaky")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let listed = app.call(Method::GET, "/api/v1/beads?project=file", Some(&app.viewer), None).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+}
