@@ -204,6 +204,22 @@ impl User {
         .await
     }
 
+    /// The usernames of these users (missing ones, deleted since, are left out).
+    pub async fn names(
+        conn: &mut Conn,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, String>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(Uuid, String)> = users::table
+            .filter(users::id.eq_any(ids))
+            .select((users::id, users::username))
+            .load(conn)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn count(conn: &mut Conn) -> Result<i64> {
         Ok(users::table.count().get_result(conn).await?)
     }

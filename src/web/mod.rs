@@ -5,7 +5,9 @@
 
 pub mod assets;
 mod auth;
+mod bead;
 mod board;
+mod markdown;
 mod overview;
 pub mod page;
 mod projects;
@@ -41,5 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects", web::post().to(projects::create))
         .route("/projects/{id}", web::get().to(board::page))
         .route("/projects/{id}/board", web::get().to(board::fragment))
-        .route("/projects/{id}/beads", web::post().to(board::file_bead));
+        .route("/projects/{id}/beads", web::post().to(board::file_bead))
+        .route("/beads/{id}", web::get().to(bead::page))
+        .route("/beads/{id}/{action}", web::post().to(bead::act));
 }

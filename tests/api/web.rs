@@ -389,3 +389,100 @@ async fn members_file_beads_from_the_board_and_viewers_cannot() {
     let listed = app.call(Method::GET, "/api/v1/beads?project=file", Some(&app.viewer), None).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_bead_page_shows_its_text_safely_its_links_both_ways_and_its_runs_turn_by_turn() {
+    let app = spawn().await;
+    app.project("bp").await;
+    let base = app.bead("bp", "The base", json!({})).await;
+    let bead = app
+        .bead(
+            "bp",
+            "The feature",
+            json!({
+                "description": "Do **this**.\n\n<script>alert(1)</script> [x](javascript:alert(1))",
+                "depends_on": [base],
+            }),
+        )
+        .await;
+    let later = app.bead("bp", "After it", json!({"depends_on": [bead]})).await;
+    {
+        let mut conn = app.pool.get().await.unwrap();
+        diesel::sql_query(format!(
+            "WITH r AS (INSERT INTO runs (id, bead_id, attempt, turns, prompt_tokens, completion_tokens, \
+                 outcome, ended_at, summary) VALUES (gen_random_uuid(), '{bead}', 1, 2, 100, 20, 'failed', now(), \
+                 'gave up') RETURNING id) \
+             INSERT INTO run_steps (run_id, turn, action, ok, result, prompt_tokens, completion_tokens, \
+                 started_at, duration_ms) \
+             SELECT r.id, 1, '{{\"action\": \"read_file\", \"path\": \"src/main.rs\"}}'::jsonb, true, \
+                 'fn main() {{ println!(\"<hi>\"); }}', 50, 10, now(), 12 FROM r \
+             UNION ALL SELECT r.id, 2, '{{\"action\": \"run\", \"command\": \"cargo test\"}}'::jsonb, false, \
+                 'error[E0425]', 50, 10, now(), 900 FROM r"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let mut b = logged_in(&app, "viewer").await;
+    let page = b.get(&format!("/beads/{bead}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.contains("<strong>this</strong>"), "markdown rendered");
+    assert!(!page.contains("<script>alert"), "raw HTML escaped");
+    assert!(!page.contains("href=\"javascript"), "unsafe link dropped");
+    assert!(page.contains(&format!("href=\"/beads/{base}\"")), "depends on");
+    assert!(page.contains(&format!("href=\"/beads/{later}\"")), "needed by");
+    for shown in ["read_file", "src/main.rs", "cargo test", "error[E0425]", "gave up", "120 tokens"]
+    {
+        assert!(page.contains(shown), "{shown} in the transcript");
+    }
+    assert!(
+        page.contains("println!(&#34;&#60;hi&#62;&#34;)") || page.contains("&lt;hi&gt;"),
+        "results escaped"
+    );
+    assert!(!page.contains("action=\"/beads/"), "viewers get no forms");
+    assert_eq!(b.get("/beads/bp-nope").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn members_comment_close_reopen_block_and_link_beads_from_the_bead_page() {
+    let app = spawn().await;
+    app.project("act").await;
+    let one = app.bead("act", "One", json!({})).await;
+    let two = app.bead("act", "Two", json!({"depends_on": [one]})).await;
+    let mut m = logged_in(&app, "member").await;
+    let page = m.get(&format!("/beads/{one}")).await;
+    let csrf = page.csrf();
+    let post = |action: &str| format!("/beads/{one}/{action}");
+
+    let said = m.post(&post("comment"), &[("csrf", &csrf), ("body", "Looks *good*, @admin")]).await;
+    assert_eq!(said.status, StatusCode::SEE_OTHER);
+    assert!(m.get(&format!("/beads/{one}")).await.contains("Looks <em>good</em>"));
+    let blank = m.post(&post("comment"), &[("csrf", &csrf), ("body", " ")]).await;
+    assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A cycle is refused, with the reason on the page.
+    let cycle =
+        m.post(&post("depend"), &[("csrf", &csrf), ("depends_on", &two), ("kind", "blocks")]).await;
+    assert_eq!(cycle.status, StatusCode::CONFLICT, "{}", cycle.body);
+    assert!(cycle.contains("role=\"alert\""));
+
+    let blocked = m.post(&post("block"), &[("csrf", &csrf), ("reason", "needs a decision")]).await;
+    assert_eq!(blocked.status, StatusCode::SEE_OTHER);
+    let shown = app.show(&one).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["blocked_note"].as_str()),
+        (Some("blocked"), Some("needs a decision"))
+    );
+    let reopened = m.post(&post("reopen"), &[("csrf", &csrf), ("reason", "decided")]).await;
+    assert_eq!(reopened.status, StatusCode::SEE_OTHER);
+    let closed = m.post(&post("close"), &[("csrf", &csrf), ("reason", "done")]).await;
+    assert_eq!(closed.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.show(&one).await["status"], "closed");
+    assert_eq!(m.post(&post("explode"), &[("csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
+
+    let mut v = logged_in(&app, "viewer").await;
+    let vcsrf = v.get(&format!("/beads/{two}")).await.csrf();
+    let refused = v.post(&format!("/beads/{two}/close"), &[("csrf", &vcsrf)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.show(&two).await["status"], "open");
+}
