@@ -3,6 +3,7 @@
 //! modules as the API and write through the same calls, in the same transactions; they are
 //! usable without JavaScript, which only adds live updates.
 
+mod admin;
 pub mod assets;
 mod auth;
 mod bead;
@@ -45,5 +46,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects/{id}/board", web::get().to(board::fragment))
         .route("/projects/{id}/beads", web::post().to(board::file_bead))
         .route("/beads/{id}", web::get().to(bead::page))
-        .route("/beads/{id}/{action}", web::post().to(bead::act));
+        .route("/beads/{id}/{action}", web::post().to(bead::act))
+        .route("/admin/users", web::get().to(admin::users))
+        .route("/admin/users", web::post().to(admin::create_user))
+        .route("/admin/users/{id}/{action}", web::post().to(admin::change_user))
+        .route("/account/tokens", web::get().to(admin::tokens))
+        .route("/account/tokens", web::post().to(admin::create_token))
+        .route("/account/tokens/{id}/revoke", web::post().to(admin::revoke_token));
 }
