@@ -101,6 +101,17 @@ pub fn path_error(_: actix_web::error::PathError, _: &HttpRequest) -> actix_web:
 }
 
 /// Unknown routes.
-pub async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(body("not_found", "no such route"))
+/// An unknown route: JSON under `/api` and for clients asking for JSON, a page otherwise.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let wants_json = req.path().starts_with("/api")
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("json") && !a.contains("html"));
+    if wants_json {
+        HttpResponse::NotFound().json(body("not_found", "no such route"))
+    } else {
+        crate::web::page::PageError::Failed(Error::not_found("page")).error_response()
+    }
 }

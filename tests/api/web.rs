@@ -612,3 +612,16 @@ async fn people_create_and_revoke_their_own_api_tokens_seeing_each_secret_once()
     let me = app.call(Method::GET, "/api/v1/auth/me", Some(&secret), None).await;
     assert_eq!(me.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_unknown_page_is_a_page_and_an_unknown_api_route_is_json() {
+    let app = spawn().await;
+    let mut b = Browser::new(&app.base);
+    let page = b.get("/no/such/page").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.contains("404"));
+    let api = b.get("/api/v1/no/such/route").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert!(api.contains("\"not_found\""));
+}
