@@ -32,6 +32,7 @@ pub struct Application {
     workers: Vec<tokio::task::JoinHandle<()>>,
     ticker: Option<tokio_cron_scheduler::JobScheduler>,
     bus: Bus,
+    notification_wakers: NotificationWakers,
     /// Ends the SSE streams at shutdown.
     streams: CancellationToken,
 }
@@ -75,12 +76,16 @@ impl Application {
         let bus = open_bus(&config.events, &origin, &cancel, &mut workers).await?;
         let feed = Feed::start(pool.clone(), bus.clone(), config.events.feed_poll).await?;
         workers.push(tokio::spawn(feed.run(cancel.clone())));
-        workers.push(tokio::spawn(
-            crate::notifications::Notifier::new(pool.clone(), bus.clone()).run(cancel.clone()),
-        ));
-        // One bus reader for this process's notification streams, rather than one each.
-        let wakers = NotificationWakers::default();
-        workers.push(tokio::spawn(wakers.clone().run(bus.subscribe(), cancel.clone())));
+        if config.events.notifier {
+            workers.push(tokio::spawn(
+                crate::notifications::Notifier::new(pool.clone(), bus.clone()).run(cancel.clone()),
+            ));
+        }
+        // One bus reader for this process's notification streams, rather than one each, and
+        // one query per poll for all of them.
+        let wakers = NotificationWakers::new(config.events.notification_poll);
+        let wakers_task = wakers.clone().run(pool.clone(), bus.subscribe(), cancel.clone());
+        workers.push(tokio::spawn(wakers_task));
         let health = HealthState::default();
         let gateway = match &config.gateway {
             Some(gw) => Some(Gateway::new(gw.clone(), health.clone(), Some(pool.clone()))?),
@@ -130,7 +135,7 @@ impl Application {
         state.gateway = gateway.clone();
         state.gateway_health = health.clone();
         state.bus = bus.clone();
-        state.notification_wakers = wakers;
+        state.notification_wakers = wakers.clone();
         state.events = config.events.clone();
         state.sessions = config.sessions;
         let streams = state.streams.clone();
@@ -166,7 +171,18 @@ impl Application {
             None => None,
         };
         tracing::info!(port, "Loom is listening");
-        Ok(Application { port, server, pool, local_pg, cancel, workers, ticker, bus, streams })
+        Ok(Application {
+            port,
+            server,
+            pool,
+            local_pg,
+            cancel,
+            workers,
+            ticker,
+            bus,
+            notification_wakers: wakers,
+            streams,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -179,6 +195,11 @@ impl Application {
 
     pub fn bus(&self) -> &Bus {
         &self.bus
+    }
+
+    /// What wakes this process's notification streams (tests read its counters).
+    pub fn notification_wakers(&self) -> &NotificationWakers {
+        &self.notification_wakers
     }
 
     /// Serves until SIGINT or SIGTERM; then ends the event streams, lets in-flight requests

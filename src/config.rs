@@ -95,6 +95,13 @@ pub struct EventsConfig {
     pub nats: Option<crate::events::NatsConfig>,
     /// How often the feed reads Postgres when nothing woke it.
     pub feed_poll: Duration,
+    /// How often the notification wakers ask Postgres which followed users were raised
+    /// something, for raises whose bus event was lost (NATS away, a replica that died
+    /// after its commit).
+    pub notification_poll: Duration,
+    /// Whether this process runs a notifier (`LOOM_NO_NOTIFIER` turns it off: another
+    /// replica derives the notifications; with none running, nobody is notified).
+    pub notifier: bool,
     /// A comment on every idle SSE stream this often, so proxies keep it open and a
     /// client that left is noticed.
     pub keep_alive: Duration,
@@ -105,6 +112,8 @@ impl Default for EventsConfig {
         EventsConfig {
             nats: None,
             feed_poll: Duration::from_millis(500),
+            notification_poll: Duration::from_secs(10),
+            notifier: true,
             keep_alive: Duration::from_secs(15),
         }
     }

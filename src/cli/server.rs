@@ -56,6 +56,9 @@ pub struct ServerArgs {
     /// Run no ticker in this process (another replica runs it).
     #[arg(long, env = "LOOM_NO_TICKER")]
     pub no_ticker: bool,
+    /// Run no notifier in this process (another replica derives the notifications).
+    #[arg(long, env = "LOOM_NO_NOTIFIER")]
+    pub no_notifier: bool,
     /// The LLM gateway's base URL, ending in /v1 (unset: executors stay idle).
     #[arg(long, env = "LOOM_GATEWAY_URL")]
     pub gateway_url: Option<String>,
@@ -173,7 +176,7 @@ impl ServerArgs {
                 Some(nats)
             }
         };
-        Ok(crate::config::EventsConfig { nats, ..Default::default() })
+        Ok(crate::config::EventsConfig { nats, notifier: !self.no_notifier, ..Default::default() })
     }
 
     /// A dead owner's runs must be adopted before their beads' leases lapse, or each
@@ -346,5 +349,11 @@ mod tests {
             .expect_err("refused");
         assert!(err.to_string().contains("must be shorter"), "{err}");
         assert!(config(&["--executor-lease-seconds", "60", "--lease-seconds", "90"]).is_ok());
+    }
+
+    #[test]
+    fn a_process_runs_a_notifier_unless_told_not_to() {
+        assert!(config(&[]).expect("config").events.notifier);
+        assert!(!config(&["--no-notifier"]).expect("config").events.notifier);
     }
 }

@@ -1,9 +1,10 @@
 //! Following one user's notifications (their SSE stream). Postgres says what was raised
 //! after the `seq` the reader last saw; the stream's `Wake` (see `wakers`) only says when
-//! to ask: a raise for this user from any replica, a lag on the bus, or the shared tick
-//! that covers a raise whose event was lost. Each raise reaches the reader once, in order.
+//! to ask: a raise for this user from any replica, or the wakers' own poll of Postgres
+//! (after a lag on the bus, and on a timer) having seen this user's latest `seq` grow.
+//! Each raise reaches the reader once, in order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -59,6 +60,17 @@ impl Notification {
             .first(conn)
             .await?;
         Ok(last.unwrap_or(0))
+    }
+
+    /// The `seq` of each user's latest raise, in one query; users with none are absent.
+    pub async fn last_seqs(conn: &mut Conn, users: &[Uuid]) -> Result<HashMap<Uuid, i64>> {
+        let rows: Vec<(Uuid, Option<i64>)> = notifications::table
+            .filter(notifications::user_id.eq_any(users))
+            .group_by(notifications::user_id)
+            .select((notifications::user_id, diesel::dsl::max(notifications::seq)))
+            .load(conn)
+            .await?;
+        Ok(rows.into_iter().filter_map(|(user, seq)| Some((user, seq?))).collect())
     }
 }
 

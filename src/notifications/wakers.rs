@@ -1,40 +1,67 @@
 //! When this process's notification streams should ask Postgres again. One task reads the
 //! bus for them all: a raise for a user wakes only that user's streams (every tab of
-//! theirs), while a lag on the bus or a shared tick wakes every stream, so a lost event
-//! only delays. No other event (a run's every step) wakes a stream at all.
+//! theirs), and no other event (a run's every step) wakes a stream at all. For a raise
+//! whose event was lost (NATS away, a replica that died after its commit, a lag on the
+//! bus), the same task asks Postgres every `notification_poll` and at once after a lag, in
+//! one query for every user followed here, whose latest raise moved, and wakes only those:
+//! a poll costs one connection for a moment however many streams are open, not one each.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::Notification;
+use crate::db::Pool;
+use crate::error::Result;
 use crate::events::{Kind, Received, Subscription};
-
-/// Wakes every stream this often even when the bus said nothing: covers a raise whose
-/// event was lost (NATS away, a replica that died after its commit).
-const TICK: Duration = Duration::from_secs(10);
 
 /// The registry of followed users, shared by the streams and the task that wakes them.
 #[derive(Clone)]
 pub struct NotificationWakers(Arc<Shared>);
 
 struct Shared {
-    tick: Duration,
+    poll: Duration,
     state: Mutex<State>,
+    /// Users woken so far, once per user however many tabs they have open.
+    wakes: AtomicU64,
+    /// Checks of Postgres done so far.
+    checks: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
-    /// One channel per user with a stream open here. A wake-up bumps its version; each
-    /// receiver remembers the version it last saw, so a wake-up that comes while its
-    /// stream is reading Postgres is still there when it next waits.
-    users: HashMap<Uuid, watch::Sender<()>>,
+    users: HashMap<Uuid, Followed>,
     /// The task has ended (shutdown): nothing will wake a stream again.
     closed: bool,
+}
+
+/// A user with a stream open here.
+///
+/// Why comparing latest `seq`s finds every raise: raises are written only by the notifier,
+/// under its cursor's row lock, so one raise has committed before the next takes its `seq`,
+/// and a larger `seq` is a later commit (the streams' `raised_after` relies on this too).
+/// `covered = Some(s)` means a wake-up went out after every raise up to `s` had committed,
+/// so the streams' next read has them all; a raise they may not have read yet therefore
+/// has a `seq` above `s`, and the first check (or bus event) that sees it wakes them.
+///
+/// A user first seen by a check (`covered` is `None`) is woken once whatever the check
+/// finds. Their stream registered and then read Postgres; a raise that committed after
+/// that read but before this check, its event lost, is already in the `seq` the check
+/// sees. Taking that `seq` as covered without a wake-up would hide the raise for good, so
+/// each newly followed user costs one extra read instead.
+struct Followed {
+    /// A wake-up bumps its version; each receiver remembers the version it last saw, so a
+    /// wake-up that comes while its stream is reading Postgres is still there when it next
+    /// waits.
+    tx: watch::Sender<()>,
+    covered: Option<i64>,
 }
 
 /// One stream's wake-ups; dropping the last of a user's removes the user.
@@ -46,14 +73,19 @@ pub struct Wake {
 
 impl Default for NotificationWakers {
     fn default() -> Self {
-        NotificationWakers::new(TICK)
+        NotificationWakers::new(crate::config::EventsConfig::default().notification_poll)
     }
 }
 
 impl NotificationWakers {
-    /// Wakes every stream each `tick` once `run` runs.
-    pub fn new(tick: Duration) -> NotificationWakers {
-        NotificationWakers(Arc::new(Shared { tick, state: Mutex::default() }))
+    /// Checks Postgres every `poll` once `run` runs.
+    pub fn new(poll: Duration) -> NotificationWakers {
+        NotificationWakers(Arc::new(Shared {
+            poll,
+            state: Mutex::default(),
+            wakes: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
+        }))
     }
 
     /// Registers a stream of `user`'s. Register before reading Postgres: a raise after the
@@ -64,54 +96,121 @@ impl NotificationWakers {
             // Its sender is dropped here: the first wait says the wake-ups have ended.
             watch::channel(()).1
         } else {
-            state.users.entry(user).or_insert_with(|| watch::channel(()).0).subscribe()
+            let new = || Followed { tx: watch::channel(()).0, covered: None };
+            state.users.entry(user).or_insert_with(new).tx.subscribe()
         };
         Wake { user, rx, wakers: self.0.clone() }
     }
 
     /// Reads `events` and wakes streams until the bus has gone or `cancel` fires; then
-    /// every stream ends.
-    pub async fn run(self, mut events: Subscription, cancel: CancellationToken) {
-        let tick = self.0.tick;
-        let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
+    /// every stream ends. Checks Postgres every poll and after a lag, one check at a time
+    /// and beside the bus, so a slow database delays no raise's wake-up; a check asked for
+    /// while one runs follows it (the running one may have read before what was missed).
+    pub async fn run(self, pool: Pool, mut events: Subscription, cancel: CancellationToken) {
+        let poll = self.0.poll;
+        let mut ticks = tokio::time::interval_at(Instant::now() + poll, poll);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut checking: Option<BoxFuture<'static, Result<usize>>> = None;
+        let (mut again, mut failures) = (false, 0u32);
         loop {
-            tokio::select! {
+            let checked = async {
+                match checking.as_mut() {
+                    Some(check) => check.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let due = tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = ticks.tick() => self.wake_all(),
+                _ = ticks.tick() => true,
+                result = checked => {
+                    checking = None;
+                    log_failures(result, &mut failures);
+                    std::mem::take(&mut again)
+                }
                 received = events.recv() => match received {
                     Some(received) => self.on(&received),
                     None => break,
                 },
+            };
+            if due && checking.is_some() {
+                again = true;
+            } else if due {
+                let (wakers, pool) = (self.clone(), pool.clone());
+                checking = Some(Box::pin(async move { wakers.check(&pool).await }));
             }
         }
         self.close();
     }
 
-    /// What one bus delivery wakes: the streams of the user a raise is for, or, after a
-    /// lag (that raise may be among the missed), every stream.
-    pub fn on(&self, received: &Received) {
+    /// What one bus delivery does: a raise wakes the streams of the user it is for; a lag
+    /// (a raise may be among what was missed) asks for a check of Postgres (true).
+    pub fn on(&self, received: &Received) -> bool {
         match received {
             Received::Event(e) if e.kind == Kind::Notification => {
                 if let Some(user) = e.data["user_id"].as_str().and_then(|u| u.parse().ok()) {
-                    self.wake(user);
+                    self.raised(user, e.data["seq"].as_i64());
                 }
+                false
             }
-            Received::Event(_) => {}
-            Received::Lagged(_) => self.wake_all(),
+            Received::Event(_) => false,
+            Received::Lagged(_) => true,
         }
     }
 
-    fn wake(&self, user: Uuid) {
-        if let Some(tx) = self.0.lock().users.get(&user) {
-            tx.send_replace(());
-        }
+    /// Asks Postgres, in one query, for the latest raise of every user followed here, and
+    /// wakes those with one no wake-up has covered (see `Followed`); how many it woke.
+    pub async fn check(&self, pool: &Pool) -> Result<usize> {
+        let users: Vec<Uuid> = self.0.lock().users.keys().copied().collect();
+        let latest = if users.is_empty() {
+            HashMap::new()
+        } else {
+            Notification::last_seqs(&mut *pool.get().await?, &users).await?
+        };
+        self.0.checks.fetch_add(1, Ordering::Relaxed);
+        Ok(self.woken_by_check(&users, &latest))
     }
 
-    fn wake_all(&self) {
-        for tx in self.0.lock().users.values() {
-            tx.send_replace(());
+    /// Users woken so far, once per user however many tabs they have open.
+    pub fn wakes_sent(&self) -> u64 {
+        self.0.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Checks of Postgres done so far (by the poll, after lags, or called).
+    pub fn checks(&self) -> u64 {
+        self.0.checks.load(Ordering::Relaxed)
+    }
+
+    /// A raise for `user` with `seq` has committed: wakes their streams unless a wake-up
+    /// already covered it.
+    fn raised(&self, user: Uuid, seq: Option<i64>) {
+        let mut state = self.0.lock();
+        let Some(followed) = state.users.get_mut(&user) else { return };
+        if let Some(seq) = seq {
+            if followed.covered.is_some_and(|c| c >= seq) {
+                return;
+            }
+            followed.covered = Some(seq);
         }
+        self.0.wake(followed);
+    }
+
+    /// Wakes the users `asked` about whose latest raise (`latest`, none when absent) no
+    /// wake-up has covered yet, and those seen for the first time.
+    fn woken_by_check(&self, asked: &[Uuid], latest: &HashMap<Uuid, i64>) -> usize {
+        let mut state = self.0.lock();
+        let mut woken = 0;
+        for user in asked {
+            // Gone since the query: nothing to wake. Followed again since: a new entry,
+            // first seen now (an older `seq` is no harm, see `Followed`).
+            let Some(followed) = state.users.get_mut(user) else { continue };
+            let last = latest.get(user).copied().unwrap_or(0);
+            if followed.covered.is_none_or(|c| last > c) {
+                followed.covered = Some(last);
+                self.0.wake(followed);
+                woken += 1;
+            }
+        }
+        woken
     }
 
     /// Drops every user's sender: each stream reads once more if woken, then ends.
@@ -128,9 +227,32 @@ impl NotificationWakers {
     }
 }
 
+/// Logs a failed check, the first and then ever more rarely while they keep failing; the
+/// next poll tries again.
+fn log_failures(result: Result<usize>, failures: &mut u32) {
+    match result {
+        Ok(_) => *failures = 0,
+        Err(e) => {
+            *failures += 1;
+            if *failures == 1 || failures.is_power_of_two() {
+                tracing::warn!(
+                    error = %e,
+                    failures = *failures,
+                    "the notification wakers could not check Postgres; retrying at the next poll"
+                );
+            }
+        }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake(&self, followed: &Followed) {
+        followed.tx.send_replace(());
+        self.wakes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -147,120 +269,12 @@ impl Drop for Wake {
         let mut state = self.wakers.lock();
         // Receivers are made only under this lock, so the count cannot grow meanwhile;
         // this stream's own receiver is still alive here.
-        if state.users.get(&self.user).is_some_and(|tx| tx.receiver_count() == 1) {
+        if state.users.get(&self.user).is_some_and(|f| f.tx.receiver_count() == 1) {
             state.users.remove(&self.user);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use futures_util::FutureExt;
-    use serde_json::json;
-
-    use super::*;
-    use crate::events::{Bus, Event};
-
-    fn raised_for(user: Uuid) -> Received {
-        let data = json!({ "user_id": user.to_string(), "seq": 1 });
-        Received::Event(Arc::new(Event::live(Kind::Notification, None, None, data)))
-    }
-
-    /// Whether a wake-up is waiting for `w`, taking it if so.
-    fn woken(w: &mut Wake) -> bool {
-        w.wait().now_or_never() == Some(true)
-    }
-
-    #[test]
-    fn a_raise_wakes_every_stream_of_its_user_and_nobody_else() {
-        let wakers = NotificationWakers::default();
-        let (u, v) = (Uuid::new_v4(), Uuid::new_v4());
-        let (mut tab1, mut tab2, mut other) =
-            (wakers.follow(u), wakers.follow(u), wakers.follow(v));
-        wakers.on(&raised_for(u));
-        assert!(woken(&mut tab1) && woken(&mut tab2), "both tabs of the user");
-        assert!(!woken(&mut other), "another user's stream");
-        assert!(!woken(&mut tab1), "one raise is one wake-up");
-    }
-
-    #[test]
-    fn other_events_wake_nobody_and_a_lag_wakes_everybody() {
-        let wakers = NotificationWakers::default();
-        let (mut a, mut b) = (wakers.follow(Uuid::new_v4()), wakers.follow(Uuid::new_v4()));
-        let step = Event::live(Kind::RunStep, Some("p"), Some("p-1"), json!({ "turn": 1 }));
-        for _ in 0..100 {
-            wakers.on(&Received::Event(Arc::new(step.clone())));
-        }
-        let odd = json!({ "user_id": "not a uuid" });
-        wakers.on(&Received::Event(Arc::new(Event::live(Kind::Notification, None, None, odd))));
-        assert!(!woken(&mut a) && !woken(&mut b));
-        wakers.on(&Received::Lagged(7));
-        assert!(woken(&mut a) && woken(&mut b));
-    }
-
-    #[test]
-    fn a_wake_up_while_the_stream_reads_is_kept_for_its_next_wait() {
-        let wakers = NotificationWakers::default();
-        let u = Uuid::new_v4();
-        let mut w = wakers.follow(u);
-        // Registered, then reading Postgres (not waiting) when the raise's event comes.
-        wakers.on(&raised_for(u));
-        wakers.on(&raised_for(u));
-        assert!(woken(&mut w), "the wait after the read returns at once");
-        assert!(!woken(&mut w), "two wake-ups before a wait are one read");
-        // Taken; a raise after the stream has started waiting wakes that wait.
-        let mut waiting = Box::pin(w.wait());
-        assert!((&mut waiting).now_or_never().is_none());
-        wakers.on(&raised_for(u));
-        assert_eq!(waiting.now_or_never(), Some(true));
-    }
-
-    #[test]
-    fn the_last_stream_of_a_user_to_go_removes_the_user() {
-        let wakers = NotificationWakers::default();
-        let (u, v) = (Uuid::new_v4(), Uuid::new_v4());
-        let (tab1, tab2, other) = (wakers.follow(u), wakers.follow(u), wakers.follow(v));
-        assert_eq!(wakers.users(), 2);
-        drop(tab1);
-        assert_eq!(wakers.users(), 2, "the user's other tab is still open");
-        drop(tab2);
-        assert_eq!(wakers.users(), 1);
-        drop(other);
-        assert_eq!(wakers.users(), 0);
-        let mut again = wakers.follow(u);
-        wakers.on(&raised_for(u));
-        assert!(woken(&mut again), "a user who comes back is woken again");
-    }
-
-    #[tokio::test]
-    async fn the_task_wakes_from_the_bus_and_ends_every_stream_when_cancelled() {
-        let bus = Bus::in_process("test");
-        let wakers = NotificationWakers::default();
-        let (u, v) = (Uuid::new_v4(), Uuid::new_v4());
-        let (mut named, mut other) = (wakers.follow(u), wakers.follow(v));
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(wakers.clone().run(bus.subscribe(), cancel.clone()));
-        bus.publish(Event::live(Kind::Notification, None, None, json!({ "user_id": u })));
-        // Bounds a hang only, shorter than the tick that would also wake it.
-        let wait = Duration::from_secs(5);
-        assert_eq!(tokio::time::timeout(wait, named.wait()).await.ok(), Some(true));
-        assert!(!woken(&mut other));
-        cancel.cancel();
-        task.await.expect("the task ends");
-        assert!(!named.wait().await && !other.wait().await, "every stream ends");
-        assert!(!wakers.follow(u).wait().await, "and one opened after shutdown at once");
-        assert_eq!(wakers.users(), 0);
-    }
-
-    #[tokio::test]
-    async fn the_tick_wakes_a_stream_the_bus_never_named() {
-        let bus = Bus::in_process("test");
-        let wakers = NotificationWakers::new(Duration::from_millis(20));
-        let mut w = wakers.follow(Uuid::new_v4());
-        tokio::spawn(wakers.clone().run(bus.subscribe(), CancellationToken::new()));
-        let woken = tokio::time::timeout(Duration::from_secs(10), w.wait()).await;
-        assert_eq!(woken.ok(), Some(true));
-    }
-}
+#[path = "wakers_tests.rs"]
+mod tests;

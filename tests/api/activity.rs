@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use loom::activity::{Activity, Actor, Feed, Follower, Record};
-use loom::events::{Bus, Filter, Hub, InProcess, Kind, KindFilter};
+use futures_util::FutureExt;
+use loom::activity::{Activity, Actor, Feed, FeedStep, Follower, Record};
+use loom::events::{Bus, Filter, Hub, InProcess, Kind, KindFilter, Received};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -272,6 +273,52 @@ async fn a_commit_that_lands_late_is_streamed_in_its_place_never_skipped() {
         .map(|f| data(f)["data"]["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(order, ["slow", "quick"], "commit-ordered by transaction, both delivered");
+}
+
+#[tokio::test]
+async fn rows_behind_an_open_transaction_are_held_back_step_after_step_then_come_in_commit_order() {
+    // No notifier: only this test writes to the database, so nothing but the slow
+    // transaction below holds the horizon (other tests' databases do not count).
+    let app = spawn_with(|c| c.events.notifier = false).await;
+    app.project("late").await;
+    let bus = Bus::in_process("heldtest");
+    // Started before the rows are written: a feed begins at the feed's end.
+    let mut feed =
+        Feed::start(app.pool.clone(), bus.clone(), Duration::from_secs(60)).await.unwrap();
+    let mut events = bus.subscribe();
+    let url = app.database_url().to_owned();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let slow = tokio::spawn(async move {
+        let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+        conn.transaction::<_, loom::Error, _>(async |c| {
+            Activity::record(c, record("slow")).await?;
+            started_tx.send(()).unwrap();
+            finish_rx.await.unwrap();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    });
+    started_rx.await.unwrap();
+    let mut conn = app.pool.get().await.unwrap();
+    Activity::record(&mut conn, record("quick")).await.unwrap();
+    drop(conn);
+    // The first step reads the page and finds the quick row behind the open transaction;
+    // the second sees the horizon unmoved and reads only that (the skip path: it cannot
+    // answer differently from a full read, since nothing can become final meanwhile).
+    for step in ["first", "second"] {
+        assert_eq!(feed.step().await.unwrap(), FeedStep::HeldBack, "the {step} step");
+    }
+    assert!(events.recv().now_or_never().is_none(), "nothing is delivered while held back");
+    finish_tx.send(()).unwrap();
+    slow.await.unwrap();
+    assert_eq!(feed.step().await.unwrap(), FeedStep::Read(2), "the horizon moved: both final");
+    let mut names = Vec::new();
+    while let Some(Some(Received::Event(e))) = events.recv().now_or_never() {
+        names.push(e.data["name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(names, ["slow", "quick"], "in (tx, id) order: the older transaction first");
 }
 
 fn record(name: &str) -> Record<'static> {

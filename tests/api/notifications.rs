@@ -1,6 +1,7 @@
 //! Notifications: each rule, de-duplication, reading them, watching projects, the notifier
 //! reading each activity row exactly once however many run, what it publishes, and the
-//! notification stream (live, resumed, across replicas, unmoved by other events).
+//! notification stream (live, resumed, across replicas, unmoved by other events, and the
+//! wakers' check of Postgres for raises whose event was lost).
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,12 @@ use loom::activity::{Activity, Actor, Record};
 use loom::beads::{Bead, BlockedReason, StatusChange};
 use loom::db::schema::activity;
 use loom::events::{Bus, Event, Kind, Position, Received};
-use loom::notifications::{Notifier, Step};
+use loom::notifications::{Notification, Notifier, Reason, Step, Target};
 use loom::users::User;
 
 use crate::support::replica::{self, nats_url};
 use crate::support::sse::{SseClient, WAIT, data};
-use crate::support::{Res, TestApp, spawn};
+use crate::support::{Res, TestApp, spawn, spawn_with};
 
 /// A notifier over the app's pool and bus whose cursor exists: what the test does from
 /// now on is notified.
@@ -169,10 +170,19 @@ async fn expect_raise(client: &mut SseClient, reason: &str, bead: &str) -> Value
     d
 }
 
-/// Asserts nothing but keep-alives comes for a while.
-async fn assert_quiet(client: &mut SseClient, why: &str) {
-    let sent = client.quiet_for(Duration::from_millis(500)).await;
-    assert!(sent.is_empty(), "{why}: {sent:?}");
+/// A mention of `user` on `bead` written as the notifier writes one, but never published:
+/// a raise whose bus event was lost.
+async fn raise_unpublished(app: &TestApp, user: Uuid, bead: &str) {
+    let target = Target {
+        user_id: user,
+        reason: Reason::Mention,
+        subject: bead.to_owned(),
+        title: format!("a mention on {bead}"),
+        project_id: Some("web".into()),
+        bead_id: Some(bead.to_owned()),
+    };
+    let mut conn = app.pool.get().await.unwrap();
+    Notification::raise(&mut conn, 0, &[target]).await.unwrap();
 }
 
 #[tokio::test]
@@ -505,6 +515,7 @@ async fn the_notification_stream_sends_the_users_own_raises_live_and_resumes_aft
     let mut admin = stream(&app.base, &app.admin, None).await;
     let a = app.bead("web", "First", json!({})).await;
     let b = app.bead("web", "Second", json!({})).await;
+    let c = app.bead("web", "Third", json!({})).await;
     for bead in [&a, &b] {
         close_as(&app, &app.admin, bead).await;
     }
@@ -518,13 +529,16 @@ async fn the_notification_stream_sends_the_users_own_raises_live_and_resumes_aft
         let seen = expect_raise(&mut other_tab, "bead_closed", bead).await;
         assert_eq!(seen["seq"], sent["seq"], "every tab of the user gets each raise");
     }
-    assert_quiet(&mut admin, "others' raises are not sent").await;
+    // The member mentions the admin: the admin's first event is that, never the member's.
+    comment(&app, &a, "@admin look").await;
+    expect_raise(&mut admin, "mention", &a).await;
 
-    // Reconnecting after the first gets the second again, and nothing else.
+    // Reconnecting after the first gets the second again, then only what is new.
     drop(member);
     let mut again = stream(&app.base, &app.member, Some(&first["seq"].to_string())).await;
     assert_eq!(expect_raise(&mut again, "bead_closed", &b).await, second);
-    assert_quiet(&mut again, "only what came after the resumed seq").await;
+    close_as(&app, &app.admin, &c).await;
+    expect_raise(&mut again, "bead_closed", &c).await;
 
     let url = format!("{}/api/v1/notifications/stream", app.base);
     let anonymous = reqwest::get(&url).await.unwrap();
@@ -534,20 +548,70 @@ async fn the_notification_stream_sends_the_users_own_raises_live_and_resumes_aft
 }
 
 #[tokio::test]
-async fn a_flood_of_run_steps_sends_nothing_on_a_notification_stream_which_still_delivers() {
+async fn a_flood_of_run_steps_wakes_no_notification_stream_which_still_delivers() {
+    let app = spawn().await;
+    app.project("web").await;
+    let one = app.bead("web", "One", json!({})).await;
+    let two = app.bead("web", "Two", json!({})).await;
+    let three = app.bead("web", "Three", json!({})).await;
+    let mut member = stream(&app.base, &app.member, None).await;
+    // A first raise, so the wakers have covered the member's latest: a check finds no news.
+    close_as(&app, &app.admin, &one).await;
+    expect_raise(&mut member, "bead_closed", &one).await;
+    let wakers = app.notification_wakers();
+    let (wakes, checks) = (wakers.wakes_sent(), wakers.checks());
+    // More than the bus holds for a subscriber, published without yielding: the wakers'
+    // reader falls behind, is told of the lag and checks Postgres instead of waking all.
+    for turn in 0..10_000 {
+        let step = Event::live(Kind::RunStep, Some("web"), Some(&one), json!({ "turn": turn }));
+        app.bus().publish(step);
+    }
+    let deadline = Instant::now() + WAIT;
+    while wakers.checks() == checks {
+        assert!(Instant::now() < deadline, "the lag was never followed by a check");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(wakers.wakes_sent(), wakes, "neither the steps nor the check woke a stream");
+    close_as(&app, &app.admin, &two).await;
+    expect_raise(&mut member, "bead_closed", &two).await;
+    assert_eq!(wakers.wakes_sent(), wakes + 1, "a real raise wakes its user once");
+    close_as(&app, &app.admin, &three).await;
+    expect_raise(&mut member, "bead_closed", &three).await;
+}
+
+#[tokio::test]
+async fn a_raise_whose_event_was_lost_is_found_by_one_check_which_wakes_only_its_user() {
     let app = spawn().await;
     app.project("web").await;
     let bead = app.bead("web", "Fix login", json!({})).await;
     let mut member = stream(&app.base, &app.member, None).await;
-    // More than the bus holds for a subscriber: a reader that falls behind lags and catches up.
-    for turn in 0..10_000 {
-        let step = Event::live(Kind::RunStep, Some("web"), Some(&bead), json!({ "turn": turn }));
-        app.bus().publish(step);
+    let mut viewer = stream(&app.base, &app.viewer, None).await;
+    let wakers = app.notification_wakers();
+    let check = async || wakers.check(&app.pool).await.unwrap();
+    assert_eq!(check().await, 2, "each user is woken once when a check first sees them");
+    assert_eq!(check().await, 0, "nothing was raised since");
+    raise_unpublished(&app, user_id(&app, "member").await, &bead).await;
+    assert_eq!(check().await, 1, "only the member's latest raise moved");
+    expect_raise(&mut member, "mention", &bead).await;
+    assert_eq!(check().await, 0);
+    // The viewer's stream was woken but had nothing to send: its first event is a new raise.
+    comment(&app, &bead, "@viewer look").await;
+    expect_raise(&mut viewer, "mention", &bead).await;
+}
+
+#[tokio::test]
+async fn the_poll_finds_raises_whose_events_were_lost() {
+    let app = spawn_with(|c| c.events.notification_poll = Duration::from_millis(100)).await;
+    app.project("web").await;
+    let one = app.bead("web", "One", json!({})).await;
+    let two = app.bead("web", "Two", json!({})).await;
+    let member_id = user_id(&app, "member").await;
+    let mut member = stream(&app.base, &app.member, None).await;
+    // The first while the user may not have been seen by a check yet, the second after.
+    for bead in [&one, &two] {
+        raise_unpublished(&app, member_id, bead).await;
+        expect_raise(&mut member, "mention", bead).await;
     }
-    assert_quiet(&mut member, "run steps are not notifications").await;
-    close_as(&app, &app.admin, &bead).await;
-    expect_raise(&mut member, "bead_closed", &bead).await;
-    assert_quiet(&mut member, "one raise, sent once").await;
 }
 
 /// Publishes on `from` until an event reaches `to`: NATS now carries between them (a
@@ -573,20 +637,25 @@ async fn until_nats_carries(from: &Bus, to: &Bus) {
 
 #[tokio::test]
 async fn a_stream_on_one_replica_gets_each_raise_from_work_on_another_once_and_in_order() {
-    // B reads the feed only every ten minutes unless NATS wakes it.
+    // B runs no notifier, reads the feed and checks for raises only every ten minutes: a
+    // raise reaches its stream in time only as A's event through NATS.
     let (a, b, nats) = replica::pair(&nats_url(), Duration::from_secs(600)).await;
     until_nats_carries(a.bus(), &b.bus).await;
     a.project("web").await;
-    let (first, second) =
-        (a.bead("web", "First", json!({})).await, a.bead("web", "Second", json!({})).await);
+    let first = a.bead("web", "First", json!({})).await;
+    let second = a.bead("web", "Second", json!({})).await;
+    let third = a.bead("web", "Third", json!({})).await;
     let mut on_b = stream(&b.base, &a.member, None).await;
     close_as(&a, &a.admin, &first).await;
     let one = expect_raise(&mut on_b, "bead_closed", &first).await;
     close_as(&a, &a.admin, &second).await;
     let two = expect_raise(&mut on_b, "bead_closed", &second).await;
     assert!(two["seq"].as_i64() > one["seq"].as_i64(), "{one} then {two}");
-    assert_quiet(&mut on_b, "each raise once, whichever replica raised it").await;
+    // Each raise once: the next event is the next raise.
+    close_as(&a, &a.admin, &third).await;
+    let three = expect_raise(&mut on_b, "bead_closed", &third).await;
     let inbox = inbox(&a, &a.member).await;
-    assert_eq!(ids(&inbox), vec![two["id"].as_i64().unwrap(), one["id"].as_i64().unwrap()]);
+    let expected: Vec<_> = [&three, &two, &one].map(|n| n["id"].as_i64().unwrap()).into();
+    assert_eq!(ids(&inbox), expected);
     replica::drop_stream(&nats).await;
 }

@@ -29,6 +29,7 @@ pub struct TestApp {
     http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
     bus: loom::events::Bus,
+    wakers: loom::notifications::NotificationWakers,
     _db: TestDb,
 }
 
@@ -56,9 +57,11 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
     let db = TestDb::new().await;
     let data_dir = std::env::temp_dir().join(format!("loom-test-{}", db.name));
     let mut config = loom::config::Config::for_database(&db.url, data_dir);
+    only_the_bus_wakes_notification_streams(&mut config);
     adjust(&mut config);
     let app = loom::app::Application::build(config).await.expect("start the app");
     let bus = app.bus().clone();
+    let wakers = app.notification_wakers().clone();
     let (port, pool, handle) = app.spawn();
     let mut conn = pool.get().await.expect("conn");
     let mut token_for = async |name: &str, role: Role| {
@@ -85,8 +88,16 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
             .expect("an HTTP client"),
         handle,
         bus,
+        wakers,
         _db: db,
     }
+}
+
+/// Puts the notification wakers' poll of Postgres out of any test's reach, so a stream
+/// gets a raise in time only if its bus event woke it: a lost wake-up fails the test
+/// instead of arriving at the next poll. A test of the poll sets its own.
+pub fn only_the_bus_wakes_notification_streams(config: &mut loom::config::Config) {
+    config.events.notification_poll = std::time::Duration::from_secs(600);
 }
 
 impl TestApp {
@@ -98,6 +109,11 @@ impl TestApp {
     /// The app's event bus.
     pub fn bus(&self) -> &loom::events::Bus {
         &self.bus
+    }
+
+    /// What wakes the app's notification streams.
+    pub fn notification_wakers(&self) -> &loom::notifications::NotificationWakers {
+        &self.wakers
     }
 
     pub async fn call(

@@ -16,6 +16,7 @@ pub struct Replica {
 pub async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Replica {
     let data_dir = std::env::temp_dir().join(format!("loom-replica-{}", uuid::Uuid::new_v4()));
     let mut config = Config::for_database(database_url, data_dir);
+    super::only_the_bus_wakes_notification_streams(&mut config);
     adjust(&mut config);
     let app = loom::app::Application::build(config).await.expect("start a replica");
     let bus = app.bus().clone();
@@ -24,7 +25,8 @@ pub async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Repl
 }
 
 /// Two replicas sharing a test database and a NATS of their own; the second reads Postgres
-/// only every `poll`, so what reaches it sooner came through NATS.
+/// only every `poll` and runs no notifier (which would raise the first's rows itself), so
+/// what reaches it sooner came through NATS.
 pub async fn pair(url: &str, poll: Duration) -> (super::TestApp, Replica, NatsConfig) {
     let nats = nats_config(url);
     let a_nats = nats.clone();
@@ -33,6 +35,7 @@ pub async fn pair(url: &str, poll: Duration) -> (super::TestApp, Replica, NatsCo
     let b = start(a.database_url(), move |c| {
         c.events.nats = Some(b_nats);
         c.events.feed_poll = poll;
+        c.events.notifier = false;
     })
     .await;
     (a, b, nats)
