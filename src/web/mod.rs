@@ -8,6 +8,7 @@ pub mod assets;
 mod auth;
 mod bead;
 mod board;
+mod graph;
 mod markdown;
 mod overview;
 pub mod page;
@@ -44,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects", web::post().to(projects::create))
         .route("/projects/{id}", web::get().to(board::page))
         .route("/projects/{id}/board", web::get().to(board::fragment))
+        .route("/projects/{id}/graph", web::get().to(graph::page))
         .route("/projects/{id}/beads", web::post().to(board::file_bead))
         .route("/beads/{id}", web::get().to(bead::page))
         .route("/beads/{id}/{action}", web::post().to(bead::act))

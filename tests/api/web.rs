@@ -625,3 +625,29 @@ async fn an_unknown_page_is_a_page_and_an_unknown_api_route_is_json() {
     assert_eq!(api.status, StatusCode::NOT_FOUND);
     assert!(api.contains("\"not_found\""));
 }
+
+#[tokio::test]
+async fn the_dependency_graph_is_an_svg_of_links_in_dependency_order() {
+    let app = spawn().await;
+    app.project("g").await;
+    let base = app.bead("g", "Base <b>", json!({})).await;
+    let top = app.bead("g", "Top", json!({"depends_on": [base]})).await;
+    let mut b = logged_in(&app, "viewer").await;
+    let page = b.get("/projects/g/graph").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.contains("<svg") && page.contains("class=\"edge edge-blocks\""), "{}", page.body);
+    assert!(
+        page.contains(&format!("href=\"/beads/{base}\""))
+            && page.contains(&format!("href=\"/beads/{top}\""))
+    );
+    assert!(!page.contains("Base <b>"), "titles escaped in the SVG");
+    // The dependent is drawn right of what it waits on.
+    let x_of = |id: &str| -> i64 {
+        let at = page.body.find(&format!("href=\"/beads/{id}\"")).unwrap();
+        let rect = &page.body[at..];
+        let x = rect.find("<rect x=\"").unwrap() + 9;
+        rect[x..].split('"').next().unwrap().parse().unwrap()
+    };
+    assert!(x_of(&top) > x_of(&base));
+    assert_eq!(b.get("/projects/none/graph").await.status, StatusCode::NOT_FOUND);
+}
