@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod agents;
+pub mod analytics;
 pub mod app;
 pub mod beads;
 pub mod cli;

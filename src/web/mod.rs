@@ -4,10 +4,12 @@
 //! usable without JavaScript, which only adds live updates.
 
 mod admin;
+mod analytics;
 pub mod assets;
 mod auth;
 mod bead;
 mod board;
+mod charts;
 mod graph;
 mod markdown;
 mod overview;
@@ -49,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects/{id}/beads", web::post().to(board::file_bead))
         .route("/beads/{id}", web::get().to(bead::page))
         .route("/beads/{id}/{action}", web::post().to(bead::act))
+        .route("/analytics", web::get().to(analytics::page))
         .route("/admin/users", web::get().to(admin::users))
         .route("/admin/users", web::post().to(admin::create_user))
         .route("/admin/users/{id}/{action}", web::post().to(admin::change_user))

@@ -651,3 +651,49 @@ async fn the_dependency_graph_is_an_svg_of_links_in_dependency_order() {
     assert!(x_of(&top) > x_of(&base));
     assert_eq!(b.get("/projects/none/graph").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn analytics_are_computed_from_what_was_recorded() {
+    let app = spawn().await;
+    app.project("an").await;
+    let done = app.bead("an", "Done one", json!({})).await;
+    app.call(Method::POST, &format!("/api/v1/beads/{done}/close"), Some(&app.member), None).await;
+    app.bead("an", "Still open", json!({})).await;
+    let agent = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "ana", "persona": "software-engineer", "project": "an"}),
+        )
+        .await;
+    let agent_id = agent.body["id"].as_str().unwrap().to_owned();
+    {
+        let mut conn = app.pool.get().await.unwrap();
+        diesel::sql_query(format!(
+            "WITH r AS (INSERT INTO runs (id, bead_id, attempt, outcome, ended_at) \
+                 VALUES (gen_random_uuid(), '{done}', 1, 'success', now()) RETURNING id) \
+             INSERT INTO gateway_calls (run_id, agent_id, model, attempt, streamed, ok, prompt_tokens, \
+                 completion_tokens, latency_ms) \
+             SELECT r.id, '{agent_id}'::uuid, 'm', 1, false, true, 1000, 234, 120 FROM r \
+             UNION ALL SELECT r.id, '{agent_id}'::uuid, 'm', 2, false, false, 0, 0, 3000 FROM r"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let mut b = logged_in(&app, "viewer").await;
+    let page = b.get("/analytics?days=7&project=an").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.contains("<p class=\"big\">1</p>"), "one closed: {}", page.body);
+    assert!(page.contains("1234 tokens"), "tokens per day in a bar title");
+    assert!(
+        page.contains("<th scope=\"row\">ana</th><td>2</td><td>1</td><td>1234</td>"),
+        "{}",
+        page.body
+    );
+    assert!(page.contains("<th scope=\"row\">success</th><td>1</td>"));
+    let all = b.get("/analytics").await;
+    assert_eq!(all.status, StatusCode::OK);
+    let bad = b.get("/analytics?days=0").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.contains("1 to 365 days"));
+}
