@@ -6,6 +6,7 @@ mod activity;
 mod agents;
 mod auth;
 mod beads;
+mod browser;
 mod cli;
 mod cli_agents;
 mod cli_feed;

@@ -1,0 +1,130 @@
+// An admin's day in a real browser: logs in with the keyboard only, creates a project and
+// files two beads through the forms, watches their cards move live when the API changes
+// them, reads a run's transcript, and leaves screenshots of the main pages behind.
+import {
+  BASE, LAPTOP, PHONE, PASSWORD, api, assert, launch, overflow, run, screenshot, step,
+} from "./lib.mjs";
+
+const ADMIN = process.env.LOOM_ADMIN_USER || "admin";
+const MEMBER_TOKEN = process.env.LOOM_MEMBER_TOKEN;
+const SEED = process.env.LOOM_SEED_PROJECT;
+const RUN_BEAD = process.env.LOOM_RUN_BEAD;
+
+const card = (column, id) => `section[data-column="${column}"] li[data-bead="${id}"]`;
+
+await run(async (browsers) => {
+  const admin = await launch("admin");
+  browsers.push(admin);
+  const { page } = admin;
+
+  await step("the login form works with the keyboard alone", page, async () => {
+    await page.goto(`${BASE}/login`);
+    await screenshot(page, "login");
+    const focused = () => page.evaluate(() => document.activeElement?.id);
+    assert.equal(await focused(), "username", "the username field has the focus on arrival");
+    await page.keyboard.type(ADMIN);
+    await page.keyboard.press("Tab");
+    assert.equal(await focused(), "password", "Tab goes on to the password");
+    await page.keyboard.type(PASSWORD);
+    await Promise.all([page.waitForURL(`${BASE}/`), page.keyboard.press("Enter")]);
+    await page.locator("header .who", { hasText: ADMIN }).waitFor();
+  });
+
+  await step("an admin creates a project through the New project form", page, async () => {
+    await page.goto(`${BASE}/projects`);
+    const form = page.locator('form[action="/projects"]');
+    await form.locator("#p-id").fill("web");
+    await form.locator("#p-name").fill("The web app");
+    await form.locator("#p-repo").fill("/tmp/loom-browser-repo");
+    await form.locator("#p-par").fill("3");
+    await Promise.all([
+      page.waitForURL(`${BASE}/projects/web`),
+      form.getByRole("button", { name: "Create project" }).click(),
+    ]);
+    await page.getByRole("heading", { level: 1, name: /The web app/ }).waitFor();
+    assert.match(await page.locator(".page-head").innerText(), /up to 3 runs at once/);
+  });
+
+  // Files a bead through the board's form; its card is on the board the page comes back
+  // with, and the page's live stream is open again before this returns.
+  const file = async (title, fields) => {
+    const form = page.locator('form[action="/projects/web/beads"]');
+    await form.locator("#b-title").fill(title);
+    await form.locator("#b-desc").fill(fields.description);
+    await form.locator("#b-prio").selectOption(fields.priority);
+    await form.locator("#b-type").selectOption(fields.type);
+    await form.locator("#b-labels").fill(fields.labels);
+    const streaming = page.waitForResponse((r) => r.url().includes("/api/v1/activity/stream?project=web"));
+    await Promise.all([
+      page.waitForURL(`${BASE}/projects/web`),
+      form.getByRole("button", { name: "File bead" }).click(),
+    ]);
+    await streaming;
+    const id = await page.locator("#board li[data-bead]", { hasText: title }).getAttribute("data-bead");
+    assert.match(id, /^web-/, "bead ids start with the project's id");
+    return id;
+  };
+  let first, second;
+  await step("two beads filed through the board's form show up as cards", page, async () => {
+    first = await file("Set up the landing page", {
+      description: "With a **hero** section.", priority: "1", type: "feature", labels: "ui, launch",
+    });
+    second = await file("Fix the footer links", {
+      description: "", priority: "3", type: "bug", labels: "ui",
+    });
+    await page.locator(card("ready", first)).waitFor();
+    await page.locator(card("ready", second)).waitFor();
+    assert.match(await page.locator(`li[data-bead="${first}"]`).innerText(), /P1[\s\S]*feature[\s\S]*launch/);
+  });
+
+  await step("cards move to another column live when the API changes their beads", page, async () => {
+    // A reload would lose this; the live refresh swaps only the board.
+    await page.evaluate(() => { window.loomNotReloaded = true; });
+    const [blocked] = await api("POST", `/api/v1/beads/${first}/block`, MEMBER_TOKEN,
+      { reason: "Which hero image?" });
+    assert.equal(blocked, 200);
+    await page.locator(card("blocked", first)).waitFor();
+    await page.locator(`${card("blocked", first)} .hold`, { hasText: "Which hero image?" }).waitFor();
+    const [closed] = await api("POST", `/api/v1/beads/${second}/close`, MEMBER_TOKEN, { reason: "done" });
+    assert.equal(closed, 200);
+    await page.locator(card("closed", second)).waitFor();
+    assert.equal(await page.locator('section[data-column="ready"] li[data-bead]').count(), 0);
+    assert.equal(await page.locator('section[data-column="closed"] .count').innerText(), "1");
+    assert.equal(await page.evaluate(() => window.loomNotReloaded), true, "the page was not reloaded");
+  });
+
+  await step("a bead's page shows its run turn by turn", page, async () => {
+    await page.goto(`${BASE}/beads/${RUN_BEAD}`);
+    const steps = page.locator("ol.transcript li.step");
+    await steps.first().waitFor({ state: "visible" });
+    assert.equal(await steps.count(), 2);
+    assert.match(await steps.nth(0).innerText(), /turn 1[\s\S]*read_file[\s\S]*src\/main\.rs/);
+    assert.match(await steps.nth(1).innerText(), /turn 2[\s\S]*cargo test[\s\S]*error\[E0425\]/);
+    assert.ok(await steps.nth(1).evaluate((li) => li.classList.contains("failed")));
+    // Members and admins have the actions a viewer must not.
+    await page.locator(`form[action="/beads/${RUN_BEAD}/block"]`).waitFor();
+  });
+
+  await step("screenshots of the main pages at laptop and phone width", page, async () => {
+    const pages = [
+      ["overview", "/"], ["projects", "/projects"], ["board", `/projects/${SEED}`],
+      ["board-live", "/projects/web"], ["bead", `/beads/${RUN_BEAD}`],
+    ];
+    for (const [name, path] of pages) {
+      await page.goto(`${BASE}${path}`);
+      await screenshot(page, name);
+    }
+    await page.setViewportSize(PHONE);
+    for (const [name, path] of pages.filter(([n]) => n !== "board-live")) {
+      await page.goto(`${BASE}${path}`);
+      await screenshot(page, `${name}-phone`);
+      const wide = await overflow(page);
+      if (wide) console.log(`note ${name} is ${wide.wide}px wider than a phone: ${wide.culprits.join(", ")}`);
+    }
+    await page.setViewportSize(LAPTOP);
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.goto(`${BASE}/projects/${SEED}`);
+    await screenshot(page, "board-dark");
+    await page.emulateMedia({ colorScheme: "light" });
+  });
+});
