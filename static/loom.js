@@ -48,7 +48,7 @@
       const d = a.data || {};
       const summary = document.createElement("span");
       summary.className = "summary";
-      summary.textContent = String(d.title || d.reason || d.summary || d.name || "").slice(0, 140);
+      summary.textContent = String(d.title || d.note || d.reason || d.summary || d.name || "").slice(0, 140);
       li.append(summary);
       const empty = list.querySelector("li.muted");
       if (empty) empty.remove();

@@ -21,6 +21,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../static/loom.css"),
     },
     Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_str!("../../static/favicon.svg"),
+    },
+    Asset {
         name: "loom.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../static/loom.js"),

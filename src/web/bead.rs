@@ -33,6 +33,30 @@ pub struct CommentView {
     pub html: String,
 }
 
+/// A dependency as the page lists it.
+pub struct LinkView {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub kind: &'static str,
+}
+
+impl From<Link> for LinkView {
+    fn from(l: Link) -> Self {
+        LinkView {
+            kind: match l.kind {
+                DependencyKind::Blocks => "blocks",
+                DependencyKind::ParentChild => "parent / child",
+                DependencyKind::Related => "related",
+                DependencyKind::DiscoveredFrom => "discovered from",
+            },
+            id: l.id,
+            title: l.title,
+            status: l.status.to_string(),
+        }
+    }
+}
+
 pub struct StepView {
     pub turn: i32,
     pub action: String,
@@ -60,8 +84,8 @@ struct BeadPage {
     ready: bool,
     status: &'static str,
     description: String,
-    dependencies: Vec<Link>,
-    dependents: Vec<Link>,
+    dependencies: Vec<LinkView>,
+    dependents: Vec<LinkView>,
     holds: Vec<String>,
     comments: Vec<CommentView>,
     runs: Vec<RunView>,
@@ -76,6 +100,7 @@ fn hold_line(h: &Hold) -> String {
             "waits on {}",
             blockers.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")
         ),
+        Hold::Blocked { reason: BlockedReason::Manual, note: Some(n) } => format!("blocked: {n}"),
         Hold::Blocked { reason, note: Some(n) } => format!("blocked ({reason}): {n}"),
         Hold::Blocked { reason, note: None } => format!("blocked ({reason})"),
         Hold::Deferred { until: Some(t) } => format!("deferred until {}", t.to_rfc3339()),
@@ -171,8 +196,8 @@ async fn render(
         ready: details.bead.ready,
         status: status_label(bead.status),
         description: markdown::render(&bead.description),
-        dependencies: details.dependencies,
-        dependents: details.dependents,
+        dependencies: details.dependencies.into_iter().map(LinkView::from).collect(),
+        dependents: details.dependents.into_iter().map(LinkView::from).collect(),
         holds: details.holds.iter().map(hold_line).collect(),
         comments,
         runs,

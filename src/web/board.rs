@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::page::{Layout, Nav, PageError, Viewer, html, see_other, urlencode};
 use crate::agents::Agent;
 use crate::beads::board::{ColumnPage, board};
-use crate::beads::{Bead, BeadFilter, BeadType, Hold, NewBead, PriorityInput};
+use crate::beads::{Bead, BeadFilter, BeadType, BlockedReason, Hold, NewBead, PriorityInput};
 use crate::error::Error;
 use crate::projects::Project;
 use crate::users::Role;
@@ -82,6 +82,7 @@ pub struct ColumnView {
 
 fn hold_text(h: &Hold) -> Option<String> {
     match h {
+        Hold::Blocked { reason: BlockedReason::Manual, note: Some(n) } => Some(n.clone()),
         Hold::Blocked { reason, note } => Some(match note {
             Some(n) => format!("{reason}: {n}"),
             None => reason.to_string(),

@@ -45,6 +45,7 @@ impl From<&Activity> for ActivityLine {
     fn from(a: &Activity) -> Self {
         let text = |k: &str| a.data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let summary = text("title")
+            .or_else(|| text("note"))
             .or_else(|| text("reason"))
             .or_else(|| text("summary"))
             .or_else(|| text("name"))
