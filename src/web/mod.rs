@@ -3,13 +3,17 @@
 //! modules as the API and write through the same calls, in the same transactions; they are
 //! usable without JavaScript, which only adds live updates.
 
+mod activity;
+mod agents;
 pub mod assets;
 mod auth;
 mod bead;
 mod board;
 mod markdown;
+mod notifications;
 mod overview;
 pub mod page;
+mod personas;
 mod projects;
 mod view;
 
@@ -46,4 +50,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects/{id}/beads", web::post().to(board::file_bead))
         .route("/beads/{id}", web::get().to(bead::page))
         .route("/beads/{id}/{action}", web::post().to(bead::act));
+    // agents, personas, activity, notifications
+    cfg.route("/agents", web::get().to(agents::list))
+        .route("/agents", web::post().to(agents::create))
+        .route("/agents/{id}/pause", web::post().to(agents::pause))
+        .route("/agents/{id}/resume", web::post().to(agents::resume))
+        .route("/personas", web::get().to(personas::list))
+        .route("/personas/{name}", web::get().to(personas::show))
+        .route("/activity", web::get().to(activity::page))
+        .route("/notifications", web::get().to(notifications::list))
+        .route("/notifications/read-all", web::post().to(notifications::read_all))
+        .route("/notifications/{id}/read", web::post().to(notifications::read));
 }

@@ -28,3 +28,4 @@ mod sessions;
 mod support;
 mod ticker;
 mod web;
+mod web_pages;
