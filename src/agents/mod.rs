@@ -1,6 +1,8 @@
 //! Agents: named workers, each bound to a persona and optionally to one project, holding at
 //! most one bead at a time.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -8,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::activity::{Activity, Actor, Record};
-use crate::beads::{RetryPolicy, RunOutcome};
+use crate::beads::{BeadStatus, RetryPolicy, RunOutcome};
 use crate::db::Conn;
-use crate::db::schema::{agents, personas, projects, runs};
+use crate::db::schema::{agents, beads, personas, projects, runs};
 use crate::error::{Error, Result};
 use crate::events::Kind;
 
@@ -290,5 +292,49 @@ impl Agent {
             }
         })
         .await
+    }
+}
+
+/// The bead an agent is working on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentBead {
+    pub id: String,
+    pub title: String,
+}
+
+impl Agent {
+    /// For each agent among `ids` that holds a bead, that bead: the `in_progress` one
+    /// assigned to it (a claim holds at most one per agent). Agents without one are absent.
+    pub async fn current_beads(
+        conn: &mut Conn,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, CurrentBead>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Option<Uuid>, String, String)> = beads::table
+            .filter(beads::status.eq(BeadStatus::InProgress))
+            .filter(beads::assignee_agent_id.eq_any(ids))
+            .order(beads::id)
+            .select((beads::assignee_agent_id, beads::id, beads::title))
+            .load(conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(agent, id, title)| Some((agent?, CurrentBead { id, title })))
+            .collect())
+    }
+
+    /// The names of the agents among `ids` that exist.
+    pub async fn names(conn: &mut Conn, ids: &[Uuid]) -> Result<HashMap<Uuid, String>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Uuid, String)> = agents::table
+            .filter(agents::id.eq_any(ids))
+            .select((agents::id, agents::name))
+            .load(conn)
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 }

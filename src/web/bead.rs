@@ -90,6 +90,8 @@ struct BeadPage {
     comments: Vec<CommentView>,
     runs: Vec<RunView>,
     history: Vec<ActivityLine>,
+    /// The history's live stream filter: this bead.
+    feed_query: String,
     can_write: bool,
     error: Option<String>,
 }
@@ -202,6 +204,7 @@ async fn render(
         comments,
         runs,
         history: details.history.iter().rev().map(ActivityLine::from).collect(),
+        feed_query: format!("?bead={}", urlencode(&bead.id)),
         can_write: viewer.can_write(),
         error: error.map(|e| e.to_string()),
         bead,

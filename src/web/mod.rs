@@ -3,7 +3,9 @@
 //! modules as the API and write through the same calls, in the same transactions; they are
 //! usable without JavaScript, which only adds live updates.
 
+mod activity;
 mod admin;
+mod agents;
 mod analytics;
 pub mod assets;
 mod auth;
@@ -12,8 +14,10 @@ mod board;
 mod charts;
 mod graph;
 mod markdown;
+mod notifications;
 mod overview;
 pub mod page;
+mod personas;
 mod projects;
 mod view;
 
@@ -58,4 +62,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/tokens", web::get().to(admin::tokens))
         .route("/account/tokens", web::post().to(admin::create_token))
         .route("/account/tokens/{id}/revoke", web::post().to(admin::revoke_token));
+    // agents, personas, activity, notifications
+    cfg.route("/agents", web::get().to(agents::list))
+        .route("/agents", web::post().to(agents::create))
+        .route("/agents/{id}/pause", web::post().to(agents::pause))
+        .route("/agents/{id}/resume", web::post().to(agents::resume))
+        .route("/personas", web::get().to(personas::list))
+        .route("/personas/{name}", web::get().to(personas::show))
+        .route("/activity", web::get().to(activity::page))
+        .route("/notifications", web::get().to(notifications::list))
+        .route("/notifications/read-all", web::post().to(notifications::read_all))
+        .route("/notifications/{id}/read", web::post().to(notifications::read));
 }

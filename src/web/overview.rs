@@ -21,6 +21,8 @@ struct OverviewPage {
     gateway: GatewayStatus,
     needing: Vec<Bead>,
     recent: Vec<ActivityLine>,
+    /// The live feed's stream filter (none: everything).
+    feed_query: String,
 }
 
 pub async fn page(viewer: Viewer) -> Result<HttpResponse, PageError> {
@@ -51,5 +53,6 @@ pub async fn page(viewer: Viewer) -> Result<HttpResponse, PageError> {
         gateway: gateway_status(&viewer.state),
         needing,
         recent,
+        feed_query: String::new(),
     })
 }

@@ -63,6 +63,16 @@ impl From<&Activity> for ActivityLine {
     }
 }
 
+/// `?k=v&...` of the pairs whose value is not blank (values percent-encoded), or nothing.
+pub fn query_string(pairs: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", super::page::urlencode(v.trim())))
+        .collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +86,14 @@ mod tests {
         assert_eq!(ago(now - chrono::Duration::days(2)), "2 days ago");
         let old = now - chrono::Duration::days(400);
         assert_eq!(ago(old), old.format("%Y-%m-%d").to_string());
+    }
+
+    #[test]
+    fn query_strings_leave_out_blank_values_and_encode_the_rest() {
+        assert_eq!(query_string(&[("a", ""), ("b", " ")]), "");
+        assert_eq!(
+            query_string(&[("project", "web"), ("kind", ""), ("q", "a&b")]),
+            "?project=web&q=a%26b"
+        );
     }
 }

@@ -29,3 +29,4 @@ mod sessions;
 mod support;
 mod ticker;
 mod web;
+mod web_pages;
