@@ -15,8 +15,8 @@ use super::page::{Layout, Nav, PageError, Viewer, html, see_other, urlencode};
 use super::view::{ActivityLine, ago, status_label};
 use crate::agents::Agent;
 use crate::beads::{
-    Bead, BeadDetails, BlockedReason, Comment, Dependency, DependencyKind, Hold, Link, NewComment,
-    Run, StatusChange,
+    Bead, BeadDetails, BeadPatch, BeadType, BlockedReason, Comment, Dependency, DependencyKind,
+    Hold, Link, NewComment, PriorityInput, Run, StatusChange,
 };
 use crate::error::Error;
 use crate::users::{Role, User};
@@ -229,9 +229,53 @@ pub struct ActionForm {
     depends_on: String,
     #[serde(default)]
     kind: String,
+    // The edit form.
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default, rename = "type")]
+    bead_type: Option<String>,
+    #[serde(default)]
+    labels: Option<String>,
 }
 
-/// `POST /beads/{id}/{action}`: close, reopen, block, comment or depend; then the page
+impl ActionForm {
+    /// The edit form as a patch: every field it carries, at the version the page showed (a
+    /// change made meanwhile is refused as stale rather than overwritten).
+    fn patch(&self) -> Result<BeadPatch, Error> {
+        let version = self.version.trim().parse::<i32>().map_err(|_| {
+            Error::invalid("invalid_version", "the form lost its version: reload the page")
+        })?;
+        let bead_type = match self.bead_type.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) => Some(t.parse::<BeadType>().map_err(|_| {
+                Error::invalid("invalid_type", format!("{t:?} is not a kind of bead"))
+            })?),
+        };
+        Ok(BeadPatch {
+            version,
+            title: self.title.clone(),
+            description: self.description.clone(),
+            priority: self
+                .priority
+                .clone()
+                .filter(|p| !p.trim().is_empty())
+                .map(PriorityInput::Text),
+            bead_type,
+            labels: self.labels.as_ref().map(|l| {
+                l.split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+            }),
+            ..BeadPatch::default()
+        })
+    }
+}
+
+/// `POST /beads/{id}/{action}`: edit, close, reopen, block, comment or depend; then the page
 /// again (with the reason when it was refused).
 pub async fn act(
     viewer: Viewer,
@@ -260,6 +304,10 @@ pub async fn act(
                     StatusChange::Block { reason: BlockedReason::Manual, note: Some(note) };
                 Bead::change_status(&mut conn, &id, change, None, actor).await.map(drop)
             }
+        },
+        "edit" => match form.patch() {
+            Ok(patch) => Bead::patch(&mut conn, &id, patch, actor).await.map(drop),
+            Err(e) => Err(e),
         },
         "comment" => {
             let new = NewComment { body: form.body.clone() };

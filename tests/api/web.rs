@@ -697,3 +697,45 @@ async fn analytics_are_computed_from_what_was_recorded() {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.contains("1 to 365 days"));
 }
+
+#[tokio::test]
+async fn editing_a_bead_from_its_page_keeps_what_changed_meanwhile() {
+    let app = spawn().await;
+    app.project("ed").await;
+    let bead = app.bead("ed", "Old title", json!({"labels": ["a"]})).await;
+    let mut m = logged_in(&app, "member").await;
+    let page = m.get(&format!("/beads/{bead}")).await;
+    let csrf = page.csrf();
+    let version = app.show(&bead).await["version"].to_string();
+    let form = |title: &'static str, version: String| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("version", version),
+            ("title", title.to_owned()),
+            ("description", "Now with *words*".to_owned()),
+            ("priority", "1".to_owned()),
+            ("type", "bug".to_owned()),
+            ("labels", "x, y".to_owned()),
+        ]
+    };
+    let edited = form("New title", version.clone());
+    let pairs: Vec<(&str, &str)> = edited.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = m.post(&format!("/beads/{bead}/edit"), &pairs).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let shown = app.show(&bead).await;
+    assert_eq!(
+        (shown["title"].as_str(), shown["priority"].as_i64(), shown["type"].as_str()),
+        (Some("New title"), Some(1), Some("bug"))
+    );
+    assert_eq!(shown["labels"], json!(["x", "y"]));
+    // The page showed the old version: submitting it again is refused, not applied.
+    let stale = form("Stale title", version);
+    let pairs: Vec<(&str, &str)> = stale.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = m.post(&format!("/beads/{bead}/edit"), &pairs).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(refused.contains("role=\"alert\""));
+    assert_eq!(app.show(&bead).await["title"], "New title");
+    let no_version =
+        m.post(&format!("/beads/{bead}/edit"), &[("csrf", &csrf), ("title", "x")]).await;
+    assert_eq!(no_version.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
