@@ -114,12 +114,15 @@ impl Activity {
 
     /// A bead's history, oldest first.
     pub async fn for_bead(conn: &mut Conn, bead_id: &str, limit: i64) -> Result<Vec<Activity>> {
-        Ok(activity::table
+        // The newest `limit`, oldest first.
+        let mut rows: Vec<Activity> = activity::table
             .filter(activity::bead_id.eq(bead_id))
-            .order(activity::id.asc())
+            .order(activity::id.desc())
             .limit(limit)
             .select(Activity::as_select())
             .load(conn)
-            .await?)
+            .await?;
+        rows.reverse();
+        Ok(rows)
     }
 }

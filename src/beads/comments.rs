@@ -115,6 +115,19 @@ impl Comment {
         let rows: Vec<Comment> = q.limit(limit + 1).load(conn).await?;
         Ok(Page::from_rows(rows, limit, |c| c.id.to_string()))
     }
+
+    /// The bead's newest `limit` comments, oldest first.
+    pub async fn latest(conn: &mut Conn, bead_id: &str, limit: i64) -> Result<Vec<Comment>> {
+        let mut rows: Vec<Comment> = comments::table
+            .filter(comments::bead_id.eq(bead_id))
+            .order(comments::id.desc())
+            .limit(limit)
+            .select(Comment::as_select())
+            .load(conn)
+            .await?;
+        rows.reverse();
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]

@@ -216,7 +216,7 @@ impl Bead {
         let bead = Bead::get(conn, id).await?;
         let (dependencies, dependents) = Bead::links(conn, &bead).await?;
         let holds = holds_for(conn, std::slice::from_ref(&bead)).await?.remove(0);
-        let comments = Comment::list(conn, id, None, 200).await?;
+        let comments = Comment::latest(conn, id, 200).await?;
         let runs = Run::for_bead(conn, id).await?;
         let history = Activity::for_bead(conn, id, 200).await?;
         Ok(BeadDetails {
@@ -224,7 +224,7 @@ impl Bead {
             dependencies,
             dependents,
             holds,
-            comments: comments.items,
+            comments,
             runs,
             history,
         })

@@ -143,6 +143,15 @@ pub struct CommitInfo {
     pub trailers: Vec<(String, String)>,
 }
 
+/// A commit and what it changed, as a unified diff against its first parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPatch {
+    pub info: CommitInfo,
+    pub patch: String,
+    /// The patch was cut at the size asked for.
+    pub truncated: bool,
+}
+
 /// Loom's clones and worktrees under one data dir. Cheap to clone.
 #[derive(Clone)]
 pub struct Repos {

@@ -1,5 +1,5 @@
-//! Read helpers on the project branch of Loom's clone: its recent commits and a file's
-//! content at its head.
+//! Read helpers on the project branch of Loom's clone: its recent commits, a file's content
+//! at its head, and one commit with its patch.
 
 use std::path::Path;
 
@@ -9,7 +9,7 @@ use tracing::instrument;
 use super::clone::branch_tip;
 use super::error::{GitContext, GitError, Result};
 use super::names::{check_branch, check_id};
-use super::{CommitInfo, ProjectRepo, Repos, Signature, blocking, open_clone};
+use super::{CommitInfo, CommitPatch, ProjectRepo, Repos, Signature, blocking, open_clone};
 
 impl Repos {
     /// The project branch's head commit.
@@ -62,6 +62,65 @@ impl Repos {
             let object = entry.to_object(&clone).with_ctx(|| format!("reading {path}"))?;
             let blob = object.peel_to_blob().with_ctx(|| format!("reading {path}"))?;
             Ok(Some(blob.content().to_vec()))
+        })
+        .await
+    }
+
+    /// A commit of the clone with its patch against its first parent, the patch cut after
+    /// `max_bytes`; `None` when the clone does not have that commit (or is not there: another
+    /// replica did the work).
+    #[instrument(skip_all, fields(project.id = %project.id))]
+    pub async fn show(
+        &self,
+        project: &ProjectRepo,
+        sha: &str,
+        max_bytes: usize,
+    ) -> Result<Option<CommitPatch>> {
+        let (clone_path, project_id, _) = self.read_args(project)?;
+        let Ok(oid) = git2::Oid::from_str(sha) else {
+            return Err(GitError::invalid_input(format!("{sha:?} is not a commit id")));
+        };
+        blocking(move || {
+            let clone = match open_clone(&clone_path, &project_id) {
+                Ok(c) => c,
+                Err(GitError::NotCloned(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let commit = match clone.find_commit(oid) {
+                Ok(c) => c,
+                Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+                Err(e) => return Err(e).ctx("reading the commit"),
+            };
+            let info = commit_info(&clone, &commit)?;
+            let tree = commit.tree().ctx("reading the commit's tree")?;
+            let parent_tree = match commit.parent(0) {
+                Ok(parent) => Some(parent.tree().ctx("reading the parent's tree")?),
+                Err(_) => None,
+            };
+            let diff = clone
+                .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+                .ctx("diffing the commit")?;
+            let mut patch = Vec::new();
+            let mut truncated = false;
+            let printed = diff.print(git2::DiffFormat::Patch, |_, _, line| {
+                let origin = line.origin();
+                if matches!(origin, '+' | '-' | ' ') {
+                    patch.push(origin as u8);
+                }
+                patch.extend_from_slice(line.content());
+                truncated = patch.len() > max_bytes;
+                !truncated
+            });
+            // Stopping early is how the cut is made, not a failure.
+            if !truncated {
+                printed.ctx("printing the patch")?;
+            }
+            patch.truncate(max_bytes);
+            Ok(Some(CommitPatch {
+                info,
+                patch: String::from_utf8_lossy(&patch).into_owned(),
+                truncated,
+            }))
         })
         .await
     }

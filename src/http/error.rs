@@ -46,31 +46,53 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let message = match status {
-            StatusCode::INTERNAL_SERVER_ERROR => {
-                // The cause is logged once, here; the client learns nothing internal.
-                tracing::error!(error = %self, "request failed");
-                "something went wrong on our side".to_owned()
-            }
-            StatusCode::SERVICE_UNAVAILABLE if matches!(self, Error::Database(_)) => {
-                tracing::warn!(error = %self, "database unavailable");
-                "the database is unavailable; try again shortly".to_owned()
-            }
-            StatusCode::BAD_REQUEST if matches!(self, Error::Database(_)) => {
-                "text may not contain NUL characters".to_owned()
-            }
-            StatusCode::CONFLICT if matches!(self, Error::Database(_)) => {
-                tracing::info!(error = %self, "request lost a race with another transaction");
-                "a concurrent change got in the way; send the request again".to_owned()
-            }
-            _ => self.to_string(),
-        };
+        let message = public_message(self);
         let mut res = HttpResponse::build(status).json(body(self.code(), message));
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }
+}
+
+/// What a client is told about an error: its message, except for what must stay inside (the
+/// cause of a 500, a database's own words), which is logged here once instead.
+pub fn public_message(e: &Error) -> String {
+    let status = e.status_code();
+    match status {
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(error = %e, "request failed");
+            "something went wrong on our side".to_owned()
+        }
+        StatusCode::SERVICE_UNAVAILABLE if matches!(e, Error::Database(_)) => {
+            tracing::warn!(error = %e, "database unavailable");
+            "the database is unavailable; try again shortly".to_owned()
+        }
+        StatusCode::BAD_REQUEST if matches!(e, Error::Database(_)) => {
+            "text may not contain NUL characters".to_owned()
+        }
+        StatusCode::CONFLICT if matches!(e, Error::Database(_)) => {
+            tracing::info!(error = %e, "request lost a race with another transaction");
+            "a concurrent change got in the way; send the request again".to_owned()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Forms (the dashboard's) that cannot be read: an error page, not JSON.
+pub fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::UrlencodedError as U;
+    let e = match &err {
+        U::Overflow { .. } | U::UnknownLength => {
+            Error::bad_request("form_too_large", "the form is larger than 256 KiB")
+        }
+        U::ContentType => Error::bad_request(
+            "unsupported_content_type",
+            "send the form as application/x-www-form-urlencoded",
+        ),
+        _ => Error::bad_request("invalid_form", format!("the form could not be read: {err}")),
+    };
+    crate::web::page::PageError::Failed(e).into()
 }
 
 /// Malformed or mistyped JSON bodies.

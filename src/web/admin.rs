@@ -139,6 +139,8 @@ pub async fn change_user(
     drop(conn);
     match done {
         Ok(()) if id == viewer.user.id && action != "role" => Ok(see_other("/login")),
+        // An admin who gave up the role may no longer see this page.
+        Ok(()) if id == viewer.user.id => Ok(see_other("/")),
         Ok(()) => Ok(see_other("/admin/users")),
         Err(e) => refused(&viewer, e, String::new()).await,
     }

@@ -180,6 +180,10 @@ pub async fn setup_submit(
     state: web::Data<AppState>,
     form: web::Form<SetupForm>,
 ) -> Result<HttpResponse, PageError> {
+    // Gone once anyone exists: before any work (a password hash is costly).
+    if has_users(&state).await? {
+        return Err(Error::not_found("page").into());
+    }
     let form = form.into_inner();
     if !form_token_matches(&req, &form.csrf) {
         return Err(Error::csrf().into());

@@ -343,6 +343,11 @@ pub async fn act(
         Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
             render(&viewer, &id, Some(e)).await
         }
+        // A dependency on a bead that does not exist: this page, saying so.
+        Err(e @ Error::NotFound(_)) if action == "depend" => {
+            let missing = Error::invalid("unknown_bead", format!("{e}: check the id"));
+            render(&viewer, &id, Some(missing)).await
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -95,13 +95,12 @@ fn next_of(req: &HttpRequest) -> String {
     safe_next(path).to_owned()
 }
 
-/// Only a local path: never `//host` or a full URL (an open redirect).
+/// Only a local path: never `//host` or a full URL (an open redirect). Browsers drop tabs
+/// and newlines from URLs and read `\\` as `/`, so a path holding any of them, or any other
+/// control character or space, is refused too.
 pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/"
-    }
+    let plain = !next.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    if plain && next.starts_with('/') && !next.starts_with("//") { next } else { "/" }
 }
 
 /// The sections of the navigation, to mark the current one.
@@ -230,13 +229,7 @@ impl ResponseError for PageError {
             }
             PageError::Failed(e) => {
                 let status = e.status_code();
-                let message = if status.is_server_error() {
-                    // Logged once, here; the page says nothing internal.
-                    tracing::error!(error = %e, "a page failed");
-                    "Something went wrong on our side. Try again in a moment.".to_owned()
-                } else {
-                    e.to_string()
-                };
+                let message = crate::http::error::public_message(e);
                 let page = ErrorPage {
                     status: status.as_u16(),
                     reason: status.canonical_reason().unwrap_or("Error"),
@@ -293,7 +286,16 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed_after_login() {
         assert_eq!(safe_next("/projects/web"), "/projects/web");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "evil", ""] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "evil",
+            "",
+        ] {
             assert_eq!(safe_next(bad), "/", "{bad}");
         }
     }

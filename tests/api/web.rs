@@ -62,7 +62,8 @@ async fn a_wrong_user_or_password_reads_the_same_and_never_starts_a_session() {
 #[tokio::test]
 async fn the_next_page_after_login_is_never_another_site() {
     let app = spawn().await;
-    for next in ["//evil.example/x", "https://evil.example", "/\\evil.example"] {
+    for next in ["//evil.example/x", "https://evil.example", "/\\evil.example", "/\t/evil.example"]
+    {
         let mut b = Browser::new(&app.base);
         let csrf = b.get("/login").await.csrf();
         let done = b
@@ -188,6 +189,21 @@ async fn the_setup_page_creates_the_first_admin_once_and_then_is_gone() {
     };
     assert_eq!(users, 1);
     assert_eq!(Browser::new(&app.base).get("/setup").await.status, StatusCode::NOT_FOUND);
+    // Posting to it is gone too, before any work, whatever token comes with it.
+    let mut late = Browser::new(&app.base);
+    let late_csrf = late.get("/login").await.csrf();
+    let again = late
+        .post(
+            "/setup",
+            &[
+                ("csrf", &late_csrf),
+                ("username", "late"),
+                ("password", "longenough3"),
+                ("confirm", "longenough3"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
     let winner = if mine.status == StatusCode::SEE_OTHER { &mut b } else { &mut rival };
     let overview = winner.get("/").await;
     assert_eq!(overview.status, StatusCode::OK);
@@ -738,4 +754,31 @@ async fn editing_a_bead_from_its_page_keeps_what_changed_meanwhile() {
     let no_version =
         m.post(&format!("/beads/{bead}/edit"), &[("csrf", &csrf), ("title", "x")]).await;
     assert_eq!(no_version.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn long_forms_are_accepted_and_bad_ones_refused_with_a_page_that_tells_nothing_internal() {
+    let app = spawn().await;
+    app.project("big").await;
+    let bead = app.bead("big", "Big", json!({})).await;
+    let mut m = logged_in(&app, "member").await;
+    let csrf = m.get(&format!("/beads/{bead}")).await.csrf();
+    let long = "word & <more> ".repeat(3000); // ~42 KB once encoded: more than actix's default
+    let said = m.post(&format!("/beads/{bead}/comment"), &[("csrf", &csrf), ("body", &long)]).await;
+    assert_eq!(said.status, StatusCode::SEE_OTHER, "{}", said.body);
+    let huge = "x".repeat(300 * 1024);
+    let refused =
+        m.post(&format!("/beads/{bead}/comment"), &[("csrf", &csrf), ("body", &huge)]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(refused.contains("256 KiB"));
+    let nul = m.post(&format!("/beads/{bead}/comment"), &[("csrf", &csrf), ("body", "a\0b")]).await;
+    assert_eq!(nul.status, StatusCode::BAD_REQUEST, "{}", nul.body);
+    assert!(nul.contains("NUL") && !nul.body.to_lowercase().contains("utf8"), "{}", nul.body);
+    let missing = m
+        .post(&format!("/beads/{bead}/depend"), &[("csrf", &csrf), ("depends_on", "big-zzzz")])
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let alert = missing.body.split("role=\"alert\">").nth(1).unwrap_or_default();
+    assert!(alert.contains("big-zzzz") || alert.contains("not found"), "{alert}");
 }
