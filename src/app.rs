@@ -138,6 +138,7 @@ impl Application {
         state.notification_wakers = wakers.clone();
         state.events = config.events.clone();
         state.sessions = config.sessions;
+        state.repos = crate::git::Repos::new(config.data_dir.clone());
         let streams = state.streams.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Ends every SSE stream at shutdown (they never end on their own).
     pub streams: tokio_util::sync::CancellationToken,
     pub sessions: crate::users::sessions::SessionConfig,
+    /// Loom's clones of the projects, read for the commits pages show.
+    pub repos: crate::git::Repos,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             sse_clients: Default::default(),
             streams: Default::default(),
             sessions: Default::default(),
+            repos: crate::git::Repos::new(std::path::PathBuf::from(".loom")),
         }
     }
 }

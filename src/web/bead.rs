@@ -19,10 +19,14 @@ use crate::beads::{
     Hold, Link, NewComment, PriorityInput, Run, StatusChange,
 };
 use crate::error::Error;
+use crate::git::ProjectRepo;
+use crate::projects::Project;
 use crate::users::{Role, User};
 
 /// Most runs shown turn by turn (the newest); older ones are listed without their steps.
 const RUNS_WITH_STEPS: usize = 5;
+/// Bytes of a commit's patch shown before it is cut.
+const PATCH_BYTES: usize = 64 * 1024;
 /// Characters of a step's result shown before it is cut.
 const RESULT_CHARS: usize = 4000;
 
@@ -68,8 +72,26 @@ pub struct StepView {
     pub ms: i64,
 }
 
+/// One line of a patch, with how to show it.
+pub struct DiffLine {
+    pub class: &'static str,
+    pub text: String,
+}
+
+/// The commit a run's work was merged as.
+pub struct CommitView {
+    pub sha: String,
+    pub subject: String,
+    pub author: String,
+    pub files: Vec<String>,
+    pub lines: Vec<DiffLine>,
+    pub truncated: bool,
+}
+
 pub struct RunView {
     pub run: Run,
+    /// `None` when this replica's clone does not have the merge (another one did the work).
+    pub commit: Option<CommitView>,
     pub agent: String,
     pub outcome: String,
     pub when: String,
@@ -112,6 +134,46 @@ fn hold_line(h: &Hold) -> String {
         Hold::InProgress { .. } => "being worked on".into(),
         Hold::Closed => "closed".into(),
         other => format!("{other:?}"),
+    }
+}
+
+fn diff_lines(patch: &str) -> Vec<DiffLine> {
+    patch
+        .lines()
+        .map(|l| DiffLine {
+            class: if l.starts_with("diff --git") || l.starts_with("+++") || l.starts_with("---") {
+                "file"
+            } else if l.starts_with("@@") {
+                "hunk"
+            } else if l.starts_with('+') {
+                "add"
+            } else if l.starts_with('-') {
+                "del"
+            } else {
+                "ctx"
+            },
+            text: l.to_owned(),
+        })
+        .collect()
+}
+
+/// The merge of a run, read from Loom's clone of the project (a failure to read it is logged
+/// and the page shows the sha alone: the page matters more than the diff).
+async fn commit_view(viewer: &Viewer, project: &ProjectRepo, sha: &str) -> Option<CommitView> {
+    match viewer.state.repos.show(project, sha, PATCH_BYTES).await {
+        Ok(Some(c)) => Some(CommitView {
+            sha: c.info.sha,
+            subject: c.info.message.lines().next().unwrap_or_default().to_owned(),
+            author: c.info.author.name,
+            files: c.info.files,
+            lines: diff_lines(&c.patch),
+            truncated: c.truncated,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, sha, "could not read a run's commit");
+            None
+        }
     }
 }
 
@@ -170,20 +232,27 @@ async fn render(
             html: markdown::render(&c.body),
         })
         .collect();
+    let project = Project::find(&mut conn, &details.bead.bead.project_id).await?;
+    let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
     let mut runs = Vec::new();
-    // Newest first; the newest few with their steps.
+    // Newest first; the newest few with their steps and their commit.
     for (i, run) in details.runs.into_iter().enumerate() {
-        let steps = if i < RUNS_WITH_STEPS {
+        let (steps, commit) = if i < RUNS_WITH_STEPS {
             let with = Run::with_steps(&mut conn, run.id).await?;
-            Some(with.steps.into_iter().map(step_view).collect())
+            let commit = match &run.merged_sha {
+                Some(sha) => commit_view(viewer, &repo, sha).await,
+                None => None,
+            };
+            (Some(with.steps.into_iter().map(step_view).collect()), commit)
         } else {
-            None
+            (None, None)
         };
         runs.push(RunView {
             agent: run.agent_id.and_then(|a| agents.get(&a).cloned()).unwrap_or_else(|| "—".into()),
             outcome: run.outcome.map_or_else(|| "running".to_owned(), |o| o.to_string()),
             when: ago(run.started_at),
             steps,
+            commit,
             run,
         });
     }

@@ -782,3 +782,31 @@ async fn long_forms_are_accepted_and_bad_ones_refused_with_a_page_that_tells_not
     let alert = missing.body.split("role=\"alert\">").nth(1).unwrap_or_default();
     assert!(alert.contains("big-zzzz") || alert.contains("not found"), "{alert}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bead_page_shows_the_commit_an_agent_merged_with_its_diff() {
+    use crate::support::gateway::Reply;
+    use crate::support::work::Work;
+    let mut w = Work::new(&[("a.txt", "one\n")], 1, loom::executor::Limits::default()).await;
+    let bead = w.bead("Change a").await;
+    w.script.push_for(
+        &bead,
+        Reply::action(
+            json!({"action": "edit_file", "path": "a.txt", "old": "one", "new": "<two>"}),
+        ),
+    );
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Changed a."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    let mut b = logged_in(&w.app, "viewer").await;
+    let page = b.get(&format!("/beads/{bead}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.contains("class=\"commit\""), "{}", page.body);
+    assert!(page.contains("<span class=\"del\">-one</span>"), "{}", page.body);
+    assert!(
+        page.contains("<span class=\"add\">+&#60;two&#62;</span>") || page.contains("+&lt;two&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(page.contains("a.txt"));
+}

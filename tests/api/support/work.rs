@@ -17,7 +17,7 @@ use loom::gateway::retry::RetryPolicy as GatewayRetry;
 use loom::gateway::{Gateway, GatewayConfig, HealthState};
 
 use super::gateway::ScriptedGateway;
-use super::{TestApp, spawn};
+use super::{TestApp, spawn, spawn_with};
 
 pub const KEY: &str = "sk-work-test";
 
@@ -112,7 +112,10 @@ impl Work {
     /// `agents` unbound software engineers; the project `web` on the upstream, with
     /// `max_parallel` beads at once.
     pub async fn new(files: &[(&str, &str)], agents: usize, limits: Limits) -> Work {
-        let app = spawn().await;
+        // The app and the executors share the data dir, so pages read the clones they make.
+        let data = tempfile::tempdir().expect("tempdir");
+        let dir = data.path().to_owned();
+        let app = spawn_with(move |c| c.data_dir = dir).await;
         let script = ScriptedGateway::start().await;
         script.require_key(KEY);
         let upstream = Upstream::new(files);
@@ -133,7 +136,6 @@ impl Work {
             assert_eq!(res.status.as_u16(), 201, "{:?}", res.body);
             ids.push(res.body["id"].as_str().expect("id").to_owned());
         }
-        let data = tempfile::tempdir().expect("tempdir");
         let health = HealthState::default();
         let gateway =
             Gateway::new(gateway_config(&script.url()), health.clone(), Some(app.pool.clone()))
