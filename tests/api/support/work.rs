@@ -17,7 +17,7 @@ use loom::gateway::retry::RetryPolicy as GatewayRetry;
 use loom::gateway::{Gateway, GatewayConfig, HealthState};
 
 use super::gateway::ScriptedGateway;
-use super::{TestApp, spawn, spawn_with};
+use super::{TestApp, spawn_with};
 
 pub const KEY: &str = "sk-work-test";
 
