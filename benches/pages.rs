@@ -40,11 +40,11 @@ async fn seed(conn: &mut AsyncPgConnection, beads: i64) -> String {
          INSERT INTO run_steps (run_id, turn, action, ok, result, started_at, duration_ms)
            SELECT r.id, t, jsonb_build_object('action', 'read_file', 'path', 'src/f' || t || '.rs'),
                   true, repeat('line of output ', 200), now(), 10
-             FROM r, generate_series(1, 40) t;
-         VACUUM ANALYZE",
+             FROM r, generate_series(1, 40) t",
     )
     .await
     .unwrap();
+    conn.batch_execute("VACUUM ANALYZE").await.unwrap();
     use diesel_async::RunQueryDsl;
     let first: IdRow =
         diesel::sql_query("SELECT min(id) AS id FROM beads").get_result(conn).await.unwrap();

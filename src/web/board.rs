@@ -161,6 +161,7 @@ struct ProjectPage {
     board_url: String,
     columns: Vec<ColumnView>,
     can_write: bool,
+    is_admin: bool,
     form: BeadForm,
     error: Option<String>,
 }
@@ -205,10 +206,16 @@ async fn render(
         query,
         columns,
         can_write: viewer.can_write(),
+        is_admin: viewer.is_admin(),
         form,
         error: error.map(|e| e.to_string()),
     };
     Ok(html(status, page.render()))
+}
+
+/// The project's page with a refused change's reason (from the settings forms).
+pub async fn refused(viewer: &Viewer, id: &str, e: Error) -> Result<HttpResponse, PageError> {
+    render(viewer, id, BoardQuery::default(), BeadForm::default(), Some(e)).await
 }
 
 /// `GET /projects/{id}`.

@@ -53,6 +53,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects/{id}/board", web::get().to(board::fragment))
         .route("/projects/{id}/graph", web::get().to(graph::page))
         .route("/projects/{id}/beads", web::post().to(board::file_bead))
+        .route("/projects/{id}/settings", web::post().to(projects::settings))
+        .route("/projects/{id}/delete", web::post().to(projects::delete))
         .route("/beads/{id}", web::get().to(bead::page))
         .route("/beads/{id}/{action}", web::post().to(bead::act))
         .route("/analytics", web::get().to(analytics::page))

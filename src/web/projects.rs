@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::page::{Layout, Nav, PageError, Viewer, html, see_other};
 use crate::beads::{BeadStatus, stats};
 use crate::error::Error;
-use crate::projects::{NewProject, Project};
+use crate::projects::{NewProject, Project, ProjectPatch};
 use crate::users::Role;
 
 /// A project with how much of its work is where.
@@ -120,6 +120,85 @@ pub async fn create(
         Ok(p) => Ok(see_other(&format!("/projects/{}", p.id))),
         Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
             render(&viewer, form, Some(e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SettingsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    repo: String,
+    #[serde(default)]
+    branch: String,
+    #[serde(default)]
+    max_parallel: String,
+    #[serde(default)]
+    max_attempts: String,
+}
+
+fn number(text: &str, code: &'static str, what: &str) -> Result<Option<i32>, Error> {
+    match text.trim() {
+        "" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::invalid(code, format!("{what} is a whole number"))),
+    }
+}
+
+/// `POST /projects/{id}/settings` (admins): name, repository, branch and limits; refused
+/// input is shown on the project's page.
+pub async fn settings(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<SettingsForm>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require(Role::Admin)?;
+    let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let changed = async {
+        let patch = ProjectPatch {
+            name: text(&form.name),
+            repo: text(&form.repo),
+            branch: text(&form.branch),
+            max_parallel: number(&form.max_parallel, "invalid_max_parallel", "runs at once")?,
+            max_attempts: number(&form.max_attempts, "invalid_max_attempts", "attempts")?,
+        };
+        Project::update(&mut *viewer.state.pool.get().await?, &id, patch, viewer.actor()).await
+    }
+    .await;
+    match changed {
+        Ok(p) => Ok(see_other(&format!("/projects/{}", super::page::urlencode(&p.id)))),
+        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
+            super::board::refused(&viewer, &id, e).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /projects/{id}/delete` (admins): only a project without unfinished beads.
+pub async fn delete(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require(Role::Admin)?;
+    match Project::delete(&mut *viewer.state.pool.get().await?, &id, viewer.actor()).await {
+        Ok(()) => Ok(see_other("/projects")),
+        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. })) => {
+            super::board::refused(&viewer, &id, e).await
         }
         Err(e) => Err(e.into()),
     }

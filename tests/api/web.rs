@@ -810,3 +810,55 @@ async fn a_bead_page_shows_the_commit_an_agent_merged_with_its_diff() {
     );
     assert!(page.contains("a.txt"));
 }
+
+#[tokio::test]
+async fn admins_change_a_projects_settings_and_delete_it_from_its_page() {
+    let app = spawn().await;
+    app.project("set").await;
+    let mut member = logged_in(&app, "member").await;
+    let page = member.get("/projects/set").await;
+    assert!(!page.contains("Project settings"), "members see no settings");
+    let csrf = page.csrf();
+    let refused = member.post("/projects/set/settings", &[("csrf", &csrf), ("name", "Mine")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let mut admin = logged_in(&app, "admin").await;
+    let csrf = admin.get("/projects/set").await.csrf();
+    let bad = admin
+        .post(
+            "/projects/set/settings",
+            &[("csrf", &csrf), ("name", "Set"), ("max_parallel", "many")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.contains("role=\"alert\""));
+    let saved = admin
+        .post(
+            "/projects/set/settings",
+            &[
+                ("csrf", &csrf),
+                ("name", "Renamed"),
+                ("branch", "main"),
+                ("max_parallel", "5"),
+                ("max_attempts", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let shown = app.call(Method::GET, "/api/v1/projects/set", Some(&app.viewer), None).await;
+    assert_eq!(
+        (
+            shown.body["name"].as_str(),
+            shown.body["max_parallel"].as_i64(),
+            shown.body["max_attempts"].as_i64()
+        ),
+        (Some("Renamed"), Some(5), Some(4))
+    );
+    let bead = app.bead("set", "Unfinished", json!({})).await;
+    let kept = admin.post("/projects/set/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(kept.status, StatusCode::CONFLICT, "{}", kept.body);
+    app.call(Method::POST, &format!("/api/v1/beads/{bead}/close"), Some(&app.member), None).await;
+    let gone = admin.post("/projects/set/delete", &[("csrf", &csrf)]).await;
+    assert_eq!((gone.status, gone.location.as_deref()), (StatusCode::SEE_OTHER, Some("/projects")));
+    assert_eq!(admin.get("/projects/set").await.status, StatusCode::NOT_FOUND);
+}
