@@ -29,4 +29,6 @@ mod sessions;
 mod support;
 mod ticker;
 mod web;
+mod web_admin;
 mod web_pages;
+mod web_work;

@@ -13,14 +13,8 @@ use loom::beads::Bead;
 use loom::notifications::{Notification, Reason, Target};
 use loom::users::User;
 
-use crate::support::browser::{Browser, Page};
-use crate::support::{PASSWORD, TestApp, spawn, spawn_with};
-
-async fn logged_in(app: &TestApp, who: &str) -> Browser {
-    let mut b = Browser::new(&app.base);
-    b.log_in(who, PASSWORD).await;
-    b
-}
+use crate::support::browser::{Browser, Page, logged_in};
+use crate::support::{TestApp, spawn, spawn_with};
 
 async fn agent(app: &TestApp, name: &str, persona: &str, project: Option<&str>) -> String {
     let body = json!({"name": name, "persona": persona, "project": project});

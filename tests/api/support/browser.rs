@@ -124,3 +124,10 @@ fn encode(s: &str) -> String {
     }
     out
 }
+
+/// A browser logged in as `who` (one of the test app's users).
+pub async fn logged_in(app: &super::TestApp, who: &str) -> Browser {
+    let mut b = Browser::new(&app.base);
+    b.log_in(who, super::PASSWORD).await;
+    b
+}
