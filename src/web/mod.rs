@@ -10,6 +10,7 @@ mod analytics;
 pub mod assets;
 mod auth;
 mod bead;
+mod bead_parts;
 mod board;
 mod charts;
 mod graph;
