@@ -128,11 +128,10 @@ async fn columns(
     let filter = query.filter(project)?;
     let mut conn = viewer.state.pool.get().await?;
     let pages: Vec<ColumnPage> = board(&mut conn, &filter, PER_COLUMN).await?;
-    let agents: HashMap<Uuid, String> = Agent::list(&mut conn, None, None, 1000)
-        .await?
-        .into_iter()
-        .map(|a| (a.id, a.name))
+    let assignees: Vec<Uuid> = (pages.iter())
+        .flat_map(|p| p.cards.iter().filter_map(|c| c.bead.assignee_agent_id))
         .collect();
+    let agents: HashMap<Uuid, String> = Agent::names(&mut conn, &assignees).await?;
     Ok(pages
         .into_iter()
         .map(|p| ColumnView {
