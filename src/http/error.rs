@@ -113,25 +113,36 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
     e.into()
 }
 
-pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    Error::bad_request("invalid_query", err.to_string()).into()
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    req: &HttpRequest,
+) -> actix_web::Error {
+    for_client(req, Error::bad_request("invalid_query", err.to_string()))
 }
 
 /// A path parameter that does not parse (a malformed id) names nothing that exists.
-pub fn path_error(_: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
-    Error::not_found("resource").into()
+pub fn path_error(_: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    for_client(req, Error::not_found("resource"))
 }
 
-/// Unknown routes.
-/// An unknown route: JSON under `/api` and for clients asking for JSON, a page otherwise.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    let wants_json = req.path().starts_with("/api")
+/// Whether the client wants JSON: anything under `/api`, or a client asking for it.
+fn wants_json(req: &HttpRequest) -> bool {
+    req.path().starts_with("/api")
         || req
             .headers()
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("json") && !a.contains("html"));
-    if wants_json {
+            .is_some_and(|a| a.contains("json") && !a.contains("html"))
+}
+
+/// The error as the client reads it: JSON for the API, an error page for a browser.
+fn for_client(req: &HttpRequest, e: Error) -> actix_web::Error {
+    if wants_json(req) { e.into() } else { crate::web::page::PageError::Failed(e).into() }
+}
+
+/// An unknown route: JSON under `/api` and for clients asking for JSON, a page otherwise.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    if wants_json(&req) {
         HttpResponse::NotFound().json(body("not_found", "no such route"))
     } else {
         crate::web::page::PageError::Failed(Error::not_found("page")).error_response()

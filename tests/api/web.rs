@@ -337,3 +337,24 @@ async fn long_forms_are_accepted_and_bad_ones_refused_with_a_page_that_tells_not
     let alert = missing.body.split("role=\"alert\">").nth(1).unwrap_or_default();
     assert!(alert.contains("big-zzzz") || alert.contains("not found"), "{alert}");
 }
+
+#[tokio::test]
+async fn a_malformed_query_or_id_on_a_page_is_an_error_page_not_json() {
+    let app = spawn().await;
+    let mut b = logged_in(&app, "admin").await;
+    for (path, status) in [
+        ("/analytics?days=many", StatusCode::BAD_REQUEST),
+        ("/account/tokens/not-a-uuid/revoke", StatusCode::NOT_FOUND),
+    ] {
+        let page = if path.ends_with("revoke") {
+            let csrf = b.get("/").await.csrf();
+            b.post(path, &[("csrf", &csrf)]).await
+        } else {
+            b.get(path).await
+        };
+        assert_eq!(page.status, status, "{path}");
+        assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+    }
+    let api = app.call(Method::GET, "/api/v1/activity?limit=many", Some(&app.viewer), None).await;
+    assert_eq!((api.status, api.code()), (StatusCode::BAD_REQUEST, "invalid_query"));
+}
