@@ -19,6 +19,23 @@
     });
   }
 
+  // Other tabs of this browser learn the count a page was just served with (after "mark
+  // read" in one tab, the others' badges follow; the stream only says when one is raised).
+  function shareUnread() {
+    const badge = document.getElementById("unread-count");
+    if (!badge || !window.BroadcastChannel) return;
+    const channel = new BroadcastChannel("loom-unread");
+    channel.onmessage = (e) => {
+      if (typeof e.data !== "number") return;
+      badge.textContent = String(e.data);
+      badge.classList.toggle("empty", e.data === 0);
+    };
+    // A page restored from the back/forward cache shows an old count: it does not tell.
+    const nav = performance.getEntriesByType("navigation")[0];
+    if (nav && nav.type === "back_forward") return;
+    channel.postMessage(Number(badge.textContent) || 0);
+  }
+
   // A feed list (`data-live="feed"`): new activity is added at the top.
   function followFeed(list) {
     if (!window.EventSource) return;
@@ -92,6 +109,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     followNotifications();
+    shareUnread();
     document.querySelectorAll('[data-live="feed"]').forEach(followFeed);
     document.querySelectorAll('[data-live="board"]').forEach(followBoard);
   });

@@ -105,6 +105,21 @@ await run(async (browsers) => {
     await page.locator(`form[action="/beads/${RUN_BEAD}/block"]`).waitFor();
   });
 
+  await step("marking notifications read in one tab updates the badge of another", page, async () => {
+    await page.goto(`${BASE}/`);
+    const badge = "#unread-count";
+    const before = Number(await page.locator(badge).innerText());
+    assert.ok(before > 0, "the seeded work raised notifications for the admin");
+    const other = await admin.context.newPage();
+    await other.goto(`${BASE}/notifications`);
+    await Promise.all([
+      other.waitForURL(/\/notifications/),
+      other.locator('form[action="/notifications/read-all"] button').click(),
+    ]);
+    await page.locator(badge, { hasText: /^0$/ }).waitFor();
+    await other.close();
+  });
+
   await step("screenshots of the main pages at laptop and phone width", page, async () => {
     const pages = [
       ["overview", "/"], ["projects", "/projects"], ["board", `/projects/${SEED}`],

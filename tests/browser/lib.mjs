@@ -57,10 +57,6 @@ export async function launch(name) {
     page.on("console", (m) => {
       if (m.type() !== "error") return;
       const from = m.location()?.url;
-      // Loom serves no /favicon.ico and its layout names no icon, so chromium's own request
-      // for one 404s on every page. A known gap in the pages (reported), not in what they
-      // load: drop this once the layout declares an icon.
-      if (from?.endsWith("/favicon.ico")) return;
       report(`console error on ${page.url()}: ${m.text()}${from ? ` (${from})` : ""}`);
     });
     page.on("pageerror", (e) => report(`uncaught exception on ${page.url()}: ${e.message}`));
