@@ -8,6 +8,7 @@ pub mod agents;
 pub mod analytics;
 pub mod app;
 pub mod beads;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -18,6 +18,18 @@ pub mod sql_types {
     pub struct BlockedReason;
 
     #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "chat_role"))]
+    pub struct ChatRole;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "chat_state"))]
+    pub struct ChatState;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "conversation_status"))]
+    pub struct ConversationStatus;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
     #[diesel(postgres_type(name = "dependency_kind"))]
     pub struct DependencyKind;
 
@@ -126,6 +138,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    chat_events (id) {
+        id -> Int8,
+        conversation_id -> Uuid,
+        message_id -> Nullable<Int8>,
+        kind -> Text,
+        data -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::ChatRole;
+    use super::sql_types::ChatState;
+
+    chat_messages (id) {
+        id -> Int8,
+        conversation_id -> Uuid,
+        role -> ChatRole,
+        author_user_id -> Nullable<Uuid>,
+        author_agent_id -> Nullable<Uuid>,
+        body -> Text,
+        state -> ChatState,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        error -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     comments (id) {
         id -> Uuid,
         bead_id -> Text,
@@ -133,6 +178,24 @@ diesel::table! {
         author_agent_id -> Nullable<Uuid>,
         body -> Text,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::ConversationStatus;
+
+    conversations (id) {
+        id -> Uuid,
+        project_id -> Text,
+        bead_id -> Nullable<Text>,
+        agent_id -> Nullable<Uuid>,
+        persona -> Text,
+        title -> Text,
+        status -> ConversationStatus,
+        created_by_user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -321,9 +384,19 @@ diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(beads -> projects (project_id));
 diesel::joinable!(beads -> schedules (schedule_id));
 diesel::joinable!(beads -> users (created_by_user_id));
+diesel::joinable!(chat_events -> chat_messages (message_id));
+diesel::joinable!(chat_events -> conversations (conversation_id));
+diesel::joinable!(chat_messages -> agents (author_agent_id));
+diesel::joinable!(chat_messages -> conversations (conversation_id));
+diesel::joinable!(chat_messages -> users (author_user_id));
 diesel::joinable!(comments -> agents (author_agent_id));
 diesel::joinable!(comments -> beads (bead_id));
 diesel::joinable!(comments -> users (author_user_id));
+diesel::joinable!(conversations -> agents (agent_id));
+diesel::joinable!(conversations -> beads (bead_id));
+diesel::joinable!(conversations -> personas (persona));
+diesel::joinable!(conversations -> projects (project_id));
+diesel::joinable!(conversations -> users (created_by_user_id));
 diesel::joinable!(executor_leases -> projects (project_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(project_watchers -> projects (project_id));
@@ -341,7 +414,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     bead_dependencies,
     beads,
+    chat_events,
+    chat_messages,
     comments,
+    conversations,
     executor_leases,
     feed_cursors,
     gateway_calls,

@@ -67,6 +67,7 @@ kinds! {
     ScheduleFailed = "schedule.failed";
     ScheduleDisabled = "schedule.disabled";
     TickerHealed = "ticker.healed";
+    ConversationStarted = "conversation.started";
     Notification = "notification", ephemeral;
 }
 

@@ -305,6 +305,9 @@ async fn the_openapi_document_covers_every_route_of_the_contract() {
         ("patch", "/api/v1/schedules/{id}"),
         ("delete", "/api/v1/schedules/{id}"),
         ("post", "/api/v1/schedules/{id}/run"),
+        ("get", "/api/v1/conversations"),
+        ("post", "/api/v1/conversations"),
+        ("get", "/api/v1/conversations/{id}"),
     ];
     for (method, path) in expected {
         assert!(

@@ -7,6 +7,7 @@ mod agents;
 mod auth;
 mod beads;
 mod browser;
+mod chat;
 mod cli;
 mod cli_agents;
 mod cli_feed;

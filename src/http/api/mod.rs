@@ -4,6 +4,7 @@ pub mod activity;
 pub mod agents;
 pub mod auth;
 pub mod beads;
+pub mod conversations;
 pub mod links;
 pub mod meta;
 pub mod notifications;
@@ -54,6 +55,7 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(links::add_comment)
         .service(links::bead_runs)
         .service(links::show_run);
+    cfg.service(conversations::list).service(conversations::create).service(conversations::show);
     cfg.service(activity::list).service(activity::stream);
     cfg.service(notifications::list)
         .service(notifications::stream)
