@@ -170,10 +170,7 @@ impl Agent {
             .select((agents::status, diesel::dsl::count_star()))
             .load(conn)
             .await?;
-        Ok(AgentStatus::ALL
-            .iter()
-            .map(|s| (*s, rows.iter().find(|(r, _)| r == s).map_or(0, |(_, n)| *n)))
-            .collect())
+        Ok(crate::db::every(AgentStatus::ALL.iter().copied(), &rows))
     }
 
     /// Renames or rebinds an agent; refused while it works on a bead.

@@ -19,10 +19,7 @@ pub async fn by_status(conn: &mut Conn, project: Option<&str>) -> Result<Vec<(Be
         q = q.filter(beads::project_id.eq(p.to_owned()));
     }
     let rows: Vec<(BeadStatus, i64)> = q.load(conn).await?;
-    Ok(BeadStatus::ALL
-        .iter()
-        .map(|s| (*s, rows.iter().find(|(r, _)| r == s).map_or(0, |(_, n)| *n)))
-        .collect())
+    Ok(crate::db::every(BeadStatus::ALL.iter().copied(), &rows))
 }
 
 /// Beads not closed, by priority (0 to 4, every one present).
@@ -33,7 +30,7 @@ pub async fn open_by_priority(conn: &mut Conn) -> Result<Vec<(i16, i64)>> {
         .select((beads::priority, diesel::dsl::count_star()))
         .load(conn)
         .await?;
-    Ok((0..=4).map(|p| (p, rows.iter().find(|(r, _)| *r == p).map_or(0, |(_, n)| *n))).collect())
+    Ok(crate::db::every(0..=4, &rows))
 }
 
 /// Beads waiting for a person (blocked as `needs_human`), oldest question first.

@@ -128,3 +128,14 @@ pub async fn ping(pool: &Pool) -> anyhow::Result<Duration> {
 pub fn interval(d: Duration) -> diesel::pg::data_types::PgInterval {
     diesel::pg::data_types::PgInterval::from_microseconds(d.as_micros().min(i64::MAX as u128) as i64)
 }
+
+/// Every key of `all`, in its order, with its count in `rows` (zero when it has none): what
+/// a `GROUP BY` leaves out.
+pub fn every<K: PartialEq + Copy>(
+    all: impl IntoIterator<Item = K>,
+    rows: &[(K, i64)],
+) -> Vec<(K, i64)> {
+    all.into_iter()
+        .map(|k| (k, rows.iter().find(|(r, _)| *r == k).map_or(0, |(_, n)| *n)))
+        .collect()
+}

@@ -36,14 +36,26 @@ pub enum Credential {
 /// The header a cookie-authenticated write carries its CSRF token in.
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 
+/// Fails with 403 unless `user` has at least `role`.
+pub fn require_role(user: &User, role: Role) -> Result<(), Error> {
+    if user.role >= role {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!("this needs the {role} role; you are {}", user.role)))
+    }
+}
+
+/// The shared state, which every app built by `app` carries.
+pub fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, Error> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("app state missing")))
+}
+
 impl Auth {
     /// Fails with 403 unless the user has at least `role`.
     pub fn require(&self, role: Role) -> Result<&Self, Error> {
-        if self.user.role >= role {
-            Ok(self)
-        } else {
-            Err(Error::forbidden(format!("this needs the {role} role; you are {}", self.user.role)))
-        }
+        require_role(&self.user, role).map(|()| self)
     }
 
     pub fn actor(&self) -> Actor {
@@ -86,10 +98,7 @@ impl FromRequest for Auth {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| Error::Internal(anyhow::anyhow!("app state missing")))?;
+            let state = app_state(&req)?;
             if let Some(secret) = bearer(&req) {
                 let mut conn = state.pool.get().await?;
                 return match ApiToken::authenticate(&mut conn, &secret).await? {

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -193,7 +192,7 @@ pub async fn page(viewer: Viewer, query: web::Query<FeedQuery>) -> Result<HttpRe
     let first_page = query.before.trim().is_empty();
     let (projects, agent_name) = filter_choices(&viewer, &query).await?;
     let (families, kinds) = kind_options();
-    let status = error.as_ref().map_or(StatusCode::OK, actix_web::ResponseError::status_code);
+    let status = super::page::status_of(error.as_ref());
     let page = ActivityPage {
         layout,
         live: (first_page && error.is_none()).then(|| query.encoded(None)),

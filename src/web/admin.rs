@@ -1,7 +1,6 @@
 //! People and access: the admin's users page (create, change role, reset a password,
 //! delete) and everyone's own API tokens (created with the secret shown once, revoked).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::{DateTime, Utc};
@@ -53,7 +52,7 @@ async fn users_page(
             since: ago(u.created_at),
         })
         .collect();
-    let status = error.as_ref().map_or(StatusCode::OK, actix_web::ResponseError::status_code);
+    let status = super::page::status_of(error.as_ref());
     let page = UsersPage {
         layout,
         users,
@@ -89,11 +88,10 @@ fn role(text: &str) -> Result<Role, Error> {
 
 /// Re-renders the users page with a refused change's reason, or fails for anything else.
 async fn refused(viewer: &Viewer, e: Error, username: String) -> Result<HttpResponse, PageError> {
-    match e {
-        Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. } => {
-            users_page(viewer, Some(e), None, username).await
-        }
-        e => Err(e.into()),
+    if super::page::is_refusal(&e) {
+        users_page(viewer, Some(e), None, username).await
+    } else {
+        Err(e.into())
     }
 }
 
@@ -190,7 +188,7 @@ async fn tokens_page(
                 .map_or_else(|| "never".into(), |e| e.format("%Y-%m-%d").to_string()),
         })
         .collect();
-    let status = error.as_ref().map_or(StatusCode::OK, actix_web::ResponseError::status_code);
+    let status = super::page::status_of(error.as_ref());
     let page = TokensPage { layout, tokens, created, error: error.map(|e| e.to_string()) };
     Ok(html(status, page.render()))
 }

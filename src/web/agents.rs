@@ -2,7 +2,6 @@
 //! when it last reported; members pause, resume and create agents through the same domain
 //! calls as the API.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -110,7 +109,7 @@ async fn render(
     } else {
         (Vec::new(), Vec::new())
     };
-    let status = error.as_ref().map_or(StatusCode::OK, actix_web::ResponseError::status_code);
+    let status = super::page::status_of(error.as_ref());
     let page = AgentsPage {
         layout,
         more: page.next_cursor.map(|c| format!("/agents{}", query_string(&[("after", &c)]))),
@@ -150,7 +149,7 @@ pub async fn create(viewer: Viewer, form: web::Form<AgentForm>) -> Result<HttpRe
             viewer.state.nudge.wake();
             Ok(see_other("/agents"))
         }
-        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
+        Err(e) if super::page::is_refusal(&e) => {
             render(&viewer, AgentsQuery::default(), form, Some(e)).await
         }
         Err(e) => Err(e.into()),
@@ -168,12 +167,7 @@ pub async fn pause(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    viewer.check_csrf(&form.csrf)?;
-    viewer.require(Role::Member)?;
-    let id = agent_id(&id)?;
-    Agent::pause(&mut *viewer.state.pool.get().await?, id, viewer.actor()).await?;
-    viewer.state.nudge.wake();
-    Ok(see_other("/agents"))
+    switch(viewer, &id, &form.csrf, true).await
 }
 
 /// `POST /agents/{id}/resume`: it is idle and takes work again.
@@ -182,10 +176,25 @@ pub async fn resume(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    viewer.check_csrf(&form.csrf)?;
+    switch(viewer, &id, &form.csrf, false).await
+}
+
+/// Pauses or resumes an agent (members), then back to the list.
+async fn switch(
+    viewer: Viewer,
+    id: &str,
+    csrf: &str,
+    pause: bool,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_csrf(csrf)?;
     viewer.require(Role::Member)?;
-    let id = agent_id(&id)?;
-    Agent::resume(&mut *viewer.state.pool.get().await?, id, viewer.actor()).await?;
+    let id = agent_id(id)?;
+    let mut conn = viewer.state.pool.get().await?;
+    if pause {
+        Agent::pause(&mut conn, id, viewer.actor()).await?;
+    } else {
+        Agent::resume(&mut conn, id, viewer.actor()).await?;
+    }
     viewer.state.nudge.wake();
     Ok(see_other("/agents"))
 }

@@ -2,7 +2,6 @@
 //! what people said, what agents did (each run turn by turn), its history, and the actions a
 //! member may take on it.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -62,7 +61,7 @@ async fn render(
         .layout(format!("{} {}", details.bead.bead.id, details.bead.bead.title), Nav::Projects)
         .await?;
     let bead = details.bead.bead;
-    let status = error.as_ref().map_or(StatusCode::OK, actix_web::ResponseError::status_code);
+    let status = super::page::status_of(error.as_ref());
     let page = BeadPage {
         layout,
         ready: details.bead.ready,
@@ -210,9 +209,7 @@ pub async fn act(
             viewer.state.nudge.wake();
             Ok(see_other(&format!("/beads/{}", urlencode(&id))))
         }
-        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
-            render(&viewer, &id, Some(e)).await
-        }
+        Err(e) if super::page::is_refusal(&e) => render(&viewer, &id, Some(e)).await,
         // A dependency on a bead that does not exist: this page, saying so.
         Err(e @ Error::NotFound(_)) if action == "depend" => {
             let missing = Error::invalid("unknown_bead", format!("{e}: check the id"));

@@ -196,7 +196,7 @@ async fn render(
         (Err(PageError::Failed(e @ Error::Invalid { .. })), None) => (Vec::new(), Some(e)),
         (Err(e), _) => return Err(e),
     };
-    let status = error.as_ref().map_or(StatusCode::OK, actix_web::ResponseError::status_code);
+    let status = super::page::status_of(error.as_ref());
     let page = ProjectPage {
         layout,
         board_url: format!("/projects/{}/board{}", urlencode(&project.id), query.encoded()),
@@ -287,7 +287,7 @@ pub async fn file_bead(
             viewer.state.nudge.wake();
             Ok(see_other(&format!("/projects/{}", urlencode(&id))))
         }
-        Err(e @ (Error::Invalid { .. } | Error::BadRequest { .. } | Error::Conflict { .. })) => {
+        Err(e) if super::page::is_refusal(&e) => {
             render(&viewer, &id, BoardQuery::default(), form, Some(e)).await
         }
         Err(e) => Err(e.into()),

@@ -13,7 +13,7 @@ use askama::Template;
 use super::assets;
 use crate::error::Error;
 use crate::http::AppState;
-use crate::http::auth::session_of;
+use crate::http::auth::{app_state, require_role, session_of};
 use crate::notifications::Notification;
 use crate::users::sessions::Session;
 use crate::users::{Role, User};
@@ -40,12 +40,7 @@ impl Viewer {
 
     /// Fails unless the viewer has at least `role`.
     pub fn require(&self, role: Role) -> Result<(), PageError> {
-        if self.user.role >= role {
-            Ok(())
-        } else {
-            Err(Error::forbidden(format!("this needs the {role} role; you are {}", self.user.role))
-                .into())
-        }
+        Ok(require_role(&self.user, role)?)
     }
 
     /// Checks the CSRF token a form came with.
@@ -77,10 +72,7 @@ impl FromRequest for Viewer {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| Error::Internal(anyhow::anyhow!("app state missing")))?;
+            let state = app_state(&req)?;
             match session_of(&state, &req).await? {
                 Some((user, session)) => Ok(Viewer { user, session, state }),
                 None => Err(PageError::LogIn { next: next_of(&req) }),
@@ -253,6 +245,16 @@ pub fn html(status: StatusCode, rendered: askama::Result<String>) -> HttpRespons
                 .body("the page failed to render")
         }
     }
+}
+
+/// Input a person can correct: shown on the form again with the reason, not as an error page.
+pub fn is_refusal(e: &Error) -> bool {
+    matches!(e, Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })
+}
+
+/// The status a page is served with: the refusal's it shows, or 200.
+pub fn status_of(refusal: Option<&Error>) -> StatusCode {
+    refusal.map_or(StatusCode::OK, ResponseError::status_code)
 }
 
 /// Renders a page with status 200.

@@ -1,6 +1,5 @@
 //! The projects list, and creating a project (admins).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -67,10 +66,7 @@ async fn render(
             project,
         });
     }
-    let status = match &error {
-        Some(e) => actix_web::ResponseError::status_code(e),
-        None => StatusCode::OK,
-    };
+    let status = super::page::status_of(error.as_ref());
     let page = ProjectsPage {
         layout,
         rows,
@@ -94,33 +90,22 @@ pub async fn create(
     viewer.check_csrf(&form.csrf)?;
     viewer.require(Role::Admin)?;
     let form = form.into_inner();
-    let max_parallel = match form.max_parallel.trim() {
-        "" => Ok(None),
-        n => n.parse::<i32>().map(Some).map_err(|_| {
-            Error::invalid("invalid_max_parallel", "max parallel runs is a whole number")
-        }),
-    };
-    let created = match max_parallel {
-        Ok(max_parallel) => {
-            let new = NewProject {
-                id: form.id.trim().to_owned(),
-                name: form.name.trim().to_owned(),
-                repo: form.repo.trim().to_owned(),
-                branch: Some(form.branch.trim().to_owned()).filter(|b| !b.is_empty()),
-                prefix: None,
-                max_parallel,
-                max_attempts: None,
-            };
-            let mut conn = viewer.state.pool.get().await?;
-            Project::create(&mut conn, new, viewer.actor()).await
-        }
-        Err(e) => Err(e),
-    };
+    let created = async {
+        let new = NewProject {
+            id: form.id.trim().to_owned(),
+            name: form.name.trim().to_owned(),
+            repo: form.repo.trim().to_owned(),
+            branch: Some(form.branch.trim().to_owned()).filter(|b| !b.is_empty()),
+            prefix: None,
+            max_parallel: number(&form.max_parallel, "invalid_max_parallel", "max parallel runs")?,
+            max_attempts: None,
+        };
+        Project::create(&mut *viewer.state.pool.get().await?, new, viewer.actor()).await
+    }
+    .await;
     match created {
         Ok(p) => Ok(see_other(&format!("/projects/{}", p.id))),
-        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
-            render(&viewer, form, Some(e)).await
-        }
+        Err(e) if super::page::is_refusal(&e) => render(&viewer, form, Some(e)).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -174,9 +159,7 @@ pub async fn settings(
     .await;
     match changed {
         Ok(p) => Ok(see_other(&format!("/projects/{}", super::page::urlencode(&p.id)))),
-        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::BadRequest { .. })) => {
-            super::board::refused(&viewer, &id, e).await
-        }
+        Err(e) if super::page::is_refusal(&e) => super::board::refused(&viewer, &id, e).await,
         Err(e) => Err(e.into()),
     }
 }
