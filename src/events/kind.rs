@@ -135,6 +135,16 @@ impl KindFilter {
         }
     }
 
+    /// A filter of the activity feed: notifications are each for one person, on their own
+    /// stream, so a filter naming them names nothing the feed has.
+    pub fn parse_for_feed(s: &str) -> Result<KindFilter, UnknownKind> {
+        let f = KindFilter::parse(s)?;
+        if f.matches(Kind::Notification) {
+            return Err(UnknownKind(s.to_owned()));
+        }
+        Ok(f)
+    }
+
     pub fn matches(&self, kind: Kind) -> bool {
         match self {
             KindFilter::Exact(k) => *k == kind,

@@ -42,18 +42,13 @@ pub struct FeedQuery {
 
 impl FeedQuery {
     fn filter(&self) -> Result<Filter, Error> {
-        let kind = match self.kind.trim() {
-            "" => None,
-            k => {
-                let unknown = || Error::invalid("unknown_kind", format!("no kind of event {k:?}"));
-                let f = KindFilter::parse(k).map_err(|_| unknown())?;
-                // Notifications are each for one person, on their own page.
-                if f.matches(Kind::Notification) {
-                    return Err(unknown());
-                }
-                Some(f)
-            }
-        };
+        let kind =
+            match self.kind.trim() {
+                "" => None,
+                k => Some(KindFilter::parse_for_feed(k).map_err(|_| {
+                    Error::invalid("unknown_kind", format!("no kind of event {k:?}"))
+                })?),
+            };
         let agent = match self.agent.trim() {
             "" => None,
             a => Some(a.parse::<Uuid>().map_err(|_| {

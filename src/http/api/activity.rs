@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::activity::{Activity, Follower, ListQuery};
 use crate::error::{Error, Result};
-use crate::events::{Filter, Kind, KindFilter, UnknownKind};
+use crate::events::{Filter, KindFilter};
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
@@ -31,15 +31,10 @@ impl FeedParams {
     fn filter(&self) -> Result<Filter> {
         let kind = match self.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
             None => None,
-            Some(k) => {
-                let unknown = |e: UnknownKind| Error::invalid("unknown_kind", e.to_string());
-                let f = KindFilter::parse(k).map_err(unknown)?;
-                // Notifications are each for one person, on their own stream.
-                if f.matches(Kind::Notification) {
-                    return Err(unknown(UnknownKind(k.to_owned())));
-                }
-                Some(f)
-            }
+            Some(k) => Some(
+                KindFilter::parse_for_feed(k)
+                    .map_err(|e| Error::invalid("unknown_kind", e.to_string()))?,
+            ),
         };
         let text = |v: &Option<String>| {
             v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
