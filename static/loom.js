@@ -79,28 +79,34 @@
   // The stored event kinds, from the server (so this list never drifts from Loom's).
   const KINDS = (document.body.dataset.kinds || "").split(",").filter(Boolean);
 
-  // A project's board (`data-live="board"`): any change in the project fetches the board
-  // again (server-rendered, so a card shows exactly what a reload would show).
-  function followBoard(holder) {
+  // Parts of a page kept current (`data-live="refresh"`): any event of the named families on
+  // the activity stream (filtered by `data-stream`) fetches `data-src` (the page itself by
+  // default) again and swaps in its elements of the ids in `data-target`, server-rendered, so
+  // they show exactly what a reload would. A project's board is one.
+  function followRefresh(holder) {
     if (!window.EventSource || !window.fetch) return;
-    const project = holder.dataset.project;
-    const source = new EventSource("/api/v1/activity/stream?project=" + encodeURIComponent(project));
+    const targets = (holder.dataset.target || "").split(" ").filter(Boolean);
+    const src = holder.dataset.src || window.location.pathname + window.location.search;
+    const families = (holder.dataset.families || "").split(",").filter(Boolean);
+    const source = new EventSource("/api/v1/activity/stream" + (holder.dataset.stream || ""));
     let timer = null;
     const refresh = () => {
       timer = null;
-      fetch(holder.dataset.src, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      fetch(src, { credentials: "same-origin", headers: { Accept: "text/html" } })
         .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
         .then((html) => {
           const doc = new DOMParser().parseFromString(html, "text/html");
-          const fresh = doc.getElementById("board");
-          const old = holder.querySelector("#board");
-          if (fresh && old) old.replaceWith(document.adoptNode(fresh));
+          for (const target of targets) {
+            const fresh = doc.getElementById(target);
+            const old = document.getElementById(target);
+            if (fresh && old) old.replaceWith(document.adoptNode(fresh));
+          }
         })
         .catch(() => {});
     };
     const changed = () => { if (!timer) timer = setTimeout(refresh, 150); };
     for (const kind of KINDS) {
-      if (/^(bead|dependency|run)\./.test(kind)) source.addEventListener(kind, changed);
+      if (families.includes(kind.split(".")[0])) source.addEventListener(kind, changed);
     }
   }
 
@@ -111,6 +117,6 @@
     followNotifications();
     shareUnread();
     document.querySelectorAll('[data-live="feed"]').forEach(followFeed);
-    document.querySelectorAll('[data-live="board"]').forEach(followBoard);
+    document.querySelectorAll('[data-live="refresh"]').forEach(followRefresh);
   });
 })();

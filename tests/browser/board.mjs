@@ -93,6 +93,37 @@ await run(async (browsers) => {
     assert.equal(await page.evaluate(() => window.loomNotReloaded), true, "the page was not reloaded");
   });
 
+  await step("the overview's counts and the agents page follow changes live", page, async () => {
+    const idle = (p) => p.locator("#overview-counts .agent-idle .n").innerText();
+    // Resolves once `n` activity streams of the page have answered (the overview opens two:
+    // its feed and its counts), so no change can slip in before they listen.
+    const opened = (n) => new Promise((resolve) => {
+      let seen = 0;
+      const on = (r) => {
+        if (r.url().endsWith("/api/v1/activity/stream") && ++seen === n) {
+          page.off("response", on);
+          resolve();
+        }
+      };
+      page.on("response", on);
+    });
+    const streaming = opened(2);
+    await page.goto(`${BASE}/`);
+    await streaming;
+    const before = Number(await idle(page));
+    await page.evaluate(() => { window.loomNotReloaded = true; });
+    const [made] = await api("POST", "/api/v1/agents", MEMBER_TOKEN,
+      { name: "live-ada", persona: "software-engineer" });
+    assert.equal(made, 201);
+    await page.locator("#overview-counts .agent-idle .n", { hasText: String(before + 1) }).waitFor();
+    assert.equal(await page.evaluate(() => window.loomNotReloaded), true, "the page was not reloaded");
+    const listed = opened(1);
+    await page.goto(`${BASE}/agents`);
+    await listed;
+    await api("POST", "/api/v1/agents", MEMBER_TOKEN, { name: "live-bo", persona: "software-engineer" });
+    await page.locator("#agents-table", { hasText: "live-bo" }).waitFor();
+  });
+
   await step("a bead's page shows its run turn by turn", page, async () => {
     await page.goto(`${BASE}/beads/${RUN_BEAD}`);
     const steps = page.locator("ol.transcript li.step");
