@@ -125,7 +125,9 @@ await run(async (browsers) => {
   });
 
   await step("a bead's page shows its run turn by turn", page, async () => {
+    const open = page.waitForResponse((r) => r.url().includes(`/api/v1/activity/stream?bead=${RUN_BEAD}`));
     await page.goto(`${BASE}/beads/${RUN_BEAD}`);
+    await open;
     const steps = page.locator("ol.transcript li.step");
     await steps.first().waitFor({ state: "visible" });
     assert.equal(await steps.count(), 2);
@@ -134,6 +136,14 @@ await run(async (browsers) => {
     assert.ok(await steps.nth(1).evaluate((li) => li.classList.contains("failed")));
     // Members and admins have the actions a viewer must not.
     await page.locator(`form[action="/beads/${RUN_BEAD}/block"]`).waitFor();
+    // Its status follows changes made elsewhere, without a reload.
+    const [blocked] = await api("POST", `/api/v1/beads/${RUN_BEAD}/block`, MEMBER_TOKEN,
+      { reason: "a live check" });
+    assert.equal(blocked, 200);
+    await page.locator("#bead-head .status", { hasText: "Blocked" }).waitFor();
+    const [reopened] = await api("POST", `/api/v1/beads/${RUN_BEAD}/reopen`, MEMBER_TOKEN, {});
+    assert.equal(reopened, 200);
+    await page.locator("#bead-head .status", { hasText: "Open" }).waitFor();
   });
 
   await step("marking notifications read in one tab updates the badge of another", page, async () => {
