@@ -139,6 +139,26 @@ impl Application {
         state.events = config.events.clone();
         state.sessions = config.sessions;
         state.repos = crate::git::Repos::new(config.data_dir.clone());
+        // One bus reader and one poll for every conversation stream of this process, and
+        // the replies it writes.
+        let chat_wakers = crate::chat::ChatWakers::new(config.chat.poll);
+        workers.push(tokio::spawn(chat_wakers.clone().run(
+            pool.clone(),
+            bus.subscribe(),
+            cancel.clone(),
+        )));
+        state.chat = crate::chat::Chat::new(
+            crate::chat::ChatParts {
+                pool: pool.clone(),
+                bus: bus.clone(),
+                gateway: gateway.clone(),
+                repos: state.repos.clone(),
+                data_dir: config.data_dir.clone(),
+                wakers: chat_wakers,
+                shutdown: cancel.clone(),
+            },
+            config.chat.clone(),
+        );
         let streams = state.streams.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {

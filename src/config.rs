@@ -86,6 +86,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// How long browser sessions last.
     pub sessions: crate::users::sessions::SessionConfig,
+    /// Pair-programming conversations: their budget and limits.
+    pub chat: crate::chat::ChatConfig,
 }
 
 /// The event bus and the live streams.
@@ -138,6 +140,7 @@ impl Config {
             executors: None,
             events: EventsConfig::default(),
             sessions: Default::default(),
+            chat: Default::default(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Activity;
 use crate::db::Pool;
 use crate::error::{Error, Result};
-use crate::events::{Bus, Event, Filter, Kind, Position, Received, Subscription};
+use crate::events::{Bus, Event, Filter, Position, Received, Subscription};
 
 /// Rows read from Postgres at a time while catching up.
 const PAGE: i64 = 500;
@@ -81,9 +81,9 @@ impl Follower {
     }
 
     /// Keeps an event for the reader unless it is past it or filtered out. Notifications
-    /// share the bus but are each for one user: they go only on that user's stream.
+    /// and chat replies share the bus but go only on their own streams.
     fn take(&mut self, e: Arc<Event>) {
-        if e.kind == Kind::Notification {
+        if e.kind.has_own_stream() {
             return;
         }
         if let Some(p) = e.position {

@@ -1,6 +1,23 @@
 //! Pair-programming chat: a person and a persona (through one of its agents, or the persona
 //! alone) talking on a project, optionally on one bead. Conversations and every message
-//! persist with their author, tokens and time.
+//! persist with their author, tokens and time. `messages` posts and stops, `reply` writes
+//! the agent's reply (through `writer`, acting at a `bench`, told what `context` gathers),
+//! `events` stores what the stream sends and `stream` follows it; `heal` fails replies whose
+//! writer died.
+
+mod bench;
+mod context;
+pub mod events;
+pub mod heal;
+mod messages;
+mod reply;
+mod stream;
+mod writer;
+
+pub use events::{ChatEvent, ChatWakers, EventKind};
+pub use messages::{MAX_BODY, Posted, check_body};
+pub use reply::{Chat, ChatConfig, ChatParts};
+pub use stream::ChatFollower;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

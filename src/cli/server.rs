@@ -107,6 +107,12 @@ pub struct ServerArgs {
     /// Minutes a browser session lasts without a request.
     #[arg(long, env = "LOOM_SESSION_IDLE_MINUTES", default_value_t = 24 * 60)]
     pub session_idle_minutes: u64,
+    /// Tokens (prompt plus completion) one pair-programming conversation may spend.
+    #[arg(long, env = "LOOM_CHAT_TOKEN_BUDGET", default_value_t = 500_000)]
+    pub chat_token_budget: u64,
+    /// Gateway calls one chat reply may make (one per round of actions).
+    #[arg(long, env = "LOOM_CHAT_MAX_TURNS", default_value_t = 20)]
+    pub chat_max_turns: u32,
     /// Hours a browser session lasts after its login, however much it is used.
     #[arg(long, env = "LOOM_SESSION_MAX_HOURS", default_value_t = 7 * 24)]
     pub session_max_hours: u64,
@@ -156,6 +162,12 @@ impl ServerArgs {
             sessions: crate::users::sessions::SessionConfig {
                 idle: Duration::from_secs(self.session_idle_minutes.max(1) * 60),
                 absolute: Duration::from_secs(self.session_max_hours.max(1) * 3600),
+            },
+            chat: crate::chat::ChatConfig {
+                token_budget: self.chat_token_budget,
+                max_turns: self.chat_max_turns.max(1),
+                run_pass_env: self.run_pass_env.clone(),
+                ..Default::default()
             },
         })
     }

@@ -68,7 +68,16 @@ kinds! {
     ScheduleDisabled = "schedule.disabled";
     TickerHealed = "ticker.healed";
     ConversationStarted = "conversation.started";
+    ChatDelta = "chat.delta", ephemeral;
     Notification = "notification", ephemeral;
+}
+
+impl Kind {
+    /// Kinds that go only on a stream of their own, not the activity feed: a notification is
+    /// for one person; a conversation's replies (many a second) are on its own stream.
+    pub fn has_own_stream(self) -> bool {
+        matches!(self, Kind::Notification | Kind::ChatDelta)
+    }
 }
 
 impl Kind {
@@ -135,11 +144,11 @@ impl KindFilter {
         }
     }
 
-    /// A filter of the activity feed: notifications are each for one person, on their own
-    /// stream, so a filter naming them names nothing the feed has.
+    /// A filter of the activity feed: a filter naming only kinds that have a stream of their
+    /// own (`Kind::has_own_stream`) names nothing the feed has.
     pub fn parse_for_feed(s: &str) -> Result<KindFilter, UnknownKind> {
         let f = KindFilter::parse(s)?;
-        if f.matches(Kind::Notification) {
+        if Kind::ALL.iter().filter(|k| f.matches(**k)).all(|k| k.has_own_stream()) {
             return Err(UnknownKind(s.to_owned()));
         }
         Ok(f)

@@ -8,11 +8,13 @@ mod bus;
 mod hub;
 mod kind;
 mod nats;
+mod wakers;
 
 pub use bus::{Backend, Bus, BusState, InProcess, Received, Subscription};
 pub use hub::Hub;
 pub use kind::{Kind, KindFilter, UnknownKind};
 pub use nats::{NatsBackend, NatsConfig};
+pub use wakers::{Wake, Wakers, Watched};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -70,6 +70,24 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
     Ok(Start { brief, repo, agent })
 }
 
+/// What a conversation on `bead` is told of it: the bead and its comments, as a run would be
+/// (the agent and persona fields are the caller's to fill).
+pub async fn of_bead(conn: &mut Conn, bead: &Bead) -> Result<Brief> {
+    let comments = Comment::list(conn, &bead.id, None, MAX_COMMENTS).await?.items;
+    Ok(Brief {
+        bead_id: bead.id.clone(),
+        bead_type: bead.bead_type.to_string(),
+        priority: bead.priority.get(),
+        title: bead.title.clone(),
+        description: bead.description.clone(),
+        labels: bead.labels.clone(),
+        comments: authored(conn, comments).await?,
+        attempt: bead.attempts,
+        last_error: bead.last_error.clone(),
+        ..Brief::default()
+    })
+}
+
 /// How the bead's previous run ended, when it did not succeed.
 async fn last_run_ending(
     conn: &mut Conn,

@@ -9,15 +9,15 @@
 //! told at the start comes from `brief` and `prompt`.
 
 pub mod actions;
-mod brief;
+pub(crate) mod brief;
 mod finish;
 pub mod machine;
 mod ownership;
 mod pickup;
 pub mod prompt;
-mod run;
+pub(crate) mod run;
 mod supervisor;
-mod tracker;
+pub(crate) mod tracker;
 pub mod workspace;
 
 pub use machine::Limits;

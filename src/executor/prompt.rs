@@ -70,6 +70,14 @@ pub fn system_prompt(brief: &Brief, vocabulary: &str) -> String {
 
 /// The first user message: the bead to work on.
 pub fn task(brief: &Brief) -> String {
+    let mut s = bead_context(brief);
+    let _ = writeln!(s, "\nStart by looking at what is there; finish with `done`.");
+    s
+}
+
+/// Everything known about the bead: what it asks, where it came from, what people said on
+/// it, how earlier attempts ended. A run's task, and a conversation's context.
+pub fn bead_context(brief: &Brief) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# {} {}: {}", brief.bead_type, brief.bead_id, brief.title);
     let labels = match brief.labels.is_empty() {
@@ -116,7 +124,6 @@ pub fn task(brief: &Brief) -> String {
              worktree. Look at them (git_diff) before you go on."
         );
     }
-    let _ = writeln!(s, "\nStart by looking at what is there; finish with `done`.");
     s
 }
 

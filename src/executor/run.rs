@@ -99,7 +99,7 @@ pub(super) struct Live {
 }
 
 /// The address an agent commits under (no mail reaches it).
-fn agent_email(name: &str) -> String {
+pub(crate) fn agent_email(name: &str) -> String {
     format!("{name}@agents.loom.invalid")
 }
 
@@ -292,20 +292,24 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
 /// `run`'s extra environment: the toolchains, and git's identities, so that a commit or a
 /// merge the agent makes with `git` itself carries it as the author, as `commit` does.
 fn command_env(env: &RunEnv, start: &Start) -> Vec<(String, String)> {
-    let name = start.agent.name.clone();
     let mut vars = env.run_env.clone();
-    vars.extend([
-        ("GIT_AUTHOR_NAME".to_owned(), name.clone()),
-        ("GIT_AUTHOR_EMAIL".to_owned(), agent_email(&name)),
+    vars.extend(git_identity(&start.agent.name));
+    vars
+}
+
+/// The variables that make `git` itself commit as the agent `name`, with Loom as committer.
+pub(crate) fn git_identity(name: &str) -> [(String, String); 4] {
+    [
+        ("GIT_AUTHOR_NAME".to_owned(), name.to_owned()),
+        ("GIT_AUTHOR_EMAIL".to_owned(), agent_email(name)),
         ("GIT_COMMITTER_NAME".to_owned(), "Loom".to_owned()),
         ("GIT_COMMITTER_EMAIL".to_owned(), "loom@localhost".to_owned()),
-    ]);
-    vars
+    ]
 }
 
 /// An action as a step stores it: long strings (a whole file written) cut, since the step
 /// is a record for people, not a copy of the worktree.
-fn clipped(mut action: serde_json::Value) -> serde_json::Value {
+pub(crate) fn clipped(mut action: serde_json::Value) -> serde_json::Value {
     const MAX: usize = 2_000;
     if let Some(map) = action.as_object_mut() {
         for v in map.values_mut() {
@@ -321,7 +325,7 @@ fn clipped(mut action: serde_json::Value) -> serde_json::Value {
 
 /// The worktree's AGENTS.md, read like any file the agent reads: a link out of the worktree
 /// (to `/proc/self/environ`, say) is refused, and a big file is cut.
-async fn agents_md(workspace: &Workspace) -> Option<String> {
+pub(crate) async fn agents_md(workspace: &Workspace) -> Option<String> {
     let ws = workspace.clone();
     let read = tokio::task::spawn_blocking(move || ws.read_file("AGENTS.md", None, None)).await;
     match read {
@@ -394,7 +398,7 @@ async fn perform(env: &RunEnv, live: &Live, action: &Action) -> ActionResult {
                 Ok(mut conn) => {
                     let (project, bead) = (&live.open.project_id, &live.open.bead_id);
                     let actor = Actor::Agent(live.open.agent_id);
-                    tracker::file_discovered(&mut conn, project, bead, found, actor).await
+                    tracker::file_discovered(&mut conn, project, Some(bead), found, actor).await
                 }
                 Err(e) => Err(e.into()),
             }

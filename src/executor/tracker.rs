@@ -21,17 +21,18 @@ pub struct Discovered {
     pub labels: Option<Vec<String>>,
 }
 
-/// Files `found` in `project`, linked `discovered-from` the bead being worked on, in one
-/// transaction; returns what the model reads. An unfinished bead with the same title
+/// Files `found` in `project`, linked `discovered-from` the bead being worked on (when
+/// there is one: a conversation may be on none), in one transaction; returns what the
+/// model reads. An unfinished bead with the same title
 /// (ignoring case and spaces) is not filed twice: its id is returned instead.
 pub async fn file_discovered(
     conn: &mut Conn,
     project: &str,
-    from_bead: &str,
+    from_bead: Option<&str>,
     found: Discovered,
     actor: Actor,
 ) -> Result<String> {
-    let (project, from_bead) = (project.to_owned(), from_bead.to_owned());
+    let (project, from_bead) = (project.to_owned(), from_bead.map(str::to_owned));
     conn.transaction::<_, Error, _>(async move |conn| {
         // Two runs filing the same title at once: one waits for the other, then finds it.
         diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || lower(btrim($2))))")
@@ -54,8 +55,10 @@ pub async fn file_discovered(
             depends_on: None,
         };
         let bead = Bead::create(conn, new, actor).await?;
-        let link = Dependency { depends_on: from_bead, kind: DependencyKind::DiscoveredFrom };
-        Bead::add_dependency(conn, &bead.id, link, actor).await?;
+        if let Some(depends_on) = from_bead {
+            let link = Dependency { depends_on, kind: DependencyKind::DiscoveredFrom };
+            Bead::add_dependency(conn, &bead.id, link, actor).await?;
+        }
         Ok(format!("filed {}: {}", bead.id, bead.title))
     })
     .await

@@ -33,6 +33,8 @@ pub struct AppState {
     pub bus: crate::events::Bus,
     /// Wakes the notification streams of this process (a task `app` starts runs it).
     pub notification_wakers: crate::notifications::NotificationWakers,
+    /// Pair-programming replies: started, stopped and followed here.
+    pub chat: crate::chat::Chat,
     pub events: crate::config::EventsConfig,
     /// Open SSE streams, for `/api/v1/status` and the metrics.
     pub sse_clients: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -49,6 +51,18 @@ impl AppState {
         personas_dir: std::path::PathBuf,
         nudge: crate::dispatch::Nudge,
     ) -> Self {
+        let chat = crate::chat::Chat::new(
+            crate::chat::ChatParts {
+                pool: pool.clone(),
+                bus: crate::events::Bus::in_process("loom"),
+                gateway: None,
+                repos: crate::git::Repos::new(std::path::PathBuf::from(".loom")),
+                data_dir: std::path::PathBuf::from(".loom"),
+                wakers: Default::default(),
+                shutdown: Default::default(),
+            },
+            Default::default(),
+        );
         AppState {
             pool,
             started_at: Instant::now(),
@@ -59,6 +73,7 @@ impl AppState {
             gateway_health: crate::gateway::HealthState::default(),
             bus: crate::events::Bus::in_process("loom"),
             notification_wakers: Default::default(),
+            chat,
             events: crate::config::EventsConfig::default(),
             sse_clients: Default::default(),
             streams: Default::default(),

@@ -11,10 +11,35 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::Notification;
-use super::wakers::{NotificationWakers, Wake};
 use crate::db::schema::notifications;
 use crate::db::{Conn, Pool};
 use crate::error::Result;
+use crate::events::{Event, Kind, Wake, Wakers, Watched};
+
+/// What notification streams follow: each user's raises, positioned by `seq`.
+pub struct Raises;
+
+/// Wakes each user's notification streams (see `events::wakers`).
+pub type NotificationWakers = Wakers<Raises>;
+
+impl Watched for Raises {
+    const WHAT: &'static str = "notification";
+
+    fn raised(event: &Event) -> Option<(Uuid, Option<i64>)> {
+        if event.kind != Kind::Notification {
+            return None;
+        }
+        let user = event.data["user_id"].as_str()?.parse().ok()?;
+        Some((user, event.data["seq"].as_i64()))
+    }
+
+    fn latest<'a>(
+        conn: &'a mut Conn,
+        keys: &'a [Uuid],
+    ) -> impl Future<Output = Result<HashMap<Uuid, i64>>> + Send + 'a {
+        Notification::last_seqs(conn, keys)
+    }
+}
 
 const PAGE: i64 = 200;
 

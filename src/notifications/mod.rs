@@ -8,13 +8,11 @@
 mod follow;
 mod notifier;
 mod rules;
-mod wakers;
 mod watch;
 
-pub use follow::{NotificationFollower, Raised};
+pub use follow::{NotificationFollower, NotificationWakers, Raised, Raises};
 pub use notifier::{Notifier, Step};
 pub use rules::{Facts, GATEWAY, Reason, Target, Trigger, targets};
-pub use wakers::{NotificationWakers, Wake};
 pub use watch::ProjectWatch;
 
 use std::collections::HashMap;

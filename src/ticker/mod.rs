@@ -94,6 +94,29 @@ impl Ticker {
         Ok(self.woke(pass))
     }
 
+    /// Fails chat replies whose writer stopped renewing them (its process died), so their
+    /// streams end with a reason instead of hanging.
+    pub async fn fail_lost_replies(&self) -> Result<Pass> {
+        let mut conn = self.pool.get().await?;
+        let lapsed = crate::chat::heal::lapsed(&mut conn, BATCH).await?;
+        let mut pass = Pass { seen: lapsed.len(), healed: 0 };
+        for (conversation, message) in lapsed {
+            match crate::chat::heal::fail_lapsed(&mut conn, conversation, message).await {
+                Ok(Some((conversation, event))) => {
+                    tracing::warn!(conversation.id = %conversation.id, message.id = message, "a chat reply's writer stopped; the reply failed");
+                    if let Some(bus) = &self.bus {
+                        let kind = crate::chat::EventKind::Error;
+                        crate::chat::events::announce(bus, &conversation, event, kind);
+                    }
+                    pass.healed += 1;
+                }
+                Ok(None) => {}
+                Err(e) => item_failed("fail_lost_replies", &message.to_string(), &e),
+            }
+        }
+        Ok(pass)
+    }
+
     /// Sets agents idle that are marked working without a live claim.
     pub async fn free_zombies(&self) -> Result<Pass> {
         let mut conn = self.pool.get().await?;
@@ -166,9 +189,13 @@ impl Ticker {
     pub async fn start(self, config: &TickerConfig) -> anyhow::Result<JobScheduler> {
         let ticker = Arc::new(self);
         let scheduler = JobScheduler::new().await.context("starting the ticker")?;
-        let jobs: [(&str, &str, JobFn); 4] = [
+        let jobs: [(&str, &str, JobFn); 5] = [
             ("expire_leases", &config.expire_leases, |t| {
                 Box::pin(async move { t.expire_leases().await.map(|_| ()) })
+            }),
+            // Leases of both kinds, on the same beat.
+            ("fail_lost_replies", &config.expire_leases, |t| {
+                Box::pin(async move { t.fail_lost_replies().await.map(|_| ()) })
             }),
             ("free_zombies", &config.free_zombies, |t| {
                 Box::pin(async move { t.free_zombies().await.map(|_| ()) })

@@ -8,6 +8,7 @@ mod auth;
 mod beads;
 mod browser;
 mod chat;
+mod chat_replies;
 mod cli;
 mod cli_agents;
 mod cli_feed;

@@ -1,16 +1,20 @@
-//! Pair-programming conversations: members start them; anyone signed in reads them.
+//! Pair-programming conversations: members start them, post messages and stop replies;
+//! anyone signed in reads them and follows their stream.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::chat::{Conversation, ConversationDetails, NewConversation};
+use crate::chat::{
+    ChatEvent, ChatFollower, Conversation, ConversationDetails, EventKind, NewConversation, Posted,
+};
 use crate::db::Page;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
 use crate::http::paging::check_limit;
+use crate::http::sse;
 use crate::users::Role;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -88,4 +92,104 @@ pub async fn show(
     auth.require(Role::Viewer)?;
     let mut conn = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(Conversation::details(&mut conn, id.into_inner()).await?))
+}
+
+/// A message a person posts.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    pub body: String,
+}
+
+/// Stores the person's message and starts the agent's reply, which streams on
+/// `/conversations/{id}/stream` after `event_id`. 409 while a reply streams.
+#[utoipa::path(tag = "chat", security(("token" = [])), request_body = NewMessage,
+    params(("id" = Uuid, Path, description = "conversation id")), responses(
+    (status = 202, body = Posted), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/conversations/{id}/messages")]
+pub async fn post_message(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    body: web::Json<NewMessage>,
+) -> Result<HttpResponse> {
+    auth.require(Role::Member)?;
+    let mut conn = state.pool.get().await?;
+    let lease = state.chat.config().lease;
+    let (conversation, posted) =
+        Conversation::post(&mut conn, id.into_inner(), &body.body, auth.user.id, lease).await?;
+    crate::chat::events::announce(
+        state.chat.bus(),
+        &conversation,
+        posted.event_id,
+        EventKind::Message,
+    );
+    state.chat.reply(conversation, &posted, auth.user.id);
+    Ok(HttpResponse::Accepted().json(posted))
+}
+
+/// Stops the reply that is streaming; it ends `stopped`, keeping what it said.
+#[utoipa::path(tag = "chat", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "conversation id")), responses(
+    (status = 200, body = crate::chat::ChatMessage), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/conversations/{id}/stop")]
+pub async fn stop(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    auth.require(Role::Member)?;
+    let mut conn = state.pool.get().await?;
+    let (conversation, reply, event) = Conversation::stop(&mut conn, id.into_inner()).await?;
+    state.chat.stopped(reply.id);
+    crate::chat::events::announce(state.chat.bus(), &conversation, event, EventKind::Done);
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Resume after this event id (the `Last-Event-ID` header wins when both are given);
+    /// without either, the stream starts with what comes next.
+    pub last_event_id: Option<String>,
+}
+
+/// Server-sent events of the conversation: `message`, `delta` `{text}`, `action`
+/// `{action}`, `action_result` `{ok, output}`, `done` `{message_id, state, tokens}`,
+/// `error` `{code, message}`; each with its `id`, resumable after `Last-Event-ID`.
+#[utoipa::path(tag = "chat", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "conversation id"), StreamParams),
+    responses((status = 200, content_type = "text/event-stream", body = String),
+    (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[get("/conversations/{id}/stream")]
+pub async fn stream(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    params: web::Query<StreamParams>,
+) -> Result<HttpResponse> {
+    auth.require(Role::Viewer)?;
+    let id = id.into_inner();
+    let after = sse::last_event_id(&req, params.last_event_id.as_deref())?;
+    // Unknown conversations are a 404, not an empty stream.
+    Conversation::details(&mut *state.pool.get().await?, id).await?;
+    let follower = ChatFollower::start(state.pool.clone(), state.chat.wakers(), id, after).await?;
+    let guard = sse::ClientGuard::new(&state.sse_clients);
+    let (opening, shutdown) = (sse::opening(None), state.streams.clone());
+    Ok(sse::response(sse::stream(follower, opening, state.events.keep_alive, guard, shutdown)))
+}
+
+impl sse::Source for ChatFollower {
+    async fn next_chunk(&mut self) -> Result<Option<web::Bytes>> {
+        Ok(self.next().await?.map(|e: ChatEvent| {
+            let mut data = e.data;
+            if let Some(map) = data.as_object_mut() {
+                map.entry("message_id").or_insert(e.message_id.into());
+            }
+            sse::encode_as(Some(e.id), &e.kind, &data)
+        }))
+    }
 }

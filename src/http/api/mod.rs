@@ -55,7 +55,12 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(links::add_comment)
         .service(links::bead_runs)
         .service(links::show_run);
-    cfg.service(conversations::list).service(conversations::create).service(conversations::show);
+    cfg.service(conversations::list)
+        .service(conversations::create)
+        .service(conversations::show)
+        .service(conversations::post_message)
+        .service(conversations::stop)
+        .service(conversations::stream);
     cfg.service(activity::list).service(activity::stream);
     cfg.service(notifications::list)
         .service(notifications::stream)

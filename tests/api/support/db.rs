@@ -80,7 +80,8 @@ async fn ensure_template() -> String {
     name
 }
 
-/// Templates of older migration sets are of no further use.
+/// Templates of older migration sets are of no further use, but the newest few are kept:
+/// another checkout's test run (a branch with other migrations) may be cloning one now.
 async fn drop_stale_templates(conn: &mut AsyncPgConnection, keep: &str) {
     #[derive(diesel::QueryableByName)]
     struct Name {
@@ -88,7 +89,7 @@ async fn drop_stale_templates(conn: &mut AsyncPgConnection, keep: &str) {
         datname: String,
     }
     let stale: Vec<Name> = diesel::sql_query(format!(
-        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'loom\\_tmpl\\_%' AND datname <> '{keep}'"
+        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'loom\\_tmpl\\_%' AND datname <> '{keep}' ORDER BY oid DESC OFFSET 3"
     ))
     .load(conn)
     .await

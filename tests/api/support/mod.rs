@@ -1,6 +1,7 @@
 //! Shared test support: a database per test and the real server on an ephemeral port.
 
 pub mod browser;
+pub mod chat;
 pub mod cli;
 pub mod db;
 pub mod gateway;

@@ -6,7 +6,8 @@ use futures_util::FutureExt;
 use serde_json::json;
 
 use super::*;
-use crate::events::{Bus, Event};
+use crate::events::{Bus, Event, Kind};
+use crate::notifications::NotificationWakers;
 
 fn raised_for(user: Uuid, seq: i64) -> Received {
     let data = json!({ "user_id": user.to_string(), "seq": seq });

@@ -1,12 +1,16 @@
-//! When this process's notification streams should ask Postgres again. One task reads the
-//! bus for them all: a raise for a user wakes only that user's streams (every tab of
-//! theirs), and no other event (a run's every step) wakes a stream at all. For a raise
-//! whose event was lost (NATS away, a replica that died after its commit, a lag on the
-//! bus), the same task asks Postgres every `notification_poll` and at once after a lag, in
-//! one query for every user followed here, whose latest raise moved, and wakes only those:
-//! a poll costs one connection for a moment however many streams are open, not one each.
+//! When this process's streams of one kind (a user's notifications, a conversation's
+//! replies) should ask Postgres again. Each stream follows a key (a user, a conversation);
+//! what a key has is a sequence of rows with growing positions, each committed before the
+//! next takes its position (one writer at a time per key). One task reads the bus for all
+//! streams of a kind: an event about a key wakes only that key's streams (every tab), and
+//! no other event (a run's every step) wakes a stream at all. For an event that was lost
+//! (NATS away, a replica that died after its commit, a lag on the bus), the same task asks
+//! Postgres every poll and at once after a lag, in one query for every key followed here,
+//! whose latest position moved, and wakes only those: a poll costs one connection for a
+//! moment however many streams are open, not one each.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,19 +21,39 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::Notification;
-use crate::db::Pool;
+use super::{Event, Received, Subscription};
+use crate::db::{Conn, Pool};
 use crate::error::Result;
-use crate::events::{Kind, Received, Subscription};
 
-/// The registry of followed users, shared by the streams and the task that wakes them.
-#[derive(Clone)]
-pub struct NotificationWakers(Arc<Shared>);
+/// What one kind of stream follows: which events tell of a new row for a key, and how to
+/// ask Postgres for every key's latest position.
+pub trait Watched: Send + Sync + 'static {
+    /// Said in logs: "the {WHAT} wakers could not check Postgres".
+    const WHAT: &'static str;
+
+    /// The key an event tells of a new row for, with the row's position when it says.
+    fn raised(event: &Event) -> Option<(Uuid, Option<i64>)>;
+
+    /// The latest position of each of `keys`, in one query; keys with none are absent.
+    fn latest<'a>(
+        conn: &'a mut Conn,
+        keys: &'a [Uuid],
+    ) -> impl Future<Output = Result<HashMap<Uuid, i64>>> + Send + 'a;
+}
+
+/// The registry of followed keys, shared by the streams and the task that wakes them.
+pub struct Wakers<W>(Arc<Shared>, PhantomData<fn() -> W>);
+
+impl<W> Clone for Wakers<W> {
+    fn clone(&self) -> Self {
+        Wakers(self.0.clone(), PhantomData)
+    }
+}
 
 struct Shared {
     poll: Duration,
     state: Mutex<State>,
-    /// Users woken so far, once per user however many tabs they have open.
+    /// Keys woken so far, once per key however many streams follow it.
     wakes: AtomicU64,
     /// Checks of Postgres done so far.
     checks: AtomicU64,
@@ -42,11 +66,13 @@ struct State {
     closed: bool,
 }
 
-/// A user with a stream open here.
+/// A key (a user, say) with a stream open here. For notifications, a raise is a row and its
+/// `seq` the position.
 ///
-/// Why comparing latest `seq`s finds every raise: raises are written only by the notifier,
-/// under its cursor's row lock, so one raise has committed before the next takes its `seq`,
-/// and a larger `seq` is a later commit (the streams' `raised_after` relies on this too).
+/// Why comparing latest positions finds every row: the rows of a key have one writer at a
+/// time (raises: the notifier, under its cursor's row lock), so one has committed before the
+/// next takes its position, and a larger one is a later commit (the streams' reads rely on
+/// this too).
 /// `covered = Some(s)` means a wake-up went out after every raise up to `s` had committed,
 /// so the streams' next read has them all; a raise they may not have read yet therefore
 /// has a `seq` above `s`, and the first check (or bus event) that sees it wakes them.
@@ -64,28 +90,29 @@ struct Followed {
     covered: Option<i64>,
 }
 
-/// One stream's wake-ups; dropping the last of a user's removes the user.
+/// One stream's wake-ups; dropping the last of a key's removes the key.
 pub struct Wake {
     user: Uuid,
     rx: watch::Receiver<()>,
     wakers: Arc<Shared>,
 }
 
-impl Default for NotificationWakers {
+impl<W: Watched> Default for Wakers<W> {
     fn default() -> Self {
-        NotificationWakers::new(crate::config::EventsConfig::default().notification_poll)
+        Wakers::new(crate::config::EventsConfig::default().notification_poll)
     }
 }
 
-impl NotificationWakers {
+impl<W: Watched> Wakers<W> {
     /// Checks Postgres every `poll` once `run` runs.
-    pub fn new(poll: Duration) -> NotificationWakers {
-        NotificationWakers(Arc::new(Shared {
+    pub fn new(poll: Duration) -> Wakers<W> {
+        let shared = Shared {
             poll,
             state: Mutex::default(),
             wakes: AtomicU64::new(0),
             checks: AtomicU64::new(0),
-        }))
+        };
+        Wakers(Arc::new(shared), PhantomData)
     }
 
     /// Registers a stream of `user`'s. Register before reading Postgres: a raise after the
@@ -124,7 +151,7 @@ impl NotificationWakers {
                 _ = ticks.tick() => true,
                 result = checked => {
                     checking = None;
-                    log_failures(result, &mut failures);
+                    log_failures(W::WHAT, result, &mut failures);
                     std::mem::take(&mut again)
                 }
                 received = events.recv() => match received {
@@ -142,17 +169,16 @@ impl NotificationWakers {
         self.close();
     }
 
-    /// What one bus delivery does: a raise wakes the streams of the user it is for; a lag
-    /// (a raise may be among what was missed) asks for a check of Postgres (true).
+    /// What one bus delivery does: an event about a key wakes its streams; a lag (such an
+    /// event may be among what was missed) asks for a check of Postgres (true).
     pub fn on(&self, received: &Received) -> bool {
         match received {
-            Received::Event(e) if e.kind == Kind::Notification => {
-                if let Some(user) = e.data["user_id"].as_str().and_then(|u| u.parse().ok()) {
-                    self.raised(user, e.data["seq"].as_i64());
+            Received::Event(e) => {
+                if let Some((key, position)) = W::raised(e) {
+                    self.raised(key, position);
                 }
                 false
             }
-            Received::Event(_) => false,
             Received::Lagged(_) => true,
         }
     }
@@ -164,7 +190,7 @@ impl NotificationWakers {
         let latest = if users.is_empty() {
             HashMap::new()
         } else {
-            Notification::last_seqs(&mut *pool.get().await?, &users).await?
+            W::latest(&mut *pool.get().await?, &users).await?
         };
         self.0.checks.fetch_add(1, Ordering::Relaxed);
         Ok(self.woken_by_check(&users, &latest))
@@ -229,7 +255,7 @@ impl NotificationWakers {
 
 /// Logs a failed check, the first and then ever more rarely while they keep failing; the
 /// next poll tries again.
-fn log_failures(result: Result<usize>, failures: &mut u32) {
+fn log_failures(what: &str, result: Result<usize>, failures: &mut u32) {
     match result {
         Ok(_) => *failures = 0,
         Err(e) => {
@@ -238,7 +264,7 @@ fn log_failures(result: Result<usize>, failures: &mut u32) {
                 tracing::warn!(
                     error = %e,
                     failures = *failures,
-                    "the notification wakers could not check Postgres; retrying at the next poll"
+                    "the {what} wakers could not check Postgres; retrying at the next poll"
                 );
             }
         }
