@@ -10,11 +10,14 @@ use uuid::Uuid;
 
 use crate::activity::{Activity, Actor, Record};
 use crate::agents::Agent;
-use crate::beads::{Bead, BeadStatus};
+use crate::beads::Bead;
 use crate::db::Conn;
 use crate::db::schema::{chat_messages, conversations, personas, projects};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+
+mod pairing;
+pub use pairing::Transcript;
 
 crate::db_enum!(
     /// Whether a person is pairing in it, or has given its bead back to autonomous work.
@@ -167,9 +170,6 @@ impl Conversation {
                         format!("bead {id} is in project {}", bead.project_id),
                     ));
                 }
-                if bead.status == BeadStatus::Closed {
-                    return Err(Error::conflict("bead_closed", format!("bead {id} is closed")));
-                }
                 Some(bead)
             }
         };
@@ -179,6 +179,10 @@ impl Conversation {
         });
         let bead_id = bead.map(|b| b.id);
         conn.transaction::<_, Error, _>(async move |conn| {
+            // The bead becomes the person's: no agent works it while they pair on it.
+            if let Some(bead) = &bead_id {
+                pairing::take_bead(conn, bead, user).await?;
+            }
             let conversation: Conversation = diesel::insert_into(conversations::table)
                 .values((
                     conversations::id.eq(Uuid::now_v7()),
@@ -191,7 +195,11 @@ impl Conversation {
                 ))
                 .returning(Conversation::as_returning())
                 .get_result(conn)
-                .await?;
+                .await
+                .map_err(|e| pairing::one_open_per_bead(e, bead_id.as_deref()))?;
+            if let Some(bead) = &bead_id {
+                pairing::pair(conn, bead, conversation.id).await?;
+            }
             Activity::record(
                 conn,
                 Record {

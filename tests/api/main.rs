@@ -21,6 +21,7 @@ mod invariants;
 mod migrations;
 mod nats;
 mod notifications;
+mod pairing;
 mod personas;
 mod projects;
 mod readiness;

@@ -1,4 +1,5 @@
-//! Pair-programming conversations: members start them; anyone signed in reads them.
+//! Pair-programming conversations: members start them and hand their beads back; anyone
+//! signed in reads them.
 
 use actix_web::{HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,8 @@ pub async fn create(
     auth.require(Role::Member)?;
     let mut conn = state.pool.get().await?;
     let conversation = Conversation::start(&mut conn, body.into_inner(), auth.user.id).await?;
+    // Pairing on a bead an agent was working frees the agent for other work.
+    state.nudge.wake();
     Ok(HttpResponse::Created().json(conversation))
 }
 
@@ -88,4 +91,23 @@ pub async fn show(
     auth.require(Role::Viewer)?;
     let mut conn = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(Conversation::details(&mut conn, id.into_inner()).await?))
+}
+
+/// Gives the conversation's bead back to autonomous work: the bead is ready again (when
+/// nothing else holds it), and the next run of it reads this conversation.
+#[utoipa::path(tag = "chat", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "conversation id")), responses(
+    (status = 200, body = Conversation), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/conversations/{id}/handoff")]
+pub async fn handoff(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    auth.require(Role::Member)?;
+    let mut conn = state.pool.get().await?;
+    let conversation = Conversation::handoff(&mut conn, id.into_inner(), auth.user.id).await?;
+    state.nudge.wake();
+    Ok(HttpResponse::Ok().json(conversation))
 }

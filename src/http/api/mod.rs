@@ -55,7 +55,10 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(links::add_comment)
         .service(links::bead_runs)
         .service(links::show_run);
-    cfg.service(conversations::list).service(conversations::create).service(conversations::show);
+    cfg.service(conversations::list)
+        .service(conversations::create)
+        .service(conversations::show)
+        .service(conversations::handoff);
     cfg.service(activity::list).service(activity::stream);
     cfg.service(notifications::list)
         .service(notifications::stream)
