@@ -66,6 +66,7 @@ impl Column {
             .and(beads::bead_type.ne(BeadType::Epic))
             .and(beads::open_blockers.eq(0))
             .and(beads::held_by.is_null())
+            .and(beads::paired_in.is_null())
             .and(beads::not_before.is_null().or(beads::not_before.le(diesel::dsl::now)));
         match self {
             Column::Ready => q.filter(ready),

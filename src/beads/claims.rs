@@ -76,7 +76,8 @@ pub enum AfterRun {
 /// The readiness rules of DESIGN.md on `beads`' own columns: the `beads_ready*` partial
 /// index predicate plus the retry back-off.
 const READY: &str = "status = 'open' AND bead_type <> 'epic' AND open_blockers = 0 \
-                     AND held_by IS NULL AND (not_before IS NULL OR not_before <= now())";
+                     AND held_by IS NULL AND paired_in IS NULL \
+                     AND (not_before IS NULL OR not_before <= now())";
 
 /// Claims every (bead, agent, run id) pair whose bead is still ready and whose agent is still
 /// idle, in one statement. Rows another transaction holds are skipped, not waited for, so

@@ -30,6 +30,7 @@ pub use model::{Bead, BeadDetails, BeadView, HeldBead, Hold, Link};
 pub use project_graph::{Edge, Graph, Node, project_graph};
 pub use query::{BeadFilter, Cursor};
 pub use runs::{Run, RunOutcome, RunStep, RunWithSteps};
+pub(crate) use status::apply as apply_status_change;
 pub use transitions::{BeadPatch, StatusChange};
 pub use types::{
     BeadId, BeadStatus, BeadType, BlockedReason, DependencyKind, EdgeKind, Priority, PriorityInput,

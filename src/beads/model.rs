@@ -54,6 +54,8 @@ pub struct Bead {
     /// The schedule that filed this bead, if one did.
     #[serde(rename = "schedule")]
     pub schedule_id: Option<Uuid>,
+    /// The open conversation a person is pairing on this bead in: no agent works it meanwhile.
+    pub paired_in: Option<Uuid>,
 }
 
 impl From<i16> for Priority {
@@ -70,6 +72,7 @@ impl Bead {
             && self.bead_type != BeadType::Epic
             && self.open_blockers == 0
             && self.held_by.is_none()
+            && self.paired_in.is_none()
             && self.not_before.is_none_or(|t| t <= now)
     }
 }
@@ -139,6 +142,10 @@ pub enum Hold {
     /// Retry back-off after a failed attempt.
     Backoff {
         until: DateTime<Utc>,
+    },
+    /// A person is pairing on it in this conversation; handing it off makes it ready again.
+    Paired {
+        conversation: Uuid,
     },
     /// Claimed by an agent.
     InProgress {

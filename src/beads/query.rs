@@ -164,6 +164,7 @@ impl Bead {
             .filter(beads::bead_type.ne(BeadType::Epic))
             .filter(beads::open_blockers.eq(0))
             .filter(beads::held_by.is_null())
+            .filter(beads::paired_in.is_null())
             .filter(beads::not_before.is_null().or(beads::not_before.le(diesel::dsl::now)))
             .into_boxed();
         if let Some(p) = project {
@@ -190,6 +191,7 @@ impl Bead {
                         beads::open_blockers
                             .gt(0)
                             .or(beads::held_by.is_not_null())
+                            .or(beads::paired_in.is_not_null())
                             .or(beads::not_before.gt(diesel::dsl::now)),
                     )),
             )
@@ -280,6 +282,9 @@ pub(super) async fn holds_for(conn: &mut Conn, page: &[Bead]) -> Result<Vec<Vec<
                     title: title.clone(),
                     status: *status,
                 });
+            }
+            if let Some(conversation) = b.paired_in {
+                holds.push(Hold::Paired { conversation });
             }
             if let Some(t) = b.not_before.filter(|t| *t > now) {
                 holds.push(Hold::Backoff { until: t });

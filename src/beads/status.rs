@@ -17,8 +17,10 @@ use crate::db::schema::{agents, beads, runs};
 use crate::error::{Error, Result};
 use crate::events::Kind;
 
-/// Applies one status change to a locked bead, with everything that follows from it.
-pub(super) async fn apply(
+/// Applies one status change to a locked bead, with everything that follows from it. The
+/// caller holds the graph lock and bumps the bead's version. A bead an agent holds is taken
+/// back first (also how a person starting to pair on it stops the agent).
+pub(crate) async fn apply(
     conn: &mut Conn,
     bead: Bead,
     change: StatusChange,

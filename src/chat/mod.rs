@@ -3,19 +3,21 @@
 //! persist with their author, tokens and time. `messages` posts and stops, `reply` writes
 //! the agent's reply (through `writer`, acting at a `bench`, told what `context` gathers),
 //! `events` stores what the stream sends and `stream` follows it; `heal` fails replies whose
-//! writer died.
+//! writer died; `pairing` keeps a paired bead from agents until it is handed off.
 
 mod bench;
 mod context;
 pub mod events;
 pub mod heal;
 mod messages;
+mod pairing;
 mod reply;
 mod stream;
 mod writer;
 
 pub use events::{ChatEvent, ChatWakers, EventKind};
 pub use messages::{MAX_BODY, Posted, check_body};
+pub use pairing::Transcript;
 pub use reply::{Chat, ChatConfig, ChatParts};
 pub use stream::ChatFollower;
 
@@ -27,7 +29,7 @@ use uuid::Uuid;
 
 use crate::activity::{Activity, Actor, Record};
 use crate::agents::Agent;
-use crate::beads::{Bead, BeadStatus};
+use crate::beads::Bead;
 use crate::db::Conn;
 use crate::db::schema::{chat_messages, conversations, personas, projects};
 use crate::error::{Error, Result};
@@ -184,9 +186,6 @@ impl Conversation {
                         format!("bead {id} is in project {}", bead.project_id),
                     ));
                 }
-                if bead.status == BeadStatus::Closed {
-                    return Err(Error::conflict("bead_closed", format!("bead {id} is closed")));
-                }
                 Some(bead)
             }
         };
@@ -196,6 +195,10 @@ impl Conversation {
         });
         let bead_id = bead.map(|b| b.id);
         conn.transaction::<_, Error, _>(async move |conn| {
+            // The bead becomes the person's: no agent works it while they pair on it.
+            if let Some(bead) = &bead_id {
+                pairing::take_bead(conn, bead, user).await?;
+            }
             let conversation: Conversation = diesel::insert_into(conversations::table)
                 .values((
                     conversations::id.eq(Uuid::now_v7()),
@@ -208,7 +211,11 @@ impl Conversation {
                 ))
                 .returning(Conversation::as_returning())
                 .get_result(conn)
-                .await?;
+                .await
+                .map_err(|e| pairing::one_open_per_bead(e, bead_id.as_deref()))?;
+            if let Some(bead) = &bead_id {
+                pairing::pair(conn, bead, conversation.id).await?;
+            }
             Activity::record(
                 conn,
                 Record {

@@ -328,6 +328,9 @@ fn describe_holds(holds: &Value) -> String {
             Some("deferred") => format!("deferred until {}", cell(&h["until"])),
             Some("ancestor") => format!("held by {} ({})", cell(&h["id"]), cell(&h["status"])),
             Some("backoff") => format!("retry after {}", cell(&h["until"])),
+            Some("paired") => {
+                format!("a person is pairing on it (conversation {})", cell(&h["conversation"]))
+            }
             Some(other) => other.to_owned(),
             None => "?".into(),
         })

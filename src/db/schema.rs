@@ -134,6 +134,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         closed_at -> Nullable<Timestamptz>,
         schedule_id -> Nullable<Uuid>,
+        paired_in -> Nullable<Uuid>,
     }
 }
 
@@ -393,7 +394,6 @@ diesel::joinable!(comments -> agents (author_agent_id));
 diesel::joinable!(comments -> beads (bead_id));
 diesel::joinable!(comments -> users (author_user_id));
 diesel::joinable!(conversations -> agents (agent_id));
-diesel::joinable!(conversations -> beads (bead_id));
 diesel::joinable!(conversations -> personas (persona));
 diesel::joinable!(conversations -> projects (project_id));
 diesel::joinable!(conversations -> users (created_by_user_id));

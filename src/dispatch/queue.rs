@@ -38,12 +38,14 @@ const IDLE: &str = "SELECT a.id, a.project_id, a.persona, \
         AND CASE WHEN a.project_id IS NULL THEN EXISTS ( \
               SELECT 1 FROM beads b \
                WHERE b.status = 'open' AND b.bead_type <> 'epic' AND b.open_blockers = 0 \
-                 AND b.held_by IS NULL AND (b.not_before IS NULL OR b.not_before <= now()) \
+                 AND b.held_by IS NULL AND b.paired_in IS NULL \
+                 AND (b.not_before IS NULL OR b.not_before <= now()) \
                  AND (b.persona IS NULL OR b.persona = a.persona)) \
             ELSE EXISTS ( \
               SELECT 1 FROM beads b \
                WHERE b.status = 'open' AND b.bead_type <> 'epic' AND b.open_blockers = 0 \
-                 AND b.held_by IS NULL AND (b.not_before IS NULL OR b.not_before <= now()) \
+                 AND b.held_by IS NULL AND b.paired_in IS NULL \
+                 AND (b.not_before IS NULL OR b.not_before <= now()) \
                  AND b.project_id = a.project_id \
                  AND (b.persona IS NULL OR b.persona = a.persona)) END \
       ORDER BY a.updated_at, a.id \
@@ -102,7 +104,7 @@ pub struct Position {
 /// walks every blocked bead sorting ahead of the first ready one.
 const READY: &str = "SELECT id, project_id, persona, labels, priority, created_at FROM beads \
      WHERE status = 'open' AND bead_type <> 'epic' AND open_blockers = 0 AND held_by IS NULL \
-       AND (not_before IS NULL OR not_before <= now()) \
+       AND paired_in IS NULL AND (not_before IS NULL OR not_before <= now()) \
        AND ($1::text[] IS NULL OR project_id = ANY($1)) \
        AND (persona IS NULL OR persona = ANY($2)) \
        AND ($3::smallint IS NULL OR (priority, created_at, id) > ($3, $4, $5)) \

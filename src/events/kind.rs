@@ -68,6 +68,7 @@ kinds! {
     ScheduleDisabled = "schedule.disabled";
     TickerHealed = "ticker.healed";
     ConversationStarted = "conversation.started";
+    ConversationHandedOff = "conversation.handed_off";
     ChatDelta = "chat.delta", ephemeral;
     Notification = "notification", ephemeral;
 }
@@ -94,6 +95,7 @@ impl Kind {
                 | Kind::AgentUpdated
                 | Kind::AgentStatus
                 | Kind::RunEnded
+                | Kind::ConversationHandedOff
                 | Kind::ScheduleFired
                 | Kind::TickerHealed
         )
@@ -190,6 +192,14 @@ mod tests {
         for name in ["bead.claimed", "bead.closed", "run.ended", "run.started"] {
             assert!(name.parse::<Kind>().is_ok(), "{name}");
         }
+    }
+
+    #[test]
+    fn handing_a_conversation_off_wakes_dispatchers() {
+        // Its bead is ready again; a conversation starting readies nothing by itself (an
+        // agent it frees says so with its own `run.ended`).
+        assert!(Kind::ConversationHandedOff.may_ready_work());
+        assert!(!Kind::ConversationStarted.may_ready_work());
     }
 
     #[test]

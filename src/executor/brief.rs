@@ -8,9 +8,10 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::pickup::OpenRun;
-use super::prompt::Brief;
+use super::prompt::{Brief, Pairing};
 use crate::agents::Agent;
 use crate::beads::{Bead, Comment, DependencyKind, Run, RunOutcome};
+use crate::chat::{ChatRole, ChatState, Conversation, Transcript};
 use crate::db::Conn;
 use crate::db::schema::{agents, users};
 use crate::error::Result;
@@ -27,6 +28,10 @@ pub struct Start {
 
 /// Comments put into the task; older ones are left out.
 const MAX_COMMENTS: i64 = 50;
+/// Messages of a handed-off conversation put into the task (the newest), and the longest
+/// one kept whole.
+const MAX_PAIRING_MESSAGES: i64 = 40;
+const MAX_PAIRING_MESSAGE_CHARS: usize = 4_000;
 
 pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
     let bead = Bead::get(conn, &run.bead_id).await?;
@@ -41,6 +46,10 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         .collect();
     let comments = Comment::list(conn, &bead.id, None, MAX_COMMENTS).await?.items;
     let authored = authored(conn, comments).await?;
+    let pairing = match Conversation::handed_off_on(conn, &bead.id, MAX_PAIRING_MESSAGES).await? {
+        Some(transcript) => Some(pairing(conn, transcript).await?),
+        None => None,
+    };
     let brief = Brief {
         agent_name: agent.name.clone(),
         persona_name: persona.name.clone(),
@@ -65,6 +74,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
             None => last_run_ending(conn, &bead.id, run.id).await?,
         },
         resumed: run.resumes > 0,
+        pairing,
     };
     let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
     Ok(Start { brief, repo, agent })
@@ -103,36 +113,95 @@ async fn last_run_ending(
     }))
 }
 
-/// Comments with their authors as the model should read them, the names read in two
-/// queries whatever the number of comments.
+/// The names of the users and agents who wrote something, read in two queries whatever the
+/// number of authors.
+struct Names {
+    users: HashMap<Uuid, String>,
+    agents: HashMap<Uuid, String>,
+}
+
+impl Names {
+    async fn load(
+        conn: &mut Conn,
+        authors: impl Iterator<Item = (Option<Uuid>, Option<Uuid>)>,
+    ) -> Result<Names> {
+        let (user_ids, agent_ids): (Vec<_>, Vec<_>) = authors.unzip();
+        let user_ids: Vec<Uuid> = user_ids.into_iter().flatten().collect();
+        let agent_ids: Vec<Uuid> = agent_ids.into_iter().flatten().collect();
+        let users = users::table
+            .filter(users::id.eq_any(&user_ids))
+            .select((users::id, users::username))
+            .load::<(Uuid, String)>(conn)
+            .await?
+            .into_iter()
+            .collect();
+        let agents = agents::table
+            .filter(agents::id.eq_any(&agent_ids))
+            .select((agents::id, agents::name))
+            .load::<(Uuid, String)>(conn)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(Names { users, agents })
+    }
+
+    fn user(&self, id: Uuid) -> String {
+        self.users.get(&id).cloned().unwrap_or_else(|| "a person".into())
+    }
+
+    fn agent(&self, id: Uuid) -> String {
+        format!("agent {}", self.agents.get(&id).map_or("(deleted)", String::as_str))
+    }
+}
+
+/// Comments with their authors as the model should read them.
 async fn authored(conn: &mut Conn, comments: Vec<Comment>) -> Result<Vec<(String, String)>> {
-    let user_ids: Vec<Uuid> = comments.iter().filter_map(|c| c.author_user_id).collect();
-    let agent_ids: Vec<Uuid> = comments.iter().filter_map(|c| c.author_agent_id).collect();
-    let users: HashMap<Uuid, String> = users::table
-        .filter(users::id.eq_any(&user_ids))
-        .select((users::id, users::username))
-        .load::<(Uuid, String)>(conn)
-        .await?
-        .into_iter()
-        .collect();
-    let agents: HashMap<Uuid, String> = agents::table
-        .filter(agents::id.eq_any(&agent_ids))
-        .select((agents::id, agents::name))
-        .load::<(Uuid, String)>(conn)
-        .await?
-        .into_iter()
-        .collect();
+    let names =
+        Names::load(conn, comments.iter().map(|c| (c.author_user_id, c.author_agent_id))).await?;
     Ok(comments
         .into_iter()
         .map(|c| {
             let who = match (c.author_user_id, c.author_agent_id) {
-                (Some(u), _) => users.get(&u).cloned().unwrap_or_else(|| "a person".into()),
-                (None, Some(a)) => {
-                    format!("agent {}", agents.get(&a).map_or("(deleted)", String::as_str))
-                }
+                (Some(u), _) => names.user(u),
+                (None, Some(a)) => names.agent(a),
                 (None, None) => "Loom".into(),
             };
             (who, c.body)
         })
         .collect())
+}
+
+/// A handed-off conversation as the model should read it: who said what (the person by
+/// name, the other side as its agent or persona), long messages clipped, a reply that did
+/// not finish said so.
+async fn pairing(conn: &mut Conn, t: Transcript) -> Result<Pairing> {
+    let names =
+        Names::load(conn, t.messages.iter().map(|m| (m.author_user_id, m.author_agent_id))).await?;
+    let persona = &t.conversation.persona;
+    let messages = t
+        .messages
+        .into_iter()
+        .filter(|m| !m.body.trim().is_empty())
+        .map(|m| {
+            let who = match (m.role, m.author_user_id, m.author_agent_id) {
+                (ChatRole::User, Some(u), _) => names.user(u),
+                (ChatRole::User, None, _) => "a person".into(),
+                (ChatRole::Assistant, _, Some(a)) => format!("{} ({persona})", names.agent(a)),
+                (ChatRole::Assistant, _, None) => format!("{persona} (persona)"),
+            };
+            let mut body = clip(&m.body, MAX_PAIRING_MESSAGE_CHARS);
+            if matches!(m.state, ChatState::Stopped | ChatState::Failed) {
+                body.push_str("\n\n[this reply did not finish]");
+            }
+            (who, body)
+        })
+        .collect();
+    Ok(Pairing { title: t.conversation.title, messages, earlier: t.earlier })
+}
+
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}\n[clipped]", &text[..at]),
+    }
 }

@@ -31,6 +31,18 @@ pub struct Brief {
     pub last_error: Option<String>,
     /// The worktree holds uncommitted work from an interrupted run of this bead.
     pub resumed: bool,
+    /// The conversation a person had on this bead before handing it back, if any.
+    pub pairing: Option<Pairing>,
+}
+
+/// A pair-programming conversation on the bead, as the next run should read it.
+#[derive(Debug, Clone, Default)]
+pub struct Pairing {
+    pub title: String,
+    /// (who, what), oldest first, each already clipped.
+    pub messages: Vec<(String, String)>,
+    /// Older messages were left out.
+    pub earlier: bool,
 }
 
 /// The longest AGENTS.md put into the prompt; the rest is left for the agent to read.
@@ -117,6 +129,9 @@ pub fn bead_context(brief: &Brief) -> String {
             brief.attempt
         );
     }
+    if let Some(p) = &brief.pairing {
+        pairing(&mut s, p, &brief.bead_id);
+    }
     if brief.resumed {
         let _ = writeln!(
             s,
@@ -125,6 +140,25 @@ pub fn bead_context(brief: &Brief) -> String {
         );
     }
     s
+}
+
+fn pairing(s: &mut String, p: &Pairing, bead_id: &str) {
+    let _ = writeln!(
+        s,
+        "\n## A person paired on this bead\n\nBefore this run a person worked on this bead \
+         with an agent in the conversation below (\"{}\"), in this same worktree, and then \
+         handed the bead back to autonomous work. Changes made during it may already be \
+         committed on `loom/{bead_id}` or still be uncommitted in the worktree: look at them \
+         (git_diff, `git log`) before you change anything, and carry on from where they left \
+         off rather than starting over.",
+        p.title
+    );
+    if p.earlier {
+        let _ = writeln!(s, "\n(Earlier messages of the conversation are left out.)");
+    }
+    for (who, body) in &p.messages {
+        let _ = writeln!(s, "\n**{who}:** {}", body.trim());
+    }
 }
 
 #[cfg(test)]
@@ -198,5 +232,32 @@ mod tests {
         let plain = task(&Brief { description: String::new(), ..brief() });
         assert!(plain.contains("no description"));
         assert!(!plain.contains("Earlier attempts") && !plain.contains("Comments"));
+        assert!(!plain.contains("paired"));
+    }
+
+    #[test]
+    fn the_task_carries_the_conversation_a_person_handed_the_bead_back_from() {
+        let pairing = Pairing {
+            title: "Pair on the login".into(),
+            messages: vec![
+                ("sam".into(), "Empty passwords crash it.\n".into()),
+                ("agent ada".into(), "I added a guard in login.rs.".into()),
+            ],
+            earlier: true,
+        };
+        let t = task(&Brief { pairing: Some(pairing), ..brief() });
+        for part in [
+            "## A person paired on this bead",
+            "\"Pair on the login\"",
+            "this same worktree",
+            "committed on `loom/web-a1`",
+            "uncommitted in the worktree",
+            "Earlier messages of the conversation are left out",
+            "**sam:** Empty passwords crash it.\n\n**agent ada:** I added a guard in login.rs.",
+        ] {
+            assert!(t.contains(part), "{part} missing from:\n{t}");
+        }
+        let whole = Pairing { earlier: false, ..Pairing::default() };
+        assert!(!task(&Brief { pairing: Some(whole), ..brief() }).contains("left out"));
     }
 }

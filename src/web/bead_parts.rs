@@ -101,6 +101,9 @@ pub fn hold_line(h: &Hold) -> String {
         Hold::Deferred { until: None } => "deferred".into(),
         Hold::Ancestor { id, status, .. } => format!("its ancestor {id} is {status}"),
         Hold::Backoff { until } => format!("retrying after {}", until.to_rfc3339()),
+        Hold::Paired { conversation } => {
+            format!("a person is pairing on it (conversation {conversation})")
+        }
         Hold::InProgress { .. } => "being worked on".into(),
         Hold::Closed => "closed".into(),
         other => format!("{other:?}"),

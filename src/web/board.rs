@@ -93,6 +93,7 @@ fn hold_text(h: &Hold) -> Option<String> {
         Hold::Deferred { until: None } => Some("deferred".into()),
         Hold::Ancestor { id, status, .. } => Some(format!("parent {id} is {status}")),
         Hold::Backoff { until } => Some(format!("retrying after {}", until.format("%H:%M"))),
+        Hold::Paired { .. } => Some("a person is pairing on it".into()),
         _ => None,
     }
 }

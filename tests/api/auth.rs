@@ -308,6 +308,7 @@ async fn the_openapi_document_covers_every_route_of_the_contract() {
         ("get", "/api/v1/conversations"),
         ("post", "/api/v1/conversations"),
         ("get", "/api/v1/conversations/{id}"),
+        ("post", "/api/v1/conversations/{id}/handoff"),
     ];
     for (method, path) in expected {
         assert!(

@@ -22,6 +22,7 @@ mod invariants;
 mod migrations;
 mod nats;
 mod notifications;
+mod pairing;
 mod personas;
 mod projects;
 mod readiness;

@@ -9,7 +9,7 @@ use crate::support::browser::logged_in;
 use crate::support::spawn;
 
 /// The bead ids in one column of a board page.
-fn column(page: &str, key: &str) -> Vec<String> {
+pub(crate) fn column(page: &str, key: &str) -> Vec<String> {
     let start = page.find(&format!("data-column=\"{key}\"")).expect("the column");
     let section = &page[start..start + page[start..].find("</section>").expect("its end")];
     section.split("data-bead=\"").skip(1).map(|s| s.split('"').next().unwrap().to_owned()).collect()

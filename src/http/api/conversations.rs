@@ -1,5 +1,5 @@
-//! Pair-programming conversations: members start them, post messages and stop replies;
-//! anyone signed in reads them and follows their stream.
+//! Pair-programming conversations: members start them, post messages, stop replies and hand
+//! their beads back; anyone signed in reads them and follows their stream.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
@@ -192,4 +192,23 @@ impl sse::Source for ChatFollower {
             sse::encode_as(Some(e.id), &e.kind, &data)
         }))
     }
+}
+
+/// Gives the conversation's bead back to autonomous work: the bead is ready again (when
+/// nothing else holds it), and the next run of it reads this conversation.
+#[utoipa::path(tag = "chat", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "conversation id")), responses(
+    (status = 200, body = Conversation), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/conversations/{id}/handoff")]
+pub async fn handoff(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    auth.require(Role::Member)?;
+    let mut conn = state.pool.get().await?;
+    let conversation = Conversation::handoff(&mut conn, id.into_inner(), auth.user.id).await?;
+    state.nudge.wake();
+    Ok(HttpResponse::Ok().json(conversation))
 }

@@ -139,6 +139,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, Error> 
         .filter(beads::bead_type.ne(crate::beads::BeadType::Epic))
         .filter(beads::open_blockers.eq(0))
         .filter(beads::held_by.is_null())
+        .filter(beads::paired_in.is_null())
         .group_by(beads::project_id)
         .select((beads::project_id, diesel::dsl::count_star()))
         .load(&mut conn)

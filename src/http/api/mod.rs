@@ -60,7 +60,8 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(conversations::show)
         .service(conversations::post_message)
         .service(conversations::stop)
-        .service(conversations::stream);
+        .service(conversations::stream)
+        .service(conversations::handoff);
     cfg.service(activity::list).service(activity::stream);
     cfg.service(notifications::list)
         .service(notifications::stream)
