@@ -79,6 +79,21 @@
   // The stored event kinds, from the server (so this list never drifts from Loom's).
   const KINDS = (document.body.dataset.kinds || "").split(",").filter(Boolean);
 
+  // Fetches `src` and swaps in its elements of the given ids, as the server renders them.
+  function swap(src, targets) {
+    return fetch(src, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+      .then((html) => {
+        const doc = new DOMParser().parseFromString(html, "text/html");
+        for (const target of targets) {
+          const fresh = doc.getElementById(target);
+          const old = document.getElementById(target);
+          if (fresh && old) old.replaceWith(document.adoptNode(fresh));
+        }
+      })
+      .catch(() => {});
+  }
+
   // Parts of a page kept current (`data-live="refresh"`): any event of the named families on
   // the activity stream (filtered by `data-stream`) fetches `data-src` (the page itself by
   // default) again and swaps in its elements of the ids in `data-target`, server-rendered, so
@@ -90,24 +105,98 @@
     const families = (holder.dataset.families || "").split(",").filter(Boolean);
     const source = new EventSource("/api/v1/activity/stream" + (holder.dataset.stream || ""));
     let timer = null;
-    const refresh = () => {
-      timer = null;
-      fetch(src, { credentials: "same-origin", headers: { Accept: "text/html" } })
-        .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
-        .then((html) => {
-          const doc = new DOMParser().parseFromString(html, "text/html");
-          for (const target of targets) {
-            const fresh = doc.getElementById(target);
-            const old = document.getElementById(target);
-            if (fresh && old) old.replaceWith(document.adoptNode(fresh));
-          }
-        })
-        .catch(() => {});
-    };
+    const refresh = () => { timer = null; swap(src, targets); };
     const changed = () => { if (!timer) timer = setTimeout(refresh, 150); };
     for (const kind of KINDS) {
       if (families.includes(kind.split(".")[0])) source.addEventListener(kind, changed);
     }
+  }
+
+  // A conversation (`#chat`): the reply streams in as text (never as HTML), with a card per
+  // action; when it ends the messages are swapped for the server's rendering (markdown made
+  // safe there). Sending and stopping use the API, so the stream is never interrupted.
+  function followChat(chat) {
+    if (!window.EventSource || !window.fetch) return;
+    const id = chat.dataset.conversation;
+    const api = "/api/v1/conversations/" + id;
+    const live = () => document.getElementById("chat-live");
+    const problem = document.getElementById("chat-error");
+    const say = (text) => { problem.textContent = text; problem.hidden = !text; };
+    const refresh = (targets) => swap(window.location.pathname, targets);
+    const source = new EventSource(api + "/stream?last_event_id=" + chat.dataset.after);
+    const start = () => {
+      const box = live();
+      if (box.hidden) {
+        box.hidden = false;
+        box.querySelector(".live-text").textContent = "";
+        box.querySelector(".live-actions").textContent = "";
+      }
+      return box;
+    };
+    source.addEventListener("message", () => refresh(["chat-messages"]));
+    source.addEventListener("delta", (e) => {
+      start().querySelector(".live-text").append(JSON.parse(e.data).text || "");
+    });
+    source.addEventListener("action", (e) => {
+      const action = JSON.parse(e.data).action || {};
+      const card = document.createElement("details");
+      card.className = "action-card";
+      const summary = document.createElement("summary");
+      const name = document.createElement("code");
+      name.className = "action";
+      name.textContent = action.action || "?";
+      const rest = Object.assign({}, action);
+      delete rest.action;
+      const detail = document.createElement("code");
+      detail.className = "detail";
+      detail.textContent = Object.keys(rest).length ? JSON.stringify(rest).slice(0, 400) : "";
+      summary.append(name, " ", detail);
+      card.append(summary);
+      start().querySelector(".live-actions").append(card);
+    });
+    source.addEventListener("action_result", (e) => {
+      const result = JSON.parse(e.data);
+      const cards = start().querySelectorAll(".live-actions .action-card");
+      const card = cards[cards.length - 1];
+      if (!card) return;
+      card.classList.add(result.ok ? "ok" : "failed");
+      if (result.output) {
+        const out = document.createElement("pre");
+        out.className = "result";
+        out.textContent = result.output;
+        card.append(out);
+      }
+    });
+    const ended = () => refresh(["chat-messages", "chat-live"]);
+    source.addEventListener("done", ended);
+    // A named `error` event carries data; the browser's own (a dropped connection, which it
+    // retries by itself after the last id) does not.
+    source.addEventListener("error", (e) => { if (e.data) ended(); });
+
+    const form = document.getElementById("chat-form");
+    if (!form) return;
+    const body = document.getElementById("chat-body");
+    const post = (path, payload) => fetch(api + path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: payload === undefined ? undefined : JSON.stringify(payload),
+    }).then((r) => r.ok ? r : r.json().then((b) => Promise.reject(b.error ? b.error.message : "the request failed")));
+    form.addEventListener("submit", (e) => {
+      const via = e.submitter;
+      if (via && via.id === "chat-handoff") return; // a whole-page change: the form posts it
+      e.preventDefault();
+      if (via && via.id === "chat-stop") {
+        post("/stop").then(() => say("")).catch(say);
+        return;
+      }
+      const text = body.value.trim();
+      if (!text) return;
+      post("/messages", { body: text }).then(() => { body.value = ""; say(""); }).catch(say);
+    });
+    body.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
+    });
   }
 
   // Exposed for pages that need more.
@@ -118,5 +207,7 @@
     shareUnread();
     document.querySelectorAll('[data-live="feed"]').forEach(followFeed);
     document.querySelectorAll('[data-live="refresh"]').forEach(followRefresh);
+    const chat = document.getElementById("chat");
+    if (chat) followChat(chat);
   });
 })();

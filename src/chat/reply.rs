@@ -15,12 +15,13 @@ use uuid::Uuid;
 
 use super::bench::{self, Bench, Setup, Who};
 use super::context::{Context, bead_closed};
-use super::events::ChatWakers;
+use super::events::{ChatWakers, EventKind, announce};
 use super::writer::{Halt, Writer};
-use super::{Conversation, messages::Posted};
+use super::{ChatMessage, Conversation, messages::Posted};
 use crate::activity::Actor;
 use crate::beads::{Bead, BeadStatus};
-use crate::db::Pool;
+use crate::db::{Conn, Pool};
+use crate::error::Result;
 use crate::events::Bus;
 use crate::executor::actions::parse_reply;
 use crate::gateway::{CallContext, Completion, Gateway, GatewayError, Health, Message, Tool};
@@ -115,12 +116,33 @@ impl Chat {
         &self.0.wakers
     }
 
-    pub fn bus(&self) -> &Bus {
-        &self.0.bus
+    /// Posts `person`'s message and starts the agent's reply; readers everywhere are woken.
+    pub async fn post(
+        &self,
+        conn: &mut Conn,
+        id: Uuid,
+        body: &str,
+        person: Uuid,
+    ) -> Result<Posted> {
+        let lease = self.0.config.lease;
+        let (conversation, posted) = Conversation::post(conn, id, body, person, lease).await?;
+        announce(&self.0.bus, &conversation, posted.event_id, EventKind::Message);
+        self.reply(conversation, &posted, person);
+        Ok(posted)
+    }
+
+    /// Stops the conversation's streaming reply, at once when this process writes it.
+    pub async fn stop(&self, conn: &mut Conn, id: Uuid) -> Result<ChatMessage> {
+        let (conversation, reply, event) = Conversation::stop(conn, id).await?;
+        if let Some(token) = self.running().get(&reply.id) {
+            token.cancel();
+        }
+        announce(&self.0.bus, &conversation, event, EventKind::Done);
+        Ok(reply)
     }
 
     /// Starts writing the reply `posted` opened, for `person`.
-    pub fn reply(&self, conversation: Conversation, posted: &Posted, person: Uuid) {
+    fn reply(&self, conversation: Conversation, posted: &Posted, person: Uuid) {
         let message = posted.reply.id;
         let token = self.0.shutdown.child_token();
         self.running().insert(message, token.clone());
@@ -136,13 +158,6 @@ impl Chat {
             this.write(writer, person, token).await;
             this.running().remove(&message);
         });
-    }
-
-    /// A person stopped `message` (already recorded): its writer here, if any, stops now.
-    pub fn stopped(&self, message: i64) {
-        if let Some(token) = self.running().get(&message) {
-            token.cancel();
-        }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, CancellationToken>> {

@@ -39,6 +39,10 @@ struct BeadPage {
     feed_query: String,
     can_write: bool,
     error: Option<String>,
+    /// Conversations on this bead, newest first.
+    conversations: Vec<crate::chat::Conversation>,
+    /// The personas a person may pair with, the bead's own first.
+    personas: Vec<String>,
 }
 
 async fn render(
@@ -56,6 +60,13 @@ async fn render(
     let project = Project::find(&mut conn, &details.bead.bead.project_id).await?;
     let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
     let runs = parts::runs(viewer, &mut conn, &repo, details.runs, &agents).await?;
+    let conversations =
+        crate::chat::Conversation::list(&mut conn, None, Some(id), None, 20).await?;
+    let mut personas: Vec<String> =
+        crate::personas::Persona::list(&mut conn).await?.into_iter().map(|p| p.name).collect();
+    if let Some(own) = &details.bead.bead.persona {
+        personas.sort_by_key(|p| p != own);
+    }
     drop(conn);
     let layout = viewer
         .layout(format!("{} {}", details.bead.bead.id, details.bead.bead.title), Nav::Projects)
@@ -76,6 +87,8 @@ async fn render(
         feed_query: format!("?bead={}", urlencode(&bead.id)),
         can_write: viewer.can_write(),
         error: error.map(|e| e.to_string()),
+        conversations,
+        personas,
         bead,
     };
     Ok(html(status, page.render()))
@@ -111,6 +124,9 @@ pub struct ActionForm {
     bead_type: Option<String>,
     #[serde(default)]
     labels: Option<String>,
+    // The pairing form.
+    #[serde(default)]
+    persona: String,
 }
 
 impl ActionForm {
@@ -154,6 +170,9 @@ pub async fn act(
     viewer.check_csrf(&form.csrf)?;
     viewer.require(Role::Member)?;
     let (id, action) = path.into_inner();
+    if action == "pair" {
+        return pair(&viewer, &id, &form.persona).await;
+    }
     let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
     let actor = viewer.actor();
     let mut conn = viewer.state.pool.get().await?;
@@ -215,6 +234,27 @@ pub async fn act(
             let missing = Error::invalid("unknown_bead", format!("{e}: check the id"));
             render(&viewer, &id, Some(missing)).await
         }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /beads/{id}/pair`: a conversation on the bead with the chosen persona; then its
+/// page (or this one, saying why not).
+async fn pair(viewer: &Viewer, id: &str, persona: &str) -> Result<HttpResponse, PageError> {
+    let mut conn = viewer.state.pool.get().await?;
+    let bead = Bead::get(&mut conn, id).await?;
+    let new = crate::chat::NewConversation {
+        project: bead.project_id,
+        agent: None,
+        persona: Some(persona.trim().to_owned()).filter(|p| !p.is_empty()),
+        bead: Some(id.to_owned()),
+        title: None,
+    };
+    let started = crate::chat::Conversation::start(&mut conn, new, viewer.user.id).await;
+    drop(conn);
+    match started {
+        Ok(c) => Ok(see_other(&format!("/conversations/{}", c.id))),
+        Err(e) if super::page::is_refusal(&e) => render(viewer, id, Some(e)).await,
         Err(e) => Err(e.into()),
     }
 }

@@ -150,9 +150,10 @@ async fn commit_view(viewer: &Viewer, project: &ProjectRepo, sha: &str) -> Optio
     }
 }
 
-fn step_view(step: crate::beads::RunStep) -> StepView {
-    let name = step.action.get("action").and_then(|a| a.as_str()).unwrap_or("?").to_owned();
-    let mut rest = step.action.clone();
+/// An action as a page shows it: its name, and its arguments as a short line.
+pub fn action_parts(action: &serde_json::Value) -> (String, String) {
+    let name = action.get("action").and_then(|a| a.as_str()).unwrap_or("?").to_owned();
+    let mut rest = action.clone();
     if let Some(map) = rest.as_object_mut() {
         map.remove("action");
     }
@@ -160,6 +161,11 @@ fn step_view(step: crate::beads::RunStep) -> StepView {
         serde_json::Value::Object(m) if m.is_empty() => String::new(),
         v => v.to_string().chars().take(400).collect(),
     };
+    (name, detail)
+}
+
+fn step_view(step: crate::beads::RunStep) -> StepView {
+    let (name, detail) = action_parts(&step.action);
     let cut = step.result.chars().count() > RESULT_CHARS;
     StepView {
         turn: step.turn,

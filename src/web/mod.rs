@@ -13,6 +13,7 @@ mod bead;
 mod bead_parts;
 mod board;
 mod charts;
+mod chat;
 mod graph;
 mod markdown;
 mod notifications;
@@ -58,6 +59,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects/{id}/delete", web::post().to(projects::delete))
         .route("/beads/{id}", web::get().to(bead::page))
         .route("/beads/{id}/{action}", web::post().to(bead::act))
+        .route("/conversations/{id}", web::get().to(chat::page))
+        .route("/conversations/{id}/{action}", web::post().to(chat::act))
         .route("/analytics", web::get().to(analytics::page))
         .route("/admin/users", web::get().to(admin::users))
         .route("/admin/users", web::post().to(admin::create_user))

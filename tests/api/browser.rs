@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
+use crate::support::gateway::Reply;
 use crate::support::{PASSWORD, TestApp, spawn};
 
 /// Far above what a script takes (seconds), so only a hung browser hits it.
@@ -111,6 +112,7 @@ async fn run_script(app: &TestApp, script: &str, run_bead: &str) {
         .env("LOOM_PASSWORD", PASSWORD)
         .env("LOOM_ADMIN_USER", "admin")
         .env("LOOM_VIEWER_USER", "viewer")
+        .env("LOOM_MEMBER_USER", "member")
         .env("LOOM_ADMIN_TOKEN", &app.admin)
         .env("LOOM_MEMBER_TOKEN", &app.member)
         .env("LOOM_SEED_PROJECT", "seed")
@@ -156,4 +158,24 @@ async fn in_a_browser_viewers_get_no_write_controls_and_forms_without_csrf_chang
     let app = spawn().await;
     let run_bead = seed(&app).await;
     run_script(&app, "safety.mjs", &run_bead).await;
+}
+
+#[tokio::test]
+async fn in_a_browser_a_member_pairs_on_a_bead_and_sees_the_reply_stream_in() {
+    if !browser_available() {
+        return;
+    }
+    let p = crate::support::chat::Pairing::new(|_| {}).await;
+    let bead = p.app.bead("web", "Write the notes", json!({})).await;
+    let slow = std::time::Duration::from_millis(700);
+    p.script
+        .push(Reply::tool_call("write_file", json!({"path": "notes.md", "content": "# Notes\n"})))
+        .push(
+            Reply::text("Streaming the answer: I wrote notes.md, and that is **the end.**")
+                .chunk_delay(slow),
+        )
+        .push(
+            Reply::text("Slowly, step by step, this goes on for a long time").chunk_delay(slow * 5),
+        );
+    run_script(&p.app, "chat.mjs", &bead).await;
 }

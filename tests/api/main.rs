@@ -33,5 +33,6 @@ mod support;
 mod ticker;
 mod web;
 mod web_admin;
+mod web_chat;
 mod web_pages;
 mod web_work;

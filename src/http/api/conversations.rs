@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::chat::{
-    ChatEvent, ChatFollower, Conversation, ConversationDetails, EventKind, NewConversation, Posted,
+    ChatEvent, ChatFollower, Conversation, ConversationDetails, NewConversation, Posted,
 };
 use crate::db::Page;
 use crate::error::{Error, Result};
@@ -116,16 +116,7 @@ pub async fn post_message(
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
     let mut conn = state.pool.get().await?;
-    let lease = state.chat.config().lease;
-    let (conversation, posted) =
-        Conversation::post(&mut conn, id.into_inner(), &body.body, auth.user.id, lease).await?;
-    crate::chat::events::announce(
-        state.chat.bus(),
-        &conversation,
-        posted.event_id,
-        EventKind::Message,
-    );
-    state.chat.reply(conversation, &posted, auth.user.id);
+    let posted = state.chat.post(&mut conn, id.into_inner(), &body.body, auth.user.id).await?;
     Ok(HttpResponse::Accepted().json(posted))
 }
 
@@ -142,10 +133,7 @@ pub async fn stop(
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
     let mut conn = state.pool.get().await?;
-    let (conversation, reply, event) = Conversation::stop(&mut conn, id.into_inner()).await?;
-    state.chat.stopped(reply.id);
-    crate::chat::events::announce(state.chat.bus(), &conversation, event, EventKind::Done);
-    Ok(HttpResponse::Ok().json(reply))
+    Ok(HttpResponse::Ok().json(state.chat.stop(&mut conn, id.into_inner()).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
