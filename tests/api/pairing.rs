@@ -277,3 +277,39 @@ async fn the_next_run_after_a_handoff_reads_the_conversation() {
     assert!(!task.contains("END-OF-LONG"), "a long message is clipped");
     assert!(task.len() < 12_000, "{}", task.len());
 }
+
+/// The whole loop: a person pairs, the agent edits the bead's worktree in the chat (without
+/// committing), the person hands the bead back, and the executor's run goes on in that same
+/// worktree with the conversation in its prompt; the edit lands on the project branch.
+#[tokio::test]
+async fn work_done_while_pairing_is_carried_on_by_the_next_run_and_nothing_is_lost() {
+    let mut w = Work::with_chat(&[("parser.rs", "fn parse() {}\n")], 1, Limits::default()).await;
+    let bead = w.bead("Make the parser strict").await;
+    let conversation = started(&w.app, "web", Some(&bead)).await;
+    let edit =
+        json!({"path": "parser.rs", "old": "fn parse() {}", "new": "fn parse() { strict() }"});
+    w.script
+        .push_for("Reject trailing commas", Reply::tool_call("edit_file", edit))
+        .push_for("Reject trailing commas", Reply::text("Edited parser.rs; not committed yet."));
+    let url = format!("{}/api/v1/conversations/{conversation}/stream", w.app.base);
+    let mut stream = crate::support::sse::SseClient::open(&url, &w.app.viewer, Some("0")).await;
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let body = json!({"body": "Reject trailing commas, please."});
+    let posted = w.app.call(Method::POST, &path, Some(&w.app.member), Some(body)).await;
+    assert_eq!(posted.status, StatusCode::ACCEPTED, "{:?}", posted.body);
+    let frames = stream.until("done").await;
+    assert!(frames.iter().any(|f| f.event == "action_result" && f.data.contains("\"ok\":true")));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "open", "no run while the person pairs");
+
+    assert_eq!(handoff_as(&w.app, &w.app.member, &conversation).await.status, StatusCode::OK);
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Strict now."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    let run =
+        w.script.completions().into_iter().find(|c| c["stream"] != true).expect("the run's call");
+    let task = run["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(task.contains("Edited parser.rs; not committed yet."), "{task}");
+    // The chat's uncommitted edit was committed and merged by the run.
+    assert_eq!(w.upstream.file("parser.rs"), "fn parse() { strict() }\n");
+}

@@ -112,12 +112,28 @@ impl Work {
     /// `agents` unbound software engineers; the project `web` on the upstream, with
     /// `max_parallel` beads at once.
     pub async fn new(files: &[(&str, &str)], agents: usize, limits: Limits) -> Work {
+        Work::build(files, agents, limits, false).await
+    }
+
+    /// The same, with the app itself talking to the scripted gateway too (for chat replies).
+    pub async fn with_chat(files: &[(&str, &str)], agents: usize, limits: Limits) -> Work {
+        Work::build(files, agents, limits, true).await
+    }
+
+    async fn build(files: &[(&str, &str)], agents: usize, limits: Limits, chat: bool) -> Work {
         // The app and the executors share the data dir, so pages read the clones they make.
         let data = tempfile::tempdir().expect("tempdir");
         let dir = data.path().to_owned();
-        let app = spawn_with(move |c| c.data_dir = dir).await;
         let script = ScriptedGateway::start().await;
         script.require_key(KEY);
+        let url = script.url();
+        let app = spawn_with(move |c| {
+            c.data_dir = dir;
+            if chat {
+                c.gateway = Some(gateway_config(&url));
+            }
+        })
+        .await;
         let upstream = Upstream::new(files);
         let repo = upstream.path().to_string_lossy().into_owned();
         let res = app
