@@ -436,3 +436,60 @@ async fn a_reply_whose_writer_died_is_failed_by_the_ticker_once_its_lease_lapses
     p.say(&id, "Hello again").await;
     assert_eq!(said(&stream.until("done").await), "Back.");
 }
+
+/// A reply written by one replica streams live to a reader on another, and a stop asked of
+/// the reader's replica stops the writer: conversation streams poll Postgres only every ten
+/// minutes here, so what arrives in time came through NATS.
+#[tokio::test]
+async fn a_reply_written_on_one_replica_streams_on_another_and_is_stopped_from_there() {
+    use crate::support::replica;
+    let nats = replica::nats_config(&replica::nats_url());
+    let (a_nats, b_nats) = (nats.clone(), nats.clone());
+    let slow = Duration::from_secs(600);
+    let p = Pairing::new(move |c| {
+        c.events.nats = Some(a_nats);
+        c.chat.poll = slow;
+    })
+    .await;
+    let url = p.script.url();
+    let b = replica::start(p.app.database_url(), move |c| {
+        c.events.nats = Some(b_nats);
+        c.chat.poll = slow;
+        c.gateway = Some(crate::support::work::gateway_config(&url));
+    })
+    .await;
+    let id = p.conversation(None).await;
+    let mut on_a = p.stream(&id, None).await;
+    p.script.push(Reply::text("Over there, then here.").chunk_delay(Duration::from_millis(20)));
+    let path = format!("/api/v1/conversations/{id}/messages");
+    let on_b = reqwest::Client::new()
+        .post(format!("{}{path}", b.base))
+        .bearer_auth(&p.app.member)
+        .json(&json!({"body": "Reply from B"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_b.status(), StatusCode::ACCEPTED);
+    let frames = on_a.until("done").await;
+    assert_eq!(kinds(&frames), ["message", "delta", "done"]);
+    assert_eq!(said(&frames), "Over there, then here.");
+
+    // A slow reply on B, stopped through A: B's writer stops at its next write.
+    let long = (0..100).map(|i| format!("w{i} ")).collect::<String>();
+    p.script.push(Reply::text(&long).chunk_delay(Duration::from_millis(300)));
+    reqwest::Client::new()
+        .post(format!("{}{path}", b.base))
+        .bearer_auth(&p.app.member)
+        .json(&json!({"body": "Go on"}))
+        .send()
+        .await
+        .unwrap();
+    on_a.until("delta").await;
+    assert_eq!(stop(&p, &id).await.status, StatusCode::OK);
+    let done = data(on_a.until("done").await.last().unwrap());
+    assert_eq!(done["state"], "stopped");
+    let kept = p.details(&id).await["messages"][3]["body"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(p.details(&id).await["messages"][3]["body"], kept.as_str(), "B wrote no more");
+    replica::drop_stream(&nats).await;
+}
