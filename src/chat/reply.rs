@@ -206,7 +206,8 @@ impl Chat {
             Some(a) => Who { actor: Actor::Agent(a.id), name: a.name.clone() },
             None => Who { actor: Actor::User(person), name: ctx.speaker.clone() },
         };
-        let bench = Bench::open(Setup {
+        // A first clone can take a while: the lease is renewed meanwhile.
+        let opening = Bench::open(Setup {
             repos: &inner.repos,
             pool: &inner.pool,
             bus: &inner.bus,
@@ -216,8 +217,8 @@ impl Chat {
             who,
             homes: &inner.homes,
             run_env: &inner.run_env,
-        })
-        .await?;
+        });
+        let bench = self.renewing(writer, opening).await??;
         let system = ctx
             .system_prompt(&mut conn, &bench.worktree.branch, bench.agents_md.as_deref())
             .await?;
