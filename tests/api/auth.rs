@@ -309,6 +309,9 @@ async fn the_openapi_document_covers_every_route_of_the_contract() {
         ("post", "/api/v1/conversations"),
         ("get", "/api/v1/conversations/{id}"),
         ("post", "/api/v1/conversations/{id}/handoff"),
+        ("post", "/api/v1/conversations/{id}/messages"),
+        ("get", "/api/v1/conversations/{id}/stream"),
+        ("post", "/api/v1/conversations/{id}/stop"),
     ];
     for (method, path) in expected {
         assert!(
