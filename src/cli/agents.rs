@@ -156,7 +156,7 @@ async fn act(client: &Client, agent: &str, action: &str) -> anyhow::Result<Value
 }
 
 /// The id of the agent the user means: a UUID as it is, anything else looked up by name.
-async fn resolve(client: &Client, arg: &str) -> anyhow::Result<String> {
+pub(super) async fn resolve(client: &Client, arg: &str) -> anyhow::Result<String> {
     // Names are at most 32 characters, so only the 36-character hyphenated form can be
     // told apart from a name; a 32-digit UUID without dashes is looked up as a name.
     if arg.len() == 36 && Uuid::parse_str(arg).is_ok() {

@@ -3,6 +3,7 @@
 
 mod agents;
 mod beads;
+mod chat;
 mod client;
 mod feed;
 mod output;
@@ -103,6 +104,13 @@ pub enum Command {
         #[command(flatten)]
         args: feed::FeedArgs,
     },
+    /// Pair with an agent: a conversation in the terminal, its replies streamed as written.
+    Chat {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        args: chat::ChatArgs,
+    },
     /// Schedules: recurring work, a cron expression and the bead it files.
     Schedule {
         #[command(flatten)]
@@ -127,6 +135,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Run { remote, command } => runs::run(remote, command).await,
         Command::Schedule { remote, command } => schedules::run(remote, command).await,
         Command::Feed { remote, args } => feed::run(remote, args).await,
+        Command::Chat { remote, args } => chat::run(remote, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ mod chat;
 mod chat_replies;
 mod cli;
 mod cli_agents;
+mod cli_chat;
 mod cli_feed;
 mod cli_schedules;
 mod dependencies;

@@ -39,6 +39,15 @@ impl Cli {
 
     /// Starts `loom <args>` without waiting for it, stdout piped (for `--follow`).
     pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.start(args, Stdio::null())
+    }
+
+    /// Starts `loom <args>` with stdin, stdout and stderr piped (for `chat`, line by line).
+    pub fn spawn_piped(&self, args: &[&str]) -> tokio::process::Child {
+        self.start(args, Stdio::piped())
+    }
+
+    fn start(&self, args: &[&str], stdin: Stdio) -> tokio::process::Child {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_loom"));
         command
             .args(args)
@@ -46,7 +55,7 @@ impl Cli {
             .env_remove("XDG_CONFIG_HOME")
             .env("LOOM_URL", &self.url)
             .env("LOOM_TOKEN", self.token.as_deref().unwrap_or_default())
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
