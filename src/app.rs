@@ -99,6 +99,7 @@ impl Application {
             claimed.clone(),
             cancel.clone(),
         )));
+        let mut executor_owner = None;
         if let Some(gw) = &gateway {
             tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
             workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
@@ -108,8 +109,9 @@ impl Application {
                 bus.clone(),
                 cancel.clone(),
             )));
+            // Agents' commands run here for runs and for conversations alike.
+            crate::executor::workspace::shield_loom_from_commands();
             if let Some(ex) = &config.executors {
-                crate::executor::workspace::shield_loom_from_commands();
                 let executors = Executors::start(
                     pool.clone(),
                     gw.clone(),
@@ -119,6 +121,7 @@ impl Application {
                 )
                 .woken_by(claimed.clone())
                 .publishing_to(bus.clone());
+                executor_owner = Some(executors.owner_id());
                 workers.push(tokio::spawn(executors.run(cancel.clone())));
             }
         } else {
@@ -156,9 +159,11 @@ impl Application {
                 data_dir: config.data_dir.clone(),
                 wakers: chat_wakers,
                 shutdown: cancel.clone(),
+                executor: executor_owner,
             },
             config.chat.clone(),
         );
+        workers.push(tokio::spawn(state.chat.clone().follow(bus.subscribe(), cancel.clone())));
         let streams = state.streams.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {

@@ -154,13 +154,15 @@ impl Conversation {
     }
 }
 
-/// Tells every replica's readers of a conversation that it has events up to `id`: a
-/// wake-up only, the events themselves are read from Postgres.
-pub fn announce(bus: &Bus, conversation: &Conversation, id: i64, kind: EventKind) {
+/// Tells every replica's readers of a conversation that it has events up to `id` (the last
+/// of `kind`, about the message `message`): a wake-up only, the events themselves are read
+/// from Postgres. The replica writing that message stops on its `done` or `error`.
+pub fn announce(bus: &Bus, conversation: &Conversation, id: i64, kind: EventKind, message: i64) {
     let data = serde_json::json!({
         "conversation": conversation.id,
         "id": id,
         "kind": kind.as_str(),
+        "message": message,
     });
     let event = Event::live(
         Kind::ChatDelta,

@@ -1,6 +1,7 @@
 //! Replies whose writer died (its replica crashed or lost the database) would stream for
 //! ever: once a reply's lease has lapsed, the ticker fails it with an `error` event, so its
-//! readers see why and the person can send the message again.
+//! readers see why and the person can send the message again. Each is a `ticker.healed`
+//! activity row too, like every other healing.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -9,9 +10,11 @@ use serde_json::json;
 use super::events::{ChatEvent, EventKind};
 use super::messages::end;
 use super::{ChatState, Conversation};
+use crate::activity::{Activity, Actor, Record};
 use crate::db::Conn;
 use crate::db::schema::chat_messages;
 use crate::error::{Error, Result};
+use crate::events::Kind;
 
 /// What the ticker tells a person whose reply was lost.
 pub const LOST: &str = "the reply was lost: the Loom process writing it stopped; send the \
@@ -53,6 +56,14 @@ pub async fn fail_lapsed(
         let data = json!({ "code": "reply_lost", "message": LOST, "message_id": message });
         let event =
             ChatEvent::append(conn, conversation, Some(message), EventKind::Error, data).await?;
+        let record = Record {
+            kind: Kind::TickerHealed,
+            project_id: Some(&locked.project_id),
+            bead_id: locked.bead_id.as_deref(),
+            actor: Actor::System,
+            data: json!({ "job": "fail_lost_replies", "conversation": conversation, "message": message }),
+        };
+        Activity::record(conn, record).await?;
         Ok(Some((locked, event)))
     })
     .await

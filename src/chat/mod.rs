@@ -3,7 +3,8 @@
 //! persist with their author, tokens and time. `messages` posts and stops, `reply` writes
 //! the agent's reply (through `writer`, acting at a `bench`, told what `context` gathers),
 //! `events` stores what the stream sends and `stream` follows it; `heal` fails replies whose
-//! writer died; `pairing` keeps a paired bead from agents until it is handed off.
+//! writer died; `pairing` keeps a paired bead from agents until it is handed off; `route`
+//! hands a reply to the replica whose worktrees the project's runs use.
 
 mod bench;
 mod context;
@@ -12,6 +13,7 @@ pub mod heal;
 mod messages;
 mod pairing;
 mod reply;
+mod route;
 mod stream;
 mod writer;
 
@@ -257,15 +259,19 @@ impl Conversation {
         Ok(q.order(conversations::id.desc()).limit(limit).load(conn).await?)
     }
 
-    /// A conversation with its newest messages, oldest first.
-    pub async fn details(conn: &mut Conn, id: Uuid) -> Result<ConversationDetails> {
-        let conversation = conversations::table
+    pub async fn find(conn: &mut Conn, id: Uuid) -> Result<Conversation> {
+        conversations::table
             .find(id)
             .select(Conversation::as_select())
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("conversation"))?;
+            .ok_or_else(|| Error::not_found("conversation"))
+    }
+
+    /// A conversation with its newest messages, oldest first.
+    pub async fn details(conn: &mut Conn, id: Uuid) -> Result<ConversationDetails> {
+        let conversation = Conversation::find(conn, id).await?;
         let mut messages: Vec<ChatMessage> = chat_messages::table
             .filter(chat_messages::conversation_id.eq(id))
             .order(chat_messages::id.desc())

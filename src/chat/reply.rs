@@ -17,7 +17,7 @@ use super::bench::{self, Bench, Setup, Who};
 use super::context::{Context, bead_closed};
 use super::events::{ChatWakers, EventKind, announce};
 use super::writer::{Halt, Writer};
-use super::{ChatMessage, Conversation, messages::Posted};
+use super::{ChatMessage, Conversation, messages::Posted, route};
 use crate::activity::Actor;
 use crate::beads::{Bead, BeadStatus};
 use crate::db::{Conn, Pool};
@@ -77,6 +77,8 @@ struct Inner {
     /// The replies this process writes, to stop at once when a person asks here.
     running: Mutex<HashMap<i64, CancellationToken>>,
     shutdown: CancellationToken,
+    /// This process's executors, when it runs them (see `route`).
+    executor: Option<Uuid>,
 }
 
 /// Where a conversation service lives and what it talks to.
@@ -88,6 +90,8 @@ pub struct ChatParts {
     pub data_dir: std::path::PathBuf,
     pub wakers: ChatWakers,
     pub shutdown: CancellationToken,
+    /// The owner id of this process's executors, when it runs them.
+    pub executor: Option<Uuid>,
 }
 
 impl Chat {
@@ -104,12 +108,18 @@ impl Chat {
             wakers: parts.wakers,
             running: Mutex::default(),
             shutdown: parts.shutdown,
+            executor: parts.executor,
             config,
         }))
     }
 
     pub fn config(&self) -> &ChatConfig {
         &self.0.config
+    }
+
+    /// Replies this process is writing now.
+    pub fn writing(&self) -> usize {
+        self.running().len()
     }
 
     pub fn wakers(&self) -> &ChatWakers {
@@ -126,24 +136,47 @@ impl Chat {
     ) -> Result<Posted> {
         let lease = self.0.config.lease;
         let (conversation, posted) = Conversation::post(conn, id, body, person, lease).await?;
-        announce(&self.0.bus, &conversation, posted.event_id, EventKind::Message);
-        self.reply(conversation, &posted, person);
+        let message = posted.message.id;
+        announce(&self.0.bus, &conversation, posted.event_id, EventKind::Message, message);
+        match route::writer_of(conn, &conversation.project_id).await {
+            Ok(Some(owner)) if Some(owner) != self.0.executor => {
+                route::hand_over(&self.0.bus, &conversation, posted.reply.id, person, owner);
+            }
+            Ok(_) => self.reply(conversation, posted.reply.id, person),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not tell which replica runs the project; replying here");
+                self.reply(conversation, posted.reply.id, person);
+            }
+        }
         Ok(posted)
     }
 
-    /// Stops the conversation's streaming reply, at once when this process writes it.
+    /// Stops the conversation's streaming reply, at once when this process writes it (and
+    /// at once on the replica that does, which hears of the `done`).
     pub async fn stop(&self, conn: &mut Conn, id: Uuid) -> Result<ChatMessage> {
         let (conversation, reply, event) = Conversation::stop(conn, id).await?;
-        if let Some(token) = self.running().get(&reply.id) {
-            token.cancel();
-        }
-        announce(&self.0.bus, &conversation, event, EventKind::Done);
+        self.cancel(reply.id);
+        announce(&self.0.bus, &conversation, event, EventKind::Done, reply.id);
         Ok(reply)
     }
 
-    /// Starts writing the reply `posted` opened, for `person`.
-    fn reply(&self, conversation: Conversation, posted: &Posted, person: Uuid) {
-        let message = posted.reply.id;
+    /// Stops this process's writer of `message`, if it has one.
+    pub(super) fn cancel(&self, message: i64) {
+        if let Some(token) = self.running().get(&message) {
+            token.cancel();
+        }
+    }
+
+    pub(super) fn executor(&self) -> Option<Uuid> {
+        self.0.executor
+    }
+
+    pub(super) fn pool(&self) -> &Pool {
+        &self.0.pool
+    }
+
+    /// Starts writing the reply `message`, for `person`.
+    pub(super) fn reply(&self, conversation: Conversation, message: i64, person: Uuid) {
         let token = self.0.shutdown.child_token();
         self.running().insert(message, token.clone());
         let this = self.clone();

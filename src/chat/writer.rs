@@ -35,9 +35,20 @@ impl Halt {
 }
 
 impl From<Error> for Halt {
+    /// What a person reads says what happened, not Loom's internals (those are logged).
     fn from(e: Error) -> Halt {
-        tracing::warn!(error = %e, "a chat reply could not be written");
-        Halt::failed("internal", format!("Loom could not store the reply: {e}"))
+        tracing::warn!(error = %e, "a chat reply could not go on");
+        match e {
+            Error::NotFound(what) => {
+                Halt::failed("not_found", format!("the reply needs {what}, which no longer exists"))
+            }
+            Error::Unavailable(_) | Error::Database(_) | Error::Internal(_) => Halt::failed(
+                "internal",
+                "Loom could not go on with the reply (its database or storage failed); send \
+                 the message again, and tell an admin if it keeps happening",
+            ),
+            other => Halt::failed("internal", other.to_string()),
+        }
     }
 }
 
@@ -159,7 +170,7 @@ impl Writer {
             })
             .await?;
         let Some((event, kind)) = written else { return Err(Halt::Stopped) };
-        events::announce(&self.bus, &self.conversation, event, kind);
+        events::announce(&self.bus, &self.conversation, event, kind, self.message);
         Ok(())
     }
 
@@ -189,7 +200,7 @@ impl Writer {
             })
             .await?;
         let Some(event) = written else { return Err(Halt::Stopped) };
-        events::announce(&self.bus, &self.conversation, event, kind);
+        events::announce(&self.bus, &self.conversation, event, kind, self.message);
         Ok(())
     }
 

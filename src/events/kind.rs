@@ -70,14 +70,16 @@ kinds! {
     ConversationStarted = "conversation.started";
     ConversationHandedOff = "conversation.handed_off";
     ChatDelta = "chat.delta", ephemeral;
+    ChatReply = "chat.reply", ephemeral;
     Notification = "notification", ephemeral;
 }
 
 impl Kind {
     /// Kinds that go only on a stream of their own, not the activity feed: a notification is
-    /// for one person; a conversation's replies (many a second) are on its own stream.
+    /// for one person; a conversation's replies (many a second) are on its own stream, and
+    /// a reply handed to another replica to write is for that replica alone.
     pub fn has_own_stream(self) -> bool {
-        matches!(self, Kind::Notification | Kind::ChatDelta)
+        matches!(self, Kind::Notification | Kind::ChatDelta | Kind::ChatReply)
     }
 }
 

@@ -139,6 +139,11 @@ impl Executors {
         self
     }
 
+    /// This process's id as an executor owner (`executor_leases.owner`).
+    pub fn owner_id(&self) -> Uuid {
+        self.owner.id
+    }
+
     /// Projects this process runs now.
     pub fn owned(&self) -> Vec<String> {
         let mut v: Vec<String> = self.owned.keys().cloned().collect();

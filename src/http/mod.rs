@@ -60,6 +60,7 @@ impl AppState {
                 data_dir: std::path::PathBuf::from(".loom"),
                 wakers: Default::default(),
                 shutdown: Default::default(),
+                executor: None,
             },
             Default::default(),
         );

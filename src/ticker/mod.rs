@@ -106,7 +106,7 @@ impl Ticker {
                     tracing::warn!(conversation.id = %conversation.id, message.id = message, "a chat reply's writer stopped; the reply failed");
                     if let Some(bus) = &self.bus {
                         let kind = crate::chat::EventKind::Error;
-                        crate::chat::events::announce(bus, &conversation, event, kind);
+                        crate::chat::events::announce(bus, &conversation, event, kind, message);
                     }
                     pass.healed += 1;
                 }
@@ -114,7 +114,7 @@ impl Ticker {
                 Err(e) => item_failed("fail_lost_replies", &message.to_string(), &e),
             }
         }
-        Ok(pass)
+        Ok(self.woke(pass))
     }
 
     /// Sets agents idle that are marked working without a live claim.

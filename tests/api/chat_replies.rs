@@ -30,6 +30,28 @@ fn kinds(frames: &[loom::cli::sse::Frame]) -> Vec<String> {
     kinds
 }
 
+/// Waits until the replica at `base` writes no reply (its status says), for at most 15 s:
+/// a stopped reply's task must end, not go on calling the gateway unheard.
+async fn writers_settle(base: &str, token: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let status: Value = http
+            .get(format!("{base}/api/v1/status"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["chat_replies"] == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("a stopped reply's writer is still running at {base}");
+}
+
 async fn stop(p: &Pairing, conversation: &str) -> crate::support::Res {
     let path = format!("/api/v1/conversations/{conversation}/stop");
     p.app.call(Method::POST, &path, Some(&p.app.member), None).await
@@ -145,8 +167,9 @@ async fn a_reader_that_reconnects_mid_reply_gets_the_rest_and_nothing_twice() {
 async fn a_person_stops_a_reply_mid_stream_and_it_keeps_what_it_said() {
     let p = Pairing::new(|_| {}).await;
     let id = p.conversation(None).await;
+    // Four pieces (the scripted gateway's split), far apart: the stop comes after the first.
     let long = (0..200).map(|i| format!("w{i} ")).collect::<String>();
-    p.script.push(Reply::text(&long).chunk_delay(Duration::from_millis(50)));
+    p.script.push(Reply::text(&long).chunk_delay(Duration::from_secs(3)));
     let mut stream = p.stream(&id, None).await;
     p.say(&id, "Go on and on").await;
     stream.until("delta").await;
@@ -156,6 +179,7 @@ async fn a_person_stops_a_reply_mid_stream_and_it_keeps_what_it_said() {
     let frames = stream.until("done").await;
     let done = data(frames.last().unwrap());
     assert_eq!(done["state"], "stopped");
+    writers_settle(&p.app.base, &p.app.viewer).await;
 
     // Nothing more of the stopped reply: the next events are the next message's.
     p.script.push(Reply::text("Fine."));
@@ -437,11 +461,17 @@ async fn a_reply_whose_writer_died_is_failed_by_the_ticker_once_its_lease_lapses
     assert_eq!(said(&stream.until("done").await), "Back.");
 }
 
-/// A reply written by one replica streams live to a reader on another, and a stop asked of
-/// the reader's replica stops the writer: conversation streams poll Postgres only every ten
-/// minutes here, so what arrives in time came through NATS.
+/// With two replicas, a reply is written by the one that runs the project's executor (its
+/// worktrees are the ones the project's runs use), whichever took the message; it streams
+/// live to readers on the other, and a stop asked of the other stops the writer at once.
+/// Conversation streams poll Postgres only every ten minutes here, so what arrives in time
+/// came through NATS.
 #[tokio::test]
-async fn a_reply_written_on_one_replica_streams_on_another_and_is_stopped_from_there() {
+async fn a_reply_is_written_where_the_projects_runs_are_and_streams_and_stops_across_replicas() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use loom::db::schema::executor_leases;
+
     use crate::support::replica;
     let nats = replica::nats_config(&replica::nats_url());
     let (a_nats, b_nats) = (nats.clone(), nats.clone());
@@ -452,44 +482,54 @@ async fn a_reply_written_on_one_replica_streams_on_another_and_is_stopped_from_t
     })
     .await;
     let url = p.script.url();
+    // B runs executors, so B owns the project; A runs none.
     let b = replica::start(p.app.database_url(), move |c| {
         c.events.nats = Some(b_nats);
         c.chat.poll = slow;
         c.gateway = Some(crate::support::work::gateway_config(&url));
+        c.executors = Some(Default::default());
     })
     .await;
+    let mut conn = p.app.pool.get().await.unwrap();
+    for _ in 0..300 {
+        let owned: i64 = executor_leases::table
+            .filter(executor_leases::project_id.eq("web"))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        if owned == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let id = p.conversation(None).await;
     let mut on_a = p.stream(&id, None).await;
-    p.script.push(Reply::text("Over there, then here.").chunk_delay(Duration::from_millis(20)));
-    let path = format!("/api/v1/conversations/{id}/messages");
-    let on_b = reqwest::Client::new()
-        .post(format!("{}{path}", b.base))
-        .bearer_auth(&p.app.member)
-        .json(&json!({"body": "Reply from B"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(on_b.status(), StatusCode::ACCEPTED);
+    p.script
+        .push(Reply::tool_call("write_file", json!({"path": "where.txt", "content": "B\n"})))
+        .push(Reply::text("Over there, then here.").chunk_delay(Duration::from_millis(20)));
+    p.say(&id, "Write it down").await; // taken by A
     let frames = on_a.until("done").await;
-    assert_eq!(kinds(&frames), ["message", "delta", "done"]);
+    assert_eq!(
+        kinds(&frames),
+        ["message", "action", "action_result", "delta", "done"],
+        "{frames:?}"
+    );
     assert_eq!(said(&frames), "Over there, then here.");
+    let name = format!("chat-{id}");
+    let on_b = b.data_dir.join("worktrees").join("web").join(&name).join("where.txt");
+    assert_eq!(std::fs::read_to_string(&on_b).unwrap(), "B\n", "written in B's worktree");
+    assert!(!p.worktree(&name).exists(), "and not in A's");
 
-    // A slow reply on B, stopped through A: B's writer stops at its next write.
+    // A slow reply, written by B, stopped through A: B's writer stops at once.
     let long = (0..100).map(|i| format!("w{i} ")).collect::<String>();
-    p.script.push(Reply::text(&long).chunk_delay(Duration::from_millis(300)));
-    reqwest::Client::new()
-        .post(format!("{}{path}", b.base))
-        .bearer_auth(&p.app.member)
-        .json(&json!({"body": "Go on"}))
-        .send()
-        .await
-        .unwrap();
+    p.script.push(Reply::text(&long).chunk_delay(Duration::from_secs(3)));
+    p.say(&id, "Go on").await;
     on_a.until("delta").await;
     assert_eq!(stop(&p, &id).await.status, StatusCode::OK);
     let done = data(on_a.until("done").await.last().unwrap());
     assert_eq!(done["state"], "stopped");
-    let kept = p.details(&id).await["messages"][3]["body"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(p.details(&id).await["messages"][3]["body"], kept.as_str(), "B wrote no more");
+    // B's writer has really stopped (not merely been refused its writes).
+    writers_settle(&b.base, &p.app.viewer).await;
     replica::drop_stream(&nats).await;
 }

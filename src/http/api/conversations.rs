@@ -163,7 +163,7 @@ pub async fn stream(
     let id = id.into_inner();
     let after = sse::last_event_id(&req, params.last_event_id.as_deref())?;
     // Unknown conversations are a 404, not an empty stream.
-    Conversation::details(&mut *state.pool.get().await?, id).await?;
+    Conversation::find(&mut *state.pool.get().await?, id).await?;
     let follower = ChatFollower::start(state.pool.clone(), state.chat.wakers(), id, after).await?;
     let guard = sse::ClientGuard::new(&state.sse_clients);
     let (opening, shutdown) = (sse::opening(None), state.streams.clone());

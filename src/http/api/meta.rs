@@ -69,6 +69,8 @@ pub struct Status {
     pub bus: BusState,
     /// Open SSE streams in this replica.
     pub sse_clients: usize,
+    /// Chat replies this replica is writing now.
+    pub chat_replies: usize,
 }
 
 /// The LLM gateway as this process sees it.
@@ -110,6 +112,7 @@ pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpRespon
             &state.sse_clients,
             std::sync::atomic::Ordering::Relaxed,
         ),
+        chat_replies: state.chat.writing(),
     }))
 }
 

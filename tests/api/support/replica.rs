@@ -10,18 +10,19 @@ use loom::events::{Bus, NatsConfig};
 pub struct Replica {
     pub base: String,
     pub bus: Bus,
+    pub data_dir: std::path::PathBuf,
     _handle: actix_web::dev::ServerHandle,
 }
 
 pub async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Replica {
     let data_dir = std::env::temp_dir().join(format!("loom-replica-{}", uuid::Uuid::new_v4()));
-    let mut config = Config::for_database(database_url, data_dir);
+    let mut config = Config::for_database(database_url, data_dir.clone());
     super::only_the_bus_wakes_notification_streams(&mut config);
     adjust(&mut config);
     let app = loom::app::Application::build(config).await.expect("start a replica");
     let bus = app.bus().clone();
     let (port, _pool, handle) = app.spawn();
-    Replica { base: format!("http://127.0.0.1:{port}"), bus, _handle: handle }
+    Replica { base: format!("http://127.0.0.1:{port}"), bus, data_dir, _handle: handle }
 }
 
 /// Two replicas sharing a test database and a NATS of their own; the second reads Postgres
