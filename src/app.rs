@@ -100,6 +100,7 @@ impl Application {
             cancel.clone(),
         )));
         let mut executor_owner = None;
+        let mut executor_active = crate::executor::ActiveBeads::default();
         if let Some(gw) = &gateway {
             tracing::info!(gateway.url = %gw_url(&config), gateway.model = gw.model(), "using the LLM gateway");
             workers.push(tokio::spawn(gw.clone().run_probe(cancel.clone())));
@@ -122,6 +123,7 @@ impl Application {
                 .woken_by(claimed.clone())
                 .publishing_to(bus.clone());
                 executor_owner = Some(executors.owner_id());
+                executor_active = executors.active_beads();
                 workers.push(tokio::spawn(executors.run(cancel.clone())));
             }
         } else {
@@ -160,6 +162,7 @@ impl Application {
                 wakers: chat_wakers,
                 shutdown: cancel.clone(),
                 executor: executor_owner,
+                active: executor_active,
             },
             config.chat.clone(),
         );

@@ -75,8 +75,12 @@ impl Bench {
                 format!("the project's worktree could not be prepared: {e}"),
             )
         };
-        if let EnsureOutcome::UpstreamConflict { paths } =
-            s.repos.ensure(&repo).await.map_err(|e| unusable(&e))?
+        if let EnsureOutcome::UpstreamConflict { paths } = detached({
+            let (repos, repo) = (s.repos.clone(), repo.clone());
+            async move { repos.ensure(&repo).await.map_err(Error::from) }
+        })
+        .await
+        .map_err(|e| unusable(&e))?
         {
             tracing::warn!(project.id = %repo.id, paths = ?paths, "upstream conflicts with Loom's branch; the conversation works in Loom's clone");
         }
@@ -84,7 +88,12 @@ impl Bench {
             Some(bead) => bead.to_owned(),
             None => format!("chat-{}", s.conversation),
         };
-        let worktree = s.repos.worktree(&repo, &name).await.map_err(|e| unusable(&e))?;
+        let worktree = detached({
+            let (repos, repo) = (s.repos.clone(), repo.clone());
+            async move { repos.worktree(&repo, &name).await.map_err(Error::from) }
+        })
+        .await
+        .map_err(|e| unusable(&e))?;
         let mut env = s.run_env.to_vec();
         env.extend(git_identity(&s.who.name));
         let workspace = Workspace::new(&worktree.path)
@@ -116,12 +125,12 @@ impl Bench {
             };
         }
         let outcome = match action {
-            Action::GitDiff => self
-                .repos
-                .diff(&self.worktree)
-                .await
-                .map_err(Error::from)
-                .map(|d| if d.is_empty() { "no uncommitted changes".to_owned() } else { d }),
+            Action::GitDiff => {
+                let (repos, worktree) = (self.repos.clone(), self.worktree.clone());
+                detached(async move { repos.diff(&worktree).await.map_err(Error::from) })
+                    .await
+                    .map(|d| if d.is_empty() { "no uncommitted changes".to_owned() } else { d })
+            }
             Action::Commit { message } => self.commit(message).await,
             Action::CreateBead { title, description, priority, bead_type, labels } => {
                 let found = Discovered {
@@ -171,8 +180,17 @@ impl Bench {
         if let Some(bead) = &self.bead {
             trailers.insert(0, ("Bead", bead.as_str()));
         }
-        let Some(sha) = self.repos.commit(&self.worktree, &self.author, message, &trailers).await?
-        else {
+        let trailers: Vec<(String, String)> =
+            trailers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let (repos, worktree, author) =
+            (self.repos.clone(), self.worktree.clone(), self.author.clone());
+        let message_owned = message.to_owned();
+        let committed = detached(async move {
+            let trailers: Vec<(&str, &str)> =
+                trailers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            repos.commit(&worktree, &author, &message_owned, &trailers).await.map_err(Error::from)
+        });
+        let Some(sha) = committed.await? else {
             return Ok("nothing to commit: the worktree has no changes".into());
         };
         let subject = message.lines().next().unwrap_or_default();
@@ -196,4 +214,15 @@ impl Bench {
 /// An action as the stream shows it: long arguments (a whole file) cut.
 pub fn shown(action: &Action) -> Value {
     crate::executor::run::clipped(serde_json::to_value(action).unwrap_or_default())
+}
+
+/// Runs a git operation in a task of its own: a reply stopped meanwhile stops waiting for
+/// it, but the operation (which holds the clone's lock around work on the blocking pool)
+/// runs to its end, so nothing else touches the clone half-way through it.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("a git operation stopped: {e}")))?
 }

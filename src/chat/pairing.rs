@@ -94,17 +94,11 @@ pub struct Transcript {
 impl Conversation {
     /// Gives the conversation's bead back to autonomous work, in one transaction: the
     /// conversation is `handed_off` and the bead no longer paired (so ready again, when
-    /// nothing else holds it). Refused while a reply is still streaming.
+    /// nothing else holds it), and reopened if it was blocked. Refused while a reply is
+    /// still streaming.
     pub async fn handoff(conn: &mut Conn, id: Uuid, user: Uuid) -> Result<Conversation> {
         conn.transaction::<_, Error, _>(async move |conn| {
-            let conversation: Conversation = conversations::table
-                .find(id)
-                .select(Conversation::as_select())
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| Error::not_found("conversation"))?;
+            let conversation = Conversation::lock(conn, id).await?;
             if conversation.status == ConversationStatus::HandedOff {
                 return Err(Error::conflict(
                     "already_handed_off",
@@ -142,6 +136,17 @@ impl Conversation {
                 ))
                 .execute(conn)
                 .await?;
+            // A bead blocked for a person (the question they paired to answer, say) goes
+            // back to work too: that is what handing it back means.
+            let status: BeadStatus =
+                beads::table.find(&bead).select(beads::status).first(conn).await?;
+            if status == BeadStatus::Blocked {
+                lock_graph(conn).await?;
+                let locked = Bead::lock(conn, &bead).await?;
+                let reason = Some("handed back after pairing".to_owned());
+                let change = StatusChange::Reopen { reason };
+                apply_status_change(conn, locked, change, Actor::User(user)).await?;
+            }
             Activity::record(
                 conn,
                 Record {

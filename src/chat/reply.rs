@@ -23,6 +23,7 @@ use crate::beads::{Bead, BeadStatus};
 use crate::db::{Conn, Pool};
 use crate::error::Result;
 use crate::events::Bus;
+use crate::executor::ActiveBeads;
 use crate::executor::actions::parse_reply;
 use crate::gateway::{CallContext, Completion, Gateway, GatewayError, Health, Message, Tool};
 use crate::git::Repos;
@@ -57,6 +58,9 @@ impl Default for ChatConfig {
     }
 }
 
+/// Longest a reply waits for a run taken back from its bead to stop working in the worktree.
+const RUN_WAIT: Duration = Duration::from_secs(120);
+
 /// Text is written at most this often while it streams.
 const FLUSH: Duration = Duration::from_millis(50);
 
@@ -79,6 +83,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// This process's executors, when it runs them (see `route`).
     executor: Option<Uuid>,
+    /// Beads whose run task is alive here: a reply waits for its bead's to end.
+    active: ActiveBeads,
 }
 
 /// Where a conversation service lives and what it talks to.
@@ -92,6 +98,8 @@ pub struct ChatParts {
     pub shutdown: CancellationToken,
     /// The owner id of this process's executors, when it runs them.
     pub executor: Option<Uuid>,
+    /// Their beads with a run task alive.
+    pub active: ActiveBeads,
 }
 
 impl Chat {
@@ -109,6 +117,7 @@ impl Chat {
             running: Mutex::default(),
             shutdown: parts.shutdown,
             executor: parts.executor,
+            active: parts.active,
             config,
         }))
     }
@@ -239,6 +248,9 @@ impl Chat {
             Some(a) => Who { actor: Actor::Agent(a.id), name: a.name.clone() },
             None => Who { actor: Actor::User(person), name: ctx.speaker.clone() },
         };
+        if let Some(bead) = &conversation.bead_id {
+            self.run_gone(writer, bead).await?;
+        }
         // A first clone can take a while: the lease is renewed meanwhile.
         let opening = Bench::open(Setup {
             repos: &inner.repos,
@@ -367,6 +379,24 @@ impl Chat {
                 done = &mut work => return Ok(done),
                 _ = renew.tick() => writer.renew().await?,
             }
+        }
+    }
+
+    /// Waits (renewing the lease) for a run of `bead` still working in its worktree here,
+    /// taken back by the pairing but not stopped yet, so the two never edit it together.
+    async fn run_gone(&self, writer: &mut Writer, bead: &str) -> Result<(), Halt> {
+        let gone = async {
+            while self.0.active.contains(bead) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        match tokio::time::timeout(RUN_WAIT, self.renewing(writer, gone)).await {
+            Ok(waited) => waited,
+            Err(_) => Err(Halt::failed(
+                "workspace_busy",
+                "the agent that was working on the bead has not stopped yet; send the message \
+                 again in a minute",
+            )),
         }
     }
 

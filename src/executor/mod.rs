@@ -9,6 +9,7 @@
 //! told at the start comes from `brief` and `prompt`.
 
 pub mod actions;
+mod active;
 pub(crate) mod brief;
 mod finish;
 pub mod machine;
@@ -20,6 +21,7 @@ mod supervisor;
 pub(crate) mod tracker;
 pub mod workspace;
 
+pub use active::ActiveBeads;
 pub use machine::Limits;
 pub use ownership::Owner;
 pub use supervisor::{ExecutorConfig, Executors, Step};

@@ -40,6 +40,8 @@ pub struct RunEnv {
     pub run_env: Vec<(String, String)>,
     /// Where steps are streamed, and told of what runs store.
     pub bus: Bus,
+    /// The beads whose run task is alive here (conversations wait for theirs to end).
+    pub active: super::ActiveBeads,
 }
 
 impl RunEnv {
@@ -157,6 +159,7 @@ impl Live {
 /// Works one run to its end. Returns when it ended, when its claim was lost, or when
 /// `cancel` fires (shutdown): the last two leave the run open for its next owner.
 pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
+    let _active = env.active.hold(&open.bead_id);
     let run_id = open.id;
     let bead_id = open.bead_id.clone();
     let limit = env.limits.max_duration;

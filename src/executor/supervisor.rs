@@ -118,6 +118,7 @@ impl Executors {
             homes: data_dir.join("homes"),
             run_env: RunEnv::toolchain_env(&config.run_pass_env),
             bus: crate::events::Bus::in_process("loom"),
+            active: Default::default(),
         };
         Executors::new(Arc::new(env), owner, config)
     }
@@ -137,6 +138,11 @@ impl Executors {
             None => tracing::warn!("executors already running: their events stay in the process"),
         }
         self
+    }
+
+    /// The beads whose run task is alive in this process.
+    pub fn active_beads(&self) -> super::ActiveBeads {
+        self.env.active.clone()
     }
 
     /// This process's id as an executor owner (`executor_leases.owner`).

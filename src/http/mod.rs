@@ -61,6 +61,7 @@ impl AppState {
                 wakers: Default::default(),
                 shutdown: Default::default(),
                 executor: None,
+                active: Default::default(),
             },
             Default::default(),
         );

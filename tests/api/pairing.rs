@@ -313,3 +313,22 @@ async fn work_done_while_pairing_is_carried_on_by_the_next_run_and_nothing_is_lo
     // The chat's uncommitted edit was committed and merged by the run.
     assert_eq!(w.upstream.file("parser.rs"), "fn parse() { strict() }\n");
 }
+
+/// Pairing on a bead blocked for a person (to answer its question) and handing it back
+/// returns it to work: it is open and ready again, in the same transaction as the handoff.
+#[tokio::test]
+async fn handing_back_a_blocked_bead_reopens_it() {
+    let app = spawn().await;
+    app.project("web").await;
+    let bead = app.bead("web", "Which database?", json!({})).await;
+    let blocked =
+        app.post(&format!("/api/v1/beads/{bead}/block"), json!({"reason": "ask Ann"})).await;
+    assert_eq!(blocked.status, StatusCode::OK, "{:?}", blocked.body);
+    let conversation = started(&app, "web", Some(&bead)).await;
+    assert_eq!(app.show(&bead).await["status"], "blocked", "pairing alone leaves it blocked");
+    assert_eq!(handoff_as(&app, &app.member, &conversation).await.status, StatusCode::OK);
+    let shown = app.show(&bead).await;
+    assert_eq!((shown["status"].as_str(), shown["ready"].as_bool()), (Some("open"), Some(true)));
+    let kinds = kinds(&app, &bead).await;
+    assert!(kinds.contains(&"bead.reopened".to_owned()), "{kinds:?}");
+}
