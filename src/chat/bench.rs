@@ -39,14 +39,16 @@ pub struct Bench {
     bead: Option<String>,
     conversation: Uuid,
     actor: Actor,
+    byline: Option<String>,
     author: Signature,
 }
 
-/// Who acts in the tracker and in git: the conversation's agent, else the person (a
-/// persona alone has no row to name).
+/// Who acts in the tracker and in git: the conversation's agent, else Loom on behalf of the
+/// persona (which has no row to name), with a byline saying so on what it writes.
 pub struct Who {
     pub actor: Actor,
     pub name: String,
+    pub byline: Option<String>,
 }
 
 pub struct Setup<'a> {
@@ -112,6 +114,7 @@ impl Bench {
             bead: s.bead.map(str::to_owned),
             conversation: s.conversation,
             actor: s.who.actor,
+            byline: s.who.byline.clone(),
             author: Signature::new(s.who.name.clone(), agent_email(&s.who.name)),
         })
     }
@@ -156,7 +159,11 @@ impl Bench {
                 Some(bead) => {
                     async {
                         let mut conn = self.pool.get().await?;
-                        tracker::comment(&mut conn, bead, body.clone(), self.actor).await
+                        let body = match &self.byline {
+                            Some(by) => format!("*{by}:*\n\n{body}"),
+                            None => body.clone(),
+                        };
+                        tracker::comment(&mut conn, bead, body, self.actor).await
                     }
                     .await
                 }

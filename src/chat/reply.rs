@@ -245,8 +245,14 @@ impl Chat {
             ));
         };
         let who = match &ctx.agent {
-            Some(a) => Who { actor: Actor::Agent(a.id), name: a.name.clone() },
-            None => Who { actor: Actor::User(person), name: ctx.speaker.clone() },
+            Some(a) => Who { actor: Actor::Agent(a.id), name: a.name.clone(), byline: None },
+            // A persona alone has no row to name: Loom acts, and its comments say for whom,
+            // never passing the model's words off as the person's.
+            None => Who {
+                actor: Actor::System,
+                name: ctx.speaker.clone(),
+                byline: Some(format!("{}, pairing with {}", ctx.speaker, ctx.person)),
+            },
         };
         if let Some(bead) = &conversation.bead_id {
             self.run_gone(writer, bead).await?;

@@ -242,6 +242,7 @@ async fn the_agent_acts_in_the_beads_worktree_with_the_executors_path_safety() {
             ("write_file", json!({"path": "notes.txt", "content": "paired\n"})),
             ("read_file", json!({"path": "../../../etc/passwd"})),
             ("run", json!({"command": "cat notes.txt && echo ran-in-$(basename $(pwd))"})),
+            ("comment", json!({"body": "Notes are in notes.txt."})),
         ]))
         .push(Reply::tool_call("commit", json!({"message": "Add notes"})))
         .push(Reply::text("I wrote notes.txt and committed it."));
@@ -258,10 +259,10 @@ async fn the_agent_acts_in_the_beads_worktree_with_the_executors_path_safety() {
         .filter(|(k, _)| k == "action")
         .map(|(_, d)| d["action"]["action"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["write_file", "read_file", "run", "commit"]);
+    assert_eq!(names, ["write_file", "read_file", "run", "comment", "commit"]);
     let results: Vec<&Value> =
         acted.iter().filter(|(k, _)| k == "action_result").map(|(_, d)| d).collect();
-    assert_eq!(results.len(), 4, "each action has its result, after it: {acted:?}");
+    assert_eq!(results.len(), 5, "each action has its result, after it: {acted:?}");
     assert_eq!(results[0]["ok"], true);
     assert_eq!(results[1]["ok"], false, "a path out of the worktree is refused");
     assert!(
@@ -272,9 +273,9 @@ async fn the_agent_acts_in_the_beads_worktree_with_the_executors_path_safety() {
     let ran = results[2]["output"].as_str().unwrap();
     assert!(ran.contains("paired") && ran.contains(&format!("ran-in-{bead}")), "{ran}");
     assert!(
-        results[3]["output"].as_str().unwrap().contains(&format!("loom/{bead}")),
+        results[4]["output"].as_str().unwrap().contains(&format!("loom/{bead}")),
         "{:?}",
-        results[3]
+        results[4]
     );
     assert_eq!(said(&frames), "I wrote notes.txt and committed it.");
 
@@ -290,7 +291,17 @@ async fn the_agent_acts_in_the_beads_worktree_with_the_executors_path_safety() {
     // The tool results went back to the model, one per call.
     let third = &p.script.completions()[1]["messages"];
     let tool_answers = third.as_array().unwrap().iter().filter(|m| m["role"] == "tool").count();
-    assert_eq!(tool_answers, 3);
+    assert_eq!(tool_answers, 4);
+    // The comment is Loom's on the persona's behalf, never the person's words.
+    let comments = p.app.get(&format!("/api/v1/beads/{bead}/comments")).await.body;
+    let comment = &comments["items"][0];
+    assert!(comment["author_user_id"].is_null(), "{comment}");
+    let body = comment["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("*software-engineer, pairing with member:*")
+            && body.ends_with("Notes are in notes.txt."),
+        "{body}"
+    );
 }
 
 #[tokio::test]
