@@ -79,13 +79,14 @@
   // The stored event kinds, from the server (so this list never drifts from Loom's).
   const KINDS = (document.body.dataset.kinds || "").split(",").filter(Boolean);
 
-  // Fetches `src` and swaps in its elements of the given ids, as the server renders them.
+  // Fetches `src` and swaps in its elements of the given ids (or of the ids `targets()`
+  // names once the page has come), as the server renders them.
   function swap(src, targets) {
     return fetch(src, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
       .then((html) => {
         const doc = new DOMParser().parseFromString(html, "text/html");
-        for (const target of targets) {
+        for (const target of typeof targets === "function" ? targets() : targets) {
           const fresh = doc.getElementById(target);
           const old = document.getElementById(target);
           if (fresh && old) old.replaceWith(document.adoptNode(fresh));
@@ -122,7 +123,14 @@
     const live = () => document.getElementById("chat-live");
     const problem = document.getElementById("chat-error");
     const say = (text) => { problem.textContent = text; problem.hidden = !text; };
-    const refresh = (targets) => swap(window.location.pathname, targets);
+    // Refreshes run one after another, in the order of the events that asked for them, so
+    // an older rendering never lands over a newer one.
+    let queue = Promise.resolve();
+    const refresh = (targets) => {
+      queue = queue.then(() => swap(window.location.pathname, targets));
+    };
+    // Bumped by each message: a reply that ended must not swap away the next one's text.
+    let generation = 0;
     const source = new EventSource(api + "/stream?last_event_id=" + chat.dataset.after);
     const start = () => {
       const box = live();
@@ -133,7 +141,12 @@
       }
       return box;
     };
-    source.addEventListener("message", () => refresh(["chat-messages"]));
+    source.addEventListener("message", () => {
+      generation += 1;
+      // The previous reply has ended (one at a time): the next text starts a fresh box.
+      live().hidden = true;
+      refresh(["chat-messages"]);
+    });
     source.addEventListener("delta", (e) => {
       start().querySelector(".live-text").append(JSON.parse(e.data).text || "");
     });
@@ -167,7 +180,10 @@
         card.append(out);
       }
     });
-    const ended = () => refresh(["chat-messages", "chat-live"]);
+    const ended = () => {
+      const at = generation;
+      refresh(() => (generation === at ? ["chat-messages", "chat-live"] : ["chat-messages"]));
+    };
     source.addEventListener("done", ended);
     // A named `error` event carries data; the browser's own (a dropped connection, which it
     // retries by itself after the last id) does not.
