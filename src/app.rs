@@ -33,6 +33,7 @@ pub struct Application {
     ticker: Option<tokio_cron_scheduler::JobScheduler>,
     bus: Bus,
     notification_wakers: NotificationWakers,
+    chat: crate::chat::Chat,
     /// Ends the SSE streams at shutdown.
     streams: CancellationToken,
 }
@@ -168,6 +169,7 @@ impl Application {
         );
         workers.push(tokio::spawn(state.chat.clone().follow(bus.subscribe(), cancel.clone())));
         let streams = state.streams.clone();
+        let chat = state.chat.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
@@ -210,6 +212,7 @@ impl Application {
             ticker,
             bus,
             notification_wakers: wakers,
+            chat,
             streams,
         })
     }
@@ -249,6 +252,8 @@ impl Application {
             tracing::warn!(error = %e, "the ticker did not stop cleanly");
         }
         self.cancel.cancel();
+        // Replies being written record that they were interrupted before the bus flushes.
+        self.chat.drain(std::time::Duration::from_secs(10)).await;
         self.bus.flush().await;
         for worker in self.workers {
             if tokio::time::timeout(std::time::Duration::from_secs(10), worker).await.is_err() {

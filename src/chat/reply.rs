@@ -83,6 +83,10 @@ struct Inner {
     shutdown: CancellationToken,
     /// This process's executors, when it runs them (see `route`).
     executor: Option<Uuid>,
+    /// The runtime replies run on: the process's own, not the HTTP worker's that took the
+    /// message (actix's workers have runtimes of their own, stopped with the server, which
+    /// would take a reply down before it could record how it ended).
+    runtime: tokio::runtime::Handle,
     /// Beads whose run task is alive here: a reply waits for its bead's to end.
     active: ActiveBeads,
 }
@@ -103,6 +107,7 @@ pub struct ChatParts {
 }
 
 impl Chat {
+    /// Called on the runtime the replies are to run on.
     pub fn new(parts: ChatParts, config: ChatConfig) -> Chat {
         let run_env = crate::executor::run::RunEnv::toolchain_env(&config.run_pass_env);
         Chat(Arc::new(Inner {
@@ -118,12 +123,26 @@ impl Chat {
             shutdown: parts.shutdown,
             executor: parts.executor,
             active: parts.active,
+            runtime: tokio::runtime::Handle::current(),
             config,
         }))
     }
 
     pub fn config(&self) -> &ChatConfig {
         &self.0.config
+    }
+
+    /// Waits, after shutdown began, for the replies written here to record how they ended
+    /// (`limit` at most: a reply left streaming is failed by a ticker once its lease lapses).
+    pub async fn drain(&self, limit: Duration) {
+        let ended = async {
+            while self.writing() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(limit, ended).await.is_err() {
+            tracing::warn!("chat replies did not end within {} s", limit.as_secs());
+        }
     }
 
     /// Replies this process is writing now.
@@ -189,7 +208,7 @@ impl Chat {
         let token = self.0.shutdown.child_token();
         self.running().insert(message, token.clone());
         let this = self.clone();
-        tokio::spawn(async move {
+        self.0.runtime.spawn(async move {
             let writer = Writer::new(
                 this.0.pool.clone(),
                 this.0.bus.clone(),

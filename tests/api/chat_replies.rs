@@ -544,3 +544,39 @@ async fn a_reply_is_written_where_the_projects_runs_are_and_streams_and_stops_ac
     writers_settle(&b.base, &p.app.viewer).await;
     replica::drop_stream(&nats).await;
 }
+
+/// `loom serve` stopped by SIGTERM while it writes a reply records the reply as
+/// interrupted before it exits, so nobody waits for the rest.
+#[tokio::test]
+async fn a_reply_interrupted_by_a_graceful_shutdown_says_so() {
+    let p = Pairing::new(|_| {}).await;
+    let id = p.conversation(None).await;
+    p.script.push(Reply::text("The start of a long answer").chunk_delay(Duration::from_secs(5)));
+    let env = [
+        ("LOOM_GATEWAY_URL", p.script.url()),
+        ("LOOM_GATEWAY_MODEL", "scripted-model".to_owned()),
+        ("LOOM_GATEWAY_API_KEY", crate::support::work::KEY.to_owned()),
+        ("LOOM_NO_EXECUTORS", "true".to_owned()),
+    ];
+    let mut server = crate::support::serve::Server::start(p.app.database_url(), &env);
+    let port = server.port().await;
+    let mut stream = p.stream(&id, None).await;
+    let posted = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/conversations/{id}/messages"))
+        .bearer_auth(&p.app.member)
+        .json(&json!({"body": "Tell me everything"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::ACCEPTED);
+    stream.until("delta").await;
+    server.terminate();
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait()).await;
+    assert!(status.is_ok_and(|s| s.is_ok_and(|s| s.success())), "{}", server.log());
+    let e = failure(&mut stream).await;
+    assert_eq!(e["code"], "interrupted", "{e}");
+    let reply = &p.details(&id).await["messages"][1];
+    assert_eq!(reply["state"], "failed");
+    let kept = reply["body"].as_str().unwrap();
+    assert!(!kept.is_empty() && "The start of a long answer".starts_with(kept), "kept: {kept:?}");
+}
