@@ -8,6 +8,7 @@
 
 mod bench;
 mod context;
+mod converse;
 pub mod events;
 pub mod heal;
 mod messages;

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::pickup::OpenRun;
@@ -13,7 +11,6 @@ use crate::agents::Agent;
 use crate::beads::{Bead, Comment, DependencyKind, Run, RunOutcome};
 use crate::chat::{ChatRole, ChatState, Conversation, Transcript};
 use crate::db::Conn;
-use crate::db::schema::{agents, users};
 use crate::error::Result;
 use crate::git::ProjectRepo;
 use crate::personas::Persona;
@@ -128,20 +125,8 @@ impl Names {
         let (user_ids, agent_ids): (Vec<_>, Vec<_>) = authors.unzip();
         let user_ids: Vec<Uuid> = user_ids.into_iter().flatten().collect();
         let agent_ids: Vec<Uuid> = agent_ids.into_iter().flatten().collect();
-        let users = users::table
-            .filter(users::id.eq_any(&user_ids))
-            .select((users::id, users::username))
-            .load::<(Uuid, String)>(conn)
-            .await?
-            .into_iter()
-            .collect();
-        let agents = agents::table
-            .filter(agents::id.eq_any(&agent_ids))
-            .select((agents::id, agents::name))
-            .load::<(Uuid, String)>(conn)
-            .await?
-            .into_iter()
-            .collect();
+        let users = crate::users::User::names(conn, &user_ids).await?;
+        let agents = Agent::names(conn, &agent_ids).await?;
         Ok(Names { users, agents })
     }
 
@@ -199,7 +184,8 @@ async fn pairing(conn: &mut Conn, t: Transcript) -> Result<Pairing> {
     Ok(Pairing { title: t.conversation.title, messages, earlier: t.earlier })
 }
 
-fn clip(text: &str, max: usize) -> String {
+/// `text` cut to `max` characters, saying so.
+pub(crate) fn clip(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         None => text.to_owned(),
         Some((at, _)) => format!("{}\n[clipped]", &text[..at]),
