@@ -257,3 +257,16 @@ async fn an_agent_is_addressed_by_name_and_named_as_the_one_answering() {
     let (ok, _, err) = cli.run(&["chat", "--project", "web", "--agent", "grace"], None);
     assert!(!ok && err.contains("no agent named \"grace\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_gives_the_bead_back_and_a_second_one_says_why_not() {
+    let p = Pairing::new(|_| {}).await;
+    let bead = p.app.bead("web", "Pair in the terminal", json!({})).await;
+    p.script.push(Reply::text("Looked at it."));
+    let cli = Cli::with_token(&p.app.base, &p.app.member);
+    let args = ["chat", "--project", "web", "--persona", "software-engineer", "--bead", &bead];
+    let (ok, out, err) = cli.run(&args, Some("Have a look\n/handoff\n/handoff\n"));
+    assert!(ok, "{err}\n{out}");
+    assert_eq!(p.app.show(&bead).await["ready"], true, "handed back:\n{out}");
+    assert!(err.contains("already_handed_off"), "the second says why: {err}");
+}
