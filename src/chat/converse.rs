@@ -35,6 +35,8 @@ impl Chat {
         let conversation = writer.conversation().clone();
         let mut conn = inner.pool.get().await.map_err(crate::Error::from)?;
         let ctx = Context::load(&mut conn, &conversation, writer.message, person).await?;
+        // Not held while waiting for a run to stop or a clone to finish.
+        drop(conn);
         let Some(gateway) = inner.gateway.clone() else {
             return Err(Halt::failed(
                 "gateway_unconfigured",
@@ -67,12 +69,13 @@ impl Chat {
             run_env: &inner.run_env,
         });
         let bench = self.renewing(writer, opening).await??;
+        let mut conn = inner.pool.get().await.map_err(crate::Error::from)?;
         let system = ctx
             .system_prompt(&mut conn, &bench.worktree.branch, bench.agents_md.as_deref())
             .await?;
         drop(conn);
         let mut messages = ctx.messages(system);
-        let call = CallContext { run_id: None, agent_id: conversation.agent_id };
+        let billed = CallContext { run_id: None, agent_id: conversation.agent_id };
         for _ in 0..inner.config.max_turns {
             let spent = ctx.spent + (writer.prompt_tokens + writer.completion_tokens).max(0) as u64;
             if spent >= inner.config.token_budget {
@@ -92,7 +95,7 @@ impl Chat {
             if writer.said {
                 writer.text("\n\n");
             }
-            let reply = self.ask(&gateway, &messages, call, writer).await?;
+            let reply = self.ask(&gateway, &messages, billed, writer).await?;
             writer.prompt_tokens += reply.usage.prompt_tokens as i64;
             writer.completion_tokens += reply.usage.completion_tokens as i64;
             if reply.tool_calls.is_empty() {
