@@ -230,7 +230,7 @@ fn gateway_failed(e: &GatewayError) -> Halt {
     match e {
         GatewayError::Unavailable(why) => Halt::failed(
             "gateway_unavailable",
-            format!("the LLM gateway is not answering ({why}); try again once it is back"),
+            format!("the LLM gateway is unavailable ({why}); try again once it is back"),
         ),
         GatewayError::Rejected { status, message } => Halt::failed(
             "gateway_rejected",

@@ -29,6 +29,7 @@ mod projects;
 mod readiness;
 mod schedules;
 mod schema;
+mod secrets;
 mod sessions;
 mod support;
 mod ticker;
