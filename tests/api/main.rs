@@ -27,6 +27,7 @@ mod pairing;
 mod personas;
 mod projects;
 mod readiness;
+mod roles;
 mod schedules;
 mod schema;
 mod secrets;
