@@ -29,3 +29,13 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64> {
         Some(n) => Err(Error::invalid("invalid_limit", format!("limit is 1-{MAX_LIMIT}, got {n}"))),
     }
 }
+
+/// A cursor that is an id (lists ordered by a time-ordered uuid): a 400 when it is not one.
+pub fn uuid_cursor(raw: Option<&str>) -> Result<Option<uuid::Uuid>> {
+    raw.map(|c| {
+        uuid::Uuid::parse_str(c).map_err(|_| {
+            Error::bad_request("invalid_cursor", "the cursor is not one this API gave out")
+        })
+    })
+    .transpose()
+}

@@ -9,11 +9,11 @@ use crate::chat::{
     ChatEvent, ChatFollower, Conversation, ConversationDetails, NewConversation, Posted,
 };
 use crate::db::Page;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
-use crate::http::paging::check_limit;
+use crate::http::paging::{check_limit, uuid_cursor};
 use crate::http::sse;
 use crate::users::Role;
 
@@ -45,15 +45,7 @@ pub async fn list(
 ) -> Result<HttpResponse> {
     auth.require(Role::Viewer)?;
     let limit = check_limit(p.limit)?;
-    let before = p
-        .cursor
-        .as_deref()
-        .map(|c| {
-            Uuid::parse_str(c).map_err(|_| {
-                Error::bad_request("invalid_cursor", "the cursor is not one this API gave out")
-            })
-        })
-        .transpose()?;
+    let before = uuid_cursor(p.cursor.as_deref())?;
     let mut conn = state.pool.get().await?;
     let rows =
         Conversation::list(&mut conn, p.project.as_deref(), p.bead.as_deref(), before, limit + 1)

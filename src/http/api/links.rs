@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::beads::bead_id;
 use crate::beads::{Bead, Comment, Dependency, NewComment, Run, RunWithSteps};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
-use crate::http::paging::PageParams;
+use crate::http::paging::{PageParams, uuid_cursor};
 use crate::users::Role;
 
 /// Adds a dependency (201 when new, 200 when it existed). A `blocks` edge that would close
@@ -73,15 +73,7 @@ pub async fn list_comments(
     auth.require(Role::Viewer)?;
     let id = bead_id(&id)?;
     let limit = page.limit()?;
-    let after = page
-        .cursor
-        .as_deref()
-        .map(|c| {
-            Uuid::parse_str(c).map_err(|_| {
-                Error::bad_request("invalid_cursor", "the cursor is not one this API gave out")
-            })
-        })
-        .transpose()?;
+    let after = uuid_cursor(page.cursor.as_deref())?;
     let mut conn = state.pool.get().await?;
     Bead::get(&mut conn, id.as_str()).await?;
     let page = Comment::list(&mut conn, id.as_str(), after, limit).await?;
