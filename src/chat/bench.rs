@@ -71,10 +71,13 @@ impl Bench {
             repo: s.project.repo.clone(),
             branch: s.project.branch.clone(),
         };
+        // The cause (with Loom's paths in it) is for the log; a person reads what to do.
         let unusable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(project.id = %repo.id, error = %e, "a conversation's worktree could not be prepared");
             Halt::failed(
                 "workspace_unavailable",
-                format!("the project's worktree could not be prepared: {e}"),
+                "the project's worktree could not be prepared (its repository could not be \
+                 fetched or checked out); an admin can see why in Loom's log",
             )
         };
         if let EnsureOutcome::UpstreamConflict { paths } = detached({

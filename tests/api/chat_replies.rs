@@ -580,3 +580,41 @@ async fn a_reply_interrupted_by_a_graceful_shutdown_says_so() {
     let kept = reply["body"].as_str().unwrap();
     assert!(!kept.is_empty() && "The start of a long answer".starts_with(kept), "kept: {kept:?}");
 }
+
+/// A model that keeps acting without answering is stopped at the turn limit, and a project
+/// whose repository cannot be fetched says so: both as `error` events, nothing left streaming.
+#[tokio::test]
+async fn the_turn_limit_and_an_unusable_worktree_are_said_as_errors() {
+    let p = Pairing::new(|c| c.chat.max_turns = 2).await;
+    let id = p.conversation(None).await;
+    let mut stream = p.stream(&id, None).await;
+    p.script.fallback(Reply::tool_call("list_files", json!({})));
+    p.say(&id, "Look around").await;
+    let frames = stream.until("error").await;
+    assert_eq!(frames.iter().filter(|f| f.event == "action").count(), 2, "one per turn");
+    let e = data(frames.last().unwrap());
+    assert_eq!(e["code"], "too_many_turns", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("2 times"), "{e}");
+
+    // A project on a repository that is gone.
+    let res = p
+        .app
+        .call(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&p.app.admin),
+            Some(json!({"id": "gone", "name": "Gone", "repo": "/nonexistent/repo-of-nobody"})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let body = json!({"project": "gone", "persona": "software-engineer"});
+    let res =
+        p.app.call(Method::POST, "/api/v1/conversations", Some(&p.app.member), Some(body)).await;
+    let gone = res.body["id"].as_str().unwrap().to_owned();
+    let mut stream = p.stream(&gone, None).await;
+    p.say(&gone, "Anything there?").await;
+    let e = failure(&mut stream).await;
+    assert_eq!(e["code"], "workspace_unavailable", "{e}");
+    assert!(!e["message"].as_str().unwrap().contains("/nonexistent"), "no paths: {e}");
+    assert_eq!(p.details(&gone).await["messages"][1]["state"], "failed");
+}
