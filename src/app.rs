@@ -145,6 +145,7 @@ impl Application {
         state.events = config.events.clone();
         state.sessions = config.sessions;
         state.repos = crate::git::Repos::new(config.data_dir.clone());
+        state.metrics_token = config.metrics_token.clone();
         // One bus reader and one poll for every conversation stream of this process, and
         // the replies it writes.
         let chat_wakers = crate::chat::ChatWakers::new(config.chat.poll);
@@ -181,6 +182,7 @@ impl Application {
                 .configure(crate::web::routes)
                 .default_service(web::to(http::error::not_found))
                 .wrap(middleware::from_fn(http::wake_feed))
+                .wrap(middleware::from_fn(http::count_request))
                 .wrap(crate::web::security_headers())
                 .wrap(middleware::NormalizePath::trim())
                 .wrap(middleware::Compress::default())

@@ -88,6 +88,8 @@ pub struct Config {
     pub sessions: crate::users::sessions::SessionConfig,
     /// Pair-programming conversations: their budget and limits.
     pub chat: crate::chat::ChatConfig,
+    /// When set, `/metrics` answers only this bearer token.
+    pub metrics_token: Option<Secret>,
 }
 
 /// The event bus and the live streams.
@@ -141,6 +143,7 @@ impl Config {
             events: EventsConfig::default(),
             sessions: Default::default(),
             chat: Default::default(),
+            metrics_token: None,
         }
     }
 }

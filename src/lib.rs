@@ -19,6 +19,7 @@ pub mod executor;
 pub mod gateway;
 pub mod git;
 pub mod http;
+pub mod metrics;
 pub mod notifications;
 pub mod personas;
 pub mod projects;

@@ -68,7 +68,14 @@ impl Feed {
             let own = row.origin == self.bus.origin();
             let (id, kind) = (row.id, row.kind.clone());
             match row.into_event() {
-                Some(event) => self.bus.deliver(Arc::new(event), own),
+                Some(event) => {
+                    let metrics = crate::metrics::get();
+                    if own {
+                        metrics.observe_own(&event);
+                    }
+                    metrics.delivered(if own { "own" } else { "peer" }, &event);
+                    self.bus.deliver(Arc::new(event), own)
+                }
                 None => tracing::warn!(activity.id = id, kind, "skipping an unknown kind of event"),
             }
         }

@@ -87,11 +87,14 @@ const READY: &str = "status = 'open' AND bead_type <> 'epic' AND open_blockers =
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH want AS (SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS w(bead, agent, run)), \
-         bead AS MATERIALIZED (SELECT id, project_id, attempts FROM beads \
-           WHERE id = ANY($1) AND {READY} FOR UPDATE SKIP LOCKED), \
+         bead AS MATERIALIZED (SELECT id, project_id, attempts, \
+             extract(epoch FROM statement_timestamp() - GREATEST(updated_at, not_before, \
+               (SELECT max(x.closed_at) FROM bead_dependencies d JOIN beads x ON x.id = d.depends_on \
+                 WHERE d.bead_id = beads.id AND d.kind = 'blocks')))::float8 AS waited \
+           FROM beads WHERE id = ANY($1) AND {READY} FOR UPDATE SKIP LOCKED), \
          agent AS MATERIALIZED (SELECT id FROM agents WHERE id = ANY($2) AND status = 'idle' \
            FOR UPDATE SKIP LOCKED), \
-         won AS MATERIALIZED (SELECT w.bead, w.agent, w.run, b.project_id, b.attempts + 1 AS attempt \
+         won AS MATERIALIZED (SELECT w.bead, w.agent, w.run, b.project_id, b.attempts + 1 AS attempt, b.waited \
            FROM want w JOIN bead b ON b.id = w.bead JOIN agent a ON a.id = w.agent), \
          claimed AS (UPDATE beads SET status = 'in_progress', assignee_agent_id = won.agent, \
              lease_expires_at = $4, version = beads.version + 1, updated_at = statement_timestamp() \
@@ -102,7 +105,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
            SELECT run, bead, agent, attempt, statement_timestamp() FROM won), \
          history AS (INSERT INTO activity (kind, project_id, bead_id, actor_agent_id, data) \
            SELECT 'bead.claimed', project_id, bead, agent, \
-                  jsonb_build_object('agent', agent, 'run', run, 'attempt', attempt) FROM won) \
+                  jsonb_build_object('agent', agent, 'run', run, 'attempt', attempt, 'waited_s', round(waited::numeric, 3)) FROM won) \
          SELECT bead, agent, run, attempt FROM won"
     )
 });
@@ -300,9 +303,9 @@ impl Claim {
 /// its snapshot sees every close and edge that committed before; with `$4` false it leaves
 /// alone a bead that any other waits on (see `close_unshared`).
 const CLOSE_PLAIN: &str = "WITH run AS MATERIALIZED ( \
-       SELECT id, bead_id, agent_id, attempt FROM runs WHERE id = $1 AND outcome IS NULL FOR UPDATE), \
+       SELECT id, bead_id, agent_id, attempt, started_at FROM runs WHERE id = $1 AND outcome IS NULL FOR UPDATE), \
      bead AS MATERIALIZED ( \
-       SELECT b.id, b.project_id, run.agent_id, run.attempt FROM beads b JOIN run ON b.id = run.bead_id \
+       SELECT b.id, b.project_id, run.agent_id, run.attempt, run.started_at FROM beads b JOIN run ON b.id = run.bead_id \
         WHERE b.id = (SELECT bead_id FROM run) AND b.status = 'in_progress' AND b.assignee_agent_id = run.agent_id \
           AND b.parent_id IS NULL AND b.open_blockers = 0 \
           AND NOT EXISTS (SELECT 1 FROM beads c WHERE c.parent_id = b.id AND c.status <> 'closed') \
@@ -331,7 +334,8 @@ const CLOSE_PLAIN: &str = "WITH run AS MATERIALIZED ( \
         SELECT e.kind, e.project, bead.id, bead.agent_id, e.data FROM bead CROSS JOIN LATERAL (VALUES \
           (1, 'bead.closed', bead.project_id, jsonb_build_object('reason', coalesce($2, 'done'))), \
           (2, 'run.ended', NULL, jsonb_build_object('run', $1::uuid, 'outcome', 'success', \
-                'attempt', bead.attempt, 'summary', $2::text))) AS e(n, kind, project, data) \
+                'attempt', bead.attempt, 'summary', $2::text, \
+                'seconds', round(extract(epoch FROM now() - bead.started_at), 3)))) AS e(n, kind, project, data) \
         ORDER BY e.n) \
    SELECT (SELECT count(*) FROM bead) AS closed, \
           ARRAY(SELECT r.id FROM recounted r WHERE r.crossed \
@@ -414,13 +418,19 @@ pub(crate) async fn release_in(
             .execute(conn)
             .await?;
     }
-    Activity::record(conn, Record {
-        kind: Kind::RunEnded,
-        project_id: None,
-        bead_id: Some(&run.bead_id),
-        actor: run.agent_id.map(Actor::Agent).unwrap_or(Actor::System),
-        data: serde_json::json!({ "run": run_id, "outcome": outcome, "attempt": run.attempt, "error": failure, "summary": summary }),
-    })
+    Activity::record(
+        conn,
+        Record {
+            kind: Kind::RunEnded,
+            project_id: None,
+            bead_id: Some(&run.bead_id),
+            actor: run.agent_id.map(Actor::Agent).unwrap_or(Actor::System),
+            data: serde_json::json!({
+                "run": run_id, "outcome": outcome, "attempt": run.attempt, "error": failure,
+                "summary": summary, "seconds": ran_for(run.started_at),
+            }),
+        },
+    )
     .await?;
     wake_dispatchers(conn).await?;
     Ok(Some(after))
@@ -538,4 +548,9 @@ async fn wake_dispatchers(conn: &mut Conn) -> Result<()> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Seconds since `started_at`, to the millisecond (a run's length in its `run.ended` row).
+fn ran_for(started_at: DateTime<Utc>) -> f64 {
+    (Utc::now() - started_at).num_milliseconds().max(0) as f64 / 1000.0
 }

@@ -46,6 +46,21 @@ pub async fn needing_a_human(conn: &mut Conn, limit: i64) -> Result<Vec<Bead>> {
 }
 
 /// Beads by project and status, one row per pair that has any.
+/// Beads ready to dispatch, by project (the ready queue's depth).
+pub async fn ready_by_project(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
+    Ok(beads::table
+        .filter(beads::status.eq(BeadStatus::Open))
+        .filter(beads::bead_type.ne(super::BeadType::Epic))
+        .filter(beads::open_blockers.eq(0))
+        .filter(beads::held_by.is_null())
+        .filter(beads::paired_in.is_null())
+        .filter(beads::not_before.is_null().or(beads::not_before.le(diesel::dsl::now)))
+        .group_by(beads::project_id)
+        .select((beads::project_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?)
+}
+
 pub async fn by_project_and_status(conn: &mut Conn) -> Result<Vec<(String, BeadStatus, i64)>> {
     Ok(beads::table
         .group_by((beads::project_id, beads::status))

@@ -124,6 +124,7 @@ impl Conversation {
             Ok((conversation, reply, event))
         })
         .await
+        .inspect(|_| crate::metrics::get().chat_reply("stopped"))
     }
 }
 

@@ -170,6 +170,7 @@ impl Writer {
             })
             .await?;
         let Some((event, kind)) = written else { return Err(Halt::Stopped) };
+        crate::metrics::get().chat_reply(&state.to_string());
         events::announce(&self.bus, &self.conversation, event, kind, self.message);
         Ok(())
     }

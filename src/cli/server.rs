@@ -116,6 +116,9 @@ pub struct ServerArgs {
     /// Hours a browser session lasts after its login, however much it is used.
     #[arg(long, env = "LOOM_SESSION_MAX_HOURS", default_value_t = 7 * 24)]
     pub session_max_hours: u64,
+    /// A bearer token `/metrics` then requires (unset: open, as Prometheus expects).
+    #[arg(long, env = "LOOM_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl ServerArgs {
@@ -169,6 +172,7 @@ impl ServerArgs {
                 run_pass_env: self.run_pass_env.clone(),
                 ..Default::default()
             },
+            metrics_token: self.metrics_token.as_deref().filter(|t| !t.is_empty()).map(Secret::new),
         })
     }
 

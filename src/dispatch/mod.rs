@@ -121,11 +121,13 @@ impl Dispatcher {
         if !queue::any_idle_agent(&mut conn).await? {
             return Ok(Step::Idle);
         }
+        let started = std::time::Instant::now();
         let claimed =
             conn.transaction::<_, Error, _>(async |conn| self.claim_round(conn).await).await?;
         if claimed == 0 {
             return Ok(Step::Idle);
         }
+        crate::metrics::get().dispatch_round(started.elapsed());
         if let Some(n) = &self.claimed {
             n.notify_one();
         }

@@ -312,6 +312,7 @@ fn receive(
         // The feed reads it from Postgres, in its place.
         committed.notify_one();
     } else {
+        crate::metrics::get().delivered("live", &event);
         hub.send(Arc::new(event));
     }
 }

@@ -79,6 +79,17 @@ struct Failure {
     transient: bool,
 }
 
+impl GatewayError {
+    /// A stable name for the kind of failure (metrics, logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::Unavailable(_) => "unavailable",
+            GatewayError::Rejected { .. } => "rejected",
+            GatewayError::Malformed(_) => "malformed",
+        }
+    }
+}
+
 impl Failure {
     fn transient(error: GatewayError, http_status: Option<u16>) -> Failure {
         Failure { error, http_status, retry_after: None, transient: true }
@@ -441,7 +452,13 @@ impl Gateway {
         started: Instant,
         result: &Result<Completion, Failure>,
     ) {
-        let latency_ms = started.elapsed().as_millis() as i64;
+        let took = started.elapsed();
+        let latency_ms = took.as_millis() as i64;
+        let (outcome, tokens) = match result {
+            Ok(c) => ("ok", (c.usage.prompt_tokens, c.usage.completion_tokens)),
+            Err(f) => (f.error.kind(), (0, 0)),
+        };
+        crate::metrics::get().gateway_call(outcome, took, tokens);
         let call = match result {
             Ok(c) => GatewayCall::ok(ctx, &self.0.config.model, attempt, streamed, latency_ms, c),
             Err(f) => GatewayCall::failed(

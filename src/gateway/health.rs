@@ -18,6 +18,8 @@ pub enum Health {
 }
 
 impl Health {
+    pub const ALL: [Health; 4] = [Health::Unknown, Health::Healthy, Health::Degraded, Health::Down];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Unknown => "unknown",

@@ -43,6 +43,8 @@ pub struct AppState {
     pub sessions: crate::users::sessions::SessionConfig,
     /// Loom's clones of the projects, read for the commits pages show.
     pub repos: crate::git::Repos,
+    /// When set, `/metrics` answers only this bearer token (`LOOM_METRICS_TOKEN`).
+    pub metrics_token: Option<crate::config::Secret>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             streams: Default::default(),
             sessions: Default::default(),
             repos: crate::git::Repos::new(std::path::PathBuf::from(".loom")),
+            metrics_token: None,
         }
     }
 }
@@ -101,10 +104,26 @@ pub async fn wake_feed(
     res
 }
 
+/// Counts every request by method, route pattern and status, and times it to its
+/// response head (`loom_http_requests_total`, `loom_http_request_duration_seconds`).
+pub async fn count_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    // Known only once routed; a path no route matched is one series, not one per path.
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let labels = crate::metrics::HttpLabels { method, route, status: res.status().as_u16() };
+    crate::metrics::get().http_request(labels, started.elapsed());
+    Ok(res)
+}
+
 /// Every documented route. Order matters where paths overlap: `/beads/ready` before
 /// `/beads/{id}`.
 pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(api::meta::healthz).service(api::meta::readyz).service(api::meta::metrics);
+    cfg.service(api::meta::healthz).service(api::meta::readyz).service(api::metrics::metrics);
     cfg.service(utoipa_actix_web::scope("/api/v1").configure(api::v1));
 }
 

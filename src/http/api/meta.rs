@@ -1,13 +1,9 @@
 //! Health, readiness, status and metrics.
 
 use actix_web::{HttpResponse, get, web};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
 use crate::agents::Agent;
-use crate::beads::BeadStatus;
-use crate::db::schema::beads;
 use crate::error::Error;
 use crate::events::BusState;
 use crate::http::AppState;
@@ -128,44 +124,6 @@ pub fn gateway_status(state: &AppState) -> GatewayStatus {
         health: report.health,
         reason,
     }
-}
-
-/// Prometheus text: beads by project and status, and the ready queue depth.
-#[utoipa::path(tag = "meta", responses((status = 200, content_type = "text/plain", body = String)))]
-#[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    use std::fmt::Write;
-    let mut conn = state.pool.get().await?;
-    let rows = crate::beads::stats::by_project_and_status(&mut conn).await?;
-    let ready: Vec<(String, i64)> = beads::table
-        .filter(beads::status.eq(BeadStatus::Open))
-        .filter(beads::bead_type.ne(crate::beads::BeadType::Epic))
-        .filter(beads::open_blockers.eq(0))
-        .filter(beads::held_by.is_null())
-        .filter(beads::paired_in.is_null())
-        .group_by(beads::project_id)
-        .select((beads::project_id, diesel::dsl::count_star()))
-        .load(&mut conn)
-        .await?;
-    let mut out = String::new();
-    let _ =
-        writeln!(out, "# HELP loom_beads Beads by project and status.\n# TYPE loom_beads gauge");
-    for (project, bead_status, n) in rows {
-        let _ = writeln!(out, "loom_beads{{project=\"{project}\",status=\"{bead_status}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP loom_ready_beads Beads ready to dispatch.\n# TYPE loom_ready_beads gauge"
-    );
-    for (project, n) in ready {
-        let _ = writeln!(out, "loom_ready_beads{{project=\"{project}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP loom_uptime_seconds Seconds since start.\n# TYPE loom_uptime_seconds gauge"
-    );
-    let _ = writeln!(out, "loom_uptime_seconds {}", state.started_at.elapsed().as_secs());
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out))
 }
 
 /// The OpenAPI 3 document of this API, generated from the route annotations.

@@ -7,6 +7,7 @@ pub mod beads;
 pub mod conversations;
 pub mod links;
 pub mod meta;
+pub mod metrics;
 pub mod notifications;
 pub mod personas;
 pub mod projects;
