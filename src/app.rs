@@ -27,13 +27,21 @@ pub struct Application {
     server: actix_web::dev::Server,
     pool: Pool,
     local_pg: Option<LocalPostgres>,
-    /// Cancels the background loops at shutdown.
+    /// Cancels the background loops at shutdown, last.
     cancel: CancellationToken,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    /// The dispatchers: stopped first, once no request is in flight.
+    dispatch: Stage,
+    /// The executors: stopped next, letting running turns reach a checkpoint.
+    executors: Stage,
+    /// How long running turns have to reach a checkpoint at shutdown.
+    grace: std::time::Duration,
     ticker: Option<tokio_cron_scheduler::JobScheduler>,
     bus: Bus,
     notification_wakers: NotificationWakers,
     chat: crate::chat::Chat,
+    /// Stops the chat replies being written at shutdown.
+    chat_stop: CancellationToken,
     /// Ends the SSE streams at shutdown.
     streams: CancellationToken,
 }
@@ -100,6 +108,7 @@ impl Application {
             claimed.clone(),
             cancel.clone(),
         )));
+        let mut executor_stage = Stage::default();
         let mut executor_owner = None;
         let mut executor_active = crate::executor::ActiveBeads::default();
         if let Some(gw) = &gateway {
@@ -125,16 +134,17 @@ impl Application {
                 .publishing_to(bus.clone());
                 executor_owner = Some(executors.owner_id());
                 executor_active = executors.active_beads();
-                workers.push(tokio::spawn(executors.run(cancel.clone())));
+                executor_stage.spawn(executors.run(executor_stage.cancel.clone()));
             }
         } else {
             tracing::warn!("no LLM gateway is configured (LOOM_GATEWAY_URL): agents will not work");
         }
+        let mut dispatch = Stage::default();
         for _ in 0..config.dispatchers {
             let dispatcher = Dispatcher::new(pool.clone(), config.dispatch.clone(), nudge.clone())
                 .on_claim(claimed.clone())
                 .with_bus(bus.clone());
-            workers.push(tokio::spawn(dispatcher.run(cancel.clone())));
+            dispatch.spawn(dispatcher.run(dispatch.cancel.clone()));
         }
         let nudge_for_ticker = nudge.clone();
         let mut state = AppState::new(pool.clone(), config.personas_dir.clone(), nudge);
@@ -149,6 +159,8 @@ impl Application {
         // One bus reader and one poll for every conversation stream of this process, and
         // the replies it writes.
         let chat_wakers = crate::chat::ChatWakers::new(config.chat.poll);
+        // Replies being written end at their own turn in the shutdown.
+        let chat_stop = CancellationToken::new();
         workers.push(tokio::spawn(chat_wakers.clone().run(
             pool.clone(),
             bus.subscribe(),
@@ -162,7 +174,7 @@ impl Application {
                 repos: state.repos.clone(),
                 data_dir: config.data_dir.clone(),
                 wakers: chat_wakers,
-                shutdown: cancel.clone(),
+                shutdown: chat_stop.clone(),
                 executor: executor_owner,
                 active: executor_active,
             },
@@ -211,10 +223,14 @@ impl Application {
             local_pg,
             cancel,
             workers,
+            dispatch,
+            executors: executor_stage,
+            grace: config.executors.as_ref().map(|e| e.shutdown_grace).unwrap_or_default(),
             ticker,
             bus,
             notification_wakers: wakers,
             chat,
+            chat_stop,
             streams,
         })
     }
@@ -236,34 +252,54 @@ impl Application {
         &self.notification_wakers
     }
 
-    /// Serves until SIGINT or SIGTERM; then ends the event streams, lets in-flight requests
-    /// finish, stops the ticker and the background loops, flushes the bus and, last, stops
-    /// the private database if it started it.
+    /// Serves until SIGINT or SIGTERM, then stops in order: no new connections and the
+    /// event streams end; requests in flight finish; dispatching and the ticker stop;
+    /// running turns reach a checkpoint (within the executors' grace) and their runs are
+    /// handed over with the projects; chat replies being written record that they were
+    /// interrupted; the rest of the loops stop, the feed publishing what they wrote; the
+    /// bus flushes; the private database, if Loom started it, stops last. A second signal
+    /// exits at once: every change is already committed, and what was running is taken
+    /// over when its leases lapse.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (handle, streams) = (self.server.handle(), self.streams.clone());
         tokio::spawn(async move {
             shutdown_signal().await;
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: no new requests; finishing those in flight");
             streams.cancel();
+            tokio::spawn(async {
+                shutdown_signal().await;
+                tracing::warn!(
+                    "a second signal: exiting at once; leases lapse and others take over"
+                );
+                std::process::exit(130);
+            });
             handle.stop(true).await;
         });
         let served = self.server.await;
+        tracing::info!("shutdown: requests finished; stopping dispatch");
+        self.dispatch.stop(std::time::Duration::from_secs(10), "a dispatcher").await;
         if let Some(mut ticker) = self.ticker
             && let Err(e) = ticker.shutdown().await
         {
             tracing::warn!(error = %e, "the ticker did not stop cleanly");
         }
-        self.cancel.cancel();
+        tracing::info!("shutdown: dispatch stopped; letting running turns reach a checkpoint");
+        self.executors.stop(self.grace + std::time::Duration::from_secs(10), "an executor").await;
+        tracing::info!("shutdown: runs handed over; ending chat replies");
         // Replies being written record that they were interrupted before the bus flushes.
+        self.chat_stop.cancel();
         self.chat.drain(std::time::Duration::from_secs(10)).await;
-        self.bus.flush().await;
+        self.cancel.cancel();
         for worker in self.workers {
             if tokio::time::timeout(std::time::Duration::from_secs(10), worker).await.is_err() {
                 tracing::warn!("a background loop did not stop within 10 s");
             }
         }
+        self.bus.flush().await;
+        tracing::info!("shutdown: the bus is flushed");
         if let Some(pg) = self.local_pg {
             pg.stop().await?;
+            tracing::info!("shutdown: the private database is stopped");
         }
         served.map_err(Into::into)
     }
@@ -273,6 +309,7 @@ impl Application {
         let handle = self.server.handle();
         // Background loops live as long as the runtime (tests end with it).
         drop(self.workers);
+        drop((self.dispatch, self.executors));
         tokio::spawn(self.server);
         (self.port, self.pool, handle)
     }
@@ -336,4 +373,27 @@ fn gw_url(config: &Config) -> String {
 
 fn tracing_middleware() -> middleware::Logger {
     middleware::Logger::new("%r %s %Dms").log_target("loom::http")
+}
+
+/// Tasks that stop together, at their turn in the shutdown.
+#[derive(Default)]
+struct Stage {
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Stage {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Cancels the stage and waits for its tasks, each for at most `limit`.
+    async fn stop(self, limit: std::time::Duration, what: &str) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            if tokio::time::timeout(limit, task).await.is_err() {
+                tracing::warn!("{what} did not stop within {} s", limit.as_secs());
+            }
+        }
+    }
 }

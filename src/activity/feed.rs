@@ -127,5 +127,12 @@ impl Feed {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        // At shutdown, what the stages stopped before it wrote (runs handed over, replies
+        // interrupted) goes out before the bus flushes; a bounded drain, not a wait.
+        for _ in 0..PAGE {
+            if !matches!(self.step().await, Ok(FeedStep::Read(_))) {
+                break;
+            }
+        }
     }
 }

@@ -116,6 +116,11 @@ pub struct ServerArgs {
     /// Hours a browser session lasts after its login, however much it is used.
     #[arg(long, env = "LOOM_SESSION_MAX_HOURS", default_value_t = 7 * 24)]
     pub session_max_hours: u64,
+    /// At shutdown, seconds running turns have to reach a checkpoint (the gateway call under
+    /// way answered and its actions done) before they are stopped where they are and handed
+    /// over.
+    #[arg(long, env = "LOOM_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
     /// A bearer token `/metrics` then requires (unset: open, as Prometheus expects).
     #[arg(long, env = "LOOM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -159,6 +164,7 @@ impl ServerArgs {
                     ..Limits::default()
                 },
                 run_pass_env: self.run_pass_env.clone(),
+                shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
                 ..ExecutorConfig::default()
             }),
             events: self.events()?,

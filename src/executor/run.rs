@@ -156,9 +156,19 @@ impl Live {
     }
 }
 
-/// Works one run to its end. Returns when it ended, when its claim was lost, or when
-/// `cancel` fires (shutdown): the last two leave the run open for its next owner.
-pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
+/// How a run is stopped without ending it (it stays open for its project's next owner).
+pub struct Stop {
+    /// Where it is: its claim moved elsewhere, or a shutdown's grace ran out.
+    pub now: CancellationToken,
+    /// At its next checkpoint, once the turn under way (the gateway call and the actions
+    /// its answer asked for) has finished and been recorded (a shutdown).
+    pub at_checkpoint: CancellationToken,
+}
+
+/// Works one run to its end. Returns when it ended, when its claim was lost, or when it is
+/// stopped (`Stop`): the last two leave the run open for its next owner.
+pub async fn work(env: Arc<RunEnv>, open: OpenRun, stop: Stop) {
+    let cancel = stop.now;
     let _active = env.active.hold(&open.bead_id);
     let run_id = open.id;
     let bead_id = open.bead_id.clone();
@@ -167,9 +177,13 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
         // Cancellation first: an interrupted run stays open for the next owner, uncharged.
         biased;
         () = cancel.cancelled() => return,
-        ended = tokio::time::timeout(limit, drive(&env, open.clone(), &cancel)) => ended,
+        ended = tokio::time::timeout(limit, drive(&env, open.clone(), &stop.at_checkpoint)) => ended,
     };
     if cancel.is_cancelled() {
+        return;
+    }
+    if matches!(ended, Ok(Err(Error::Unavailable(_)))) && stop.at_checkpoint.is_cancelled() {
+        tracing::info!(run.id = %run_id, bead.id = %bead_id, "a run stopped at a checkpoint for the shutdown");
         return;
     }
     let Ok(ended) = ended else {
@@ -207,7 +221,11 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, cancel: CancellationToken) {
     }
 }
 
-async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Result<(Live, Ending)> {
+async fn drive(
+    env: &RunEnv,
+    open: OpenRun,
+    checkpoint: &CancellationToken,
+) -> Result<(Live, Ending)> {
     let start = brief::load(&mut *env.pool.get().await?, &open).await?;
     if let crate::git::EnsureOutcome::UpstreamConflict { paths } =
         env.repos.ensure(&start.repo).await?
@@ -245,7 +263,9 @@ async fn drive(env: &RunEnv, open: OpenRun, cancel: &CancellationToken) -> Resul
     let mut machine = Machine::resumed(env.limits, turns.max(0) as u32, spent);
     let mut effect = machine.step(Event::Start { system, task });
     loop {
-        if cancel.is_cancelled() {
+        // A turn's checkpoint is before its question: the answer of the one before has been
+        // acted on and every step recorded, so the next owner goes on from here.
+        if checkpoint.is_cancelled() && matches!(effect, Effect::Ask) {
             return Err(Error::Unavailable("the run was interrupted".into()));
         }
         effect = match effect {

@@ -33,6 +33,9 @@ pub struct ExecutorConfig {
     pub limits: super::machine::Limits,
     /// Variables of Loom's environment that commands in `run` get too (`LOOM_RUN_PASS_ENV`).
     pub run_pass_env: Vec<String>,
+    /// At shutdown, how long running turns have to reach their next checkpoint (the gateway
+    /// call under way answered and its actions done) before they are stopped where they are.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -44,6 +47,7 @@ impl Default for ExecutorConfig {
             max_resumes: 2,
             limits: super::machine::Limits::default(),
             run_pass_env: Vec::new(),
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Executors {
     renewed_at: Option<Instant>,
     /// Woken when this process's dispatcher claims beads.
     wake: Arc<tokio::sync::Notify>,
+    /// Fired at shutdown: every run stops at its next checkpoint.
+    checkpoint: CancellationToken,
 }
 
 impl Executors {
@@ -93,6 +99,7 @@ impl Executors {
             claimed_at: None,
             renewed_at: None,
             wake: Arc::default(),
+            checkpoint: CancellationToken::new(),
         }
     }
 
@@ -259,7 +266,8 @@ impl Executors {
                 continue;
             }
             let cancel = CancellationToken::new();
-            let handle = tokio::spawn(run::work(self.env.clone(), open.clone(), cancel.clone()));
+            let stop = run::Stop { now: cancel.clone(), at_checkpoint: self.checkpoint.clone() };
+            let handle = tokio::spawn(run::work(self.env.clone(), open.clone(), stop));
             let (project, bead) = (open.project_id.clone(), open.bead_id.clone());
             self.running.insert(open.id, Running { project, bead, cancel, handle });
             started += 1;
@@ -299,8 +307,10 @@ impl Executors {
         }
     }
 
-    /// Loops until cancelled; then stops every run (they stay open for whoever owns their
-    /// project next) and gives up this process's projects so a peer takes over at once.
+    /// Loops until cancelled; then lets every run reach its next checkpoint, within the
+    /// shutdown grace, stops those that did not, and hands them all over (they stay open for
+    /// whoever owns their project next), giving up this process's projects so a peer takes
+    /// over at once.
     pub async fn run(mut self, cancel: CancellationToken) {
         loop {
             if let Err(e) = self.step().await {
@@ -313,18 +323,28 @@ impl Executors {
                 () = tokio::time::sleep(self.config.tick) => {}
             }
         }
-        // Stop every run at once, then wait for them together, under one deadline.
-        let handles: Vec<_> = self
-            .running
-            .drain()
-            .map(|(_, r)| {
-                r.cancel.cancel();
-                r.handle
-            })
-            .collect();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(handles))
-                .await;
+        self.checkpoint.cancel();
+        let runs: Vec<Running> = self.running.drain().map(|(_, r)| r).collect();
+        let stops: Vec<CancellationToken> = runs.iter().map(|r| r.cancel.clone()).collect();
+        let mut handles: Vec<JoinHandle<()>> = runs.into_iter().map(|r| r.handle).collect();
+        if !handles.is_empty() {
+            tracing::info!(
+                runs = handles.len(),
+                grace_s = self.config.shutdown_grace.as_secs(),
+                "letting running turns reach a checkpoint"
+            );
+        }
+        let all = futures_util::future::join_all(handles.iter_mut());
+        if tokio::time::timeout(self.config.shutdown_grace, all).await.is_err() {
+            let late = handles.iter().filter(|h| !h.is_finished()).count();
+            tracing::warn!(
+                runs = late,
+                "runs did not reach a checkpoint in time; stopping them where they are"
+            );
+            stops.iter().for_each(CancellationToken::cancel);
+            let all = futures_util::future::join_all(handles.iter_mut());
+            let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+        }
         match self.env.pool.get().await {
             Ok(mut conn) => {
                 // A clean hand-over is not a crash: the next owner picks these runs up as

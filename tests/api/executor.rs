@@ -572,7 +572,7 @@ async fn a_bead_taken_back_mid_run_is_not_merged() {
     assert_eq!(w.upstream.log().len(), 1);
 }
 
-async fn count(w: &Work, sql: &str) -> i64 {
+pub(crate) async fn count(w: &Work, sql: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
     struct N {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -707,8 +707,9 @@ async fn a_misconfigured_model_parks_beads_without_cost_and_endless_parks_are_ch
     );
 }
 
-/// A clean shutdown mid-run: the run stays open, is handed back unworked (not counted as a
-/// crash), the project is free at once, and the next owner finishes the bead.
+/// A clean shutdown mid-run whose turn outlasts the grace: the run is stopped where it is,
+/// stays open, is handed back unworked (not counted as a crash), the project is free at
+/// once, and the next owner finishes the bead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_shutdown_hands_the_run_over_and_the_next_owner_finishes_it() {
     use std::time::Duration;
@@ -721,16 +722,14 @@ async fn a_clean_shutdown_hands_the_run_over_and_the_next_owner_finishes_it() {
         w.gateway.clone(),
         w.data.path(),
         loom::beads::RetryPolicy::default(),
-        loom::executor::ExecutorConfig::default(),
+        loom::executor::ExecutorConfig {
+            shutdown_grace: Duration::from_millis(300),
+            ..Default::default()
+        },
     );
     let cancel = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(first.run(cancel.clone()));
-    for _ in 0..200 {
-        if !w.script.completions().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_calls(&w, 1).await;
     assert_eq!(w.script.completions().len(), 1, "the first owner is mid-call");
     cancel.cancel();
     running.await.unwrap();
@@ -751,6 +750,63 @@ async fn a_clean_shutdown_hands_the_run_over_and_the_next_owner_finishes_it() {
         (Some("closed"), Some(0)),
         "{done}"
     );
+}
+
+async fn wait_for_calls(w: &Work, n: usize) {
+    for _ in 0..250 {
+        if w.script.completions().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A clean shutdown mid-call, within the grace: the call's answer is used (the action it
+/// asked for is done and recorded) before the run stops at that checkpoint, and the next
+/// owner goes on from there instead of asking again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_lets_the_turn_under_way_reach_its_checkpoint_before_handing_over() {
+    use std::time::Duration;
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Finish the turn").await;
+    let edit = json!({"path": "a.txt", "old": "a", "new": "b"});
+    w.script.push_for(&bead, Reply::tool_call("edit_file", edit).delay(Duration::from_millis(800)));
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1);
+    let first = loom::executor::Executors::start(
+        w.app.pool.clone(),
+        w.gateway.clone(),
+        w.data.path(),
+        loom::beads::RetryPolicy::default(),
+        loom::executor::ExecutorConfig {
+            shutdown_grace: Duration::from_secs(30),
+            ..Default::default()
+        },
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(first.run(cancel.clone()));
+    wait_for_calls(&w, 1).await;
+    cancel.cancel();
+    running.await.unwrap();
+    assert_eq!(
+        count(&w, "SELECT count(*) AS n FROM run_steps WHERE ok").await,
+        1,
+        "the edit the answer asked for was made and recorded"
+    );
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) AS n FROM runs WHERE outcome IS NULL AND worker IS NULL AND turns = 1"
+        )
+        .await,
+        1,
+        "the run is handed over after its first turn"
+    );
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "b it is."})));
+    w.executors.run_until_idle().await.unwrap();
+    assert_eq!(w.script.completions().len(), 2, "the first question was not asked again");
+    let done = w.show(&bead).await;
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("closed"), Some(0)));
+    assert_eq!(w.upstream.file("a.txt"), "b\n");
 }
 
 /// A run stalled on something outside it (a model, a remote) is stopped at its deadline

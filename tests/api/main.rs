@@ -33,6 +33,7 @@ mod schedules;
 mod schema;
 mod secrets;
 mod sessions;
+mod shutdown;
 mod support;
 mod ticker;
 mod web;
