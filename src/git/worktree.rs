@@ -39,7 +39,8 @@ impl Repos {
     /// valid one is reused as it is, uncommitted changes included, so a resumed run carries
     /// on where it stopped. A broken one (a plain directory, a missing `.git` file, admin data
     /// gone from the clone) is removed and created again; an existing `loom/<bead-id>` branch
-    /// is checked out, not reset.
+    /// is checked out, not reset. One whose creation or removal never finished (the process
+    /// died in it) is broken too, however valid it looks: see [`Unfinished`].
     #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
     pub async fn worktree(&self, project: &ProjectRepo, bead_id: &str) -> Result<Worktree> {
         let Target { clone_path, path, project_id, base, bead } = self.target(project, bead_id)?;
@@ -47,11 +48,14 @@ impl Repos {
         blocking(move || {
             let clone = open_clone(&clone_path, &project_id)?;
             let worktree = Worktree { path, branch: bead_branch(&bead) };
-            if is_valid(&clone, &bead, &worktree.path) {
+            let unfinished = Unfinished::of(&worktree.path);
+            if !unfinished.is_marked() && is_valid(&clone, &bead, &worktree.path) {
                 return Ok(worktree);
             }
+            unfinished.mark()?;
             discard(&clone, &bead, &worktree.path)?;
             create(&clone, &bead, &worktree, &base)?;
+            unfinished.clear()?;
             info!(path = %worktree.path.display(), "created the bead's worktree");
             Ok(worktree)
         })
@@ -66,7 +70,10 @@ impl Repos {
         let Target { clone_path, path, project_id, base, bead } = self.target(project, bead_id)?;
         let _guard = self.lock(&project.id).await;
         blocking(move || {
+            let unfinished = Unfinished::of(&path);
+            unfinished.mark()?;
             remove_path(&path)?;
+            unfinished.clear()?;
             let clone = match open_clone(&clone_path, &project_id) {
                 Ok(clone) => clone,
                 Err(GitError::NotCloned(_)) => return Ok(()),
@@ -76,6 +83,38 @@ impl Repos {
             delete_if_merged(&clone, &bead_branch(&bead), &base)
         })
         .await
+    }
+}
+
+/// The mark of a worktree whose files are being written or deleted: a file beside it,
+/// `<bead-id>.unfinished`, made before and removed after. A process killed while libgit2
+/// checks the files out, or while they are deleted, leaves a worktree that passes every
+/// validity check with some files missing; the next run would commit their deletion into
+/// the project branch. A marked worktree is rebuilt instead.
+struct Unfinished(PathBuf);
+
+impl Unfinished {
+    fn of(worktree: &Path) -> Unfinished {
+        let mut name = worktree.file_name().unwrap_or_default().to_os_string();
+        name.push(".unfinished");
+        Unfinished(worktree.with_file_name(name))
+    }
+
+    fn is_marked(&self) -> bool {
+        std::fs::symlink_metadata(&self.0).is_ok()
+    }
+
+    fn mark(&self) -> Result<()> {
+        if let Some(parent) = self.0.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| GitError::io(format!("creating {}", parent.display()), e))?;
+        }
+        std::fs::write(&self.0, b"")
+            .map_err(|e| GitError::io(format!("writing {}", self.0.display()), e))
+    }
+
+    fn clear(&self) -> Result<()> {
+        remove_path(&self.0)
     }
 }
 

@@ -190,3 +190,38 @@ async fn removing_a_worktree_deletes_merged_branches_keeps_others_and_is_idempot
     let never = super::project("never-cloned", &fx.path("src"));
     fx.repos.remove_worktree(&never, "b1").await.expect("nothing to remove");
 }
+
+/// A process killed while the worktree's files were checked out leaves a worktree every
+/// validity check accepts, with files missing; reusing it would commit their deletion.
+#[tokio::test]
+async fn a_worktree_whose_creation_was_interrupted_is_rebuilt_with_every_file() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hi\n"), ("src/lib.rs", "// lib\n")]).await;
+    let worktree = fx.repos.worktree(&project, "b1").await.expect("worktree");
+    // What the killed process left: the mark it made first, half the files.
+    std::fs::write(fx.path("data/worktrees/web/b1.unfinished"), "").expect("mark");
+    std::fs::remove_file(worktree.path.join("src/lib.rs")).expect("rm");
+
+    let again = fx.repos.worktree(&project, "b1").await.expect("rebuilt");
+
+    assert!(again.path.join("src/lib.rs").exists(), "every file is checked out");
+    assert!(!fx.path("data/worktrees/web/b1.unfinished").exists(), "the mark is cleared");
+    let sha = fx.repos.commit(&again, &agent(), "nothing", &[]).await.expect("commit");
+    assert_eq!(sha, None, "nothing is deleted");
+}
+
+/// The same for a removal the process did not finish: the next attempt starts afresh.
+#[tokio::test]
+async fn a_worktree_whose_removal_was_interrupted_is_rebuilt() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hi\n"), ("src/lib.rs", "// lib\n")]).await;
+    let worktree = fx.repos.worktree(&project, "b1").await.expect("worktree");
+    std::fs::write(fx.path("data/worktrees/web/b1.unfinished"), "").expect("mark");
+    std::fs::remove_file(worktree.path.join("README.md")).expect("rm");
+
+    let again = fx.repos.worktree(&project, "b1").await.expect("rebuilt");
+
+    assert!(again.path.join("README.md").exists());
+    fx.repos.remove_worktree(&project, "b1").await.expect("remove");
+    assert!(!worktree.path.exists() && !fx.path("data/worktrees/web/b1.unfinished").exists());
+}

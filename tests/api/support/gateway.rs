@@ -134,11 +134,16 @@ pub struct Received {
     pub body: Value,
 }
 
+/// Makes the reply from the request's body: a model whose answers follow its input.
+type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     /// Replies for requests whose body contains the key, tried in the order keys were added.
     keyed: Vec<(String, VecDeque<Reply>)>,
     queue: VecDeque<Reply>,
+    /// Answers chat completions when the queues are empty, before the fallback.
+    responder: Option<Responder>,
     /// Answers every request when the queues are empty.
     fallback: Option<Reply>,
     down: bool,
@@ -195,6 +200,11 @@ impl ScriptedGateway {
     /// The reply once the script has run out (default: a 500 saying so).
     pub fn fallback(&self, reply: Reply) {
         self.state().fallback = Some(reply);
+    }
+
+    /// Answers every chat completion the script has no reply for with `respond(body)`.
+    pub fn respond_with(&self, respond: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
+        self.state().responder = Some(Arc::new(respond));
     }
 
     /// While down, every request (probe included) gets a 503 and no script is used up.
@@ -277,7 +287,8 @@ impl ScriptedGateway {
             Some((_, q)) => q.pop_front(),
             None => s.queue.pop_front(),
         };
-        match next.or_else(|| s.fallback.clone()) {
+        let derived = || s.responder.as_ref().map(|respond| respond(&req.body));
+        match next.or_else(derived).or_else(|| s.fallback.clone()) {
             Some(reply) => Answer::Script(reply),
             None => Answer::Json(500, error_body("the script has no reply left"), None),
         }

@@ -14,13 +14,24 @@ impl Server {
     /// Starts `loom serve` on an ephemeral port with no ticker, an empty personas directory,
     /// its own data dir unless `env` names one, and `env` on top.
     pub fn start(url: &str, env: &[(&str, String)]) -> Server {
+        Server::spawn(url, env, &["--no-ticker"])
+    }
+
+    /// The same with the ticker on (its schedules from `env`), for a test that relies on
+    /// the healing jobs as a deployment does.
+    pub fn start_with_ticker(url: &str, env: &[(&str, String)]) -> Server {
+        Server::spawn(url, env, &[])
+    }
+
+    fn spawn(url: &str, env: &[(&str, String)], flags: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let personas = dir.path().join("personas");
         std::fs::create_dir(&personas).unwrap();
         let log = dir.path().join("serve.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_loom"));
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--no-ticker"])
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .args(flags)
             .env("LOOM_DATABASE_URL", url)
             .env("LOOM_DATA_DIR", dir.path().join("data"))
             .env("LOOM_PERSONAS_DIR", &personas)
