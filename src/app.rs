@@ -156,6 +156,7 @@ impl Application {
         state.sessions = config.sessions;
         state.repos = crate::git::Repos::new(config.data_dir.clone());
         state.metrics_token = config.metrics_token.clone();
+        state.spend = config.dispatch.spend.clone();
         // One bus reader and one poll for every conversation stream of this process, and
         // the replies it writes.
         let chat_wakers = crate::chat::ChatWakers::new(config.chat.poll);

@@ -121,6 +121,13 @@ pub struct ServerArgs {
     /// over.
     #[arg(long, env = "LOOM_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+    /// Tokens (prompt plus completion) the whole fleet may spend per spend window; once
+    /// spent, no new work is claimed until the window moves on (unset or 0: no limit).
+    #[arg(long, env = "LOOM_FLEET_TOKEN_BUDGET")]
+    pub fleet_token_budget: Option<u64>,
+    /// The rolling window the fleet's and each project's token budget is counted over.
+    #[arg(long, env = "LOOM_SPEND_WINDOW_HOURS", default_value_t = 24)]
+    pub spend_window_hours: u64,
     /// A bearer token `/metrics` then requires (unset: open, as Prometheus expects).
     #[arg(long, env = "LOOM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -144,6 +151,14 @@ impl ServerArgs {
                 lease: Duration::from_secs(self.lease_seconds.max(5)),
                 sweep_interval: Duration::from_secs(self.dispatch_interval_seconds.max(1)),
                 require_executor: !self.dispatch_without_executors,
+                spend: crate::dispatch::limits::SpendPolicy {
+                    fleet_budget: self
+                        .fleet_token_budget
+                        .filter(|n| *n > 0)
+                        .map(|n| n.min(i64::MAX as u64) as i64),
+                    window: Duration::from_secs(self.spend_window_hours.max(1) * 3600),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             ticker: (!self.no_ticker).then(|| crate::ticker::TickerConfig {

@@ -286,6 +286,9 @@ diesel::table! {
         max_attempts -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        token_budget -> Nullable<Int8>,
+        max_in_progress -> Nullable<Int4>,
+        max_awaiting_merge -> Nullable<Int4>,
     }
 }
 
@@ -324,6 +327,16 @@ diesel::table! {
         resumes -> Int4,
         summary -> Nullable<Text>,
         merged_sha -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    spend_holds (scope) {
+        scope -> Text,
+        project_id -> Nullable<Text>,
+        spent -> Int8,
+        budget -> Int8,
+        since -> Timestamptz,
     }
 }
 
@@ -407,6 +420,7 @@ diesel::joinable!(runs -> beads (bead_id));
 diesel::joinable!(schedules -> projects (project_id));
 diesel::joinable!(schedules -> users (created_by_user_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(spend_holds -> projects (project_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     activity,
@@ -429,5 +443,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     runs,
     schedules,
     sessions,
+    spend_holds,
     users,
 );

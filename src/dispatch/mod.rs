@@ -7,6 +7,7 @@
 //! on another replica's events (`bus_wakes`), and also sweeps on an interval, so a lost wake-up only delays work.
 
 pub mod bus_wakes;
+pub mod limits;
 mod listen;
 pub mod matching;
 mod queue;
@@ -37,6 +38,8 @@ pub struct DispatchConfig {
     /// left unworked and failed when their lease lapses. `loom serve` sets it; tests that
     /// complete runs themselves do not.
     pub require_executor: bool,
+    /// Token budgets that stop new claims when spent.
+    pub spend: limits::SpendPolicy,
 }
 
 impl Default for DispatchConfig {
@@ -46,6 +49,7 @@ impl Default for DispatchConfig {
             sweep_interval: Duration::from_secs(2),
             page: 200,
             require_executor: false,
+            spend: limits::SpendPolicy::default(),
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Dispatcher {
     claimed: Option<Arc<Notify>>,
     /// Told after every claim, so the feed publishes the claims at once.
     bus: Option<crate::events::Bus>,
+    /// When the spend was last summed (`limits::refresh_holds`).
+    spend_checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Pages of the ready queue read per step before giving up on matching the idle agents.
@@ -99,7 +105,14 @@ const MAX_PAGES: usize = 10;
 
 impl Dispatcher {
     pub fn new(pool: Pool, config: DispatchConfig, nudge: Nudge) -> Self {
-        Dispatcher { pool, config, nudge, claimed: None, bus: None }
+        Dispatcher {
+            pool,
+            config,
+            nudge,
+            claimed: None,
+            bus: None,
+            spend_checked: Default::default(),
+        }
     }
 
     /// Notifies `claimed` whenever a round claims beads, so the work starts at once.
@@ -121,6 +134,7 @@ impl Dispatcher {
         if !queue::any_idle_agent(&mut conn).await? {
             return Ok(Step::Idle);
         }
+        self.check_spend(&mut conn).await?;
         let started = std::time::Instant::now();
         let claimed =
             conn.transaction::<_, Error, _>(async |conn| self.claim_round(conn).await).await?;
@@ -137,7 +151,32 @@ impl Dispatcher {
         Ok(Step::Worked(claimed))
     }
 
+    /// Sums the spend again when it was last summed `refresh` ago or more.
+    async fn check_spend(&self, conn: &mut Conn) -> Result<()> {
+        let due = {
+            let mut at =
+                self.spend_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = at.is_none_or(|t| t.elapsed() >= self.config.spend.refresh);
+            if due {
+                *at = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due
+            && limits::refresh_holds(conn, &self.config.spend).await?
+            && let Some(bus) = &self.bus
+        {
+            bus.committed();
+        }
+        Ok(())
+    }
+
     async fn claim_round(&self, conn: &mut Conn) -> Result<usize> {
+        let mut gate = limits::Gate::load(conn).await?;
+        if gate.fleet_held {
+            crate::metrics::get().spend_refused();
+            return Ok(0);
+        }
         let mut free = queue::lock_idle_agents(conn, self.config.page).await?;
         let mut pairs = Vec::new();
         let mut after = None;
@@ -148,11 +187,18 @@ impl Dispatcher {
             // As many beads as agents: when every agent can take every bead that is
             // enough, and locking more would only hide them from the other dispatchers.
             let limit = free.len() as i64;
+            let require = self.config.require_executor;
             let page =
-                queue::lock_ready(conn, &free, after.as_ref(), limit, self.config.require_executor)
+                queue::lock_ready(conn, &free, after.as_ref(), limit, require, gate.closed())
                     .await?;
             let candidates: Vec<Candidate> = page.iter().map(|r| r.candidate.clone()).collect();
+            let project_of: std::collections::HashMap<&str, &str> =
+                candidates.iter().map(|c| (c.id.as_str(), c.project.as_str())).collect();
             for (bead, agent) in assign(&candidates, &free) {
+                // A WIP limit's room is used up in the order beads are matched.
+                if !gate.take(project_of.get(bead.as_str()).copied().unwrap_or_default()) {
+                    continue;
+                }
                 free.retain(|a| a.id != agent);
                 pairs.push((bead, agent));
             }

@@ -97,7 +97,8 @@ pub struct Position {
 
 /// Ready beads in dispatch order that one of the locking dispatcher's agents could take
 /// (`$1`: their projects, or null when one is unbound; `$2`: their personas), after the
-/// position `$3..$5` (null on the first page), of a project an executor runs for when `$7`. The readiness test is spelled with literals,
+/// position `$3..$5` (null on the first page), of a project an executor runs for when `$7`,
+/// and of none of the projects `$8` that limits close this round. The readiness test is spelled with literals,
 /// as the `beads_ready` index predicate is, so that even the plan Postgres keeps for the
 /// prepared statement can read the page off that index: with bound values it could only
 /// prove the predicate per call, and would settle on an index of all open beads, which
@@ -110,6 +111,7 @@ const READY: &str = "SELECT id, project_id, persona, labels, priority, created_a
        AND ($3::smallint IS NULL OR (priority, created_at, id) > ($3, $4, $5)) \
        AND (NOT $7 OR EXISTS (SELECT 1 FROM executor_leases l \
                                WHERE l.project_id = beads.project_id AND l.expires_at > now())) \
+       AND project_id <> ALL($8) \
      ORDER BY priority, created_at, id LIMIT $6 \
      FOR UPDATE SKIP LOCKED";
 
@@ -137,6 +139,7 @@ pub async fn lock_ready(
     after: Option<&Position>,
     limit: i64,
     require_executor: bool,
+    closed: &[String],
 ) -> Result<Vec<Ready>> {
     let projects: Option<Vec<String>> = agents.iter().map(|a| a.project.clone()).collect();
     let personas: Vec<String> = agents.iter().map(|a| a.persona.clone()).collect();
@@ -148,7 +151,8 @@ pub async fn lock_ready(
             .bind::<Nullable<Timestamptz>, _>(after.map(|p| p.created_at))
             .bind::<Nullable<Text>, _>(after.map(|p| p.id.clone()))
             .bind::<BigInt, _>(limit)
-            .bind::<diesel::sql_types::Bool, _>(require_executor),
+            .bind::<diesel::sql_types::Bool, _>(require_executor)
+            .bind::<Array<Text>, _>(closed),
     )
     .load(conn)
     .await?;

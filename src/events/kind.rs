@@ -67,6 +67,8 @@ kinds! {
     ScheduleFailed = "schedule.failed";
     ScheduleDisabled = "schedule.disabled";
     TickerHealed = "ticker.healed";
+    SpendLimited = "spend.limited";
+    SpendResumed = "spend.resumed";
     ConversationStarted = "conversation.started";
     ConversationHandedOff = "conversation.handed_off";
     ChatDelta = "chat.delta", ephemeral;
@@ -100,6 +102,7 @@ impl Kind {
                 | Kind::ConversationHandedOff
                 | Kind::ScheduleFired
                 | Kind::TickerHealed
+                | Kind::SpendResumed
         )
     }
 }

@@ -45,6 +45,8 @@ pub struct AppState {
     pub repos: crate::git::Repos,
     /// When set, `/metrics` answers only this bearer token (`LOOM_METRICS_TOKEN`).
     pub metrics_token: Option<crate::config::Secret>,
+    /// The token budgets, for the status and the dashboard.
+    pub spend: crate::dispatch::limits::SpendPolicy,
 }
 
 impl AppState {
@@ -84,6 +86,7 @@ impl AppState {
             sessions: Default::default(),
             repos: crate::git::Repos::new(std::path::PathBuf::from(".loom")),
             metrics_token: None,
+            spend: Default::default(),
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Reason {
     P0Filed,
     GatewayDown,
     GatewayUp,
+    SpendLimited,
+    SpendResumed,
 }
 
 impl Reason {
@@ -48,6 +50,8 @@ impl Reason {
             Reason::P0Filed => "p0_filed",
             Reason::GatewayDown => "gateway_down",
             Reason::GatewayUp => "gateway_up",
+            Reason::SpendLimited => "spend_limited",
+            Reason::SpendResumed => "spend_resumed",
         }
     }
 }
@@ -73,6 +77,12 @@ pub enum Trigger {
     Gateway {
         healthy: bool,
         reason: Option<String>,
+    },
+    /// A token budget was reached (new claims stop) or has room again; `scope` is `fleet`
+    /// or the project's id.
+    Spend {
+        limited: bool,
+        scope: String,
     },
 }
 
@@ -131,6 +141,10 @@ impl Trigger {
                 let healthy = data.get("healthy").and_then(|h| h.as_bool())?;
                 Some(Trigger::Gateway { healthy, reason: text(data, "reason") })
             }
+            Kind::SpendLimited | Kind::SpendResumed => Some(Trigger::Spend {
+                limited: kind == Kind::SpendLimited,
+                scope: text(data, "scope")?,
+            }),
             _ => None,
         }
     }
@@ -185,7 +199,7 @@ impl Facts {
                     .await?;
                 facts.actor = actor_name(conn, row).await?;
             }
-            Trigger::Gateway { .. } => {
+            Trigger::Gateway { .. } | Trigger::Spend { .. } => {
                 facts.everyone =
                     users::table.order(users::created_at).select(users::id).load(conn).await?;
             }
@@ -228,6 +242,7 @@ pub fn targets(row: &Activity, trigger: &Trigger, facts: &Facts) -> Vec<Target> 
     };
     let subject = match trigger {
         Trigger::Gateway { .. } => GATEWAY.to_owned(),
+        Trigger::Spend { scope, .. } => format!("spend:{scope}"),
         _ => row.bead_id.clone().unwrap_or_default(),
     };
     let mut seen = HashSet::new();
@@ -286,6 +301,23 @@ fn audience(
         }
         Trigger::Gateway { healthy: true, .. } => {
             (Reason::GatewayUp, facts.everyone.clone(), "The LLM gateway is back up".to_owned())
+        }
+        Trigger::Spend { limited, scope } => {
+            let whose = match scope.as_str() {
+                "fleet" => "The fleet's".to_owned(),
+                project => format!("{project}'s"),
+            };
+            let (reason, title) = match limited {
+                true => (
+                    Reason::SpendLimited,
+                    format!("{whose} token budget is spent: no new work is claimed"),
+                ),
+                false => (
+                    Reason::SpendResumed,
+                    format!("{whose} token budget has room again: work resumes"),
+                ),
+            };
+            (reason, facts.everyone.clone(), title)
         }
     })
 }

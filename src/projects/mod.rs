@@ -26,6 +26,13 @@ pub struct Project {
     pub max_attempts: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Tokens the project's runs may spend in the spend window (null: no budget of its own).
+    pub token_budget: Option<i64>,
+    /// Most beads in progress at once (null: as many as there are agents).
+    pub max_in_progress: Option<i32>,
+    /// Most finished beads waiting to merge (blocked as `merge_conflict`) before no more
+    /// work is claimed (null: no limit).
+    pub max_awaiting_merge: Option<i32>,
 }
 
 /// A new project, as the API receives it.
@@ -44,6 +51,12 @@ pub struct NewProject {
     pub max_parallel: Option<i32>,
     #[serde(default)]
     pub max_attempts: Option<i32>,
+    #[serde(default)]
+    pub token_budget: Option<i64>,
+    #[serde(default)]
+    pub max_in_progress: Option<i32>,
+    #[serde(default)]
+    pub max_awaiting_merge: Option<i32>,
 }
 
 /// Changes to a project; absent fields stay as they are.
@@ -55,6 +68,16 @@ pub struct ProjectPatch {
     pub branch: Option<String>,
     pub max_parallel: Option<i32>,
     pub max_attempts: Option<i32>,
+    /// null removes the limit; absent leaves it.
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub token_budget: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<i32>)]
+    pub max_in_progress: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<i32>)]
+    pub max_awaiting_merge: Option<Option<i32>>,
 }
 
 /// A slug: 1–32 lowercase letters, digits and single dashes, starting with a letter.
@@ -111,6 +134,33 @@ fn check_branch(branch: &str) -> Result<()> {
     Ok(())
 }
 
+/// The spend and work-in-progress limits, where given.
+fn check_work_limits(
+    token_budget: Option<i64>,
+    max_in_progress: Option<i32>,
+    max_awaiting_merge: Option<i32>,
+) -> Result<()> {
+    if token_budget.is_some_and(|n| n < 1) {
+        return Err(Error::invalid(
+            "invalid_token_budget",
+            "token_budget is a positive number of tokens, or null",
+        ));
+    }
+    if max_in_progress.is_some_and(|n| !(1..=10_000).contains(&n)) {
+        return Err(Error::invalid(
+            "invalid_max_in_progress",
+            "max_in_progress is between 1 and 10000, or null",
+        ));
+    }
+    if max_awaiting_merge.is_some_and(|n| !(1..=10_000).contains(&n)) {
+        return Err(Error::invalid(
+            "invalid_max_awaiting_merge",
+            "max_awaiting_merge is between 1 and 10000, or null",
+        ));
+    }
+    Ok(())
+}
+
 fn check_limits(max_parallel: Option<i32>, max_attempts: Option<i32>) -> Result<()> {
     if max_parallel.is_some_and(|n| !(1..=64).contains(&n)) {
         return Err(Error::invalid("invalid_max_parallel", "max_parallel is between 1 and 64"));
@@ -131,6 +181,7 @@ impl Project {
         let branch = new.branch.unwrap_or_else(|| "main".into());
         check_branch(&branch)?;
         check_limits(new.max_parallel, new.max_attempts)?;
+        check_work_limits(new.token_budget, new.max_in_progress, new.max_awaiting_merge)?;
         conn.transaction::<_, Error, _>(async move |conn| {
             let inserted = diesel::insert_into(projects::table)
                 .values((
@@ -141,6 +192,9 @@ impl Project {
                     projects::prefix.eq(&prefix),
                     projects::max_parallel.eq(new.max_parallel.unwrap_or(2)),
                     projects::max_attempts.eq(new.max_attempts.unwrap_or(3)),
+                    projects::token_budget.eq(new.token_budget),
+                    projects::max_in_progress.eq(new.max_in_progress),
+                    projects::max_awaiting_merge.eq(new.max_awaiting_merge),
                 ))
                 .on_conflict_do_nothing()
                 .returning(Project::as_returning())
@@ -203,6 +257,11 @@ impl Project {
             check_branch(b)?;
         }
         check_limits(patch.max_parallel, patch.max_attempts)?;
+        check_work_limits(
+            patch.token_budget.flatten(),
+            patch.max_in_progress.flatten(),
+            patch.max_awaiting_merge.flatten(),
+        )?;
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
             let current = projects::table
@@ -228,6 +287,11 @@ impl Project {
                     projects::branch.eq(patch.branch.as_deref().unwrap_or(&current.branch)),
                     projects::max_parallel.eq(patch.max_parallel.unwrap_or(current.max_parallel)),
                     projects::max_attempts.eq(patch.max_attempts.unwrap_or(current.max_attempts)),
+                    projects::token_budget.eq(patch.token_budget.unwrap_or(current.token_budget)),
+                    projects::max_in_progress
+                        .eq(patch.max_in_progress.unwrap_or(current.max_in_progress)),
+                    projects::max_awaiting_merge
+                        .eq(patch.max_awaiting_merge.unwrap_or(current.max_awaiting_merge)),
                     projects::updated_at.eq(diesel::dsl::now),
                 ))
                 .returning(Project::as_returning())

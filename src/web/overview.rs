@@ -9,7 +9,7 @@ use super::view::{ActivityLine, status_label};
 use crate::activity::{Activity, ListQuery};
 use crate::agents::Agent;
 use crate::beads::{Bead, stats};
-use crate::http::api::meta::{GatewayStatus, gateway_status};
+use crate::http::api::meta::{GatewayStatus, SpendStatus, gateway_status, spend_status};
 
 #[derive(Template)]
 #[template(path = "overview.html")]
@@ -19,6 +19,7 @@ struct OverviewPage {
     priorities: Vec<(i16, i64)>,
     agents: Vec<(String, i64)>,
     gateway: GatewayStatus,
+    spend: SpendStatus,
     needing: Vec<Bead>,
     recent: Vec<ActivityLine>,
     /// The live feed's stream filter (none: everything).
@@ -40,6 +41,7 @@ pub async fn page(viewer: Viewer) -> Result<HttpResponse, PageError> {
         .map(|(s, n)| (s.to_string(), n))
         .collect();
     let needing = stats::needing_a_human(&mut conn, 20).await?;
+    let spend = spend_status(&mut conn, &viewer.state.spend).await?;
     let recent = Activity::list(&mut conn, &ListQuery { limit: 15, ..ListQuery::default() })
         .await?
         .iter()
@@ -51,6 +53,7 @@ pub async fn page(viewer: Viewer) -> Result<HttpResponse, PageError> {
         priorities,
         agents,
         gateway: gateway_status(&viewer.state),
+        spend,
         needing,
         recent,
         feed_query: String::new(),

@@ -99,6 +99,9 @@ pub async fn create(
             prefix: None,
             max_parallel: number(&form.max_parallel, "invalid_max_parallel", "max parallel runs")?,
             max_attempts: None,
+            token_budget: None,
+            max_in_progress: None,
+            max_awaiting_merge: None,
         };
         Project::create(&mut *viewer.state.pool.get().await?, new, viewer.actor()).await
     }
@@ -124,9 +127,19 @@ pub struct SettingsForm {
     max_parallel: String,
     #[serde(default)]
     max_attempts: String,
+    #[serde(default)]
+    token_budget: String,
+    #[serde(default)]
+    max_in_progress: String,
+    #[serde(default)]
+    max_awaiting_merge: String,
 }
 
-fn number(text: &str, code: &'static str, what: &str) -> Result<Option<i32>, Error> {
+fn number<N: std::str::FromStr>(
+    text: &str,
+    code: &'static str,
+    what: &str,
+) -> Result<Option<N>, Error> {
     match text.trim() {
         "" => Ok(None),
         n => n
@@ -153,6 +166,22 @@ pub async fn settings(
             branch: text(&form.branch),
             max_parallel: number(&form.max_parallel, "invalid_max_parallel", "runs at once")?,
             max_attempts: number(&form.max_attempts, "invalid_max_attempts", "attempts")?,
+            // The form shows every limit: an emptied box removes it.
+            token_budget: Some(number(
+                &form.token_budget,
+                "invalid_token_budget",
+                "a token budget",
+            )?),
+            max_in_progress: Some(number(
+                &form.max_in_progress,
+                "invalid_max_in_progress",
+                "beads in progress",
+            )?),
+            max_awaiting_merge: Some(number(
+                &form.max_awaiting_merge,
+                "invalid_max_awaiting_merge",
+                "beads waiting to merge",
+            )?),
         };
         Project::update(&mut *viewer.state.pool.get().await?, &id, patch, viewer.actor()).await
     }

@@ -20,6 +20,7 @@ mod embedded;
 mod executor;
 mod gateway;
 mod invariants;
+mod limits;
 mod metrics;
 mod migrations;
 mod nats;

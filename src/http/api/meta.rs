@@ -67,6 +67,17 @@ pub struct Status {
     pub sse_clients: usize,
     /// Chat replies this replica is writing now.
     pub chat_replies: usize,
+    /// Token budgets over the spend window; a spent one holds new claims back.
+    pub spend: SpendStatus,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SpendStatus {
+    pub window_hours: u64,
+    /// True when any budget is spent: new work waits (what runs goes on).
+    pub limited: bool,
+    /// The fleet's budget (when set) and each project's that has one.
+    pub budgets: Vec<crate::dispatch::limits::Spend>,
 }
 
 /// The LLM gateway as this process sees it.
@@ -109,7 +120,20 @@ pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpRespon
             std::sync::atomic::Ordering::Relaxed,
         ),
         chat_replies: state.chat.writing(),
+        spend: spend_status(&mut conn, &state.spend).await?,
     }))
+}
+
+pub async fn spend_status(
+    conn: &mut crate::db::Conn,
+    policy: &crate::dispatch::limits::SpendPolicy,
+) -> Result<SpendStatus, Error> {
+    let budgets = crate::dispatch::limits::standing(conn, policy).await?;
+    Ok(SpendStatus {
+        window_hours: policy.window.as_secs() / 3600,
+        limited: budgets.iter().any(|b| b.held),
+        budgets,
+    })
 }
 
 pub fn gateway_status(state: &AppState) -> GatewayStatus {
