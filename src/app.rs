@@ -157,6 +157,7 @@ impl Application {
         state.repos = crate::git::Repos::new(config.data_dir.clone());
         state.metrics_token = config.metrics_token.clone();
         state.spend = config.dispatch.spend.clone();
+        state.trusted_proxies = config.trusted_proxies.clone();
         // One bus reader and one poll for every conversation stream of this process, and
         // the replies it writes.
         let chat_wakers = crate::chat::ChatWakers::new(config.chat.poll);

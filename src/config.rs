@@ -90,6 +90,8 @@ pub struct Config {
     pub chat: crate::chat::ChatConfig,
     /// When set, `/metrics` answers only this bearer token.
     pub metrics_token: Option<Secret>,
+    /// Proxies in front of Loom whose `X-Forwarded-For` is believed (login limits).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The event bus and the live streams.
@@ -144,6 +146,7 @@ impl Config {
             sessions: Default::default(),
             chat: Default::default(),
             metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -128,6 +128,10 @@ pub struct ServerArgs {
     /// The rolling window the fleet's and each project's token budget is counted over.
     #[arg(long, env = "LOOM_SPEND_WINDOW_HOURS", default_value_t = 24)]
     pub spend_window_hours: u64,
+    /// Addresses of the proxies in front of Loom, comma-separated: their `X-Forwarded-For`
+    /// names the client whose failed logins are counted (unset: the connection's peer).
+    #[arg(long, env = "LOOM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// A bearer token `/metrics` then requires (unset: open, as Prometheus expects).
     #[arg(long, env = "LOOM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -194,6 +198,7 @@ impl ServerArgs {
                 ..Default::default()
             },
             metrics_token: self.metrics_token.as_deref().filter(|t| !t.is_empty()).map(Secret::new),
+            trusted_proxies: self.trusted_proxies.clone(),
         })
     }
 

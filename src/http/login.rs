@@ -10,8 +10,36 @@ use crate::error::Error;
 use crate::users::sessions::{self, Origin, Session, Started};
 use crate::users::{User, password};
 
-fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+/// The client's address for the per-address limit: the connection's peer, unless that is a
+/// proxy Loom was told to trust (`LOOM_TRUSTED_PROXIES`); then the nearest address in
+/// `X-Forwarded-For` that is not one of them (what a client sends itself sits further left,
+/// and is never believed). Without this, every login behind a proxy would share one address
+/// and one limit.
+fn client_address(req: &HttpRequest, trusted: &[std::net::IpAddr]) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else { return "unknown".into() };
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    nearest_untrusted(peer, forwarded, trusted).to_string()
+}
+
+fn nearest_untrusted<'a>(
+    peer: std::net::IpAddr,
+    forwarded: impl Iterator<Item = &'a str>,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).map(str::trim).collect();
+    let mut nearest = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => nearest = ip,
+            Ok(ip) => return ip,
+            // Garbage from a client: stop at the last proxy that vouched for what it saw.
+            Err(_) => return nearest,
+        }
+    }
+    nearest
 }
 
 /// The user whose password this is, or 401 (429 after too many failures for the account
@@ -24,7 +52,7 @@ pub async fn check_password(
 ) -> Result<User, Error> {
     let keys = [
         format!("user:{}", username.trim().to_lowercase()),
-        format!("addr:{}", client_address(req)),
+        format!("addr:{}", client_address(req, &state.trusted_proxies)),
     ];
     if !state.login_limiter.try_begin(&keys) {
         return Err(Error::RateLimited("too many failed logins; wait a few minutes".into()));
@@ -47,7 +75,7 @@ pub async fn start_session(
     user: &User,
 ) -> Result<(Started, Cookie<'static>), Error> {
     let origin = Origin {
-        address: Some(client_address(req)),
+        address: Some(client_address(req, &state.trusted_proxies)),
         user_agent: req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -86,4 +114,35 @@ fn session_cookie(
         c.set_max_age(time::Duration::seconds(i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_untrusted;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_is_believed_about_who_the_client_is() {
+        let proxy = [ip("10.0.0.2")];
+        let header = ["6.6.6.6, 203.0.113.7"];
+        // Not from the proxy: the peer itself, whatever it claims.
+        assert_eq!(
+            nearest_untrusted(ip("198.51.100.1"), header.into_iter(), &proxy),
+            ip("198.51.100.1")
+        );
+        // From the proxy: the address the proxy saw, not what the client prepended.
+        assert_eq!(
+            nearest_untrusted(ip("10.0.0.2"), header.into_iter(), &proxy),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            nearest_untrusted(ip("10.0.0.2"), ["nonsense"].into_iter(), &proxy),
+            ip("10.0.0.2")
+        );
+        assert_eq!(nearest_untrusted(ip("10.0.0.2"), std::iter::empty(), &proxy), ip("10.0.0.2"));
+    }
 }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics_token: Option<crate::config::Secret>,
     /// The token budgets, for the status and the dashboard.
     pub spend: crate::dispatch::limits::SpendPolicy,
+    /// Proxies whose `X-Forwarded-For` names the client (`LOOM_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl AppState {
@@ -87,6 +89,7 @@ impl AppState {
             repos: crate::git::Repos::new(std::path::PathBuf::from(".loom")),
             metrics_token: None,
             spend: Default::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
