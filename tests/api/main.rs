@@ -23,6 +23,7 @@ mod invariants;
 mod migrations;
 mod nats;
 mod notifications;
+mod openapi;
 mod pairing;
 mod personas;
 mod projects;
