@@ -58,9 +58,13 @@ macro_rules! pg_enum {
 
 /// Declares a fieldless enum mirroring a Postgres enum type of `schema::sql_types`, with
 /// serde (in the given case), an OpenAPI schema and the diesel mapping.
+///
+/// The case is a `tt`, not a `literal`: a `literal` fragment reaches the derives wrapped in an
+/// invisible group, which serde sees through and utoipa does not, so the OpenAPI document
+/// named the variants in Rust's case (`InProgress`) while the API sent `in_progress`.
 #[macro_export]
 macro_rules! db_enum {
-    ($(#[$meta:meta])* $name:ident, $sql:ident, $serde:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident, $sql:ident, $serde:tt, { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize,

@@ -97,8 +97,13 @@ pub fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> ac
 
 /// Malformed or mistyped JSON bodies.
 pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    json_payload_error(&err).into()
+}
+
+/// A JSON body `web::Json` or `extract::DeferredJson` could not read, as the client is told it.
+pub fn json_payload_error(err: &actix_web::error::JsonPayloadError) -> Error {
     use actix_web::error::JsonPayloadError as J;
-    let e = match &err {
+    match err {
         J::ContentType => Error::bad_request(
             "unsupported_content_type",
             "send the body as JSON with Content-Type: application/json",
@@ -106,11 +111,18 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
         J::OverflowKnownLength { .. } | J::Overflow { .. } => {
             Error::bad_request("body_too_large", "the request body is too large")
         }
-        J::Deserialize(de) if de.is_data() => Error::invalid("invalid_body", de.to_string()),
-        J::Deserialize(de) => Error::bad_request("malformed_json", de.to_string()),
+        J::Deserialize(de) => serde_error(de),
         other => Error::bad_request("malformed_json", other.to_string()),
-    };
-    e.into()
+    }
+}
+
+/// JSON of the wrong shape is 422 `invalid_body`; what is not JSON at all is 400.
+pub fn serde_error(de: &serde_json::Error) -> Error {
+    if de.is_data() {
+        Error::invalid("invalid_body", de.to_string())
+    } else {
+        Error::bad_request("malformed_json", de.to_string())
+    }
 }
 
 pub fn query_error(

@@ -135,10 +135,12 @@ pub fn routes(cfg: &mut ServiceConfig) {
 
 /// Extractor settings that turn malformed input into the JSON error format.
 pub fn extractor_config(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::JsonConfig::default().limit(1 << 20).error_handler(error::json_error))
-        .app_data(web::FormConfig::default().limit(256 << 10).error_handler(error::form_error))
-        .app_data(web::QueryConfig::default().error_handler(error::query_error))
-        .app_data(web::PathConfig::default().error_handler(error::path_error));
+    cfg.app_data(
+        web::JsonConfig::default().limit(extract::JSON_LIMIT).error_handler(error::json_error),
+    )
+    .app_data(web::FormConfig::default().limit(256 << 10).error_handler(error::form_error))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .app_data(web::PathConfig::default().error_handler(error::path_error));
 }
 
 /// Fills in what the route annotations cannot: title, version, the token scheme.

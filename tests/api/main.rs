@@ -25,6 +25,7 @@ mod metrics;
 mod migrations;
 mod nats;
 mod notifications;
+mod openapi;
 mod pairing;
 mod personas;
 mod projects;

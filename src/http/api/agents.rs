@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
+use crate::http::extract::DeferredJson;
 use crate::http::paging::check_limit;
 use crate::users::Role;
 
@@ -52,11 +53,12 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewAgent>,
+    body: DeferredJson<NewAgent>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let agent = Agent::create(&mut conn, body.into_inner(), auth.actor()).await?;
+    let agent = Agent::create(&mut conn, body, auth.actor()).await?;
     state.nudge.wake();
     Ok(HttpResponse::Created().json(agent))
 }
@@ -85,11 +87,12 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<Uuid>,
-    body: web::Json<AgentPatch>,
+    body: DeferredJson<AgentPatch>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let agent = Agent::update(&mut conn, *id, body.into_inner(), auth.actor()).await?;
+    let agent = Agent::update(&mut conn, *id, body, auth.actor()).await?;
     state.nudge.wake();
     Ok(HttpResponse::Ok().json(agent))
 }

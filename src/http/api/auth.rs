@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Auth, Credential};
 use crate::http::error::ErrorBody;
+use crate::http::extract::DeferredJson;
 use crate::http::login as signin;
 use crate::notifications::Notification;
 use crate::users::sessions::Session;
@@ -144,9 +145,10 @@ pub struct NewToken {
 pub async fn create_token(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewToken>,
+    body: DeferredJson<NewToken>,
 ) -> Result<HttpResponse, Error> {
     auth.require(Role::Viewer)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
     let created = ApiToken::create(&mut conn, auth.user.id, &body.name, body.expires_at).await?;
     Ok(HttpResponse::Created().json(created))

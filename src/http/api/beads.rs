@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
-use crate::http::extract::OptionalJson;
+use crate::http::extract::DeferredJson;
 use crate::http::paging::check_limit;
 use crate::users::Role;
 
@@ -117,11 +117,12 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewBead>,
+    body: DeferredJson<NewBead>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let bead = Bead::create(&mut conn, body.into_inner(), auth.actor()).await?;
+    let bead = Bead::create(&mut conn, body, auth.actor()).await?;
     state.nudge.wake();
     Ok(HttpResponse::Created().json(BeadView::from(bead)))
 }
@@ -199,12 +200,13 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<BeadPatch>,
+    body: DeferredJson<BeadPatch>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let id = bead_id(&id)?;
     let mut conn = state.pool.get().await?;
-    let bead = Bead::patch(&mut conn, id.as_str(), body.into_inner(), auth.actor()).await?;
+    let bead = Bead::patch(&mut conn, id.as_str(), body, auth.actor()).await?;
     state.nudge.wake();
     Ok(HttpResponse::Ok().json(BeadView::from(bead)))
 }
@@ -217,6 +219,7 @@ pub struct ReasonBody {
     pub version: Option<i32>,
 }
 
+/// A status change by a caller whose role has been checked.
 async fn change(
     state: &AppState,
     auth: &Auth,
@@ -224,7 +227,6 @@ async fn change(
     change: StatusChange,
     version: Option<i32>,
 ) -> Result<HttpResponse> {
-    auth.require(Role::Member)?;
     let id = bead_id(id)?;
     let mut conn = state.pool.get().await?;
     let bead = Bead::change_status(&mut conn, id.as_str(), change, version, auth.actor()).await?;
@@ -241,8 +243,10 @@ pub async fn close(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    OptionalJson(body): OptionalJson<ReasonBody>,
+    body: DeferredJson<ReasonBody>,
 ) -> Result<HttpResponse> {
+    auth.require(Role::Member)?;
+    let body = body.parse_or_default().await?;
     change(&state, &auth, &id, StatusChange::Close { reason: body.reason }, body.version).await
 }
 
@@ -255,8 +259,10 @@ pub async fn reopen(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    OptionalJson(body): OptionalJson<ReasonBody>,
+    body: DeferredJson<ReasonBody>,
 ) -> Result<HttpResponse> {
+    auth.require(Role::Member)?;
+    let body = body.parse_or_default().await?;
     change(&state, &auth, &id, StatusChange::Reopen { reason: body.reason }, body.version).await
 }
 
@@ -278,9 +284,10 @@ pub async fn block(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<BlockBody>,
+    body: DeferredJson<BlockBody>,
 ) -> Result<HttpResponse> {
-    let body = body.into_inner();
+    auth.require(Role::Member)?;
+    let body = body.parse().await?;
     if body.reason.trim().is_empty() {
         return Err(Error::invalid("reason_required", "say why the bead is blocked"));
     }

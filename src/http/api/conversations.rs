@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
+use crate::http::extract::DeferredJson;
 use crate::http::paging::{check_limit, uuid_cursor};
 use crate::http::sse;
 use crate::users::Role;
@@ -63,11 +64,12 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewConversation>,
+    body: DeferredJson<NewConversation>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let conversation = Conversation::start(&mut conn, body.into_inner(), auth.user.id).await?;
+    let conversation = Conversation::start(&mut conn, body, auth.user.id).await?;
     Ok(HttpResponse::Created().json(conversation))
 }
 
@@ -104,9 +106,10 @@ pub async fn post_message(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<Uuid>,
-    body: web::Json<NewMessage>,
+    body: DeferredJson<NewMessage>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
     let posted = state.chat.post(&mut conn, id.into_inner(), &body.body, auth.user.id).await?;
     Ok(HttpResponse::Accepted().json(posted))

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
+use crate::http::extract::DeferredJson;
 use crate::http::paging::{PageParams, uuid_cursor};
 use crate::users::Role;
 
@@ -24,11 +25,12 @@ pub async fn add_dependency(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<Dependency>,
+    body: DeferredJson<Dependency>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let id = bead_id(&id)?;
-    let dep = body.into_inner();
+    let dep = body;
     let mut conn = state.pool.get().await?;
     let added = Bead::add_dependency(&mut conn, id.as_str(), dep.clone(), auth.actor()).await?;
     Ok(if added { HttpResponse::Created().json(dep) } else { HttpResponse::Ok().json(dep) })
@@ -43,12 +45,13 @@ pub async fn remove_dependency(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<Dependency>,
+    body: DeferredJson<Dependency>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let id = bead_id(&id)?;
     let mut conn = state.pool.get().await?;
-    Bead::remove_dependency(&mut conn, id.as_str(), body.into_inner(), auth.actor()).await?;
+    Bead::remove_dependency(&mut conn, id.as_str(), body, auth.actor()).await?;
     state.nudge.wake();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -89,12 +92,13 @@ pub async fn add_comment(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<NewComment>,
+    body: DeferredJson<NewComment>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let id = bead_id(&id)?;
     let mut conn = state.pool.get().await?;
-    let comment = Comment::add(&mut conn, id.as_str(), body.into_inner(), auth.actor()).await?;
+    let comment = Comment::add(&mut conn, id.as_str(), body, auth.actor()).await?;
     Ok(HttpResponse::Created().json(comment))
 }
 

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
+use crate::http::extract::DeferredJson;
 use crate::http::paging::PageParams;
 use crate::projects::{NewProject, Project, ProjectPatch};
 use crate::users::Role;
@@ -43,11 +44,12 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewProject>,
+    body: DeferredJson<NewProject>,
 ) -> Result<HttpResponse, Error> {
     auth.require(Role::Admin)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let project = Project::create(&mut conn, body.into_inner(), auth.actor()).await?;
+    let project = Project::create(&mut conn, body, auth.actor()).await?;
     Ok(HttpResponse::Created().json(project))
 }
 
@@ -75,11 +77,12 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<ProjectPatch>,
+    body: DeferredJson<ProjectPatch>,
 ) -> Result<HttpResponse, Error> {
     auth.require(Role::Admin)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let project = Project::update(&mut conn, &id, body.into_inner(), auth.actor()).await?;
+    let project = Project::update(&mut conn, &id, body, auth.actor()).await?;
     Ok(HttpResponse::Ok().json(project))
 }
 

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
+use crate::http::extract::DeferredJson;
 use crate::http::paging::check_limit;
 use crate::schedules::{FireOutcome, NewSchedule, Schedule, SchedulePatch, ScheduleView};
 use crate::users::Role;
@@ -61,11 +62,12 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewSchedule>,
+    body: DeferredJson<NewSchedule>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let schedule = Schedule::create(&mut conn, body.into_inner(), auth.actor()).await?;
+    let schedule = Schedule::create(&mut conn, body, auth.actor()).await?;
     Ok(HttpResponse::Created().json(ScheduleView::from(schedule)))
 }
 
@@ -93,11 +95,12 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<Uuid>,
-    body: web::Json<SchedulePatch>,
+    body: DeferredJson<SchedulePatch>,
 ) -> Result<HttpResponse> {
     auth.require(Role::Member)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
-    let schedule = Schedule::update(&mut conn, *id, body.into_inner(), auth.actor()).await?;
+    let schedule = Schedule::update(&mut conn, *id, body, auth.actor()).await?;
     Ok(HttpResponse::Ok().json(ScheduleView::from(schedule)))
 }
 

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::http::error::ErrorBody;
+use crate::http::extract::DeferredJson;
 use crate::http::paging::PageParams;
 use crate::users::{Role, User, UserView, Username};
 
@@ -50,9 +51,10 @@ pub struct NewUser {
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewUser>,
+    body: DeferredJson<NewUser>,
 ) -> Result<HttpResponse, Error> {
     auth.require(Role::Admin)?;
+    let body = body.parse().await?;
     let username = Username::parse(&body.username)?;
     let mut conn = state.pool.get().await?;
     let user = User::create(&mut conn, &username, &body.password, body.role).await?;
@@ -75,9 +77,10 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<Uuid>,
-    body: web::Json<UserPatch>,
+    body: DeferredJson<UserPatch>,
 ) -> Result<HttpResponse, Error> {
     auth.require(Role::Admin)?;
+    let body = body.parse().await?;
     let mut conn = state.pool.get().await?;
     let user =
         User::update(&mut conn, id.into_inner(), body.role, body.password.as_deref()).await?;
