@@ -76,8 +76,8 @@ const LIMITED: &str = "SELECT p.id, \
            WHERE b.project_id = p.id AND b.status = 'blocked' \
              AND b.blocked_reason = 'merge_conflict') >= p.max_awaiting_merge) AS merges_full, \
        EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id) AS spent, \
-       (p.max_in_progress IS NULL \
-        OR pg_try_advisory_xact_lock(hashtext('loom.wip'), hashtext(p.id))) AS locked \
+       CASE WHEN p.max_in_progress IS NULL THEN true \
+            ELSE pg_try_advisory_xact_lock(hashtext('loom.wip'), hashtext(p.id)) END AS locked \
   FROM projects p \
  WHERE p.max_in_progress IS NOT NULL OR p.max_awaiting_merge IS NOT NULL \
     OR EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id)";
