@@ -54,3 +54,14 @@ async fn no_documented_enum_names_a_value_in_rust_case() {
     }
     assert!(rust_case.is_empty(), "{rust_case:?}");
 }
+
+#[tokio::test]
+async fn the_bodies_close_and_reopen_do_without_are_documented_as_optional() {
+    let doc = document().await;
+    for path in ["/api/v1/beads/{id}/close", "/api/v1/beads/{id}/reopen"] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert!(body["content"]["application/json"].is_object(), "{path}");
+        assert_ne!(body["required"], true, "{path}");
+    }
+    assert_eq!(doc["paths"]["/api/v1/beads/{id}/block"]["post"]["requestBody"]["required"], true);
+}

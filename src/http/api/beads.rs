@@ -235,7 +235,7 @@ async fn change(
 }
 
 /// Closes a bead; refused while it has children that are not closed.
-#[utoipa::path(tag = "beads", security(("token" = [])), request_body(content = ReasonBody, content_type = "application/json"),
+#[utoipa::path(tag = "beads", security(("token" = [])), request_body(content = Option<ReasonBody>, content_type = "application/json"),
     params(("id" = String, Path, description = "bead id")), responses(
     (status = 200, body = BeadView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/beads/{id}/close")]
@@ -251,7 +251,7 @@ pub async fn close(
 }
 
 /// Reopens a closed, blocked or deferred bead and resets its attempts.
-#[utoipa::path(tag = "beads", security(("token" = [])), request_body(content = ReasonBody, content_type = "application/json"),
+#[utoipa::path(tag = "beads", security(("token" = [])), request_body(content = Option<ReasonBody>, content_type = "application/json"),
     params(("id" = String, Path, description = "bead id")), responses(
     (status = 200, body = BeadView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/beads/{id}/reopen")]
