@@ -3,7 +3,7 @@
 //! release) when the machine says it is over.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -165,9 +165,20 @@ pub struct Stop {
     pub at_checkpoint: CancellationToken,
 }
 
-/// Works one run to its end. Returns when it ended, when its claim was lost, or when it is
-/// stopped (`Stop`): the last two leave the run open for its next owner.
-pub async fn work(env: Arc<RunEnv>, open: OpenRun, stop: Stop) {
+/// How a run's task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Ended, stopped or no longer ours: nothing more for this task to do.
+    Done,
+    /// The database went away under it: the run is still open and uncharged, for the
+    /// supervisor to start again once the database answers.
+    Open,
+}
+
+/// Works one run to its end. Returns when it ended, when its claim was lost, when it is
+/// stopped (`Stop`), or when the database went away: all but the first leave the run open,
+/// uncharged, for its next owner or for the supervisor to start again.
+pub async fn work(env: Arc<RunEnv>, open: OpenRun, stop: Stop) -> Left {
     let cancel = stop.now;
     let _active = env.active.hold(&open.bead_id);
     let run_id = open.id;
@@ -176,32 +187,41 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, stop: Stop) {
     let ended = tokio::select! {
         // Cancellation first: an interrupted run stays open for the next owner, uncharged.
         biased;
-        () = cancel.cancelled() => return,
+        () = cancel.cancelled() => return Left::Done,
         ended = tokio::time::timeout(limit, drive(&env, open.clone(), &stop.at_checkpoint)) => ended,
     };
     if cancel.is_cancelled() {
-        return;
+        return Left::Done;
     }
     if matches!(ended, Ok(Err(Error::Unavailable(_)))) && stop.at_checkpoint.is_cancelled() {
         tracing::info!(run.id = %run_id, bead.id = %bead_id, "a run stopped at a checkpoint for the shutdown");
-        return;
+        return Left::Done;
     }
     let Ok(ended) = ended else {
         let why = format!("the run took longer than {} s and was stopped", limit.as_secs());
         tracing::warn!(run.id = %run_id, bead.id = %bead_id, "{why}");
-        if let Err(e) = finish::fail(&env, &open, &why).await {
+        if let Err(e) = fail(&env, &open, &why).await {
             tracing::error!(run.id = %run_id, error = %e, "could not end a run");
         }
-        return;
+        return Left::Done;
     };
     let result = match ended {
+        // Not the run's fault: it goes on once the database is back, uncharged.
+        Err(e) if outage(&e) => {
+            tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %e, "the database went away under a run; it waits to go on");
+            return Left::Open;
+        }
         Ok((live, ending)) => match finish::finish(&env, &live, ending).await {
             Ok(()) => Ok(()),
+            Err(e) if outage(&e) => {
+                tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %e, "the database went away as a run finished; it waits to go on");
+                return Left::Open;
+            }
             // Ending it failed (a merge error, the database): the run fails with that reason,
             // so a person sees why, rather than the lease lapsing with none.
             Err(e) => {
                 tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %e, "a run could not finish");
-                finish::fail(&env, &open, &format!("finishing the run failed: {e}")).await
+                fail(&env, &open, &format!("finishing the run failed: {e}")).await
             }
         },
         // Someone else's now: nothing to release.
@@ -212,12 +232,37 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, stop: Stop) {
         // The worktree or the tracker failed under the run: an attempt, with the reason.
         Err(e) => {
             tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %e, "a run failed");
-            finish::fail(&env, &open, &format!("the run could not go on: {e}")).await
+            fail(&env, &open, &format!("the run could not go on: {e}")).await
         }
     };
     if let Err(e) = result {
         // The lease will lapse and the ticker return the bead: nothing is lost.
         tracing::error!(run.id = %run_id, bead.id = %bead_id, error = %e, "could not end a run");
+    }
+    Left::Done
+}
+
+/// The database (not the run) failed: it could not be reached or stopped answering.
+fn outage(e: &Error) -> bool {
+    e.code() == "unavailable" && !matches!(e, Error::Unavailable(m) if m == INTERRUPTED)
+}
+
+/// What `drive` says when it stops at a checkpoint.
+const INTERRUPTED: &str = "the run was interrupted";
+
+/// Fails the run, trying again for a while if the database is away (failing twice is
+/// harmless: the second finds the run ended), rather than letting its lease lapse, which
+/// would cost the bead another attempt on top.
+async fn fail(env: &RunEnv, open: &OpenRun, why: &str) -> Result<()> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match finish::fail(env, open, why).await {
+            Err(e) if outage(&e) && wait < Duration::from_secs(10) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            done => return done,
+        }
     }
 }
 
@@ -266,7 +311,7 @@ async fn drive(
         // A turn's checkpoint is before its question: the answer of the one before has been
         // acted on and every step recorded, so the next owner goes on from here.
         if checkpoint.is_cancelled() && matches!(effect, Effect::Ask) {
-            return Err(Error::Unavailable("the run was interrupted".into()));
+            return Err(Error::Unavailable(INTERRUPTED.into()));
         }
         effect = match effect {
             Effect::Finish(ending) => return Ok((live, ending)),

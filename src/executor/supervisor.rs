@@ -52,6 +52,9 @@ impl Default for ExecutorConfig {
     }
 }
 
+/// Times a run the database went away under is started again by this process.
+const MAX_RESTARTS: u32 = 5;
+
 /// Most runs picked up per round (the rest come next round).
 const PICK_UP_BATCH: i32 = 200;
 
@@ -64,10 +67,9 @@ pub enum Step {
 }
 
 struct Running {
-    project: String,
-    bead: String,
+    open: OpenRun,
     cancel: CancellationToken,
-    handle: JoinHandle<()>,
+    handle: JoinHandle<run::Left>,
 }
 
 pub struct Executors {
@@ -85,6 +87,8 @@ pub struct Executors {
     wake: Arc<tokio::sync::Notify>,
     /// Fired at shutdown: every run stops at its next checkpoint.
     checkpoint: CancellationToken,
+    /// Runs started again after the database went away under them, and how often.
+    restarts: HashMap<Uuid, u32>,
 }
 
 impl Executors {
@@ -100,6 +104,7 @@ impl Executors {
             renewed_at: None,
             wake: Arc::default(),
             checkpoint: CancellationToken::new(),
+            restarts: HashMap::new(),
         }
     }
 
@@ -170,7 +175,7 @@ impl Executors {
 
     /// One round: renew ownership and leases when due, pick up new runs, start what fits.
     pub async fn step(&mut self) -> Result<Step> {
-        self.running.retain(|_, r| !r.handle.is_finished());
+        self.collect_finished();
         let due = |at: Option<Instant>, every: Duration| at.is_none_or(|t| t.elapsed() >= every);
         // Leases first: whatever else fails this round, held runs must not lapse.
         if due(self.renewed_at, self.config.bead_lease / 3) {
@@ -198,6 +203,33 @@ impl Executors {
         self.start_queued().await
     }
 
+    /// Forgets the runs whose task ended; one the database went away under goes back in
+    /// the queue, to start again once it answers (a few times: then its lease lapses).
+    fn collect_finished(&mut self) {
+        use futures_util::FutureExt;
+        let ended: Vec<Uuid> =
+            self.running.iter().filter(|(_, r)| r.handle.is_finished()).map(|(id, _)| *id).collect();
+        for id in ended {
+            let Some(r) = self.running.remove(&id) else { continue };
+            let left = r.handle.now_or_never().and_then(|joined| joined.ok());
+            self.ended(r.open, left);
+        }
+    }
+
+    fn ended(&mut self, open: OpenRun, left: Option<run::Left>) {
+        let id = open.id;
+        if left == Some(run::Left::Open) {
+            let n = self.restarts.entry(id).or_default();
+            *n += 1;
+            if *n <= MAX_RESTARTS {
+                self.queued.push_back(open);
+                return;
+            }
+            tracing::warn!(run.id = %id, "the database failed a run {MAX_RESTARTS} times; its lease is left to lapse");
+        }
+        self.restarts.remove(&id);
+    }
+
     async fn claim_projects(&mut self) -> Result<()> {
         let mut conn = self.env.pool.get().await?;
         let owned = self.owner.claim(&mut conn, self.config.ownership_lease).await?;
@@ -213,7 +245,7 @@ impl Executors {
         self.owned = limits.into_iter().map(|(p, n)| (p, n.max(1) as usize)).collect();
         // Runs of a project owned elsewhere now are that owner's to adopt.
         self.running.retain(|_, r| {
-            let keep = self.owned.contains_key(&r.project);
+            let keep = self.owned.contains_key(&r.open.project_id);
             if !keep {
                 r.cancel.cancel();
             }
@@ -243,7 +275,7 @@ impl Executors {
     }
 
     fn in_project(&self, project: &str) -> usize {
-        self.running.values().filter(|r| r.project == project).count()
+        self.running.values().filter(|r| r.open.project_id == project).count()
     }
 
     async fn start_queued(&mut self) -> Result<Step> {
@@ -252,7 +284,7 @@ impl Executors {
         while let Some(open) = self.queued.pop_front() {
             let max = self.owned.get(&open.project_id).copied().unwrap_or(0);
             // One task per bead: an earlier run of it may still be stopping in its worktree.
-            let busy = self.running.values().any(|r| r.bead == open.bead_id);
+            let busy = self.running.values().any(|r| r.open.bead_id == open.bead_id);
             if busy || self.in_project(&open.project_id) >= max {
                 waiting.push_back(open);
                 continue;
@@ -268,8 +300,7 @@ impl Executors {
             let cancel = CancellationToken::new();
             let stop = run::Stop { now: cancel.clone(), at_checkpoint: self.checkpoint.clone() };
             let handle = tokio::spawn(run::work(self.env.clone(), open.clone(), stop));
-            let (project, bead) = (open.project_id.clone(), open.bead_id.clone());
-            self.running.insert(open.id, Running { project, bead, cancel, handle });
+            self.running.insert(open.id, Running { open, cancel, handle });
             started += 1;
         }
         self.queued = waiting;
@@ -297,10 +328,10 @@ impl Executors {
             match (step, next) {
                 (Step::Idle, None) if self.queued.is_empty() => return Ok(()),
                 (_, Some(id)) => {
-                    if let Some(r) = self.running.get_mut(&id) {
-                        let _ = (&mut r.handle).await;
+                    if let Some(r) = self.running.remove(&id) {
+                        let left = r.handle.await.ok();
+                        self.ended(r.open, left);
                     }
-                    self.running.remove(&id);
                 }
                 _ => {}
             }
@@ -326,7 +357,7 @@ impl Executors {
         self.checkpoint.cancel();
         let runs: Vec<Running> = self.running.drain().map(|(_, r)| r).collect();
         let stops: Vec<CancellationToken> = runs.iter().map(|r| r.cancel.clone()).collect();
-        let mut handles: Vec<JoinHandle<()>> = runs.into_iter().map(|r| r.handle).collect();
+        let mut handles: Vec<JoinHandle<run::Left>> = runs.into_iter().map(|r| r.handle).collect();
         if !handles.is_empty() {
             tracing::info!(
                 runs = handles.len(),
