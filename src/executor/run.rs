@@ -305,6 +305,15 @@ async fn drive(
     live.prompt_tokens = prompt.max(0) as u64;
     live.completion_tokens = completion.max(0) as u64;
     let spent = live.prompt_tokens + live.completion_tokens;
+    // A run that got this far before (its process died, or the database went away) may
+    // have merged already: its work is done, and doing it again would merge it twice.
+    if turns > 0
+        && let Some(sha) = merged_already(env, &live).await?
+    {
+        tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, sha, "a resumed run had merged already; it finishes without working again");
+        let summary = format!("Merged before the run was interrupted ({sha}).");
+        return Ok((live, Ending::Done { summary }));
+    }
     let mut machine = Machine::resumed(env.limits, turns.max(0) as u32, spent);
     let mut effect = machine.step(Event::Start { system, task });
     loop {
@@ -494,6 +503,19 @@ async fn commit(env: &RunEnv, live: &Live, message: &str) -> Result<String> {
         Some(sha) => format!("committed {}", &sha[..sha.len().min(12)]),
         None => "nothing to commit: the worktree has no changes".into(),
     })
+}
+
+/// Commits of the project branch searched for a resumed run's merge.
+const MERGED_LOOKBACK: usize = 500;
+
+/// The project branch's commit carrying this run's `Run:` trailer, if its merge landed.
+async fn merged_already(env: &RunEnv, live: &Live) -> Result<Option<String>> {
+    let run = live.open.id.to_string();
+    let log = env.repos.log(&live.start.repo, MERGED_LOOKBACK).await?;
+    Ok(log
+        .into_iter()
+        .find(|c| c.trailers.iter().any(|(k, v)| k == "Run" && *v == run))
+        .map(|c| c.sha))
 }
 
 #[cfg(test)]

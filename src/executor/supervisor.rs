@@ -207,8 +207,12 @@ impl Executors {
     /// the queue, to start again once it answers (a few times: then its lease lapses).
     fn collect_finished(&mut self) {
         use futures_util::FutureExt;
-        let ended: Vec<Uuid> =
-            self.running.iter().filter(|(_, r)| r.handle.is_finished()).map(|(id, _)| *id).collect();
+        let ended: Vec<Uuid> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.handle.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
         for id in ended {
             let Some(r) = self.running.remove(&id) else { continue };
             let left = r.handle.now_or_never().and_then(|joined| joined.ok());

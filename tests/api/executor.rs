@@ -809,6 +809,53 @@ async fn a_shutdown_lets_the_turn_under_way_reach_its_checkpoint_before_handing_
     assert_eq!(w.upstream.file("a.txt"), "b\n");
 }
 
+/// A run whose merge landed but whose end was never recorded (its process died between
+/// the two, or the database went away) is finished by its next owner without working again:
+/// the project's history holds the bead's work once.
+#[tokio::test]
+async fn a_resumed_run_that_had_merged_already_closes_without_merging_twice() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let bead = w.bead("Merge once").await;
+    let edit = json!({"path": "a.txt", "old": "a", "new": "b"});
+    w.script.push_for(&bead, Reply::tool_call("edit_file", edit));
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "b."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    let asked = w.script.completions().len();
+    // As if the end had never been recorded: the run open again, adopted from a dead worker.
+    for q in [
+        "UPDATE runs SET outcome = NULL, ended_at = NULL, summary = NULL, resumes = 1, worker = gen_random_uuid()".to_owned(),
+        format!("UPDATE beads SET status = 'in_progress', closed_at = NULL, close_reason = NULL, \
+                 lease_expires_at = now() + interval '5 minutes', \
+                 assignee_agent_id = (SELECT agent_id FROM runs LIMIT 1) WHERE id = '{bead}'"),
+        "UPDATE agents SET status = 'working'".to_owned(),
+        "UPDATE executor_leases SET expires_at = now() - interval '1 second'".to_owned(),
+    ] {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(q).execute(&mut w.app.pool.get().await.unwrap()).await.unwrap();
+    }
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE runs SET worker = NULL WHERE outcome IS NULL"),
+        &mut w.app.pool.get().await.unwrap(),
+    )
+    .await
+    .unwrap();
+    w.executors.run_until_idle().await.unwrap();
+    let shown = w.show(&bead).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["attempts"].as_i64()),
+        (Some("closed"), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(w.script.completions().len(), asked, "the agent was not asked again");
+    let merges =
+        w.upstream.log().iter().filter(|(subject, _, _)| subject.contains("Merge once")).count();
+    assert!(merges <= 1, "{:?}", w.upstream.log());
+    let with_trailer =
+        w.upstream.git(&["log", "--format=%B", "main"]).matches(&format!("Bead: {bead}")).count();
+    assert_eq!(with_trailer, 1, "the bead's work is in the history once");
+}
+
 /// A run stalled on something outside it (a model, a remote) is stopped at its deadline
 /// and charged, instead of holding its bead with a renewed lease for ever.
 #[tokio::test]

@@ -18,6 +18,8 @@ pub struct Targets<'a> {
     pub nats: &'a mut PrivateNats,
     pub postgres: &'a PrivatePostgres,
     pub gateway: &'a ScriptedGateway,
+    /// The projects' upstream repositories (bare, reached as local paths).
+    pub upstreams: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +47,7 @@ pub async fn inject(
         for fault in ROUND {
             pause(rng, 1_000, 3_000).await;
             targets.fleet.revive_the_fallen().await;
+            targets.upstreams.iter().for_each(|u| clear_dead_pushers_locks(u));
             if Instant::now() >= end || finished().await {
                 break 'rounds;
             }
@@ -52,6 +55,9 @@ pub async fn inject(
             *injected.entry(fault).or_insert(0) += 1;
         }
     }
+    // The last fault's lock, if it left one, before the work settles.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    targets.upstreams.iter().for_each(|u| clear_dead_pushers_locks(u));
     injected
 }
 
@@ -83,4 +89,23 @@ async fn one(t: &mut Targets<'_>, fault: Fault, rng: &mut Rng) {
 async fn pause(rng: &mut Rng, min_ms: u64, max_ms: u64) {
     let ms = min_ms + rng.below((max_ms - min_ms) as usize) as u64;
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// A replica killed while pushing to a local-path upstream leaves the ref lock its push took
+/// (`refs/heads/main.lock`) behind, and every later push is refused. A git server cleans up
+/// after its own receive-pack when the client goes away; with the upstream on disk the test
+/// stands in for that server, between faults. A live push holds its lock for milliseconds:
+/// one older than `STALE` was left by a process that died.
+fn clear_dead_pushers_locks(upstream: &std::path::Path) {
+    const STALE: Duration = Duration::from_secs(2);
+    let heads = upstream.join("refs").join("heads");
+    let Ok(entries) = std::fs::read_dir(&heads) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if path.extension().is_some_and(|e| e == "lock") && age.is_some_and(|a| a > STALE) {
+            eprintln!("chaos: removing {} left by the killed replica", path.display());
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

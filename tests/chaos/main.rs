@@ -83,6 +83,7 @@ async fn through_crashes_and_outages_every_bead_is_closed_once_and_merged_once()
         nats: &mut nats,
         postgres: &postgres,
         gateway: &gateway,
+        upstreams: world.projects.iter().map(|p| p.upstream.path()).collect(),
     };
     let injected =
         faults::inject(&mut targets, size.faults, &mut rng, async || open_beads(&url).await == 0)

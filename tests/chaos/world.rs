@@ -137,7 +137,7 @@ async fn project(api: &Api, id: &str) -> Project {
     api.post(
         "/api/v1/projects",
         json!({"id": id, "name": format!("Chaos {id}"), "repo": repo, "branch": "main",
-               "max_parallel": 3, "max_attempts": 20}),
+               "max_parallel": 3}),
     )
     .await;
     Project { id: id.to_owned(), upstream }
