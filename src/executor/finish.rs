@@ -96,11 +96,15 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
         MergeOutcome::UpToDate => None,
         MergeOutcome::FastForward { sha } | MergeOutcome::Merged { sha } => Some(sha),
     };
+    // Out at once, before anything is recorded: a merge left only in this replica's clone
+    // (the database went away, the process died) would be done again by the run's next
+    // owner and come back later as a second merge. Pushed, the next owner finds it by the
+    // run's trailer and finishes without working again.
+    push(env, live).await;
     if let Some(sha) = &sha {
         let data = serde_json::json!({ "run": live.open.id, "sha": sha, "branch": repo.branch });
         live.record(env, Kind::GitMerged, data).await?;
     }
-    push(env, live).await;
     if let Some(sha) = &sha {
         diesel::update(runs::table.find(live.open.id))
             .set(runs::merged_sha.eq(sha))
