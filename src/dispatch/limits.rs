@@ -67,6 +67,9 @@ struct Limited {
     /// Whether this round holds the project's WIP lock (true without a WIP limit).
     #[diesel(sql_type = Bool)]
     locked: bool,
+    /// The row that says the fleet's budget is spent, not a project's.
+    #[diesel(sql_type = Bool)]
+    fleet: bool,
 }
 
 const LIMITED: &str = "SELECT p.id, \
@@ -77,25 +80,25 @@ const LIMITED: &str = "SELECT p.id, \
              AND b.blocked_reason = 'merge_conflict') >= p.max_awaiting_merge) AS merges_full, \
        EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id) AS spent, \
        CASE WHEN p.max_in_progress IS NULL THEN true \
-            ELSE pg_try_advisory_xact_lock(hashtext('loom.wip'), hashtext(p.id)) END AS locked \
+            ELSE pg_try_advisory_xact_lock(hashtext('loom.wip'), hashtext(p.id)) END AS locked, \
+       false AS fleet \
   FROM projects p \
  WHERE p.max_in_progress IS NOT NULL OR p.max_awaiting_merge IS NOT NULL \
-    OR EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id)";
+    OR EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id) \
+ UNION ALL \
+SELECT '', NULL, false, true, true, true FROM spend_holds WHERE scope = 'fleet'";
 
 impl Gate {
-    /// The holds and limits now; call inside the round's transaction (the WIP locks last
-    /// until it ends).
+    /// The holds and limits now, in one round trip (every round pays it); call inside the
+    /// round's transaction (the WIP locks last until it ends).
     pub async fn load(conn: &mut Conn) -> Result<Gate> {
-        use crate::db::schema::spend_holds;
-        use diesel::{ExpressionMethods, QueryDsl};
-        let fleet_held = diesel::select(diesel::dsl::exists(
-            spend_holds::table.filter(spend_holds::scope.eq("fleet")),
-        ))
-        .get_result(conn)
-        .await?;
         let rows: Vec<Limited> = Prepared(diesel::sql_query(LIMITED)).load(conn).await?;
-        let mut gate = Gate { fleet_held, ..Gate::default() };
+        let mut gate = Gate::default();
         for r in rows {
+            if r.fleet {
+                gate.fleet_held = true;
+                continue;
+            }
             let room = r.room.map(|n| n.max(0) as usize);
             if r.spent || r.merges_full || !r.locked || room == Some(0) {
                 gate.closed.push(r.id);
