@@ -717,22 +717,7 @@ async fn a_clean_shutdown_hands_the_run_over_and_the_next_owner_finishes_it() {
     let bead = w.bead("Span a restart").await;
     w.script.push_for(&bead, Reply::text("slow").delay(Duration::from_secs(60)));
     assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1);
-    let first = loom::executor::Executors::start(
-        w.app.pool.clone(),
-        w.gateway.clone(),
-        w.data.path(),
-        loom::beads::RetryPolicy::default(),
-        loom::executor::ExecutorConfig {
-            shutdown_grace: Duration::from_millis(300),
-            ..Default::default()
-        },
-    );
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(first.run(cancel.clone()));
-    wait_for_calls(&w, 1).await;
-    assert_eq!(w.script.completions().len(), 1, "the first owner is mid-call");
-    cancel.cancel();
-    running.await.unwrap();
+    shut_down_mid_call(&w, Duration::from_millis(300)).await;
     assert_eq!(count(&w, "SELECT count(*) AS n FROM runs WHERE outcome IS NULL AND worker IS NULL AND resumes = 0").await, 1);
     assert_eq!(
         count(&w, "SELECT count(*) AS n FROM executor_leases").await,
@@ -750,6 +735,24 @@ async fn a_clean_shutdown_hands_the_run_over_and_the_next_owner_finishes_it() {
         (Some("closed"), Some(0)),
         "{done}"
     );
+}
+
+/// A second executor of `w`'s project, shut down once the gateway has been asked its first
+/// question (the run is mid-call), with `grace` for the turn to reach its checkpoint.
+async fn shut_down_mid_call(w: &Work, grace: std::time::Duration) {
+    let first = loom::executor::Executors::start(
+        w.app.pool.clone(),
+        w.gateway.clone(),
+        w.data.path(),
+        loom::beads::RetryPolicy::default(),
+        loom::executor::ExecutorConfig { shutdown_grace: grace, ..Default::default() },
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(first.run(cancel.clone()));
+    wait_for_calls(w, 1).await;
+    assert_eq!(w.script.completions().len(), 1, "the first owner is mid-call");
+    cancel.cancel();
+    running.await.unwrap();
 }
 
 async fn wait_for_calls(w: &Work, n: usize) {
@@ -772,21 +775,7 @@ async fn a_shutdown_lets_the_turn_under_way_reach_its_checkpoint_before_handing_
     let edit = json!({"path": "a.txt", "old": "a", "new": "b"});
     w.script.push_for(&bead, Reply::tool_call("edit_file", edit).delay(Duration::from_millis(800)));
     assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1);
-    let first = loom::executor::Executors::start(
-        w.app.pool.clone(),
-        w.gateway.clone(),
-        w.data.path(),
-        loom::beads::RetryPolicy::default(),
-        loom::executor::ExecutorConfig {
-            shutdown_grace: Duration::from_secs(30),
-            ..Default::default()
-        },
-    );
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(first.run(cancel.clone()));
-    wait_for_calls(&w, 1).await;
-    cancel.cancel();
-    running.await.unwrap();
+    shut_down_mid_call(&w, Duration::from_secs(30)).await;
     assert_eq!(
         count(&w, "SELECT count(*) AS n FROM run_steps WHERE ok").await,
         1,
@@ -824,7 +813,7 @@ async fn a_resumed_run_that_had_merged_already_closes_without_merging_twice() {
     let asked = w.script.completions().len();
     // As if the end had never been recorded: the run open again, adopted from a dead worker.
     for q in [
-        "UPDATE runs SET outcome = NULL, ended_at = NULL, summary = NULL, resumes = 1, worker = gen_random_uuid()".to_owned(),
+        "UPDATE runs SET outcome = NULL, ended_at = NULL, summary = NULL, resumes = 1, worker = NULL".to_owned(),
         format!("UPDATE beads SET status = 'in_progress', closed_at = NULL, close_reason = NULL, \
                  lease_expires_at = now() + interval '5 minutes', \
                  assignee_agent_id = (SELECT agent_id FROM runs LIMIT 1) WHERE id = '{bead}'"),
@@ -834,12 +823,6 @@ async fn a_resumed_run_that_had_merged_already_closes_without_merging_twice() {
         use diesel_async::RunQueryDsl;
         diesel::sql_query(q).execute(&mut w.app.pool.get().await.unwrap()).await.unwrap();
     }
-    diesel_async::RunQueryDsl::execute(
-        diesel::sql_query("UPDATE runs SET worker = NULL WHERE outcome IS NULL"),
-        &mut w.app.pool.get().await.unwrap(),
-    )
-    .await
-    .unwrap();
     w.executors.run_until_idle().await.unwrap();
     let shown = w.show(&bead).await;
     assert_eq!(
