@@ -20,6 +20,7 @@ use crate::http::{self, AppState};
 use crate::notifications::NotificationWakers;
 use crate::personas::Persona;
 use crate::ticker::Ticker;
+use crate::workbench::{Sandbox, SandboxMode};
 use tokio_util::sync::CancellationToken;
 
 pub struct Application {
@@ -96,6 +97,8 @@ impl Application {
         let wakers_task = wakers.clone().run(pool.clone(), bus.subscribe(), cancel.clone());
         workers.push(tokio::spawn(wakers_task));
         let health = HealthState::default();
+        let sandbox = Sandbox::new(config.sandbox.clone());
+        report_sandbox(&sandbox).await;
         let gateway = match &config.gateway {
             Some(gw) => Some(Gateway::new(gw.clone(), health.clone(), Some(pool.clone()))?),
             None => None,
@@ -121,17 +124,13 @@ impl Application {
                 cancel.clone(),
             )));
             // Agents' commands run here for runs and for conversations alike.
-            crate::executor::workspace::shield_loom_from_commands();
+            crate::workbench::shield_loom_from_commands(config.sandbox.mode == SandboxMode::Off);
             if let Some(ex) = &config.executors {
-                let executors = Executors::start(
-                    pool.clone(),
-                    gw.clone(),
-                    &config.data_dir,
-                    config.retry,
-                    ex.clone(),
-                )
-                .woken_by(claimed.clone())
-                .publishing_to(bus.clone());
+                let ex = crate::executor::ExecutorConfig { sandbox: sandbox.clone(), ..ex.clone() };
+                let executors =
+                    Executors::start(pool.clone(), gw.clone(), &config.data_dir, config.retry, ex)
+                        .woken_by(claimed.clone())
+                        .publishing_to(bus.clone());
                 executor_owner = Some(executors.owner_id());
                 executor_active = executors.active_beads();
                 executor_stage.spawn(executors.run(executor_stage.cancel.clone()));
@@ -158,6 +157,7 @@ impl Application {
         state.metrics_token = config.metrics_token.clone();
         state.spend = config.dispatch.spend.clone();
         state.trusted_proxies = config.trusted_proxies.clone();
+        state.sandbox = sandbox.clone();
         // One bus reader and one poll for every conversation stream of this process, and
         // the replies it writes.
         let chat_wakers = crate::chat::ChatWakers::new(config.chat.poll);
@@ -179,6 +179,7 @@ impl Application {
                 shutdown: chat_stop.clone(),
                 executor: executor_owner,
                 active: executor_active,
+                sandbox: sandbox.clone(),
             },
             config.chat.clone(),
         );
@@ -397,5 +398,21 @@ impl Stage {
                 tracing::warn!("{what} did not stop within {} s", limit.as_secs());
             }
         }
+    }
+}
+
+/// Says at start where agents' commands will run: loudly when they run unconfined.
+async fn report_sandbox(sandbox: &Sandbox) {
+    let status = sandbox.status().await;
+    match (status.mode, status.available) {
+        (SandboxMode::Off, _) => tracing::warn!(
+            "LOOM_SANDBOX=off: agents' commands run UNCONFINED, as Loom's own user, and can read \
+             and change anything it can; this is shown on the overview and in /api/v1/status"
+        ),
+        (SandboxMode::Auto, true) => {
+            tracing::info!(backend = status.backend, "agents' commands run in a sandbox")
+        }
+        // The probe has said why, once; runs that need a command park until it is fixed.
+        (SandboxMode::Auto, false) => {}
     }
 }

@@ -92,6 +92,8 @@ pub struct Config {
     pub metrics_token: Option<Secret>,
     /// Proxies in front of Loom whose `X-Forwarded-For` is believed (login limits).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Where agents' commands run.
+    pub sandbox: crate::workbench::SandboxConfig,
 }
 
 /// The event bus and the live streams.
@@ -147,6 +149,7 @@ impl Config {
             chat: Default::default(),
             metrics_token: None,
             trusted_proxies: Vec::new(),
+            sandbox: Default::default(),
         }
     }
 }

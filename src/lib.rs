@@ -29,5 +29,6 @@ pub mod telemetry;
 pub mod ticker;
 pub mod users;
 pub mod web;
+pub mod workbench;
 
 pub use error::{Error, Result};

@@ -473,6 +473,12 @@ async fn settle_bead(
                 .await?;
             AfterRun::Blocked(BlockedReason::GatewayUnavailable)
         }
+        // No sandbox for its commands: parked until an operator makes one.
+        RunOutcome::SandboxUnavailable => {
+            status::block(conn, bead, BlockedReason::SandboxUnavailable, error.clone(), actor)
+                .await?;
+            AfterRun::Blocked(BlockedReason::SandboxUnavailable)
+        }
         RunOutcome::Cancelled => {
             reopen_claimed(conn, &id, bead.attempts, None, &error).await?;
             AfterRun::Retry { attempts: bead.attempts }

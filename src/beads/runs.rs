@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 
 crate::db_enum!(
     /// How a run ended. Everything but `success` counts as a failed attempt, except
-    /// `cancelled` and `gateway_unavailable`, which are not the bead's fault.
+    /// `cancelled`, `gateway_unavailable` and `sandbox_unavailable`, which are not the bead's
+    /// fault.
     RunOutcome, RunOutcome, "snake_case", {
     Success => "success",
     Failed => "failed",
@@ -25,6 +26,7 @@ crate::db_enum!(
     NeedsHuman => "needs_human",
     MergeConflict => "merge_conflict",
     Cancelled => "cancelled",
+    SandboxUnavailable => "sandbox_unavailable",
 });
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]

@@ -34,6 +34,7 @@ crate::db_enum!(
     GatewayUnavailable => "gateway_unavailable",
     MergeConflict => "merge_conflict",
     Manual => "manual",
+    SandboxUnavailable => "sandbox_unavailable",
 });
 
 crate::db_enum!(

@@ -10,7 +10,7 @@ use tokio::time::MissedTickBehavior;
 use uuid::Uuid;
 
 use super::Conversation;
-use super::bench::{self, Bench, Setup, Who};
+use super::bench::{self, Setup, Who};
 use super::context::{Context, bead_closed};
 use super::reply::Chat;
 use super::writer::{Halt, Writer};
@@ -57,10 +57,11 @@ impl Chat {
             self.run_gone(writer, bead).await?;
         }
         // A first clone can take a while: the lease is renewed meanwhile.
-        let opening = Bench::open(Setup {
+        let opening = bench::open(Setup {
             repos: &inner.repos,
             pool: &inner.pool,
             bus: &inner.bus,
+            sandbox: &inner.sandbox,
             project: &ctx.project,
             bead: conversation.bead_id.as_deref(),
             conversation: conversation.id,
@@ -69,10 +70,10 @@ impl Chat {
             run_env: &inner.run_env,
         });
         let bench = self.renewing(writer, opening).await??;
+        let agents_md = bench.agents_md().await;
         let mut conn = inner.pool.get().await.map_err(crate::Error::from)?;
-        let system = ctx
-            .system_prompt(&mut conn, &bench.worktree.branch, bench.agents_md.as_deref())
-            .await?;
+        let system =
+            ctx.system_prompt(&mut conn, &bench.worktree.branch, agents_md.as_deref()).await?;
         drop(conn);
         let mut messages = ctx.messages(system);
         let billed = CallContext { run_id: None, agent_id: conversation.agent_id };
@@ -113,7 +114,7 @@ impl Chat {
                     Ok(mut actions) if !actions.is_empty() => {
                         let action = actions.remove(0);
                         writer.action(bench::shown(&action)).await?;
-                        self.renewing(writer, bench.perform(&action)).await?
+                        self.renewing(writer, bench::perform(&bench, &action)).await?
                     }
                     Ok(_) => (false, "no action".to_owned()),
                     Err(e) => {

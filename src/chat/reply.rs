@@ -64,6 +64,7 @@ pub(super) struct Inner {
     pub(super) config: ChatConfig,
     pub(super) homes: std::path::PathBuf,
     pub(super) run_env: Vec<(String, String)>,
+    pub(super) sandbox: crate::workbench::Sandbox,
     pub(super) tools: Vec<Tool>,
     pub(super) wakers: ChatWakers,
     /// The replies this process writes, to stop at once when a person asks here.
@@ -92,19 +93,23 @@ pub struct ChatParts {
     pub executor: Option<Uuid>,
     /// Their beads with a run task alive.
     pub active: ActiveBeads,
+    /// Where the agents' commands run.
+    pub sandbox: crate::workbench::Sandbox,
 }
 
 impl Chat {
     /// Called on the runtime the replies are to run on.
     pub fn new(parts: ChatParts, config: ChatConfig) -> Chat {
-        let run_env = crate::executor::run::RunEnv::toolchain_env(&config.run_pass_env);
+        let run_env = crate::workbench::toolchain_env(&config.run_pass_env);
         Chat(Arc::new(Inner {
             pool: parts.pool,
             bus: parts.bus,
             gateway: parts.gateway,
             repos: parts.repos,
-            homes: parts.data_dir.join("homes"),
+            homes: std::path::absolute(parts.data_dir.join("homes"))
+                .unwrap_or_else(|_| parts.data_dir.join("homes")),
             run_env,
+            sandbox: parts.sandbox,
             tools: bench::tools(),
             wakers: parts.wakers,
             running: Mutex::default(),

@@ -135,6 +135,26 @@ pub struct ServerArgs {
     /// A bearer token `/metrics` then requires (unset: open, as Prometheus expects).
     #[arg(long, env = "LOOM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// `auto`: agents' commands run in a bubblewrap sandbox, and are refused when none can
+    /// be made; `off`: they run unconfined, as Loom's user (an explicit, logged choice).
+    #[arg(long, env = "LOOM_SANDBOX", value_enum, default_value = "auto")]
+    pub sandbox: crate::workbench::SandboxMode,
+    /// When Loom runs as root, the unprivileged user agents' commands run as.
+    #[arg(long, env = "LOOM_SANDBOX_USER", default_value = "nobody")]
+    pub sandbox_user: String,
+    /// More host directories agents' commands may read, comma-separated (toolchains
+    /// outside /usr and off PATH).
+    #[arg(long, env = "LOOM_SANDBOX_READ_ONLY", value_delimiter = ',')]
+    pub sandbox_read_only: Vec<std::path::PathBuf>,
+    /// Memory (data) one process of an agent's command may allocate, in MiB.
+    #[arg(long, env = "LOOM_SANDBOX_MEMORY_MB", default_value_t = 4096)]
+    pub sandbox_memory_mb: u64,
+    /// Processes one agent's command may have at once.
+    #[arg(long, env = "LOOM_SANDBOX_PROCESSES", default_value_t = 512)]
+    pub sandbox_processes: u64,
+    /// Largest file an agent's command may write, in MiB.
+    #[arg(long, env = "LOOM_SANDBOX_FILE_SIZE_MB", default_value_t = 1024)]
+    pub sandbox_file_size_mb: u64,
 }
 
 impl ServerArgs {
@@ -199,6 +219,19 @@ impl ServerArgs {
             },
             metrics_token: self.metrics_token.as_deref().filter(|t| !t.is_empty()).map(Secret::new),
             trusted_proxies: self.trusted_proxies.clone(),
+            sandbox: crate::workbench::SandboxConfig {
+                mode: self.sandbox,
+                user: self.sandbox_user.clone(),
+                read_only: self
+                    .sandbox_read_only
+                    .iter()
+                    .filter(|p| p.is_absolute())
+                    .cloned()
+                    .collect(),
+                memory_mb: self.sandbox_memory_mb.max(64),
+                processes: self.sandbox_processes.max(8),
+                file_size_mb: self.sandbox_file_size_mb.max(1),
+            },
         })
     }
 

@@ -289,6 +289,8 @@ diesel::table! {
         token_budget -> Nullable<Int8>,
         max_in_progress -> Nullable<Int4>,
         max_awaiting_merge -> Nullable<Int4>,
+        network -> Text,
+        setup_command -> Nullable<Text>,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::projects::Project;
 pub struct Start {
     pub brief: Brief,
     pub repo: ProjectRepo,
+    pub project: Project,
     pub agent: Agent,
 }
 
@@ -43,6 +44,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         .collect();
     let comments = Comment::list(conn, &bead.id, None, MAX_COMMENTS).await?.items;
     let authored = authored(conn, comments).await?;
+    let last = last_run(conn, &bead.id, run.id).await?;
     let pairing = match Conversation::handed_off_on(conn, &bead.id, MAX_PAIRING_MESSAGES).await? {
         Some(transcript) => Some(pairing(conn, transcript).await?),
         None => None,
@@ -68,13 +70,20 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         last_error: match bead.last_error.clone() {
             Some(e) => Some(e),
             // Reopening by hand clears the bead's last error; the last run still says.
-            None => last_run_ending(conn, &bead.id, run.id).await?,
+            None => ending(last.as_ref()),
         },
+        merge_conflict: last.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::MergeConflict),
         resumed: run.resumes > 0,
         pairing,
+        setup: None,
+        merged_base: None,
     };
-    let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
-    Ok(Start { brief, repo, agent })
+    let repo = ProjectRepo {
+        id: project.id.clone(),
+        repo: project.repo.clone(),
+        branch: project.branch.clone(),
+    };
+    Ok(Start { brief, repo, project, agent })
 }
 
 /// What a conversation on `bead` is told of it: the bead and its comments, as a run would be
@@ -95,19 +104,19 @@ pub async fn of_bead(conn: &mut Conn, bead: &Bead) -> Result<Brief> {
     })
 }
 
-/// How the bead's previous run ended, when it did not succeed.
-async fn last_run_ending(
-    conn: &mut Conn,
-    bead: &str,
-    current: uuid::Uuid,
-) -> Result<Option<String>> {
+/// The bead's previous run that ended, if any.
+async fn last_run(conn: &mut Conn, bead: &str, current: uuid::Uuid) -> Result<Option<Run>> {
     let runs = Run::for_bead(conn, bead).await?;
-    let last = runs.into_iter().find(|r| r.id != current && r.outcome.is_some());
-    Ok(last.and_then(|r| match (r.outcome, r.error) {
+    Ok(runs.into_iter().find(|r| r.id != current && r.outcome.is_some()))
+}
+
+/// How a run ended, when it did not succeed.
+fn ending(run: Option<&Run>) -> Option<String> {
+    run.and_then(|r| match (r.outcome, r.error.clone()) {
         (Some(RunOutcome::Success) | None, _) => None,
         (Some(outcome), Some(error)) => Some(format!("{outcome}: {error}")),
         (Some(outcome), None) => Some(outcome.to_string()),
-    }))
+    })
 }
 
 /// The names of the users and agents who wrote something, read in two queries whatever the

@@ -31,7 +31,7 @@ pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<
             release(env, &live.open, outcome, Some(reason)).await?;
             // A parked run resumes where it was; any other starts its next attempt afresh
             // (its commits stay on the bead's branch).
-            if outcome != RunOutcome::GatewayUnavailable {
+            if !matches!(outcome, RunOutcome::GatewayUnavailable | RunOutcome::SandboxUnavailable) {
                 env.repos.remove_worktree(&live.start.repo, &live.open.bead_id).await?;
             }
             Ok(())
@@ -72,7 +72,7 @@ pub(super) async fn fail(env: &RunEnv, open: &OpenRun, reason: &str) -> Result<(
 }
 
 async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
-    live.commit(env, &commit_message(&summary)).await?;
+    live.commit(&commit_message(&summary)).await?;
     let repo = &live.start.repo;
     // A bead taken back while the agent finished is not merged (its commits stay on the
     // bead's branch).
@@ -103,7 +103,7 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
     push(env, live).await;
     if let Some(sha) = &sha {
         let data = serde_json::json!({ "run": live.open.id, "sha": sha, "branch": repo.branch });
-        live.record(env, Kind::GitMerged, data).await?;
+        live.record(Kind::GitMerged, data).await?;
     }
     if let Some(sha) = &sha {
         diesel::update(runs::table.find(live.open.id))

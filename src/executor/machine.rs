@@ -72,15 +72,22 @@ pub enum Event {
 pub struct ActionResult {
     pub ok: bool,
     pub text: String,
+    /// The action could not be performed for want of a sandbox: once the model has been
+    /// told, the run is parked (`sandbox_unavailable`) rather than charged.
+    pub parks: bool,
 }
 
 impl ActionResult {
     pub fn ok(text: impl Into<String>) -> Self {
-        ActionResult { ok: true, text: text.into() }
+        ActionResult { ok: true, text: text.into(), parks: false }
     }
 
     pub fn error(text: impl Into<String>) -> Self {
-        ActionResult { ok: false, text: text.into() }
+        ActionResult { ok: false, text: text.into(), parks: false }
+    }
+
+    pub fn sandbox_unavailable(text: impl Into<String>) -> Self {
+        ActionResult { ok: false, text: text.into(), parks: true }
     }
 }
 
@@ -316,6 +323,9 @@ impl Machine {
                 let n = self.results.len() + 1;
                 self.results.push(format!("[{n}] {} → {text}", done.action.name()));
             }
+        }
+        if result.parks {
+            return Effect::Finish(stopped(RunOutcome::SandboxUnavailable, result.text));
         }
         self.next_action()
     }

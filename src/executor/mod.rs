@@ -19,7 +19,6 @@ pub mod prompt;
 pub(crate) mod run;
 mod supervisor;
 pub(crate) mod tracker;
-pub mod workspace;
 
 pub use active::ActiveBeads;
 pub use machine::Limits;

@@ -33,6 +33,13 @@ pub struct Brief {
     pub resumed: bool,
     /// The conversation a person had on this bead before handing it back, if any.
     pub pairing: Option<Pairing>,
+    /// What the project's `setup_command` did before this run's first turn.
+    pub setup: Option<String>,
+    /// The last run ended in a merge conflict with the project branch.
+    pub merge_conflict: bool,
+    /// Loom merged the project branch into the worktree before the run: the paths that
+    /// conflict (empty: it merged cleanly).
+    pub merged_base: Option<Vec<String>>,
 }
 
 /// A pair-programming conversation on the bead, as the next run should read it.
@@ -120,7 +127,7 @@ pub fn bead_context(brief: &Brief) -> String {
         }
     }
     // Also after a person reopened the bead (attempts start again): a merge conflict, say,
-    // is for this run to resolve (`run git merge <branch>` in the worktree).
+    // is for this run to resolve (Loom merged the project branch into the worktree: below).
     if brief.attempt > 1 || brief.last_error.is_some() {
         let why = brief.last_error.as_deref().unwrap_or("no reason was recorded");
         let _ = writeln!(
@@ -132,6 +139,35 @@ pub fn bead_context(brief: &Brief) -> String {
     if let Some(p) = &brief.pairing {
         pairing(&mut s, p, &brief.bead_id);
     }
+    if let Some(paths) = &brief.merged_base {
+        let _ = match paths.is_empty() {
+            true => writeln!(
+                s,
+                "\n## Merge\n\nLoom merged `{}` into this bead's branch in the worktree; it \
+                 merged cleanly. Check that the work still holds; your next commit (or done) \
+                 makes the merge commit.",
+                brief.branch
+            ),
+            false => writeln!(
+                s,
+                "\n## Merge conflict\n\nLoom merged `{}` into this bead's branch in the \
+                 worktree, and it conflicts in: {}. Those files hold conflict markers \
+                 (`<<<<<<<`, `=======`, `>>>>>>>`): resolve them by editing the files, then \
+                 commit (or done), which makes the merge commit. Git's metadata is read-only \
+                 to your commands: do not run `git merge` or `git commit` yourself.",
+                brief.branch,
+                paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+            ),
+        };
+    }
+    if let Some(setup) = &brief.setup {
+        let _ = writeln!(
+            s,
+            "\n## Setup\n\nThe project's setup command ran in the worktree before you \
+             started (with the network open):\n\n```\n{}\n```",
+            tail(setup.trim_end(), SETUP_SHOWN_CHARS)
+        );
+    }
     if brief.resumed {
         let _ = writeln!(
             s,
@@ -140,6 +176,18 @@ pub fn bead_context(brief: &Brief) -> String {
         );
     }
     s
+}
+
+/// The setup command's output shown in the task, at most: its end, where errors are.
+const SETUP_SHOWN_CHARS: usize = 4_000;
+
+fn tail(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().skip(count - max).collect();
+    format!("[… {} earlier characters left out]\n{kept}", count - max)
 }
 
 fn pairing(s: &mut String, p: &Pairing, bead_id: &str) {

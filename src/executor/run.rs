@@ -13,15 +13,14 @@ use super::finish;
 use super::machine::{ActionResult, Effect, Ending, Event, Limits, Machine};
 use super::pickup::{self, OpenRun, StepRecord};
 use super::prompt;
-use super::tracker::{self, Discovered};
-use super::workspace::Workspace;
-use crate::activity::{Activity, Actor, Record};
-use crate::beads::RetryPolicy;
+use crate::activity::Actor;
+use crate::beads::{RetryPolicy, RunOutcome};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::events::{Bus, Event as BusEvent, Kind};
 use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
-use crate::git::{Repos, Signature, Worktree};
+use crate::git::Repos;
+use crate::workbench::{Acting, Opening, Outcome, Sandbox, Workbench};
 
 /// What every run of this process shares.
 pub struct RunEnv {
@@ -36,6 +35,8 @@ pub struct RunEnv {
     pub tools: Vec<Tool>,
     /// `HOME` for `run`, one directory per project, so tools' caches last between runs.
     pub homes: std::path::PathBuf,
+    /// Where agents' commands run.
+    pub sandbox: Sandbox,
     /// Variables `run` gets besides its basic environment (where the toolchains live).
     pub run_env: Vec<(String, String)>,
     /// Where steps are streamed, and told of what runs store.
@@ -45,30 +46,6 @@ pub struct RunEnv {
 }
 
 impl RunEnv {
-    /// What commands in `run` need to find this machine's toolchains once `HOME` is not
-    /// Loom's: rustup's and cargo's homes (named outright when only implied by `HOME`), and
-    /// the variables the operator lists in `pass`, taken from Loom's own environment.
-    pub fn toolchain_env(pass: &[String]) -> Vec<(String, String)> {
-        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-        let mut vars = Vec::new();
-        for (name, dir) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
-            let value = std::env::var(name).ok().or_else(|| {
-                let implied = home.as_ref()?.join(dir);
-                implied.is_dir().then(|| implied.to_string_lossy().into_owned())
-            });
-            if let Some(v) = value {
-                vars.push((name.to_owned(), v));
-            }
-        }
-        for name in pass.iter().filter(|n| !n.is_empty() && !n.starts_with("LOOM_")) {
-            if let Ok(v) = std::env::var(name) {
-                vars.retain(|(k, _)| k != name);
-                vars.push((name.clone(), v));
-            }
-        }
-        vars
-    }
-
     pub fn tools() -> Vec<Tool> {
         let specs = tool_specs();
         specs
@@ -91,8 +68,7 @@ impl RunEnv {
 pub(super) struct Live {
     pub open: OpenRun,
     pub start: Start,
-    pub worktree: Worktree,
-    pub workspace: Workspace,
+    pub bench: Workbench,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// The last reply's tokens, not yet put on a step: the first action of a reply carries
@@ -100,40 +76,16 @@ pub(super) struct Live {
     pub unbilled: (u64, u64),
 }
 
-/// The address an agent commits under (no mail reaches it).
-pub(crate) fn agent_email(name: &str) -> String {
-    format!("{name}@agents.loom.invalid")
-}
-
 impl Live {
     /// Commits everything in the worktree with the agent as author and the `Bead:` and
     /// `Run:` trailers; the sha, or `None` when there was nothing to commit.
-    pub async fn commit(&self, env: &RunEnv, message: &str) -> Result<Option<String>> {
-        let name = &self.start.agent.name;
-        let author = Signature::new(name.clone(), agent_email(name));
-        let run = self.open.id.to_string();
-        let trailers = [("Bead", self.open.bead_id.as_str()), ("Run", run.as_str())];
-        let sha = env.repos.commit(&self.worktree, &author, message, &trailers).await?;
-        if let Some(sha) = &sha {
-            let subject = message.lines().next().unwrap_or_default();
-            let data = serde_json::json!({ "run": self.open.id, "sha": sha, "message": subject });
-            self.record(env, Kind::GitCommit, data).await?;
-        }
-        Ok(sha)
+    pub async fn commit(&self, message: &str) -> Result<Option<String>> {
+        self.bench.commit(message).await
     }
 
     /// Writes an activity row about this run, by its agent, and wakes the feed.
-    pub async fn record(&self, env: &RunEnv, kind: Kind, data: serde_json::Value) -> Result<()> {
-        let record = Record {
-            kind,
-            project_id: Some(&self.open.project_id),
-            bead_id: Some(&self.open.bead_id),
-            actor: Actor::Agent(self.open.agent_id),
-            data,
-        };
-        Activity::record(&mut *env.pool.get().await?, record).await?;
-        env.bus.committed();
-        Ok(())
+    pub async fn record(&self, kind: Kind, data: serde_json::Value) -> Result<()> {
+        self.bench.record(kind, data).await
     }
 
     /// Streams a step to whoever watches (not stored as activity: `run_steps` has it).
@@ -272,33 +224,11 @@ async fn drive(
     checkpoint: &CancellationToken,
 ) -> Result<(Live, Ending)> {
     let start = brief::load(&mut *env.pool.get().await?, &open).await?;
-    if let crate::git::EnsureOutcome::UpstreamConflict { paths } =
-        env.repos.ensure(&start.repo).await?
-    {
-        // Work goes on in Loom's clone; the push at the end says so on the bead.
-        tracing::warn!(project.id = %start.repo.id, paths = ?paths, "upstream moved on and conflicts with Loom's branch: pushes wait for a person");
-    }
-    let worktree = env.repos.worktree(&start.repo, &open.bead_id).await?;
-    let workspace = Workspace::new(&worktree.path)
-        .map_err(|e| {
-            let at = worktree.path.display();
-            Error::Internal(anyhow::anyhow!("the worktree {at} is unusable: {e}"))
-        })?
-        .with_home(env.homes.join(&open.project_id))
-        .with_env(command_env(env, &start));
+    let bench = open_bench(env, &open, &start).await?;
     let mut start = start;
-    start.brief.agents_md = agents_md(&workspace).await;
-    let system = prompt::system_prompt(&start.brief, &vocabulary_text());
-    let task = prompt::task(&start.brief);
-    let mut live = Live {
-        open,
-        start,
-        worktree,
-        workspace,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        unbilled: (0, 0),
-    };
+    start.brief.agents_md = bench.agents_md().await;
+    let mut live =
+        Live { open, start, bench, prompt_tokens: 0, completion_tokens: 0, unbilled: (0, 0) };
     // An adopted run goes on counting from where it was.
     let (turns, prompt, completion) =
         pickup::totals(&mut *env.pool.get().await?, live.open.id).await?;
@@ -314,6 +244,20 @@ async fn drive(
         let summary = format!("Merged before the run was interrupted ({sha}).");
         return Ok((live, Ending::Done { summary }));
     }
+    if turns == 0 {
+        if live.start.brief.merge_conflict {
+            live.start.brief.merged_base = live.bench.merge_base().await?;
+        }
+        match setup(env, &live).await? {
+            Setup::Refused(reason) => {
+                let outcome = RunOutcome::SandboxUnavailable;
+                return Ok((live, Ending::Stopped { outcome, reason }));
+            }
+            Setup::Ran(said) => live.start.brief.setup = said,
+        }
+    }
+    let system = prompt::system_prompt(&live.start.brief, &vocabulary_text());
+    let task = prompt::task(&live.start.brief);
     let mut machine = Machine::resumed(env.limits, turns.max(0) as u32, spent);
     let mut effect = machine.step(Event::Start { system, task });
     loop {
@@ -343,7 +287,7 @@ async fn drive(
                 ensure_ours(env, &live).await?;
                 let started_at = chrono::Utc::now();
                 let clock = Instant::now();
-                let result = perform(env, &live, &action).await;
+                let result = perform(&live, &action).await;
                 let record = StepRecord {
                     run_id: live.open.id,
                     turn: machine.turns() as i32,
@@ -366,22 +310,64 @@ async fn drive(
     }
 }
 
-/// `run`'s extra environment: the toolchains, and git's identities, so that a commit or a
-/// merge the agent makes with `git` itself carries it as the author, as `commit` does.
-fn command_env(env: &RunEnv, start: &Start) -> Vec<(String, String)> {
-    let mut vars = env.run_env.clone();
-    vars.extend(git_identity(&start.agent.name));
-    vars
+/// The bead's workbench: its worktree, acted in as its agent, commits tied to the bead and
+/// the run.
+async fn open_bench(env: &RunEnv, open: &OpenRun, start: &Start) -> Result<Workbench> {
+    let acting = Acting {
+        actor: Actor::Agent(open.agent_id),
+        name: start.agent.name.clone(),
+        byline: None,
+        trailers: vec![("Bead".into(), open.bead_id.clone()), ("Run".into(), open.id.to_string())],
+    };
+    Workbench::open(Opening {
+        repos: &env.repos,
+        pool: &env.pool,
+        bus: &env.bus,
+        sandbox: &env.sandbox,
+        project: &start.project,
+        worktree: open.bead_id.clone(),
+        bead: Some(open.bead_id.clone()),
+        acting,
+        homes: &env.homes,
+        run_env: &env.run_env,
+    })
+    .await
 }
 
-/// The variables that make `git` itself commit as the agent `name`, with Loom as committer.
-pub(crate) fn git_identity(name: &str) -> [(String, String); 4] {
-    [
-        ("GIT_AUTHOR_NAME".to_owned(), name.to_owned()),
-        ("GIT_AUTHOR_EMAIL".to_owned(), agent_email(name)),
-        ("GIT_COMMITTER_NAME".to_owned(), "Loom".to_owned()),
-        ("GIT_COMMITTER_EMAIL".to_owned(), "loom@localhost".to_owned()),
-    ]
+/// How a run's `setup_command` went.
+enum Setup {
+    /// It ran (or there is none): what the model is told of it.
+    Ran(Option<String>),
+    /// No sandbox could be made for it: the run is parked.
+    Refused(String),
+}
+
+/// Runs the project's `setup_command`, with the network open, before a run's first turn; it
+/// is recorded as the run's first step.
+async fn setup(env: &RunEnv, live: &Live) -> Result<Setup> {
+    let Some(command) = live.start.project.setup_command.clone() else {
+        return Ok(Setup::Ran(None));
+    };
+    let started_at = chrono::Utc::now();
+    let clock = Instant::now();
+    let outcome = live.bench.setup(&command).await;
+    let record = StepRecord {
+        run_id: live.open.id,
+        turn: 0,
+        action: serde_json::json!({ "action": "setup_command", "command": command }),
+        ok: outcome.ok(),
+        result: outcome.text(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as i64,
+    };
+    pickup::record_step(&mut *env.pool.get().await?, &record).await?;
+    live.stream_step(env, &record, "setup_command");
+    Ok(match outcome {
+        Outcome::SandboxUnavailable(why) => Setup::Refused(why),
+        Outcome::Ok(text) | Outcome::Failed(text) => Setup::Ran(Some(text)),
+    })
 }
 
 /// An action as a step stores it: long strings (a whole file written) cut, since the step
@@ -398,22 +384,6 @@ pub(crate) fn clipped(mut action: serde_json::Value) -> serde_json::Value {
         }
     }
     action
-}
-
-/// The worktree's AGENTS.md, read like any file the agent reads: a link out of the worktree
-/// (to `/proc/self/environ`, say) is refused, and a big file is cut.
-pub(crate) async fn agents_md(workspace: &Workspace) -> Option<String> {
-    let ws = workspace.clone();
-    let read = tokio::task::spawn_blocking(move || ws.read_file("AGENTS.md", None, None)).await;
-    match read {
-        Ok(Ok(text)) => Some(text),
-        Ok(Err(super::workspace::ToolError::NotFound(_))) => None,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "AGENTS.md was not used");
-            None
-        }
-        Err(_) => None,
-    }
 }
 
 /// Fails with `claim_lost` when the run is no longer open or no longer this process's.
@@ -448,61 +418,14 @@ async fn ask(env: &RunEnv, live: &mut Live, machine: &Machine) -> Event {
 }
 
 /// Performs one action; whatever happens is a result for the model to read.
-async fn perform(env: &RunEnv, live: &Live, action: &Action) -> ActionResult {
-    if let Some(done) = live.workspace.perform(action).await {
-        return match done {
-            Ok(text) => ActionResult::ok(text),
-            Err(e) => ActionResult::error(e.to_string()),
-        };
+async fn perform(live: &Live, action: &Action) -> ActionResult {
+    match live.bench.perform(action).await {
+        Some(Outcome::Ok(text)) => ActionResult::ok(text),
+        Some(Outcome::Failed(text)) => ActionResult::error(text),
+        Some(Outcome::SandboxUnavailable(text)) => ActionResult::sandbox_unavailable(text),
+        // The machine ends the run on `done` and `block`; they never reach here.
+        None => ActionResult::ok(String::new()),
     }
-    let outcome = match action {
-        Action::GitDiff => env
-            .repos
-            .diff(&live.worktree)
-            .await
-            .map_err(Error::from)
-            .map(|d| if d.is_empty() { "no uncommitted changes".to_owned() } else { d }),
-        Action::Commit { message } => commit(env, live, message).await,
-        Action::CreateBead { title, description, priority, bead_type, labels } => {
-            let found = Discovered {
-                title: title.clone(),
-                description: description.clone(),
-                priority: *priority,
-                bead_type: *bead_type,
-                labels: labels.clone(),
-            };
-            match env.pool.get().await {
-                Ok(mut conn) => {
-                    let (project, bead) = (&live.open.project_id, &live.open.bead_id);
-                    let actor = Actor::Agent(live.open.agent_id);
-                    tracker::file_discovered(&mut conn, project, Some(bead), found, actor).await
-                }
-                Err(e) => Err(e.into()),
-            }
-        }
-        Action::Comment { body } => match env.pool.get().await {
-            Ok(mut conn) => {
-                let actor = Actor::Agent(live.open.agent_id);
-                tracker::comment(&mut conn, &live.open.bead_id, body.clone(), actor).await
-            }
-            Err(e) => Err(e.into()),
-        },
-        // The machine ends the run on these; they never reach here.
-        Action::Done { .. } | Action::Block { .. } => Ok(String::new()),
-        other => Err(Error::Internal(anyhow::anyhow!("no performer for {}", other.name()))),
-    };
-    match outcome {
-        Ok(text) => ActionResult::ok(text),
-        // Validation errors are for the model to fix; anything else it should know failed.
-        Err(e) => ActionResult::error(e.to_string()),
-    }
-}
-
-async fn commit(env: &RunEnv, live: &Live, message: &str) -> Result<String> {
-    Ok(match live.commit(env, message).await? {
-        Some(sha) => format!("committed {}", &sha[..sha.len().min(12)]),
-        None => "nothing to commit: the worktree has no changes".into(),
-    })
 }
 
 /// Commits of the project branch searched for a resumed run's merge.

@@ -36,6 +36,8 @@ pub struct ExecutorConfig {
     /// At shutdown, how long running turns have to reach their next checkpoint (the gateway
     /// call under way answered and its actions done) before they are stopped where they are.
     pub shutdown_grace: Duration,
+    /// Where agents' commands run (one per process, shared with the chat).
+    pub sandbox: crate::workbench::Sandbox,
 }
 
 impl Default for ExecutorConfig {
@@ -48,6 +50,7 @@ impl Default for ExecutorConfig {
             limits: super::machine::Limits::default(),
             run_pass_env: Vec::new(),
             shutdown_grace: Duration::from_secs(20),
+            sandbox: crate::workbench::Sandbox::default(),
         }
     }
 }
@@ -128,7 +131,8 @@ impl Executors {
             worker: owner.id,
             tools: RunEnv::tools(),
             homes: data_dir.join("homes"),
-            run_env: RunEnv::toolchain_env(&config.run_pass_env),
+            sandbox: config.sandbox.clone(),
+            run_env: crate::workbench::toolchain_env(&config.run_pass_env),
             bus: crate::events::Bus::in_process("loom"),
             active: Default::default(),
         };

@@ -107,13 +107,22 @@ fn commit_all(path: &Path, author: &Signature, message: &str) -> Result<Option<S
     index.write().ctx("writing the index")?;
     let tree_id = index.write_tree().ctx("writing the tree")?;
     let head = repo.head().ctx("reading HEAD")?.peel_to_commit().ctx("reading HEAD")?;
-    if head.tree_id() == tree_id {
+    // A merge Loom started in the worktree (`merge_base`) is finished by this commit.
+    let merging = match repo.find_reference("MERGE_HEAD") {
+        Ok(r) => Some(r.peel_to_commit().ctx("reading MERGE_HEAD")?),
+        Err(_) => None,
+    };
+    if head.tree_id() == tree_id && merging.is_none() {
         return Ok(None);
     }
     let tree = repo.find_tree(tree_id).ctx("reading the new tree")?;
+    let parents: Vec<&git2::Commit<'_>> = std::iter::once(&head).chain(merging.as_ref()).collect();
     let oid = repo
-        .commit(Some("HEAD"), &author, &committer, message, &tree, &[&head])
+        .commit(Some("HEAD"), &author, &committer, message, &tree, &parents)
         .ctx("committing")?;
+    if merging.is_some() {
+        repo.cleanup_state().ctx("ending the merge")?;
+    }
     info!(sha = %oid, "committed the worktree's changes");
     Ok(Some(oid.to_string()))
 }

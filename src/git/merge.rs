@@ -9,7 +9,9 @@ use super::clone::branch_tip;
 use super::error::{GitContext, Result};
 use super::names::{check_branch, check_id};
 use super::worktree::bead_branch;
-use super::{LOOM_EMAIL, LOOM_NAME, MergeOutcome, ProjectRepo, Repos, blocking, open_clone};
+use super::{
+    LOOM_EMAIL, LOOM_NAME, MergeOutcome, ProjectRepo, Repos, Worktree, blocking, open_clone,
+};
 
 impl Repos {
     /// Merges `loom/<bead-id>` into the project branch: a fast-forward when possible, else a
@@ -28,6 +30,41 @@ impl Repos {
             let clone = open_clone(&clone_path, &project_id)?;
             let tip = branch_tip(&clone, &theirs)?;
             merge_into(&clone, &base, tip, &format!("Merge {theirs} into {base}"))
+        })
+        .await
+    }
+}
+
+impl Repos {
+    /// Merges the project branch into a bead's worktree, as `git merge` would: a clean merge
+    /// is left staged, a conflicting one with markers in the files; either way `MERGE_HEAD`
+    /// is set, and the next `commit` makes the merge commit. For an agent whose branch
+    /// conflicted with the project branch (it cannot run `git merge` itself: its git
+    /// metadata is read-only). `None` when the branch contains the project branch already.
+    #[instrument(skip_all, fields(project.id = %project.id, worktree.branch = %worktree.branch))]
+    pub async fn merge_base(
+        &self,
+        project: &ProjectRepo,
+        worktree: &Worktree,
+    ) -> Result<Option<Vec<String>>> {
+        check_branch(&project.branch)?;
+        let (path, base) = (worktree.path.clone(), project.branch.clone());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let repo = Repository::open(&path).ctx("opening the worktree")?;
+            let tip = branch_tip(&repo, &base)?;
+            let head = repo.head().ctx("reading HEAD")?.peel_to_commit().ctx("reading HEAD")?;
+            if head.id() == tip || repo.graph_descendant_of(head.id(), tip).ctx("comparing")? {
+                return Ok(None);
+            }
+            let theirs = repo.find_annotated_commit(tip).ctx("reading the project branch")?;
+            let mut checkout = git2::build::CheckoutBuilder::new();
+            checkout.allow_conflicts(true).conflict_style_merge(true);
+            repo.merge(&[&theirs], None, Some(&mut checkout)).ctx("merging the project branch")?;
+            let index = repo.index().ctx("reading the index")?;
+            let paths = if index.has_conflicts() { conflict_paths(&index)? } else { Vec::new() };
+            info!(paths = ?paths, "merged the project branch into the worktree");
+            Ok(Some(paths))
         })
         .await
     }

@@ -68,6 +68,15 @@ pub struct Worktree {
     pub branch: String,
 }
 
+/// A worktree's git metadata on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitDirs {
+    /// Loom's bare clone of the project.
+    pub clone: PathBuf,
+    /// The worktree's entry in it (`<clone>/worktrees/<name>`).
+    pub admin: PathBuf,
+}
+
 /// A commit author or committer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
@@ -179,6 +188,13 @@ impl Repos {
 
     fn clone_path(&self, project_id: &str) -> PathBuf {
         self.inner.data_dir.join("repos").join(project_id)
+    }
+
+    /// Where a worktree's git metadata is: the project's clone and, in it, the worktree's
+    /// own entry (what an agent's sandbox shows it, read-only).
+    pub fn git_dirs(&self, project_id: &str, worktree: &str) -> GitDirs {
+        let clone = self.clone_path(project_id);
+        GitDirs { admin: clone.join("worktrees").join(worktree), clone }
     }
 
     fn worktree_path(&self, project_id: &str, bead_id: &str) -> PathBuf {

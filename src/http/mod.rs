@@ -49,6 +49,8 @@ pub struct AppState {
     pub spend: crate::dispatch::limits::SpendPolicy,
     /// Proxies whose `X-Forwarded-For` names the client (`LOOM_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Where agents' commands run (its status is shown in `/api/v1/status`).
+    pub sandbox: crate::workbench::Sandbox,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
                 shutdown: Default::default(),
                 executor: None,
                 active: Default::default(),
+                sandbox: Default::default(),
             },
             Default::default(),
         );
@@ -90,6 +93,7 @@ impl AppState {
             metrics_token: None,
             spend: Default::default(),
             trusted_proxies: Vec::new(),
+            sandbox: Default::default(),
         }
     }
 }

@@ -118,6 +118,9 @@ impl Trigger {
                     Some(BlockedReason::MergeConflict) => "a merge conflict".to_owned(),
                     Some(BlockedReason::TooManyAttempts) => "too many failed attempts".to_owned(),
                     Some(BlockedReason::LoopDetected) => "an agent went round in circles".into(),
+                    Some(BlockedReason::SandboxUnavailable) => {
+                        "no sandbox could be made for the agent's commands".into()
+                    }
                     Some(BlockedReason::Manual) | None => match text(data, "note") {
                         Some(note) if !note.trim().is_empty() => shortened(&note),
                         _ => "by hand".to_owned(),

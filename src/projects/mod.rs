@@ -1,5 +1,7 @@
 //! Projects: a repository Loom works on, its branch, and the prefix of its bead ids.
 
+mod sandbox;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -11,6 +13,8 @@ use crate::db::Conn;
 use crate::db::schema::{beads, projects};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+pub use sandbox::Network;
+use sandbox::{check_setup_command, parse_network};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, Deserialize, utoipa::ToSchema)]
 #[diesel(table_name = projects)]
@@ -33,6 +37,10 @@ pub struct Project {
     /// Most finished beads waiting to merge (blocked as `merge_conflict`) before no more
     /// work is claimed (null: no limit).
     pub max_awaiting_merge: Option<i32>,
+    /// Whether agents' commands may reach the network (`none` or `open`).
+    pub network: Network,
+    /// Run with the network open in the bead's worktree before each run's first turn.
+    pub setup_command: Option<String>,
 }
 
 /// A new project, as the API receives it.
@@ -57,6 +65,11 @@ pub struct NewProject {
     pub max_in_progress: Option<i32>,
     #[serde(default)]
     pub max_awaiting_merge: Option<i32>,
+    /// `none` (the default) or `open`.
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub setup_command: Option<String>,
 }
 
 /// Changes to a project; absent fields stay as they are.
@@ -78,6 +91,14 @@ pub struct ProjectPatch {
     #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
     #[schema(value_type = Option<i32>)]
     pub max_awaiting_merge: Option<Option<i32>>,
+    /// `none` or `open`; null goes back to `none`.
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub network: Option<Option<String>>,
+    /// null (or "") removes it.
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub setup_command: Option<Option<String>>,
 }
 
 /// A slug: 1–32 lowercase letters, digits and single dashes, starting with a letter.
@@ -182,6 +203,8 @@ impl Project {
         check_branch(&branch)?;
         check_limits(new.max_parallel, new.max_attempts)?;
         check_work_limits(new.token_budget, new.max_in_progress, new.max_awaiting_merge)?;
+        let network = new.network.as_deref().map(parse_network).transpose()?.unwrap_or_default();
+        let setup_command = check_setup_command(new.setup_command.as_deref())?;
         conn.transaction::<_, Error, _>(async move |conn| {
             let inserted = diesel::insert_into(projects::table)
                 .values((
@@ -195,6 +218,8 @@ impl Project {
                     projects::token_budget.eq(new.token_budget),
                     projects::max_in_progress.eq(new.max_in_progress),
                     projects::max_awaiting_merge.eq(new.max_awaiting_merge),
+                    projects::network.eq(network),
+                    projects::setup_command.eq(&setup_command),
                 ))
                 .on_conflict_do_nothing()
                 .returning(Project::as_returning())
@@ -262,6 +287,15 @@ impl Project {
             patch.max_in_progress.flatten(),
             patch.max_awaiting_merge.flatten(),
         )?;
+        let network = match &patch.network {
+            Some(Some(n)) => Some(parse_network(n)?),
+            Some(None) => Some(Network::None),
+            None => None,
+        };
+        let setup_command = match &patch.setup_command {
+            Some(c) => Some(check_setup_command(c.as_deref())?),
+            None => None,
+        };
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
             let current = projects::table
@@ -292,6 +326,8 @@ impl Project {
                         .eq(patch.max_in_progress.unwrap_or(current.max_in_progress)),
                     projects::max_awaiting_merge
                         .eq(patch.max_awaiting_merge.unwrap_or(current.max_awaiting_merge)),
+                    projects::network.eq(network.unwrap_or(current.network)),
+                    projects::setup_command.eq(setup_command.unwrap_or(current.setup_command)),
                     projects::updated_at.eq(diesel::dsl::now),
                 ))
                 .returning(Project::as_returning())

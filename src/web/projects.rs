@@ -102,6 +102,8 @@ pub async fn create(
             token_budget: None,
             max_in_progress: None,
             max_awaiting_merge: None,
+            network: None,
+            setup_command: None,
         };
         Project::create(&mut *viewer.state.pool.get().await?, new, viewer.actor()).await
     }
@@ -131,6 +133,10 @@ pub struct SettingsForm {
     token_budget: String,
     #[serde(default)]
     max_in_progress: String,
+    #[serde(default)]
+    network: String,
+    #[serde(default)]
+    setup_command: String,
     #[serde(default)]
     max_awaiting_merge: String,
 }
@@ -182,6 +188,8 @@ pub async fn settings(
                 "invalid_max_awaiting_merge",
                 "beads waiting to merge",
             )?),
+            network: Some(text(&form.network)),
+            setup_command: Some(text(&form.setup_command)),
         };
         Project::update(&mut *viewer.state.pool.get().await?, &id, patch, viewer.actor()).await
     }

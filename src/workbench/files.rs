@@ -198,6 +198,9 @@ impl Workspace {
             })?;
         }
         fs::write(&at.real, content).map_err(|e| io_failed(&at.shown, &e))?;
+        if !existed {
+            self.give(&at.real).map_err(|e| io_failed(&at.shown, &e))?;
+        }
         Ok(format!(
             "{} \"{}\" ({} bytes, {} lines).",
             if existed { "Replaced" } else { "Created" },

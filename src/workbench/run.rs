@@ -1,12 +1,12 @@
-//! The `run` action: `sh -c` in the worktree, in its own process group, with an environment
-//! built from nothing (so no secret of Loom's reaches it), stdin closed, a timeout, and the
-//! output cut to its head and tail.
+//! The `run` action: `sh -c` in the worktree, in the sandbox (see `sandbox`), in its own
+//! process group, with an environment built from nothing (so no secret of Loom's reaches
+//! it), stdin closed, a timeout, and the output cut to its head and tail.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -15,7 +15,9 @@ use tokio::net::unix::pipe;
 use tokio::process::Child;
 use tokio::time::Instant;
 
+use super::sandbox::Cell;
 use super::{ToolError, Workspace};
+use crate::projects::Network;
 
 pub(super) const DEFAULT_TIMEOUT_S: u64 = 120;
 pub(super) const MAX_TIMEOUT_S: u64 = 600;
@@ -32,13 +34,32 @@ impl Workspace {
     /// killed) and its output, stdout and stderr interleaved. Whatever it leaves running in its
     /// process group is killed when it ends. A non-zero exit is a result, not an error.
     pub async fn run(&self, command: &str, timeout_s: Option<u64>) -> Result<String, ToolError> {
+        self.run_in(command, timeout_s, self.cell.network).await
+    }
+
+    /// Runs the project's setup command: as `run`, with the network open and the longest
+    /// timeout.
+    pub async fn setup(&self, command: &str) -> Result<String, ToolError> {
+        self.run_in(command, Some(MAX_TIMEOUT_S), Network::Open).await
+    }
+
+    async fn run_in(
+        &self,
+        command: &str,
+        timeout_s: Option<u64>,
+        network: Network,
+    ) -> Result<String, ToolError> {
         if command.trim().is_empty() {
             return Err(ToolError::Failed("run needs a command.".into()));
         }
         let wanted = timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
         let limit = wanted.clamp(1, MAX_TIMEOUT_S);
-        let home = Home::prepare(self.home.as_deref())?;
-        let spawned = spawn(&self.root, command, home.path(), &self.extra_env)
+        let env = environment(&self.cell.cache, &self.extra_env);
+        // CPU time per process: as much as all cores could spend over the wall-clock limit.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        let cell = Cell { network, ..self.cell.clone() };
+        let cmd = self.sandbox.command(&cell, command, env, limit * cores).await?;
+        let spawned = spawn(cmd)
             .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
         let (mut child, mut output) = spawned;
         let mut group = Group(child.id());
@@ -75,22 +96,10 @@ impl Workspace {
     }
 }
 
-fn spawn(
-    root: &Path,
-    command: &str,
-    home: &Path,
-    extra: &[(String, String)],
-) -> std::io::Result<(Child, pipe::Receiver)> {
+fn spawn(mut cmd: tokio::process::Command) -> std::io::Result<(Child, pipe::Receiver)> {
     // One pipe for stdout and stderr keeps them in the order they were written.
     let (reader, writer) = std::io::pipe()?;
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(root)
-        .env_clear()
-        .envs(environment(home))
-        .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer)
         .process_group(0)
@@ -102,22 +111,28 @@ fn spawn(
     Ok((child, output))
 }
 
-/// The whole environment a command gets. Nothing of Loom's own passes except `PATH`, so the
-/// gateway key, `LOOM_*` settings and tool variables such as `CARGO_*` stay out.
-fn environment(home: &Path) -> Vec<(&'static str, OsString)> {
+/// The whole environment a command gets. Nothing of Loom's own passes except `PATH` and what
+/// the operator listed (`extra`), so the gateway key, `LOOM_*` settings and tool variables
+/// such as `CARGO_*` stay out.
+fn environment(home: &Path, extra: &[(String, String)]) -> Vec<(String, OsString)> {
     let path = std::env::var_os("PATH").filter(|p| !p.is_empty());
-    vec![
-        ("PATH", path.unwrap_or_else(|| DEFAULT_PATH.into())),
-        ("HOME", home.as_os_str().to_owned()),
-        ("LANG", "C.UTF-8".into()),
-        ("TERM", "dumb".into()),
+    let mut env: Vec<(String, OsString)> = vec![
+        ("PATH".into(), path.unwrap_or_else(|| DEFAULT_PATH.into())),
+        ("HOME".into(), home.as_os_str().to_owned()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TERM".into(), "dumb".into()),
         // Git must fail rather than wait for an answer that will never come.
-        ("GIT_TERMINAL_PROMPT", "0".into()),
-        ("GIT_ASKPASS", "true".into()),
-        ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes".into()),
-        ("GIT_EDITOR", "true".into()),
-        ("GIT_PAGER", "cat".into()),
-    ]
+        ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+        ("GIT_ASKPASS".into(), "true".into()),
+        ("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()),
+        ("GIT_EDITOR".into(), "true".into()),
+        ("GIT_PAGER".into(), "cat".into()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k.clone(), v.into()));
+    }
+    env
 }
 
 /// Reads output until the command exits (Some) or the deadline passes (None).
@@ -194,41 +209,6 @@ fn kill_command(pgid: u32) -> std::process::Command {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd
-}
-
-/// `HOME` for one command: the workspace's own when it has one, else a fresh empty directory
-/// removed afterwards.
-struct Home {
-    path: PathBuf,
-    temporary: bool,
-}
-
-impl Home {
-    fn prepare(configured: Option<&Path>) -> Result<Home, ToolError> {
-        let failed = |e: std::io::Error| ToolError::Failed(format!("could not prepare HOME: {e}"));
-        if let Some(path) = configured {
-            std::fs::create_dir_all(path).map_err(failed)?;
-            return Ok(Home { path: path.to_path_buf(), temporary: false });
-        }
-        let path = std::env::temp_dir().join(format!("loom-run-{}", uuid::Uuid::new_v4()));
-        // create_dir, not create_dir_all: it fails if someone planted the name first.
-        std::fs::create_dir(&path).map_err(failed)?;
-        Ok(Home { path, temporary: true })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        if self.temporary {
-            let path = std::mem::take(&mut self.path);
-            // What a command left in HOME (caches) can be large: remove it off the async path.
-            std::thread::spawn(move || std::fs::remove_dir_all(path));
-        }
-    }
 }
 
 /// The first `OUTPUT_HEAD` and last `OUTPUT_TAIL` bytes of the output, and how much there was.

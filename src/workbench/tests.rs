@@ -1,5 +1,6 @@
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::files::{LIST_MAX_ENTRIES, READ_MAX_BYTES, SEARCH_MAX_MATCHES};
@@ -14,7 +15,20 @@ struct Fixture {
     outside: PathBuf,
 }
 
+/// Commands unconfined (`LOOM_SANDBOX=off`): what these tests check of `run` (process
+/// groups, output, the environment) holds in the sandbox too, which `sandboxed` checks.
 fn fixture() -> Fixture {
+    with_sandbox(SandboxMode::Off)
+}
+
+/// Commands in the sandbox, the worktree readied for it as a workbench readies it.
+async fn sandboxed() -> Fixture {
+    let f = with_sandbox(SandboxMode::Auto);
+    f.ws.ready().await.unwrap();
+    f
+}
+
+fn with_sandbox(mode: SandboxMode) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("wt");
     let outside = dir.path().join("outside");
@@ -26,7 +40,18 @@ fn fixture() -> Fixture {
     fs::write(root.join("src/deep/inner.txt"), "inner\n").unwrap();
     fs::write(root.join(".git/config"), "[core]\n").unwrap();
     fs::write(outside.join("secret"), "s3cret\n").unwrap();
-    let ws = Workspace::new(&root).unwrap();
+    let clone = dir.path().join("clone");
+    fs::create_dir_all(clone.join("worktrees/wt")).unwrap();
+    let cell = sandbox::Cell {
+        worktree: root.clone(),
+        admin: clone.join("worktrees/wt"),
+        clone,
+        cache: dir.path().join("cache"),
+        network: crate::projects::Network::None,
+    };
+    fs::create_dir_all(&cell.cache).unwrap();
+    let sandbox = Sandbox::new(SandboxConfig { mode, ..SandboxConfig::default() });
+    let ws = Workspace::new(&root, sandbox, cell).unwrap();
     Fixture { _dir: dir, ws, outside }
 }
 
@@ -343,6 +368,48 @@ async fn the_environment_is_scrubbed_of_everything_but_the_basics() {
 }
 
 #[tokio::test]
+async fn in_the_sandbox_home_and_cargo_home_are_the_project_cache_and_nothing_of_loom_passes() {
+    let f = sandboxed().await;
+    let out = f.ws.run("env; id -u", None).await.unwrap();
+    let cache = f.ws.cell.cache.display().to_string();
+    assert!(out.contains(&format!("HOME={cache}\n")), "{out}");
+    assert!(out.contains(&format!("CARGO_HOME={cache}/.cargo\n")), "{out}");
+    assert!(
+        !out.contains("LOOM_") && !out.contains("CARGO_PKG") && !out.contains("NEXTEST"),
+        "{out}"
+    );
+    if nix::unistd::Uid::effective().is_root() {
+        assert!(!out.trim_end().ends_with("\n0"), "commands never run as root: {out}");
+    }
+}
+
+#[tokio::test]
+async fn in_the_sandbox_the_command_sees_its_worktree_and_no_process_of_the_host() {
+    let f = sandboxed().await;
+    let out = f.ws.run("cat README.md; ls /proc | grep -c '^[0-9]'; echo made > new.txt", None);
+    let out = out.await.unwrap();
+    assert!(out.starts_with("[exit code 0]\n# Hello\n"), "{out}");
+    let pids: usize = out.lines().nth(3).unwrap().trim().parse().unwrap();
+    assert!(pids < 10, "the sandbox's own few processes only, saw {pids}: {out}");
+    assert_eq!(fs::read_to_string(f.ws.root().join("new.txt")).unwrap(), "made\n");
+}
+
+#[tokio::test]
+async fn in_the_sandbox_what_a_command_leaves_running_dies_with_it() {
+    let f = sandboxed().await;
+    // A daemon that left the session and the process group still dies: its PID namespace
+    // ends with the command.
+    let command = "setsid sh -c 'while true; do date +%s%N > beat; sleep 0.05; done' \
+                   </dev/null >/dev/null 2>&1 & sleep 0.3; echo started";
+    let out = f.ws.run(command, Some(30)).await.unwrap();
+    assert_eq!(out, "[exit code 0]\nstarted\n");
+    let beat = f.ws.root().join("beat");
+    let first = fs::read_to_string(&beat).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fs::read_to_string(&beat).unwrap(), first, "the daemon still writes");
+}
+
+#[tokio::test]
 async fn variables_the_operator_passes_on_reach_run_but_never_loom_settings() {
     let f = fixture();
     let ws = f.ws.clone().with_env(vec![
@@ -355,14 +422,12 @@ async fn variables_the_operator_passes_on_reach_run_but_never_loom_settings() {
 }
 
 #[tokio::test]
-async fn perform_dispatches_workspace_actions_and_leaves_the_rest_to_the_loop() {
+async fn perform_file_does_the_file_actions_and_refuses_the_rest() {
     let f = fixture();
     let read = Action::ReadFile { path: "README.md".into(), start_line: None, end_line: None };
-    assert!(f.ws.perform(&read).await.unwrap().unwrap().starts_with("# Hello"));
+    assert!(f.ws.perform_file(&read).await.unwrap().starts_with("# Hello"));
     let run = Action::Run { command: "echo hi".into(), timeout_s: None };
-    assert_eq!(f.ws.perform(&run).await.unwrap().unwrap(), "[exit code 0]\nhi\n");
-    assert!(f.ws.perform(&Action::GitDiff).await.is_none());
-    assert!(f.ws.perform(&Action::Done { summary: "s".into() }).await.is_none());
+    assert!(failed(f.ws.perform_file(&run).await).contains("not a file action"));
 }
 
 #[test]
@@ -378,7 +443,7 @@ fn pipes_are_refused_instead_of_blocking_a_thread_forever() {
 
 #[test]
 fn loom_is_shielded_from_its_agents_commands() {
-    super::shield_loom_from_commands();
+    super::shield_loom_from_commands(false);
     assert!(
         !nix::sys::prctl::get_dumpable().unwrap(),
         "Loom's /proc entries are closed to its commands"
