@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# Loom's image: built in a full Rust image, run in a slim Debian one as an ordinary user
-# (agents' commands run as Loom's user, so never as root), with git and ssh for the
-# projects' repositories and curl for the health check. No PostgreSQL inside: the image is
+# Loom's image: built in a full Rust image, run in a slim Debian one as an ordinary user,
+# with bubblewrap for the sandbox agents' commands run in (it needs user namespaces: see
+# compose.yaml and docs/DEPLOYMENT.md), git and ssh for the projects' repositories and curl
+# for the health check. No PostgreSQL inside: the image is
 # meant for a database of its own (compose.yaml, or a managed one); see docs/DEPLOYMENT.md.
 
 FROM rust:1.95-bookworm AS build
@@ -21,7 +22,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      ca-certificates curl git openssh-client libssl3 \
+      ca-certificates curl git openssh-client libssl3 bubblewrap util-linux \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/loom --create-home --shell /usr/sbin/nologin loom
 COPY --from=build /usr/local/bin/loom /usr/local/bin/loom

@@ -213,6 +213,7 @@ impl Application {
         let ticker = match &config.ticker {
             Some(schedule) => {
                 let ticker = Ticker::new(pool.clone(), config.retry, health, nudge_for_ticker)
+                    .with_sandbox(sandbox.clone())
                     .with_bus(bus.clone());
                 Some(ticker.start(schedule).await?)
             }

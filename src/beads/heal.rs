@@ -117,11 +117,12 @@ impl Bead {
         .await
     }
 
-    /// Beads parked as `blocked: gateway_unavailable`, oldest first.
-    pub async fn parked_for_gateway(conn: &mut Conn, limit: i64) -> Result<Vec<String>> {
+    /// Beads parked (blocked, uncharged) for `reason`: `gateway_unavailable` or
+    /// `sandbox_unavailable`, oldest first.
+    pub async fn parked(conn: &mut Conn, reason: BlockedReason, limit: i64) -> Result<Vec<String>> {
         Ok(beads::table
             .filter(beads::status.eq(BeadStatus::Blocked))
-            .filter(beads::blocked_reason.eq(BlockedReason::GatewayUnavailable))
+            .filter(beads::blocked_reason.eq(reason))
             .order(beads::updated_at)
             .select(beads::id)
             .limit(limit)
@@ -129,20 +130,25 @@ impl Bead {
             .await?)
     }
 
-    /// Puts a bead parked for the gateway back to work, keeping its attempts (being parked
-    /// was not its fault). False when it is no longer parked.
-    pub async fn resume_parked(conn: &mut Conn, bead_id: &str) -> Result<bool> {
+    /// Puts a bead parked for `reason` back to work, keeping its attempts (being parked
+    /// was not its fault). False when it is no longer parked so.
+    pub async fn resume_parked(
+        conn: &mut Conn,
+        bead_id: &str,
+        reason: BlockedReason,
+    ) -> Result<bool> {
         let bead_id = bead_id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
             lock_graph(conn).await?;
             let Some(bead) = lock_if_exists(conn, &bead_id).await? else { return Ok(false) };
-            if bead.status != BeadStatus::Blocked
-                || bead.blocked_reason != Some(BlockedReason::GatewayUnavailable)
-            {
+            if bead.status != BeadStatus::Blocked || bead.blocked_reason != Some(reason) {
                 return Ok(false);
             }
             let project = bead.project_id.clone();
-            let reason = Some("the gateway is healthy again".to_owned());
+            let reason = Some(match reason {
+                BlockedReason::SandboxUnavailable => "a sandbox can be made again".to_owned(),
+                _ => "the gateway is healthy again".to_owned(),
+            });
             status::reopen(conn, bead, reason, Attempts::Keep, Actor::System).await?;
             super::transitions::bump_version(conn, &bead_id).await?;
             healed(

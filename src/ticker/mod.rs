@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::beads::{self, Bead, RetryPolicy};
+use crate::beads::{self, Bead, BlockedReason, RetryPolicy};
 use crate::db::Pool;
 use crate::dispatch::Nudge;
 use crate::error::Result;
@@ -46,6 +46,13 @@ pub struct Pass {
     pub healed: usize,
 }
 
+impl std::ops::AddAssign for Pass {
+    fn add_assign(&mut self, other: Pass) {
+        self.seen += other.seen;
+        self.healed += other.healed;
+    }
+}
+
 /// Most items one pass takes on; the next pass continues.
 const BATCH: i64 = 200;
 
@@ -56,11 +63,18 @@ pub struct Ticker {
     nudge: Nudge,
     /// Woken after a job changed something, so the feed publishes it at once.
     bus: Option<crate::events::Bus>,
+    /// This process's sandbox: beads parked for want of one resume once it can be made.
+    sandbox: Option<crate::workbench::Sandbox>,
 }
 
 impl Ticker {
     pub fn new(pool: Pool, retry: RetryPolicy, gateway: HealthState, nudge: Nudge) -> Self {
-        Ticker { pool, retry, gateway, nudge, bus: None }
+        Ticker { pool, retry, gateway, nudge, bus: None, sandbox: None }
+    }
+
+    pub fn with_sandbox(mut self, sandbox: crate::workbench::Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
+        self
     }
 
     pub fn with_bus(mut self, bus: crate::events::Bus) -> Self {
@@ -135,28 +149,38 @@ impl Ticker {
         Ok(self.woke(pass))
     }
 
-    /// Reopens beads parked as `gateway_unavailable`, once the gateway is healthy.
+    /// Reopens beads parked as `gateway_unavailable` once the gateway is healthy, and those
+    /// parked as `sandbox_unavailable` once this process can make a sandbox (or its operator
+    /// turned the sandbox off).
     pub async fn resume_parked(&self) -> Result<Pass> {
-        if self.gateway.get() != Health::Healthy {
-            return Ok(Pass::default());
+        let mut pass = Pass::default();
+        if self.gateway.get() == Health::Healthy {
+            pass += self.resume(BlockedReason::GatewayUnavailable).await?;
         }
+        if let Some(sandbox) = &self.sandbox {
+            let status = sandbox.status().await;
+            if status.available || status.mode == crate::workbench::SandboxMode::Off {
+                pass += self.resume(BlockedReason::SandboxUnavailable).await?;
+            }
+        }
+        Ok(self.woke(pass))
+    }
+
+    async fn resume(&self, reason: BlockedReason) -> Result<Pass> {
         let mut conn = self.pool.get().await?;
-        let ids = Bead::parked_for_gateway(&mut conn, BATCH).await?;
+        let ids = Bead::parked(&mut conn, reason, BATCH).await?;
         let mut pass = Pass { seen: ids.len(), healed: 0 };
         for id in ids {
-            match Bead::resume_parked(&mut conn, &id).await {
+            match Bead::resume_parked(&mut conn, &id, reason).await {
                 Ok(true) => pass.healed += 1,
                 Ok(false) => {}
                 Err(e) => item_failed("resume_parked", &id, &e),
             }
         }
         if pass.healed > 0 {
-            tracing::info!(
-                beads = pass.healed,
-                "the gateway is healthy: parked beads are back in the queue"
-            );
+            tracing::info!(beads = pass.healed, reason = %reason, "parked beads are back in the queue");
         }
-        Ok(self.woke(pass))
+        Ok(pass)
     }
 
     /// Fires every schedule that is due.

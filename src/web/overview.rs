@@ -20,6 +20,7 @@ struct OverviewPage {
     agents: Vec<(String, i64)>,
     gateway: GatewayStatus,
     spend: SpendStatus,
+    sandbox: crate::workbench::SandboxStatus,
     needing: Vec<Bead>,
     recent: Vec<ActivityLine>,
     /// The live feed's stream filter (none: everything).
@@ -54,6 +55,7 @@ pub async fn page(viewer: Viewer) -> Result<HttpResponse, PageError> {
         agents,
         gateway: gateway_status(&viewer.state),
         spend,
+        sandbox: viewer.state.sandbox.status().await,
         needing,
         recent,
         feed_query: String::new(),

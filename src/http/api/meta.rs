@@ -69,6 +69,8 @@ pub struct Status {
     pub chat_replies: usize,
     /// Token budgets over the spend window; a spent one holds new claims back.
     pub spend: SpendStatus,
+    /// Where agents' commands run: unavailable or off is said here, with why.
+    pub sandbox: crate::workbench::SandboxStatus,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -121,6 +123,7 @@ pub async fn status(state: web::Data<AppState>, auth: Auth) -> Result<HttpRespon
         ),
         chat_replies: state.chat.writing(),
         spend: spend_status(&mut conn, &state.spend).await?,
+        sandbox: state.sandbox.status().await,
     }))
 }
 
