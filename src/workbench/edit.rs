@@ -1,10 +1,7 @@
 //! edit_file: replacing one exact occurrence, and saying usefully why not when there are none
 //! or several.
 
-use std::fs;
-
-use super::files::load_text;
-use super::{ToolError, Workspace, io_failed};
+use super::{ToolError, Workspace};
 
 /// The quoted closest line is cut to this many characters.
 const QUOTE_MAX_CHARS: usize = 200;
@@ -25,7 +22,7 @@ impl Workspace {
             ));
         }
         let at = self.resolve(path)?;
-        let text = String::from_utf8(load_text(&at)?).map_err(|_| {
+        let text = String::from_utf8(self.load_text(&at)?).map_err(|_| {
             ToolError::Failed(format!(
                 "\"{}\" is not UTF-8 text, so edit_file cannot change it safely.",
                 at.shown
@@ -43,7 +40,9 @@ impl Workspace {
             [] => Err(ToolError::Failed(not_found(&at.shown, &text, &old))),
             [i] => {
                 let edited = format!("{}{new}{}", &text[..i], &text[i + old.len()..]);
-                fs::write(&at.real, edited).map_err(|e| io_failed(&at.shown, &e))?;
+                let fs = self.beneath()?;
+                fs.replace(self.rel(&at), edited.as_bytes(), self.owner)
+                    .map_err(|e| self.used(&at.shown, &e))?;
                 Ok(format!("Edited \"{}\" at line {}.", at.shown, line_of(i)))
             }
             _ => {

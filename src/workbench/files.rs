@@ -1,10 +1,10 @@
 //! The file actions: list, read, search, write, edit, delete. Blocking; `Workspace::perform`
 //! runs them on the blocking pool.
 
-use std::fs;
 use std::path::Path;
 
-use super::{Resolved, ToolError, Workspace, io_failed, touches_git};
+use super::beneath::{self, Beneath, Entry};
+use super::{Resolved, ToolError, Workspace, touches_git};
 
 pub(super) const LIST_DEFAULT_DEPTH: usize = 2;
 const LIST_MAX_DEPTH: usize = 20;
@@ -28,8 +28,9 @@ impl Workspace {
         depth: Option<usize>,
     ) -> Result<String, ToolError> {
         let at = self.resolve(path.unwrap_or("."))?;
-        let meta = fs::metadata(&at.real).map_err(|e| io_failed(&at.shown, &e))?;
-        if !meta.is_dir() {
+        let fs = self.beneath()?;
+        let meta = fs.stat(self.rel(&at)).map_err(|e| self.used(&at.shown, &e))?;
+        if !beneath::is_dir(&meta) {
             return Err(ToolError::Failed(format!(
                 "\"{}\" is a file, not a directory; read it with read_file.",
                 at.shown
@@ -38,25 +39,25 @@ impl Workspace {
         let depth = depth.unwrap_or(LIST_DEFAULT_DEPTH).clamp(1, LIST_MAX_DEPTH);
         let prefix = if at.parts.is_empty() { String::new() } else { format!("{}/", at.shown) };
         let mut entries = Vec::new();
-        let mut level = vec![(at.real.clone(), prefix)];
+        let mut level = vec![(self.rel(&at).to_path_buf(), prefix)];
         let mut truncated = false;
         'levels: for _ in 0..depth {
             let mut next = Vec::new();
             for (dir, prefix) in level {
-                for (name, kind) in sorted_children(&dir) {
+                for (name, kind) in sorted_children(&fs, &dir) {
                     if entries.len() == LIST_MAX_ENTRIES {
                         truncated = true;
                         break 'levels;
                     }
                     match kind {
-                        Kind::Dir => {
+                        Entry::Dir => {
                             entries.push(format!("{prefix}{name}/"));
                             next.push((dir.join(&name), format!("{prefix}{name}/")));
                         }
-                        Kind::Symlink(target) => {
+                        Entry::Symlink(target) => {
                             entries.push(format!("{prefix}{name} -> {target}"))
                         }
-                        Kind::File => entries.push(format!("{prefix}{name}")),
+                        Entry::File | Entry::Other => entries.push(format!("{prefix}{name}")),
                     }
                 }
             }
@@ -85,7 +86,7 @@ impl Workspace {
         end_line: Option<usize>,
     ) -> Result<String, ToolError> {
         let at = self.resolve(path)?;
-        let text = String::from_utf8_lossy(&load_text(&at)?).into_owned();
+        let text = String::from_utf8_lossy(&self.load_text(&at)?).into_owned();
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let total = lines.len();
         if total == 0 {
@@ -155,13 +156,14 @@ impl Workspace {
             ));
         }
         let at = self.resolve(path.unwrap_or("."))?;
-        let meta = fs::metadata(&at.real).map_err(|e| io_failed(&at.shown, &e))?;
-        let mut found = Search { query, matches: Vec::new(), full: false, too_big: 0 };
-        if meta.is_dir() {
+        let fs = self.beneath()?;
+        let meta = fs.stat(self.rel(&at)).map_err(|e| self.used(&at.shown, &e))?;
+        let mut found = Search { fs: &fs, query, matches: Vec::new(), full: false, too_big: 0 };
+        if beneath::is_dir(&meta) {
             let prefix = if at.parts.is_empty() { String::new() } else { format!("{}/", at.shown) };
-            found.dir(&at.real, &prefix);
+            found.dir(self.rel(&at), &prefix);
         } else {
-            found.file(&at.real, &at.shown);
+            found.file(self.rel(&at), &at.shown);
         }
         let mut out = if found.matches.is_empty() {
             format!("No matches for {query:?} in \"{}\".", at.shown)
@@ -185,22 +187,28 @@ impl Workspace {
     /// Creates or replaces a file, creating missing parent directories.
     pub fn write_file(&self, path: &str, content: &str) -> Result<String, ToolError> {
         let at = self.resolve(path)?;
-        let existed = match fs::metadata(&at.real) {
-            Ok(meta) if meta.is_dir() => return Err(is_dir(&at.shown)),
-            // Opening a FIFO or a device for writing could block or do worse.
-            Ok(meta) if !meta.is_file() => return Err(not_regular(&at.shown)),
-            Ok(_) => true,
-            Err(_) => false,
-        };
-        if let Some(parent) = at.real.parent() {
-            fs::create_dir_all(parent).map_err(|e| {
-                ToolError::Failed(format!("\"{}\": cannot create its directory: {e}", at.shown))
+        let fs = self.beneath()?;
+        let rel = self.rel(&at);
+        match fs.stat(rel) {
+            Ok(meta) if beneath::is_dir(&meta) => return Err(is_dir(&at.shown)),
+            // A FIFO or a device is never written to; a symlink here appeared after the
+            // check (the path was resolved through it) and is not followed.
+            Ok(meta) if !beneath::is_file(&meta) => return Err(not_regular(&at.shown)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.used(&at.shown, &e)),
+        }
+        if let Some(parent) = rel.parent() {
+            fs.make_dirs(parent, self.owner).map_err(|e| match beneath::is_swap(&e) {
+                true => self.used(&at.shown, &e),
+                false => {
+                    ToolError::Failed(format!("\"{}\": cannot create its directory: {e}", at.shown))
+                }
             })?;
         }
-        fs::write(&at.real, content).map_err(|e| io_failed(&at.shown, &e))?;
-        if !existed {
-            self.give(&at.real).map_err(|e| io_failed(&at.shown, &e))?;
-        }
+        let existed = fs
+            .replace(rel, content.as_bytes(), self.owner)
+            .map_err(|e| self.used(&at.shown, &e))?;
         Ok(format!(
             "{} \"{}\" ({} bytes, {} lines).",
             if existed { "Replaced" } else { "Created" },
@@ -217,12 +225,13 @@ impl Workspace {
             return Err(is_dir(&at.shown));
         };
         let parent = self.follow(parent, &at.shown)?;
-        let entry = parent.join(name);
-        let meta = fs::symlink_metadata(&entry).map_err(|e| io_failed(&at.shown, &e))?;
-        if meta.is_dir() {
+        let entry = parent.strip_prefix(&self.root).unwrap_or(Path::new("")).join(name);
+        let fs = self.beneath()?;
+        let meta = fs.stat(&entry).map_err(|e| self.used(&at.shown, &e))?;
+        if beneath::is_dir(&meta) {
             return Err(is_dir(&at.shown));
         }
-        fs::remove_file(&entry).map_err(|e| io_failed(&at.shown, &e))?;
+        fs.remove(&entry).map_err(|e| self.used(&at.shown, &e))?;
         Ok(format!("Deleted \"{}\".", at.shown))
     }
 }
@@ -235,36 +244,62 @@ pub(super) fn is_dir(shown: &str) -> ToolError {
     ToolError::Failed(format!("\"{shown}\" is a directory; this action works on one file."))
 }
 
-/// The bytes of a text file: refused when it is a directory, too large, or binary.
-pub(super) fn load_text(at: &Resolved) -> Result<Vec<u8>, ToolError> {
-    let meta = fs::metadata(&at.real).map_err(|e| io_failed(&at.shown, &e))?;
-    if meta.is_dir() {
-        return Err(ToolError::Failed(format!(
-            "\"{}\" is a directory; see it with list_files.",
-            at.shown
-        )));
+impl Workspace {
+    /// The bytes of a text file: refused when it is a directory, too large, or binary.
+    pub(super) fn load_text(&self, at: &Resolved) -> Result<Vec<u8>, ToolError> {
+        let (mut file, meta) =
+            self.beneath()?.read(self.rel(at)).map_err(|e| self.used(&at.shown, &e))?;
+        if beneath::is_dir(&meta) {
+            return Err(ToolError::Failed(format!(
+                "\"{}\" is a directory; see it with list_files.",
+                at.shown
+            )));
+        }
+        if !beneath::is_file(&meta) {
+            return Err(not_regular(&at.shown));
+        }
+        let size = meta.st_size.max(0) as u64;
+        if size > FILE_MAX_BYTES {
+            return Err(ToolError::Failed(format!(
+                "\"{}\" is {size} bytes, too large to load; look at parts of it with run, e.g. \
+                 `sed -n 1,200p {}` or `grep -n`.",
+                at.shown, at.shown
+            )));
+        }
+        let bytes =
+            beneath::read_up_to(&mut file, FILE_MAX_BYTES).map_err(|e| self.used(&at.shown, &e))?;
+        if is_binary(&bytes) {
+            return Err(ToolError::Failed(format!(
+                "\"{}\" is a binary file ({} bytes); only text files can be read or edited.",
+                at.shown,
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
     }
-    if !meta.is_file() {
-        return Err(not_regular(&at.shown));
+
+    /// The worktree's root for one operation's file access (see `beneath`).
+    pub(super) fn beneath(&self) -> Result<Beneath, ToolError> {
+        Beneath::open(&self.root)
+            .map_err(|e| ToolError::Failed(format!("the worktree cannot be opened: {e}")))
     }
-    if meta.len() > FILE_MAX_BYTES {
-        return Err(ToolError::Failed(format!(
-            "\"{}\" is {} bytes, too large to load; look at parts of it with run, e.g. \
-             `sed -n 1,200p {}` or `grep -n`.",
-            at.shown,
-            meta.len(),
-            at.shown
-        )));
+
+    /// Where a checked path is, relative to the root.
+    pub(super) fn rel<'a>(&self, at: &'a Resolved) -> &'a Path {
+        at.real.strip_prefix(&self.root).unwrap_or(Path::new(""))
     }
-    let bytes = fs::read(&at.real).map_err(|e| io_failed(&at.shown, &e))?;
-    if is_binary(&bytes) {
-        return Err(ToolError::Failed(format!(
-            "\"{}\" is a binary file ({} bytes); only text files can be read or edited.",
-            at.shown,
-            bytes.len()
-        )));
+
+    /// An I/O error of a checked path as the model reads it: a path that changed into a
+    /// symlink (or a way out) while in use is refused like one that was so all along.
+    pub(super) fn used(&self, shown: &str, e: &std::io::Error) -> ToolError {
+        if beneath::is_swap(e) {
+            return ToolError::Refused(format!(
+                "\"{shown}\" changed while it was being used (a symlink appeared on the way); \
+                 only paths inside the worktree can be used."
+            ));
+        }
+        super::io_failed(shown, e)
     }
-    Ok(bytes)
 }
 
 fn is_binary(bytes: &[u8]) -> bool {
@@ -275,39 +310,16 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     (0..=max.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
 }
 
-enum Kind {
-    Dir,
-    File,
-    Symlink(String),
-}
-
 /// A directory's entries by name, without `.git`; symlinks are shown, never followed.
-fn sorted_children(dir: &Path) -> Vec<(String, Kind)> {
-    let Ok(read) = fs::read_dir(dir) else { return Vec::new() };
-    let mut children: Vec<(String, Kind)> = read
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if touches_git(std::iter::once(name.as_str())) {
-                return None;
-            }
-            let kind = match entry.file_type().ok()? {
-                t if t.is_dir() => Kind::Dir,
-                t if t.is_symlink() => Kind::Symlink(
-                    fs::read_link(entry.path())
-                        .map(|t| t.display().to_string())
-                        .unwrap_or_default(),
-                ),
-                _ => Kind::File,
-            };
-            Some((name, kind))
-        })
-        .collect();
+fn sorted_children(fs: &Beneath, dir: &Path) -> Vec<(String, Entry)> {
+    let Ok(mut children) = fs.list(dir) else { return Vec::new() };
+    children.retain(|(name, _)| !touches_git(std::iter::once(name.as_str())));
     children.sort_by(|a, b| a.0.cmp(&b.0));
     children
 }
 
 struct Search<'q> {
+    fs: &'q Beneath,
     query: &'q str,
     matches: Vec<String>,
     full: bool,
@@ -316,29 +328,28 @@ struct Search<'q> {
 
 impl Search<'_> {
     fn dir(&mut self, dir: &Path, prefix: &str) {
-        for (name, kind) in sorted_children(dir) {
+        for (name, kind) in sorted_children(self.fs, dir) {
             if self.full {
                 return;
             }
             match kind {
-                Kind::Dir => self.dir(&dir.join(&name), &format!("{prefix}{name}/")),
-                Kind::File => self.file(&dir.join(&name), &format!("{prefix}{name}")),
-                Kind::Symlink(_) => {}
+                Entry::Dir => self.dir(&dir.join(&name), &format!("{prefix}{name}/")),
+                Entry::File => self.file(&dir.join(&name), &format!("{prefix}{name}")),
+                Entry::Symlink(_) | Entry::Other => {}
             }
         }
     }
 
     fn file(&mut self, path: &Path, shown: &str) {
-        match fs::metadata(path) {
-            Ok(meta) if !meta.is_file() => return,
-            Ok(meta) if meta.len() > SEARCH_MAX_FILE_BYTES => {
-                self.too_big += 1;
-                return;
-            }
-            Ok(_) => {}
-            Err(_) => return,
+        let Ok((mut file, meta)) = self.fs.read(path) else { return };
+        if !beneath::is_file(&meta) {
+            return;
         }
-        let Ok(bytes) = fs::read(path) else { return };
+        if meta.st_size.max(0) as u64 > SEARCH_MAX_FILE_BYTES {
+            self.too_big += 1;
+            return;
+        }
+        let Ok(bytes) = beneath::read_up_to(&mut file, SEARCH_MAX_FILE_BYTES) else { return };
         if is_binary(&bytes) {
             return;
         }

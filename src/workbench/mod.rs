@@ -9,6 +9,7 @@
 //! - `sandbox`: bubblewrap around every command an agent runs; fails closed.
 //! - `identity`: the environment commands get, and who commits.
 
+mod beneath;
 mod edit;
 mod files;
 pub mod identity;

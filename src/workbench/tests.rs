@@ -449,3 +449,57 @@ fn loom_is_shielded_from_its_agents_commands() {
         "Loom's /proc entries are closed to its commands"
     );
 }
+
+#[test]
+fn writing_a_hard_link_to_a_file_outside_replaces_the_link_and_leaves_the_file_alone() {
+    let f = fixture();
+    let secret = f.outside.join("secret");
+    fs::hard_link(&secret, f.ws.root().join("linked")).unwrap();
+    assert_eq!(
+        f.ws.write_file("linked", "mine\n").unwrap(),
+        "Replaced \"linked\" (5 bytes, 1 lines)."
+    );
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "s3cret\n");
+    assert_eq!(fs::read_to_string(f.ws.root().join("linked")).unwrap(), "mine\n");
+    let edited = f.ws.edit_file("linked", "mine", "ours").unwrap();
+    assert!(edited.starts_with("Edited"), "{edited}");
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "s3cret\n");
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_action_never_lets_a_write_or_read_out() {
+    let f = fixture();
+    let (root, outside) = (f.ws.root().to_path_buf(), f.outside.clone());
+    let d = root.join("d");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (d, outside, stop) = (d.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let tmp = d.with_file_name("d.tmp");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A real directory, then (atomically) a symlink pointing out, and back.
+                let _ = fs::remove_file(&tmp);
+                let _ = fs::remove_dir_all(&tmp);
+                let _ = fs::create_dir(&tmp);
+                let _ = fs::rename(&tmp, &d);
+                let _ = symlink(&outside, &tmp);
+                let _ = fs::rename(&tmp, &d);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    let (mut wrote, mut refused) = (0, 0);
+    while std::time::Instant::now() < deadline {
+        match f.ws.write_file("d/x", "escaped?\n") {
+            Ok(_) => wrote += 1,
+            Err(_) => refused += 1,
+        }
+        if let Ok(text) = f.ws.read_file("d/secret", None, None) {
+            panic!("read outside through a swapped symlink: {text}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert!(!outside.join("x").exists(), "a write went out ({wrote} written, {refused} refused)");
+    assert!(wrote + refused > 10, "the race was tried: {wrote} written, {refused} refused");
+}

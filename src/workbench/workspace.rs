@@ -30,7 +30,7 @@ pub enum ToolError {
 /// A worktree's root, canonicalised, and the sandbox its commands run in.
 #[derive(Debug, Clone)]
 pub struct Workspace {
-    root: PathBuf,
+    pub(super) root: PathBuf,
     pub(super) sandbox: Sandbox,
     /// What commands see; `cell.worktree` is `root`.
     pub(super) cell: Cell,
@@ -38,7 +38,7 @@ pub struct Workspace {
     pub(super) extra_env: Vec<(String, String)>,
     /// When Loom runs as root, the unprivileged owner that files it creates are given to, so
     /// that the sandboxed commands (which run as that user) can change them too.
-    owner: Option<(u32, u32)>,
+    pub(super) owner: Option<(u32, u32)>,
 }
 
 /// A path an action named, checked: `shown` is its normalised relative form, for messages;
@@ -106,6 +106,11 @@ impl Workspace {
             .map_err(|e| crate::Error::Internal(anyhow::anyhow!("preparing the worktree: {e}")))
     }
 
+    /// Whether this workspace's commands run confined, and if not why.
+    pub async fn sandbox_status(&self) -> super::SandboxStatus {
+        self.sandbox.status().await
+    }
+
     /// Performs a file action on the blocking pool; `run` and the actions that are not about
     /// files are refused (the workbench performs those).
     pub async fn perform_file(&self, action: &Action) -> Result<String, ToolError> {
@@ -144,18 +149,6 @@ impl Workspace {
             }
             Err(_) => None,
         }
-    }
-
-    /// Gives what Loom just created in the worktree (a file, the directories made for it,
-    /// up to the root) to the sandbox's user, when Loom runs as root.
-    pub(super) fn give(&self, created: &Path) -> std::io::Result<()> {
-        let Some((uid, gid)) = self.owner else { return Ok(()) };
-        let mut at = Some(created);
-        while let Some(path) = at.filter(|p| p.starts_with(&self.root) && *p != self.root) {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-            at = path.parent();
-        }
-        Ok(())
     }
 
     /// Checks `path` and finds it on disk. Lexically first (no absolute paths, no `..` above
