@@ -26,6 +26,12 @@ pub enum ProjectCommand {
         prefix: Option<String>,
         #[arg(long)]
         max_parallel: Option<i32>,
+        /// Whether agents' commands may reach the network: none (default) or open.
+        #[arg(long)]
+        network: Option<String>,
+        /// Run with the network open in a bead's worktree before each run (`npm ci`).
+        #[arg(long)]
+        setup_command: Option<String>,
     },
     /// List projects.
     List,
@@ -36,12 +42,23 @@ pub enum ProjectCommand {
 pub async fn run(remote: Remote, command: ProjectCommand) -> anyhow::Result<()> {
     let client = Client::from_remote(&remote)?;
     let shown: Value = match command {
-        ProjectCommand::Create { id, name, repo, branch, prefix, max_parallel } => {
+        ProjectCommand::Create {
+            id,
+            name,
+            repo,
+            branch,
+            prefix,
+            max_parallel,
+            network,
+            setup_command,
+        } => {
             let mut body = json!({ "id": id, "name": name, "repo": repo });
             for (key, value) in [
                 ("branch", branch.map(Value::from)),
                 ("prefix", prefix.map(Value::from)),
                 ("max_parallel", max_parallel.map(Value::from)),
+                ("network", network.map(Value::from)),
+                ("setup_command", setup_command.map(Value::from)),
             ] {
                 if let Some(v) = value {
                     body[key] = v;
@@ -71,9 +88,19 @@ pub async fn run(remote: Remote, command: ProjectCommand) -> anyhow::Result<()> 
     if remote.json {
         return print_json(&shown);
     }
-    for key in
-        ["id", "name", "repo", "branch", "prefix", "max_parallel", "max_attempts", "created_at"]
-    {
+    let keys = [
+        "id",
+        "name",
+        "repo",
+        "branch",
+        "prefix",
+        "max_parallel",
+        "max_attempts",
+        "network",
+        "setup_command",
+        "created_at",
+    ];
+    for key in keys {
         println!("{key:<13} {}", super::output::cell(&shown[key]));
     }
     Ok(())

@@ -31,6 +31,8 @@ mod personas;
 mod projects;
 mod readiness;
 mod roles;
+mod sandbox;
+mod sandbox_status;
 mod schedules;
 mod schema;
 mod secrets;

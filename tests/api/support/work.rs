@@ -112,15 +112,31 @@ impl Work {
     /// `agents` unbound software engineers; the project `web` on the upstream, with
     /// `max_parallel` beads at once.
     pub async fn new(files: &[(&str, &str)], agents: usize, limits: Limits) -> Work {
-        Work::build(files, agents, limits, false).await
+        Work::build(files, agents, limits, false, loom::workbench::Sandbox::default()).await
+    }
+
+    /// The same, with agents' commands run in `sandbox` (its limits, its user, or `off`).
+    pub async fn sandboxed(
+        files: &[(&str, &str)],
+        agents: usize,
+        limits: Limits,
+        sandbox: loom::workbench::Sandbox,
+    ) -> Work {
+        Work::build(files, agents, limits, false, sandbox).await
     }
 
     /// The same, with the app itself talking to the scripted gateway too (for chat replies).
     pub async fn with_chat(files: &[(&str, &str)], agents: usize, limits: Limits) -> Work {
-        Work::build(files, agents, limits, true).await
+        Work::build(files, agents, limits, true, loom::workbench::Sandbox::default()).await
     }
 
-    async fn build(files: &[(&str, &str)], agents: usize, limits: Limits, chat: bool) -> Work {
+    async fn build(
+        files: &[(&str, &str)],
+        agents: usize,
+        limits: Limits,
+        chat: bool,
+        sandbox: loom::workbench::Sandbox,
+    ) -> Work {
         // The app and the executors share the data dir, so pages read the clones they make.
         let data = tempfile::tempdir().expect("tempdir");
         let dir = data.path().to_owned();
@@ -158,7 +174,7 @@ impl Work {
                 .expect("gateway");
         let dispatcher =
             Dispatcher::new(app.pool.clone(), DispatchConfig::default(), Nudge::default());
-        let config = ExecutorConfig { limits, ..ExecutorConfig::default() };
+        let config = ExecutorConfig { limits, sandbox, ..ExecutorConfig::default() };
         let executors = Executors::start(
             app.pool.clone(),
             gateway.clone(),
