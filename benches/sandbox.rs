@@ -46,7 +46,10 @@ fn layout(dir: &Path) -> Cell {
 
 async fn workspace(cell: &Cell, mode: SandboxMode) -> Workspace {
     let sandbox = Sandbox::new(SandboxConfig { mode, ..SandboxConfig::default() });
-    let ws = Workspace::new(&cell.worktree, sandbox, cell.clone()).unwrap();
+    // As the executor sets it up: the toolchains' homes (pyenv's, rustup's) passed on.
+    let ws = Workspace::new(&cell.worktree, sandbox, cell.clone())
+        .unwrap()
+        .with_env(loom::workbench::toolchain_env(&[]));
     ws.ready().await.unwrap();
     ws
 }

@@ -96,9 +96,13 @@ pub(super) const SPECS: &[Spec] = &[
     Spec {
         name: "run",
         doc: "Run `sh -c command` in the worktree root with stdin closed and a minimal \
-              environment; it is killed after `timeout_s` seconds (default 120, at most 600), and \
-              anything it left running in the background is killed when it ends. Returns the exit \
-              code and the output (long output keeps its head and tail).",
+              environment, in a sandbox: it sees the worktree (writable), the system and \
+              toolchains (read-only) and a private /tmp; git's metadata is read-only (`git log`, \
+              `git diff` and `git status` work; save work with the commit action, not `git \
+              commit`), and the network is off unless the project opens it. It is killed after \
+              `timeout_s` seconds (default 120, at most 600), and anything it left running in \
+              the background is killed when it ends. Returns the exit code and the output (long \
+              output keeps its head and tail).",
         args: &[
             req("command", Ty::Str, "The shell command line."),
             opt("timeout_s", Ty::Int, "Seconds before it is killed; default 120, at most 600."),
