@@ -40,8 +40,9 @@ pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<
 }
 
 /// Parks cost nothing, so a bead the gateway fails on every time (a request it cannot
-/// serve, not an outage) would park and resume for ever: past `MAX_PARKS` a park is charged
-/// as a failed attempt, which the attempts rule bounds.
+/// serve, not an outage), or one resumed by a replica that can make a sandbox and parked
+/// again by one that cannot, would park and resume for ever: past `MAX_PARKS` parks of one
+/// kind a park is charged as a failed attempt, which the attempts rule bounds.
 const MAX_PARKS: i64 = 5;
 
 async fn charge_repeated_parks(
@@ -50,19 +51,23 @@ async fn charge_repeated_parks(
     outcome: RunOutcome,
     reason: String,
 ) -> Result<(RunOutcome, String)> {
-    if outcome != RunOutcome::GatewayUnavailable {
+    if !matches!(outcome, RunOutcome::GatewayUnavailable | RunOutcome::SandboxUnavailable) {
         return Ok((outcome, reason));
     }
     let parked: i64 = runs::table
         .filter(runs::bead_id.eq(&live.open.bead_id))
-        .filter(runs::outcome.eq(RunOutcome::GatewayUnavailable))
+        .filter(runs::outcome.eq(outcome))
         .count()
         .get_result(&mut *env.pool.get().await?)
         .await?;
     if parked + 1 < MAX_PARKS {
         return Ok((outcome, reason));
     }
-    let why = format!("the gateway failed on this bead {} times: {reason}", parked + 1);
+    let what = match outcome {
+        RunOutcome::SandboxUnavailable => "no sandbox could be made",
+        _ => "the gateway failed",
+    };
+    let why = format!("{what} on this bead {} times: {reason}", parked + 1);
     Ok((RunOutcome::Failed, why))
 }
 
