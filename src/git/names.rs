@@ -113,7 +113,7 @@ fn is_scp_like(repo: &str) -> bool {
 /// A URL fit for logs and error messages: a password in it is replaced by `***`, and so is
 /// the user of an `http(s)` URL that has no password (`https://<token>@host/...` is a usual
 /// way to hand over a token).
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some(parts) = UrlParts::split(url) else { return url.to_owned() };
     let Some(userinfo) = parts.userinfo else { return url.to_owned() };
     let shown = match userinfo.split_once(':') {
