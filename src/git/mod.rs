@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use error::{GitError, Result};
-pub use names::redact as redact_url;
+pub use names::{has_redacted_credentials, redact as redact_url};
 
 use own_config::OwnConfig;
 

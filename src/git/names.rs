@@ -124,6 +124,16 @@ pub fn redact(url: &str) -> String {
     format!("{}{shown}@{}", parts.scheme, parts.host_and_rest)
 }
 
+/// Whether `url` carries what [`redact`] puts in place of credentials (`user:***@`, or
+/// `***@` in an `http(s)` URL): a URL shown by Loom and sent back, not one that can log in.
+pub fn has_redacted_credentials(url: &str) -> bool {
+    let Some(parts) = UrlParts::split(url.trim()) else { return false };
+    match parts.userinfo {
+        Some(userinfo) => userinfo == "***" || userinfo.ends_with(":***"),
+        None => false,
+    }
+}
+
 /// What authenticating to a remote needs from its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UrlAuth {
@@ -320,6 +330,17 @@ mod tests {
     fn a_token_given_as_the_user_of_an_http_url_is_redacted() {
         assert_eq!(redact("https://ghp_token123@host/r.git"), "https://***@host/r.git");
         assert_eq!(redact("HTTP://tok@host/r.git"), "HTTP://***@host/r.git");
+    }
+
+    #[test]
+    fn a_redacted_url_is_told_from_one_with_credentials() {
+        for shown in ["https://***@h/r.git", "https://u:***@h/r.git", "ssh://git:***@h/r"] {
+            assert!(has_redacted_credentials(shown), "{shown}");
+            assert_eq!(redact(shown), shown, "redacting is idempotent");
+        }
+        for real in ["https://tok@h/r.git", "https://u:p@h/r.git", "git@h:r.git", "/srv/r", "h"] {
+            assert!(!has_redacted_credentials(real), "{real}");
+        }
     }
 
     #[test]
