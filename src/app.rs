@@ -53,7 +53,7 @@ pub async fn open_database(config: &Config) -> anyhow::Result<(String, Option<Lo
         DatabaseSource::Url(url) => Ok((url.expose().to_owned(), None)),
         DatabaseSource::Embedded => {
             let pg = LocalPostgres::start(&config.data_dir).await?;
-            Ok((pg.url(), Some(pg)))
+            Ok((pg.url().expose().to_owned(), Some(pg)))
         }
     }
 }
