@@ -327,6 +327,6 @@ mod tests {
         assert!(matches!(err, GitError::Remote { op: "fetching", .. }), "{err:?}");
         let message = err.to_string();
         assert!(!message.contains("s3cr"), "{message}");
-        assert!(message.contains("https://loom:***@127.0.0.1:9/r.git"), "{message}");
+        assert!(message.contains("https://***@127.0.0.1:9/r.git"), "{message}");
     }
 }

@@ -23,8 +23,7 @@ pub struct Project {
     pub id: String,
     pub name: String,
     /// A local path or a git URL. Credentials in a URL are shown as `***`
-    /// (`https://***@host/x.git`, `https://user:***@host/x.git`); sending the URL back as
-    /// shown keeps the stored one.
+    /// (`https://***@host/x.git`); sending the URL back as shown keeps the stored one.
     #[serde(serialize_with = "repo::serialize_shown")]
     pub repo: String,
     pub branch: String,

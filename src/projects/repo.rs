@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn the_url_as_shown_keeps_the_stored_one_and_another_replaces_it() {
-        let shown = "https://loom:***@git.example.com/x.git";
+        let shown = "https://***@git.example.com/x.git";
         assert_eq!(changed_repo(Some(shown), REAL).ok().as_deref(), Some(REAL));
         assert_eq!(changed_repo(None, REAL).ok().as_deref(), Some(REAL));
         let other = "https://loom:n3w@git.example.com/x.git";
