@@ -354,14 +354,35 @@ async fn a_helper_and_push_urls_planted_in_the_clone_s_config_are_never_used() {
 }
 
 #[tokio::test]
-async fn the_login_in_a_project_url_is_not_written_into_the_clone() {
+async fn the_login_in_a_project_url_is_written_nowhere_in_the_clone_or_the_worktree() {
     let fx = Fixture::new();
     let server = served_origin(&fx, "loom", "s3cret-token");
     let project = http_project(server.port, "loom:s3cret-token");
 
     fx.repos.ensure(&project).await.expect("clone");
+    bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+    fx.repos.push(&project).await.expect("push");
+    fx.repos.ensure(&project).await.expect("fetch");
 
-    let config = std::fs::read_to_string(fx.clone_dir("web").join("config")).expect("config");
-    assert!(!config.contains("s3cret-token"), "{config}");
-    assert!(fx.clone_repo("web").find_remote("origin").is_err(), "{config}");
+    let mut files = Vec::new();
+    readable_files(&fx.path("data"), &mut files);
+    assert!(files.iter().any(|f| f.ends_with("config")), "{files:?}");
+    for file in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).expect("read")).into_owned();
+        assert!(!text.contains("s3cret-token"), "{}:\n{text}", file.display());
+    }
+    assert!(fx.clone_repo("web").find_remote("origin").is_err());
+}
+
+/// Every file under `dir` but git's (compressed) objects: what a `cat` would show.
+fn readable_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() && !path.ends_with("objects") {
+            readable_files(&path, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
 }
