@@ -39,6 +39,8 @@ pub struct LocalPostgres {
     /// False when another process had already started the cluster: it stays up for them.
     started_here: bool,
     password: Secret,
+    /// Where `password` is kept, for error messages.
+    password_file: PathBuf,
 }
 
 impl LocalPostgres {
@@ -50,24 +52,47 @@ impl LocalPostgres {
         let run_as = server_user().await?;
         crate::data_dir::secure(data_dir, run_as.is_some())?;
         let root = absolute(&data_dir.join(crate::data_dir::POSTGRES))?;
-        let password = password::load_or_create(&absolute(&data_dir.join(PASSWORD_FILE))?)?;
         let (data, socket_dir) = (root.join("data"), socket_dir_for(&root));
-        let mut pg =
-            LocalPostgres { bin, root, data, socket_dir, run_as, started_here: false, password };
+        let hba = data.join("pg_hba.conf");
+        let trusting = password::trusts(&std::fs::read_to_string(&hba).unwrap_or_default());
+        let password_file = absolute(&data_dir.join(PASSWORD_FILE))?;
+        // A cluster that asks for a password already has one: a new one would be wrong.
+        let password = if data.join("PG_VERSION").exists() && !trusting {
+            password::load(&password_file)?
+        } else {
+            password::load_or_create(&password_file)?
+        };
+        let mut pg = LocalPostgres {
+            bin,
+            root,
+            data,
+            socket_dir,
+            run_as,
+            started_here: false,
+            password,
+            password_file,
+        };
         pg.prepare_dirs().await?;
         if !pg.data.join("PG_VERSION").exists() {
             pg.initdb().await?;
         }
-        let hba = pg.data.join("pg_hba.conf");
-        let trusting = password::trusts(&std::fs::read_to_string(&hba).unwrap_or_default());
         if !pg.is_running().await {
             pg.pg_ctl_start().await?;
             pg.started_here = true;
         }
-        if trusting {
-            pg.require_password(&hba).await?;
+        let ready = async {
+            if trusting {
+                pg.require_password(&hba).await?;
+            }
+            pg.ensure_database().await
+        };
+        if let Err(e) = ready.await {
+            // A server this start brought up is not left running for nobody.
+            return Err(match pg.stop().await {
+                Ok(()) => e,
+                Err(stop) => e.context(format!("and stopping the server failed: {stop:#}")),
+            });
         }
-        pg.ensure_database().await?;
         Ok(pg)
     }
 
@@ -195,7 +220,13 @@ impl LocalPostgres {
 
     async fn ensure_database(&self) -> anyhow::Result<()> {
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        let mut conn = AsyncPgConnection::establish(&self.url_for("postgres")).await?;
+        let mut conn =
+            AsyncPgConnection::establish(&self.url_for("postgres")).await.with_context(|| {
+                format!(
+                    "connecting to the private cluster with the password in {}",
+                    self.password_file.display()
+                )
+            })?;
         let exists: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
             "(SELECT count(*) FROM pg_database WHERE datname = '{DATABASE}')"
         )))

@@ -176,6 +176,28 @@ async fn a_trusting_cluster_from_an_older_loom_gets_the_password_and_keeps_its_d
     again.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_or_wrong_password_file_stops_the_start_saying_so() {
+    let dir = data_dir("loom-lost-");
+    LocalPostgres::start(dir.path()).await.unwrap().stop().await.unwrap();
+    std::fs::remove_file(dir.path().join(PASSWORD_FILE)).unwrap();
+
+    let err = LocalPostgres::start(dir.path()).await.expect_err("the old password is gone");
+
+    let message = format!("{err:#}");
+    assert!(message.contains(PASSWORD_FILE) && message.contains("lost"), "{message}");
+    assert!(!postmaster_running(dir.path()), "no server is left running");
+    assert!(!dir.path().join(PASSWORD_FILE).exists(), "no new, wrong, password is made");
+
+    std::fs::write(dir.path().join(PASSWORD_FILE), "not-the-password\n").unwrap();
+    let err = LocalPostgres::start(dir.path()).await.expect_err("a wrong password");
+
+    let message = format!("{err:#}");
+    assert!(message.contains("with the password in"), "{message}");
+    assert!(!message.contains("not-the-password"), "{message}");
+    assert!(!postmaster_running(dir.path()), "the server it started is stopped again");
+}
+
 #[test]
 fn serve_runs_on_its_own_database_and_stops_it_on_sigterm() {
     let dir = data_dir("loom-serve-");

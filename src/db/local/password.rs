@@ -31,9 +31,21 @@ host    replication  all   127.0.0.1/32  scram-sha-256
 host    replication  all   ::1/128       scram-sha-256
 ";
 
-/// The password kept in `file`; a new random one, written 0600, when there is none. A file
-/// someone made group- or world-readable is made 0600 again.
+/// The password kept in `file`; a new random one, written 0600, when there is none.
 pub(super) fn load_or_create(file: &Path) -> anyhow::Result<Secret> {
+    match load(file) {
+        Err(e) if is_not_found(&e) => create(file),
+        loaded => loaded,
+    }
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// The password kept in `file`, which must be there. A file someone made group- or
+/// world-readable is made 0600 again.
+pub(super) fn load(file: &Path) -> anyhow::Result<Secret> {
     match std::fs::symlink_metadata(file) {
         Ok(meta) if !meta.file_type().is_file() => {
             bail!("{} is not a regular file; refusing it as the database password", file.display())
@@ -49,7 +61,13 @@ pub(super) fn load_or_create(file: &Path) -> anyhow::Result<Secret> {
                 password => Ok(Secret::new(password)),
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context(format!(
+                "the private cluster asks for the password kept in {}, and that file is lost: \
+                 restore it from a backup of the data dir, or set LOOM_DATABASE_URL",
+                file.display()
+            )))
+        }
         Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
     }
 }
