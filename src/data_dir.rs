@@ -1,26 +1,36 @@
 //! Loom's data directory (`LOOM_DATA_DIR`): clones, worktrees, agents' homes, Loom's git
 //! config, the private database and its password. None of it is for other local users.
 //!
-//! [`secure`] runs at start: it sets the process's umask to 077, so whatever Loom and its
-//! children create from then on (libgit2's clones and worktrees included) is its user's
-//! alone, and it tightens what an older Loom left looser: the data dir itself and each entry
-//! in it lose every group and other bit. Deeper entries need no walk: a directory no one else
-//! can enter hides everything below it.
+//! [`secure`] runs at start, before anything is put there: the data dir and each entry in it
+//! lose every group and other bit (what an older Loom left looser is tightened), and the
+//! subdirectories Loom fills ([`SUBDIRS`]) are made 0700 before anything goes in them.
+//! Deeper entries keep the modes they are made with: a directory no one else can enter hides
+//! everything below it.
+//!
+//! There is no process-wide umask of 077 on purpose: as root, agents' commands run as an
+//! unprivileged user in a sandbox that binds the clone (read-only) and the worktree at their
+//! own paths (`workbench::sandbox`), so the parents' modes do not matter to them but the
+//! modes of what is bound do; libgit2 must keep making the clone's files readable to them.
 //!
 //! One exception, when Loom runs as root with the embedded database: the server runs as
 //! `postgres` (it refuses root) and must reach its own directory, `<data dir>/postgres`,
 //! which is that user's (see `db::local`). The data dir is then 0711: others may pass
 //! through it but not list it, and every entry in it but `postgres` is root's, 0700 or 0600.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context;
-use nix::sys::stat::Mode;
 
 /// The entry of the data dir that belongs to the database server's user when Loom runs as
 /// root with the embedded database.
 pub const POSTGRES: &str = "postgres";
+
+/// The subdirectories Loom fills, made 0700 before their owners create anything in them:
+/// the clones and the worktrees (`git::Repos`) and agents' homes (the executor's and the
+/// chat's workbench). With the data dir 0711, an entry that others could enter by its name
+/// would be open to them.
+pub const SUBDIRS: [&str; 3] = ["repos", "worktrees", "homes"];
 
 /// Whether the embedded database's server runs as another user that has to pass through
 /// the data dir: with the embedded database, as root (see `db::local`).
@@ -34,13 +44,21 @@ pub fn dir_mode(server_user_traverses: bool) -> u32 {
     if server_user_traverses { 0o711 } else { 0o700 }
 }
 
-/// Creates the data dir if needed, sets the umask, and takes group and other access away
+/// Creates the data dir and [`SUBDIRS`] if needed, and takes group and other access away
 /// from the data dir and its entries (the data dir keeps 0711 when `server_user_traverses`;
 /// `postgres` is then left to `db::local`). Logs once, at info, what it changed.
 pub fn secure(dir: &Path, server_user_traverses: bool) -> anyhow::Result<()> {
     // Parents made here keep the usual modes: the database's user may have to pass them.
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+    for sub in SUBDIRS {
+        let path = dir.join(sub);
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).with_context(|| format!("creating {}", path.display()));
+            }
+            _ => {}
+        }
+    }
     let mut changed = Vec::new();
     let want = dir_mode(server_user_traverses);
     let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
@@ -90,14 +108,15 @@ mod tests {
     }
 
     #[test]
-    fn a_loose_data_dir_and_its_entries_are_tightened_and_new_files_are_private() {
+    fn a_loose_data_dir_and_its_entries_are_tightened_and_its_subdirectories_made_private() {
         let tmp = tempfile::tempdir().expect("tmp");
         let data = tmp.path().join("data");
-        for dir in ["repos", "worktrees/web/b1", "homes"] {
+        for dir in ["repos", "worktrees/web/b1"] {
             std::fs::create_dir_all(data.join(dir)).expect("mkdir");
         }
         std::fs::write(data.join("gitconfig"), "").expect("write");
-        for (path, m) in [("", 0o755), ("repos", 0o775), ("homes", 0o750), ("gitconfig", 0o644)] {
+        for (path, m) in [("", 0o755), ("repos", 0o775), ("worktrees", 0o750), ("gitconfig", 0o644)]
+        {
             set_mode(&data.join(path), m).expect("chmod");
         }
         std::os::unix::fs::symlink("/etc", data.join("link")).expect("symlink");
@@ -110,9 +129,7 @@ mod tests {
         }
         assert_eq!(mode(&data.join("gitconfig")), 0o600);
         assert_ne!(mode(Path::new("/etc")) & 0o005, 0, "a link is not followed");
-        std::fs::create_dir(data.join("new")).expect("mkdir");
-        std::fs::write(data.join("new/file"), "x").expect("write");
-        assert_eq!((mode(&data.join("new")), mode(&data.join("new/file"))), (0o700, 0o600));
+        assert_eq!(mode(&data.join("worktrees/web")), 0o755, "deeper entries are left alone");
     }
 
     #[test]
