@@ -53,13 +53,19 @@ pub async fn open_database(config: &Config) -> anyhow::Result<(String, Option<Lo
         DatabaseSource::Url(url) => Ok((url.expose().to_owned(), None)),
         DatabaseSource::Embedded => {
             let pg = LocalPostgres::start(&config.data_dir).await?;
-            Ok((pg.url(), Some(pg)))
+            Ok((pg.url().expose().to_owned(), Some(pg)))
         }
     }
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // Before anything is written under it: clones, worktrees, homes, the database.
+        let embedded = matches!(config.database, DatabaseSource::Embedded);
+        crate::data_dir::secure(
+            &config.data_dir,
+            crate::data_dir::server_user_traverses(embedded),
+        )?;
         let (url, local_pg) = open_database(&config).await?;
         let applied = db::migrate(&url).await.context("applying database migrations")?;
         if !applied.is_empty() {

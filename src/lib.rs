@@ -11,6 +11,7 @@ pub mod beads;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod db;
 pub mod dispatch;
 pub mod error;

@@ -1,11 +1,22 @@
 //! The private PostgreSQL cluster Loom runs under its data directory when no
 //! `LOOM_DATABASE_URL` is given: found on the machine, initialised on first start, served on
-//! a Unix socket only (no TCP port to collide with), stopped on shutdown.
+//! a Unix socket only (no TCP port to collide with) in a directory only the server's user can
+//! enter, asking every connection for a password (`password.rs`), stopped on shutdown.
+//!
+//! Layout: `<data dir>/postgres/{data,run}` (the server's user's, 0700) and
+//! `<data dir>/postgres-password` (Loom's user's, 0600). As root the server runs as
+//! `postgres` (initdb and postgres refuse root), so the data dir is 0711 for it to pass
+//! through (see `crate::data_dir`).
+
+mod password;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
+
+use crate::config::Secret;
+pub use password::FILE as PASSWORD_FILE;
 
 const INSTALL_HINT: &str = "no PostgreSQL server binaries (initdb, pg_ctl, postgres) were found \
 in PATH, `pg_config --bindir` or /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: \
@@ -19,24 +30,48 @@ pub const DATABASE: &str = "loom";
 #[derive(Debug)]
 pub struct LocalPostgres {
     bin: PathBuf,
+    /// `<data dir>/postgres`: the server's user's.
+    root: PathBuf,
     data: PathBuf,
     socket_dir: PathBuf,
     /// As root, the server runs as this unprivileged user (initdb refuses root).
     run_as: Option<String>,
     /// False when another process had already started the cluster: it stays up for them.
     started_here: bool,
+    password: Secret,
+    /// Where `password` is kept, for error messages.
+    password_file: PathBuf,
 }
 
 impl LocalPostgres {
     /// Finds the binaries, initialises the cluster on first use and starts it, or reuses it
-    /// when it is already running.
+    /// when it is already running. A cluster an older Loom made, which trusted every local
+    /// connection, is given the password first.
     pub async fn start(data_dir: &Path) -> anyhow::Result<LocalPostgres> {
         let bin = find_binaries().await.context(INSTALL_HINT)?;
-        let root = absolute(&data_dir.join("postgres"))?;
-        let data = root.join("data");
-        let socket_dir = socket_dir_for(&root);
         let run_as = server_user().await?;
-        let mut pg = LocalPostgres { bin, data, socket_dir, run_as, started_here: false };
+        crate::data_dir::secure(data_dir, run_as.is_some())?;
+        let root = absolute(&data_dir.join(crate::data_dir::POSTGRES))?;
+        let (data, socket_dir) = (root.join("data"), socket_dir_for(&root));
+        let hba = data.join("pg_hba.conf");
+        let trusting = password::trusts(&std::fs::read_to_string(&hba).unwrap_or_default());
+        let password_file = absolute(&data_dir.join(PASSWORD_FILE))?;
+        // A cluster that asks for a password already has one: a new one would be wrong.
+        let password = if data.join("PG_VERSION").exists() && !trusting {
+            password::load(&password_file)?
+        } else {
+            password::load_or_create(&password_file)?
+        };
+        let mut pg = LocalPostgres {
+            bin,
+            root,
+            data,
+            socket_dir,
+            run_as,
+            started_here: false,
+            password,
+            password_file,
+        };
         pg.prepare_dirs().await?;
         if !pg.data.join("PG_VERSION").exists() {
             pg.initdb().await?;
@@ -45,17 +80,35 @@ impl LocalPostgres {
             pg.pg_ctl_start().await?;
             pg.started_here = true;
         }
-        pg.ensure_database().await?;
+        let ready = async {
+            if trusting {
+                pg.require_password(&hba).await?;
+            }
+            pg.ensure_database().await
+        };
+        if let Err(e) = ready.await {
+            // A server this start brought up is not left running for nobody.
+            return Err(match pg.stop().await {
+                Ok(()) => e,
+                Err(stop) => e.context(format!("and stopping the server failed: {stop:#}")),
+            });
+        }
         Ok(pg)
     }
 
-    /// The URL of Loom's database in this cluster (a Unix-socket connection).
-    pub fn url(&self) -> String {
-        self.url_for(DATABASE)
+    /// The URL of Loom's database in this cluster (a Unix-socket connection, with the
+    /// password: never to be logged).
+    pub fn url(&self) -> Secret {
+        Secret::new(self.url_for(DATABASE))
     }
 
     fn url_for(&self, db: &str) -> String {
-        let server = format!("postgres://postgres@/postgres?host={}", self.socket_dir.display());
+        let login = format!("postgres:{}", password::for_url(&self.password));
+        self.url_as(&login, db)
+    }
+
+    fn url_as(&self, login: &str, db: &str) -> String {
+        let server = format!("postgres://{login}@/postgres?host={}", self.socket_dir.display());
         super::database_url(&server, db)
     }
 
@@ -71,14 +124,14 @@ impl LocalPostgres {
     }
 
     async fn prepare_dirs(&self) -> anyhow::Result<()> {
-        for dir in [&self.data, &self.socket_dir] {
+        for dir in [&self.root, &self.data, &self.socket_dir] {
             // The socket dir may sit in /tmp under a predictable name: never follow a link
             // someone planted there with our chmod and chown.
             if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
                 bail!("{} is a symbolic link; refusing to use it for the database", dir.display());
             }
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            set_mode(dir, 0o700)?;
+            crate::data_dir::set_mode(dir, 0o700)?;
             if let Some(user) = &self.run_as {
                 chown(dir, user).await?;
             }
@@ -104,11 +157,46 @@ impl LocalPostgres {
     async fn initdb(&self) -> anyhow::Result<()> {
         tracing::info!(data_dir = %self.data.display(), "initialising a private PostgreSQL cluster");
         let data = self.data.display().to_string();
+        let pwfile = password::PwFile::write(&self.root, &self.password, self.run_as.as_deref())?;
+        let pwfile_arg = format!("--pwfile={}", pwfile.path().display());
+        let auth = "--auth=scram-sha-256";
         self.run(
             "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"],
+            &["-D", &data, "-U", "postgres", auth, &pwfile_arg, "-E", "UTF8", "--locale=C"],
         )
         .await
+    }
+
+    /// Gives a cluster that trusts local connections (made by an older Loom) the password
+    /// and makes it ask for it: the role's password is set over the still-trusting socket,
+    /// `pg_hba.conf` replaced, the configuration reloaded, and the change checked by a
+    /// connection without the password being refused.
+    async fn require_password(&self, hba: &Path) -> anyhow::Result<()> {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        let trusted = self.url_as("postgres", "postgres");
+        let mut conn = AsyncPgConnection::establish(&trusted)
+            .await
+            .context("connecting to the private cluster to give it a password")?;
+        // The password is base64url, no quote to escape; the statement is not logged.
+        let set = format!(
+            "SET password_encryption = 'scram-sha-256'; ALTER ROLE postgres PASSWORD '{}'",
+            self.password.expose().replace('\'', "''")
+        );
+        conn.batch_execute(&set).await.context("setting the database password")?;
+        std::fs::write(hba, password::HBA).with_context(|| format!("writing {}", hba.display()))?;
+        conn.batch_execute("SELECT pg_reload_conf()").await.context("reloading pg_hba.conf")?;
+        drop(conn);
+        for _ in 0..100 {
+            if AsyncPgConnection::establish(&trusted).await.is_err() {
+                tracing::info!(
+                    "the private PostgreSQL cluster now asks for the password in the data dir \
+                     (it trusted every local connection)"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        bail!("the private cluster still lets connections in without a password after a reload")
     }
 
     async fn is_running(&self) -> bool {
@@ -132,7 +220,13 @@ impl LocalPostgres {
 
     async fn ensure_database(&self) -> anyhow::Result<()> {
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        let mut conn = AsyncPgConnection::establish(&self.url_for("postgres")).await?;
+        let mut conn =
+            AsyncPgConnection::establish(&self.url_for("postgres")).await.with_context(|| {
+                format!(
+                    "connecting to the private cluster with the password in {}",
+                    self.password_file.display()
+                )
+            })?;
         let exists: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
             "(SELECT count(*) FROM pg_database WHERE datname = '{DATABASE}')"
         )))
@@ -243,10 +337,4 @@ async fn chown(dir: &Path, user: &str) -> anyhow::Result<()> {
         bail!("chown {} to {user} failed", dir.display());
     }
     Ok(())
-}
-
-fn set_mode(dir: &Path, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting permissions on {}", dir.display()))
 }

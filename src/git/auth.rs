@@ -3,8 +3,10 @@
 //!
 //! What is offered, in order, each at most once per operation: the user and password written
 //! in the URL, the ssh-agent, the default key files (`~/.ssh/id_ed25519`, `~/.ssh/id_rsa`),
-//! then git's credential helper from the user's git config (for `http(s)` URLs). libgit2 asks
-//! again after every rejection, so the [`Plan`] also stops after [`MAX_ASKS`] questions.
+//! then a credential helper from Loom's own git config (`<data dir>/gitconfig`, for `http(s)`
+//! URLs; never one from a clone's config, which an agent can write, nor the user's or the
+//! system's). libgit2 asks again after every rejection, so the [`Plan`] also stops after
+//! [`MAX_ASKS`] questions.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use tracing::debug;
 
 use super::error::GitError;
 use super::names::{UrlAuth, redact};
+use super::own_config::OwnConfig;
 
 /// The most times one operation may ask for credentials before Loom gives up.
 pub(crate) const MAX_ASKS: u32 = 8;
@@ -27,7 +30,7 @@ pub(crate) enum Step {
     UrlCredentials,
     SshAgent,
     SshKey(PathBuf),
-    /// git's credential helper (`credential.helper` in the user's git config).
+    /// A credential helper (`credential.helper` in Loom's own git config).
     Helper,
 }
 
@@ -115,13 +118,14 @@ pub(crate) struct Auth {
     parsed: UrlAuth,
     plan: RefCell<Plan>,
     offered: RefCell<Vec<String>>,
-    /// A git config file to read the credential helper from instead of the user's.
-    git_config: Option<PathBuf>,
+    /// Where the credential helper is read from: Loom's own configuration only.
+    git_config: OwnConfig,
 }
 
 impl Auth {
-    /// Looks at what this machine has to offer for `url`: an agent socket, key files.
-    pub(crate) fn new(url: &str) -> Auth {
+    /// Looks at what this machine has to offer for `url`: an agent socket, key files, and
+    /// a credential helper in `git_config`.
+    pub(crate) fn new(url: &str, git_config: &OwnConfig) -> Auth {
         let parsed = UrlAuth::parse(url);
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let keys = home
@@ -138,15 +142,8 @@ impl Auth {
             parsed,
             plan: RefCell::new(plan),
             offered: RefCell::new(Vec::new()),
-            git_config: None,
+            git_config: git_config.clone(),
         }
-    }
-
-    /// Reads git's credential helper from `path` (tests cannot point HOME elsewhere).
-    #[cfg(test)]
-    pub(crate) fn with_git_config(mut self, path: &Path) -> Auth {
-        self.git_config = Some(path.to_path_buf());
-        self
     }
 
     /// Callbacks with the credentials callback set; callers add their own to them.
@@ -195,10 +192,7 @@ impl Auth {
                 Cred::ssh_key(&user, public.as_deref(), private, None)
             }
             Step::Helper => {
-                let config = match &self.git_config {
-                    Some(path) => git2::Config::open(path)?,
-                    None => git2::Config::open_default()?,
-                };
+                let config = self.git_config.load()?;
                 Cred::credential_helper(&config, url, self.parsed.user.as_deref())
             }
         }
@@ -258,6 +252,10 @@ mod tests {
 
     const HTTP: CredentialType = CredentialType::USER_PASS_PLAINTEXT;
 
+    fn no_config() -> OwnConfig {
+        OwnConfig::in_data_dir(Path::new("/nonexistent"))
+    }
+
     fn ssh() -> CredentialType {
         CredentialType::SSH_KEY | CredentialType::USER_PASS_PLAINTEXT
     }
@@ -304,7 +302,7 @@ mod tests {
 
     #[test]
     fn an_auth_failure_names_the_host_and_never_the_password() {
-        let auth = Auth::new("https://loom:s3cr%2Ft@git.example.com/r.git");
+        let auth = Auth::new("https://loom:s3cr%2Ft@git.example.com/r.git", &no_config());
         let source = git2::Error::new(ErrorCode::Auth, ErrorClass::Http, "401 for s3cr%2Ft");
 
         let err = auth.error("fetching", source);
@@ -317,7 +315,7 @@ mod tests {
 
     #[test]
     fn other_failures_keep_their_kind_with_the_password_scrubbed() {
-        let auth = Auth::new("https://loom:s3cr%2Ft@127.0.0.1:9/r.git");
+        let auth = Auth::new("https://loom:s3cr%2Ft@127.0.0.1:9/r.git", &no_config());
         let source = git2::Error::new(
             ErrorCode::GenericError,
             ErrorClass::Net,
@@ -329,6 +327,6 @@ mod tests {
         assert!(matches!(err, GitError::Remote { op: "fetching", .. }), "{err:?}");
         let message = err.to_string();
         assert!(!message.contains("s3cr"), "{message}");
-        assert!(message.contains("https://loom:***@127.0.0.1:9/r.git"), "{message}");
+        assert!(message.contains("https://***@127.0.0.1:9/r.git"), "{message}");
     }
 }

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, Oid, Repository, build::RepoBuilder};
+use git2::{Oid, Repository};
 use tracing::{info, instrument, warn};
 
-use super::auth::Auth;
 use super::error::{GitContext, GitError, Result};
 use super::names::{Source, check_branch, check_id, redact};
+use super::own_config::OwnConfig;
 use super::upstream::{fetch_origin, integrate};
 use super::{EnsureOutcome, MergeOutcome, ProjectRepo, Repos, blocking, remove_path};
 
@@ -18,33 +18,40 @@ impl Repos {
     /// otherwise fetches origin and brings origin's branch into Loom's: a fast-forward when
     /// Loom's has nothing of its own, a merge commit by Loom when the two have diverged.
     /// When that merge conflicts Loom's branch is kept as it was and the outcome says so.
+    /// Origin is always the project's `repo`, whatever the clone's config says.
     #[instrument(skip_all, fields(project.id = %project.id))]
     pub async fn ensure(&self, project: &ProjectRepo) -> Result<EnsureOutcome> {
         check_id("project id", &project.id)?;
         check_branch(&project.branch)?;
         let path = self.clone_path(&project.id);
-        let (repo, branch) = (project.repo.clone(), project.branch.clone());
+        let (repo, branch, config) =
+            (project.repo.clone(), project.branch.clone(), self.git_config());
         let _guard = self.lock(&project.id).await;
         blocking(move || {
             let url = Source::parse(&repo)?.url();
-            match open_usable(&path) {
-                Some(clone) => update(&clone, &url, &branch),
-                None => fresh_clone(&path, &url, &branch),
+            match open_usable(&config, &path) {
+                Some(clone) => {
+                    forget_origin(&path)?;
+                    fetch_origin(&clone, &url, &config, "fetching")?;
+                    settle_branch(&clone, &url, &branch)
+                }
+                None => fresh_clone(&config, &path, &url, &branch),
             }
         })
         .await
     }
 }
 
-/// The clone at `path` when it is one Loom can use: a bare repository with an origin.
-fn open_usable(path: &Path) -> Option<Repository> {
-    let repo = Repository::open(path).ok()?;
-    if repo.is_bare() && repo.find_remote("origin").is_ok() { Some(repo) } else { None }
+/// The clone at `path` when it is one Loom can use: a bare repository. (Its `origin` in
+/// the config is not needed: fetches go to the project's URL.)
+fn open_usable(config: &OwnConfig, path: &Path) -> Option<Repository> {
+    let repo = config.open(path).ok()?;
+    repo.is_bare().then_some(repo)
 }
 
 /// Clones into a staging directory beside the final one and renames it into place, so a
 /// crash mid-clone leaves nothing at the final path that looks like a clone.
-fn fresh_clone(path: &Path, url: &str, branch: &str) -> Result<EnsureOutcome> {
+fn fresh_clone(config: &OwnConfig, path: &Path, url: &str, branch: &str) -> Result<EnsureOutcome> {
     if path.exists() {
         warn!(path = %path.display(), "not a usable clone (left by a crash?): cloning again");
         remove_path(path)?;
@@ -55,7 +62,7 @@ fn fresh_clone(path: &Path, url: &str, branch: &str) -> Result<EnsureOutcome> {
         std::fs::create_dir_all(parent)
             .map_err(|e| GitError::io(format!("creating {}", parent.display()), e))?;
     }
-    if let Err(e) = clone_into(&staging, url, branch) {
+    if let Err(e) = clone_into(config, &staging, url, branch) {
         // Best effort: the next attempt removes a leftover staging directory anyway.
         let _ = remove_path(&staging);
         return Err(e);
@@ -66,32 +73,42 @@ fn fresh_clone(path: &Path, url: &str, branch: &str) -> Result<EnsureOutcome> {
     Ok(EnsureOutcome::Ready)
 }
 
+/// Drops `remote.origin.*` from the clone's config file. Clones made by Loom before it
+/// fetched from the project's URL have origin there, URL and credentials included, where a
+/// `git remote -v` in a bead's worktree shows them to the agent. Nothing reads it now.
+fn forget_origin(clone_path: &Path) -> Result<()> {
+    let file = clone_path.join("config");
+    let mut config = git2::Config::open(&file).ctx("reading the clone's config")?;
+    let mut names = Vec::new();
+    config
+        .entries(Some(r"^remote\.origin\."))
+        .and_then(|entries| entries.for_each(|entry| names.extend(entry.name().map(String::from))))
+        .ctx("reading the clone's config")?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    names.dedup();
+    for name in &names {
+        config.remove_multivar(name, ".*").ctx("removing origin from the clone's config")?;
+    }
+    info!("removed origin (and any credentials in its URL) from the clone's config");
+    Ok(())
+}
+
 fn staging_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.partial"))
 }
 
-fn clone_into(staging: &Path, url: &str, branch: &str) -> Result<()> {
-    let auth = Auth::new(url);
-    let mut options = FetchOptions::new();
-    options.remote_callbacks(auth.callbacks());
-    let repo = RepoBuilder::new()
-        .bare(true)
-        .fetch_options(options)
-        .clone(url, staging)
-        .map_err(|source| auth.error("cloning", source))?;
+/// What `git clone --bare` does, made of parts that read Loom's configuration only (libgit2's
+/// own clone reads the user's and the system's): an empty bare repository, origin's branches
+/// fetched into `refs/remotes/origin/*`, the project branch made from origin's.
+fn clone_into(config: &OwnConfig, staging: &Path, url: &str, branch: &str) -> Result<()> {
+    let repo = config.init_bare(staging, branch).ctx("creating the clone")?;
+    fetch_origin(&repo, url, config, "cloning")?;
     settle_branch(&repo, url, branch)?;
     repo.set_head(&format!("refs/heads/{branch}")).ctx("pointing the clone's HEAD at the branch")
-}
-
-fn update(repo: &Repository, url: &str, branch: &str) -> Result<EnsureOutcome> {
-    let current = repo.find_remote("origin").ctx("reading remote origin")?;
-    if current.url_bytes() != url.as_bytes() {
-        info!(url = %redact(url), "the project's repository changed: repointing origin");
-        repo.remote_set_url("origin", url).ctx("setting origin's URL")?;
-    }
-    fetch_origin(repo, url)?;
-    settle_branch(repo, url, branch)
 }
 
 /// Creates the local project branch from `origin/<branch>`, or brings that into it.

@@ -6,6 +6,7 @@ use git2::{Diff, DiffFormat, DiffOptions, IndexAddOption, Repository};
 use tracing::{info, instrument};
 
 use super::error::{GitContext, GitError, Result};
+use super::own_config::OwnConfig;
 use super::{LOOM_EMAIL, LOOM_NAME, Repos, Signature, Worktree, blocking};
 
 impl Repos {
@@ -13,9 +14,9 @@ impl Repos {
     /// files included, ignored ones not) as a unified patch.
     #[instrument(skip_all, fields(worktree.branch = %worktree.branch))]
     pub async fn diff(&self, worktree: &Worktree) -> Result<String> {
-        let path = worktree.path.clone();
+        let (config, path) = (self.git_config(), worktree.path.clone());
         blocking(move || {
-            let repo = open_worktree(&path)?;
+            let repo = open_worktree(&config, &path)?;
             let head = repo.head().ctx("reading HEAD")?.peel_to_tree().ctx("reading HEAD")?;
             let mut options = DiffOptions::new();
             options.include_untracked(true).recurse_untracked_dirs(true);
@@ -41,13 +42,13 @@ impl Repos {
         trailers: &[(&str, &str)],
     ) -> Result<Option<String>> {
         let message = commit_message(message, trailers)?;
-        let (path, author) = (worktree.path.clone(), author.clone());
-        blocking(move || commit_all(&path, &author, &message)).await
+        let (config, path, author) = (self.git_config(), worktree.path.clone(), author.clone());
+        blocking(move || commit_all(&config, &path, &author, &message)).await
     }
 }
 
-fn open_worktree(path: &Path) -> Result<Repository> {
-    Repository::open(path).with_ctx(|| format!("opening the worktree at {}", path.display()))
+fn open_worktree(config: &OwnConfig, path: &Path) -> Result<Repository> {
+    config.open(path).with_ctx(|| format!("opening the worktree at {}", path.display()))
 }
 
 fn patch_text(diff: &Diff<'_>) -> Result<String> {
@@ -90,7 +91,12 @@ pub(crate) fn commit_message(message: &str, trailers: &[(&str, &str)]) -> Result
     Ok(text)
 }
 
-fn commit_all(path: &Path, author: &Signature, message: &str) -> Result<Option<String>> {
+fn commit_all(
+    config: &OwnConfig,
+    path: &Path,
+    author: &Signature,
+    message: &str,
+) -> Result<Option<String>> {
     let author = git2::Signature::now(&author.name, &author.email).map_err(|e| {
         GitError::invalid_input(format!(
             "{:?} <{}> cannot author a commit: {}",
@@ -100,7 +106,7 @@ fn commit_all(path: &Path, author: &Signature, message: &str) -> Result<Option<S
         ))
     })?;
     let committer = git2::Signature::now(LOOM_NAME, LOOM_EMAIL).ctx("making Loom's signature")?;
-    let repo = open_worktree(path)?;
+    let repo = open_worktree(config, path)?;
     let mut index = repo.index().ctx("reading the index")?;
     index.add_all(["*"], IndexAddOption::DEFAULT, None).ctx("staging changes")?;
     index.update_all(["*"], None).ctx("staging deletions")?;

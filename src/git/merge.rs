@@ -25,9 +25,10 @@ impl Repos {
         let clone_path = self.clone_path(&project.id);
         let (project_id, base, theirs) =
             (project.id.clone(), project.branch.clone(), bead_branch(bead_id));
+        let config = self.git_config();
         let _guard = self.lock(&project.id).await;
         blocking(move || {
-            let clone = open_clone(&clone_path, &project_id)?;
+            let clone = open_clone(&config, &clone_path, &project_id)?;
             let tip = branch_tip(&clone, &theirs)?;
             merge_into(&clone, &base, tip, &format!("Merge {theirs} into {base}"))
         })
@@ -48,10 +49,11 @@ impl Repos {
         worktree: &Worktree,
     ) -> Result<Option<Vec<String>>> {
         check_branch(&project.branch)?;
-        let (path, base) = (worktree.path.clone(), project.branch.clone());
+        let (path, base, config) =
+            (worktree.path.clone(), project.branch.clone(), self.git_config());
         let _guard = self.lock(&project.id).await;
         blocking(move || {
-            let repo = Repository::open(&path).ctx("opening the worktree")?;
+            let repo = config.open(&path).ctx("opening the worktree")?;
             let tip = branch_tip(&repo, &base)?;
             let head = repo.head().ctx("reading HEAD")?.peel_to_commit().ctx("reading HEAD")?;
             if head.id() == tip || repo.graph_descendant_of(head.id(), tip).ctx("comparing")? {

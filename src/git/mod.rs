@@ -19,9 +19,13 @@
 //! - `remove_worktree` deletes `loom/<bead-id>` only when the project branch contains it.
 //! - `push` never moves a branch that a local origin has checked out (see [`Repos::push`]).
 //! - Remotes: local paths, `file://`, `git://`, `http(s)://`, `ssh://` and `user@host:path`.
-//!   Credentials come from the URL, the ssh-agent, `~/.ssh/id_ed25519` / `id_rsa` or git's
-//!   credential helper (see `auth.rs`); an ssh host must be in `~/.ssh/known_hosts`. Errors
-//!   and logs show URLs through `names::redact`, which hides passwords and tokens.
+//!   Fetches and pushes go to the URL in the project's record, never to a URL read from the
+//!   clone's config (which an agent's commands can write). Credentials come from the URL,
+//!   the ssh-agent, `~/.ssh/id_ed25519` / `id_rsa` or a credential helper in Loom's own git
+//!   config (see `auth.rs`); an ssh host must be in `~/.ssh/known_hosts`. Errors and logs
+//!   show URLs through [`redact_url`], which hides passwords and tokens.
+//! - libgit2 reads no git configuration but Loom's own file, `<data dir>/gitconfig`: see
+//!   `own_config.rs` for why and how.
 
 // clippy.toml forbids git2's entry types in the rest of the crate because they block; this
 // module is where they are meant to be used, always inside `spawn_blocking`.
@@ -33,6 +37,7 @@ mod commit;
 mod error;
 mod merge;
 mod names;
+mod own_config;
 mod push;
 mod read;
 mod upstream;
@@ -46,18 +51,32 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use error::{GitError, Result};
+pub use names::{has_redacted_credentials, redact as redact_url};
+
+use own_config::OwnConfig;
 
 /// The name and email Loom commits and merges under.
 const LOOM_NAME: &str = "Loom";
 const LOOM_EMAIL: &str = "loom@localhost";
 
 /// Where a project's code comes from and which branch Loom works on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProjectRepo {
     pub id: String,
     /// A local path or a git URL (`https://`, `ssh://`, `git@host:path`, `file://`).
     pub repo: String,
     pub branch: String,
+}
+
+/// Shows the URL redacted: a project's repository is logged with `?` now and then.
+impl std::fmt::Debug for ProjectRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectRepo")
+            .field("id", &self.id)
+            .field("repo", &redact_url(&self.repo))
+            .field("branch", &self.branch)
+            .finish()
+    }
 }
 
 /// A bead's checked-out worktree.
@@ -131,7 +150,8 @@ pub enum PushOutcome {
     /// origin had moved on, `sha` is Loom's merge of origin's branch, not what was merged
     /// last.
     Pushed { sha: String },
-    /// The clone has no `origin` remote.
+    /// Not returned any more (pushes go to the project's URL, which every project has);
+    /// kept because callers still match on it.
     NoRemote,
     /// Pushing was not safe and was not attempted.
     Skipped { reason: String },
@@ -175,6 +195,7 @@ impl std::fmt::Debug for Repos {
 
 struct Inner {
     data_dir: PathBuf,
+    git_config: OwnConfig,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -183,7 +204,13 @@ impl Repos {
         // Worktrees record absolute paths to their clone (and back), so a relative data dir
         // (the default is `./.loom`) must not depend on the process's directory later.
         let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
-        Repos { inner: Arc::new(Inner { data_dir, locks: Mutex::new(HashMap::new()) }) }
+        let git_config = OwnConfig::in_data_dir(&data_dir);
+        Repos { inner: Arc::new(Inner { data_dir, git_config, locks: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// The git configuration every repository Loom opens reads instead of its own.
+    fn git_config(&self) -> OwnConfig {
+        self.inner.git_config.clone()
     }
 
     fn clone_path(&self, project_id: &str) -> PathBuf {
@@ -223,8 +250,8 @@ where
 }
 
 /// Loom's clone of a project, for the operations that need it to exist already.
-fn open_clone(path: &Path, project_id: &str) -> Result<git2::Repository> {
-    match git2::Repository::open(path) {
+fn open_clone(config: &OwnConfig, path: &Path, project_id: &str) -> Result<git2::Repository> {
+    match config.open(path) {
         Ok(repo) if repo.is_bare() => Ok(repo),
         _ => Err(GitError::NotCloned(project_id.to_owned())),
     }

@@ -110,18 +110,30 @@ fn is_scp_like(repo: &str) -> bool {
     }
 }
 
-/// A URL fit for logs and error messages: a password in it is replaced by `***`, and so is
-/// the user of an `http(s)` URL that has no password (`https://<token>@host/...` is a usual
-/// way to hand over a token).
-pub(crate) fn redact(url: &str) -> String {
+/// A URL fit for logs, error messages and every place a project's repository is shown: its
+/// credentials become `***` (`https://***@host/x.git`), user and password alike, as does the
+/// user of an `http(s)` URL that has no password (`https://<token>@host/...` is a usual way
+/// to hand over a token, and so is a token as the user with any password). An ssh URL's
+/// plain user (`ssh://git@host/...`) stays.
+pub fn redact(url: &str) -> String {
     let Some(parts) = UrlParts::split(url) else { return url.to_owned() };
-    let Some(userinfo) = parts.userinfo else { return url.to_owned() };
-    let shown = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None if parts.is_http() => "***".to_owned(),
-        None => return url.to_owned(),
-    };
-    format!("{}{shown}@{}", parts.scheme, parts.host_and_rest)
+    match parts.userinfo {
+        Some(userinfo) if userinfo.contains(':') || parts.is_http() => {
+            format!("{}***@{}", parts.scheme, parts.host_and_rest)
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Whether `url` carries what [`redact`] puts in place of credentials (`***@`, or
+/// `user:***@` as older versions showed it): a URL shown by Loom and sent back, not one
+/// that can log in.
+pub fn has_redacted_credentials(url: &str) -> bool {
+    let Some(parts) = UrlParts::split(url.trim()) else { return false };
+    match parts.userinfo {
+        Some(userinfo) => userinfo == "***" || userinfo.ends_with(":***"),
+        None => false,
+    }
 }
 
 /// What authenticating to a remote needs from its URL.
@@ -303,23 +315,35 @@ mod tests {
         assert_eq!(Source::parse("git@h:r.git").ok(), Some(Source::Url("git@h:r.git".into())));
         let err = Source::parse("svn://u:pw@h/r").expect_err("no svn transport");
         assert!(matches!(err, GitError::UnsupportedUrl { .. }), "{err:?}");
-        assert!(err.to_string().starts_with("svn://u:***@h/r cannot be reached"), "{err}");
+        assert!(err.to_string().starts_with("svn://***@h/r cannot be reached"), "{err}");
     }
 
     #[test]
     fn passwords_in_urls_are_redacted() {
-        assert_eq!(redact("https://u:secret@host/r.git"), "https://u:***@host/r.git");
+        assert_eq!(redact("https://u:secret@host/r.git"), "https://***@host/r.git");
         assert_eq!(redact("https://host/r.git"), "https://host/r.git");
         assert_eq!(redact("ssh://git@host/r.git"), "ssh://git@host/r.git");
-        assert_eq!(redact("ssh://git:pw@host:22/r.git"), "ssh://git:***@host:22/r.git");
+        assert_eq!(redact("ssh://git:pw@host:22/r.git"), "ssh://***@host:22/r.git");
         assert_eq!(redact("git@host:r.git"), "git@host:r.git");
-        assert_eq!(redact("http://u:p%40ss@h/a@b"), "http://u:***@h/a@b");
+        assert_eq!(redact("http://u:p%40ss@h/a@b"), "http://***@h/a@b");
     }
 
     #[test]
     fn a_token_given_as_the_user_of_an_http_url_is_redacted() {
         assert_eq!(redact("https://ghp_token123@host/r.git"), "https://***@host/r.git");
         assert_eq!(redact("HTTP://tok@host/r.git"), "HTTP://***@host/r.git");
+    }
+
+    #[test]
+    fn a_redacted_url_is_told_from_one_with_credentials() {
+        for shown in ["https://***@h/r.git", "ssh://***@h/r"] {
+            assert!(has_redacted_credentials(shown), "{shown}");
+            assert_eq!(redact(shown), shown, "redacting is idempotent");
+        }
+        assert!(has_redacted_credentials("https://u:***@h/r.git"), "as older versions showed");
+        for real in ["https://tok@h/r.git", "https://u:p@h/r.git", "git@h:r.git", "/srv/r", "h"] {
+            assert!(!has_redacted_credentials(real), "{real}");
+        }
     }
 
     #[test]

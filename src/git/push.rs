@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use git2::{AutotagOption, ErrorCode, FetchOptions, Oid, PushOptions, Remote, Repository};
+use git2::{AutotagOption, ErrorCode, FetchOptions, Oid, PushOptions, Repository};
 use tracing::{info, instrument};
 
 use super::auth::Auth;
 use super::clone::{branch_tip, ref_target};
 use super::error::{GitContext, GitError, Result};
-use super::names::{check_branch, check_id, file_url, local_path, redact};
+use super::names::{Source, check_branch, check_id, file_url, local_path, redact};
+use super::own_config::OwnConfig;
 use super::upstream::{fetch_origin, integrate};
 use super::{MergeOutcome, ProjectRepo, PushOutcome, Repos, blocking, open_clone};
 
@@ -27,29 +28,29 @@ impl Repos {
     /// `receive.denyCurrentBranch`). The outcome says so. libgit2 cannot push into a local
     /// non-bare repository at all, so for one on another branch Loom does what a push would
     /// do: it fetches the commits into that repository and fast-forwards the branch there.
+    ///
+    /// Origin is the project's `repo`, never a URL from the clone's config (`pushurl`,
+    /// `insteadOf`), which an agent's commands can write.
     #[instrument(skip_all, fields(project.id = %project.id))]
     pub async fn push(&self, project: &ProjectRepo) -> Result<PushOutcome> {
         check_id("project id", &project.id)?;
         check_branch(&project.branch)?;
         let clone_path = self.clone_path(&project.id);
         let (project_id, branch) = (project.id.clone(), project.branch.clone());
+        let (repo, config) = (project.repo.clone(), self.git_config());
         let _guard = self.lock(&project.id).await;
         blocking(move || {
-            let clone = open_clone(&clone_path, &project_id)?;
-            let mut remote = match clone.find_remote("origin") {
-                Ok(remote) => remote,
-                Err(e) if e.code() == ErrorCode::NotFound => return Ok(PushOutcome::NoRemote),
-                Err(e) => return Err(e).ctx("reading remote origin"),
-            };
-            let url = String::from_utf8_lossy(remote.url_bytes()).into_owned();
-            let origin = match local_origin(&url, &branch) {
+            let clone = open_clone(&config, &clone_path, &project_id)?;
+            let url = Source::parse(&repo)?.url();
+            let origin = match local_origin(&config, &url, &branch) {
                 LocalOrigin::CheckedOut(reason) => {
                     info!(reason, "not pushing");
                     return Ok(PushOutcome::Skipped { reason });
                 }
                 origin => origin,
             };
-            let tip = push_integrating(&clone, &mut remote, &origin, &url, &branch)?;
+            let target = Target { url: &url, branch: &branch, config: &config };
+            let tip = push_integrating(&clone, &origin, &target)?;
             info!(sha = %tip, "pushed the project branch to origin");
             Ok(PushOutcome::Pushed { sha: tip.to_string() })
         })
@@ -57,21 +58,23 @@ impl Repos {
     }
 }
 
+/// Where a push goes: the project's URL and branch, with Loom's git configuration.
+struct Target<'a> {
+    url: &'a str,
+    branch: &'a str,
+    config: &'a OwnConfig,
+}
+
 /// Pushes the branch; when origin refuses a non-fast-forward, fetches it, merges its branch
 /// into Loom's and pushes once more. Returns what origin's branch now points at.
-fn push_integrating(
-    clone: &Repository,
-    remote: &mut Remote<'_>,
-    origin: &LocalOrigin,
-    url: &str,
-    branch: &str,
-) -> Result<Oid> {
+fn push_integrating(clone: &Repository, origin: &LocalOrigin, target: &Target<'_>) -> Result<Oid> {
+    let Target { url, branch, config } = *target;
     let tip = branch_tip(clone, branch)?;
-    if let Sent::Pushed = send(clone, remote, origin, url, branch, tip)? {
+    if let Sent::Pushed = send(clone, origin, target, tip)? {
         return Ok(tip);
     }
     info!(branch, "origin's branch has moved on: merging it into Loom's before pushing again");
-    fetch_origin(clone, url)?;
+    fetch_origin(clone, url, config, "fetching")?;
     if let MergeOutcome::Conflict { paths } = integrate(clone, branch)? {
         return Err(GitError::UpstreamConflict {
             branch: branch.to_owned(),
@@ -80,7 +83,7 @@ fn push_integrating(
         });
     }
     let tip = branch_tip(clone, branch)?;
-    match send(clone, remote, origin, url, branch, tip)? {
+    match send(clone, origin, target, tip)? {
         Sent::Pushed => Ok(tip),
         // Moved on again between the fetch and the push: the next push tries again.
         Sent::NotFastForward(detail) => Err(rejected(url, branch, detail)),
@@ -93,17 +96,12 @@ enum Sent {
     NotFastForward(String),
 }
 
-fn send(
-    clone: &Repository,
-    remote: &mut Remote<'_>,
-    origin: &LocalOrigin,
-    url: &str,
-    branch: &str,
-    tip: Oid,
-) -> Result<Sent> {
+fn send(clone: &Repository, origin: &LocalOrigin, target: &Target<'_>, tip: Oid) -> Result<Sent> {
     match origin {
-        LocalOrigin::NonBare(origin) => push_into_non_bare(origin, clone, url, branch, tip),
-        LocalOrigin::CheckedOut(_) | LocalOrigin::Other => push_branch(remote, url, branch),
+        LocalOrigin::NonBare(origin) => {
+            push_into_non_bare(origin, clone, target.url, target.branch, tip)
+        }
+        LocalOrigin::CheckedOut(_) | LocalOrigin::Other => push_branch(clone, target),
     }
 }
 
@@ -117,16 +115,16 @@ enum LocalOrigin {
     Other,
 }
 
-fn local_origin(url: &str, branch: &str) -> LocalOrigin {
+fn local_origin(config: &OwnConfig, url: &str, branch: &str) -> LocalOrigin {
     let Some(path) = local_path(url) else { return LocalOrigin::Other };
-    let Ok(opened) = Repository::open(&path) else { return LocalOrigin::Other };
+    let Ok(opened) = config.open(&path) else { return LocalOrigin::Other };
     let reason = if opened.is_worktree() {
-        match Repository::open(opened.commondir()) {
-            Ok(main) => checked_out(&main, &path, branch),
+        match config.open(opened.commondir()) {
+            Ok(main) => checked_out(config, &main, &path, branch),
             Err(_) => return LocalOrigin::Other,
         }
     } else {
-        checked_out(&opened, &path, branch)
+        checked_out(config, &opened, &path, branch)
     };
     match reason {
         Some(reason) => LocalOrigin::CheckedOut(reason),
@@ -137,7 +135,7 @@ fn local_origin(url: &str, branch: &str) -> LocalOrigin {
 
 /// Why pushing `branch` into `main` (the repository at `path`, or the one it is a linked
 /// worktree of) would leave a working tree stale, if it would.
-fn checked_out(main: &Repository, path: &Path, branch: &str) -> Option<String> {
+fn checked_out(config: &OwnConfig, main: &Repository, path: &Path, branch: &str) -> Option<String> {
     let refname = format!("refs/heads/{branch}");
     if !main.is_bare() && head_is(main, &refname) {
         return Some(format!(
@@ -148,7 +146,7 @@ fn checked_out(main: &Repository, path: &Path, branch: &str) -> Option<String> {
     let names = main.worktrees().ok()?;
     for name in names.iter().filter_map(|name| name.ok().flatten()) {
         let linked = main.find_worktree(name).ok().and_then(|wt| {
-            let repo = Repository::open_from_worktree(&wt).ok()?;
+            let repo = config.open(wt.path()).ok()?;
             Some((wt.path().to_path_buf(), repo))
         });
         if let Some((wt_path, repo)) = linked
@@ -171,10 +169,15 @@ fn head_is(repo: &Repository, refname: &str) -> bool {
         .is_ok_and(|head| head.symbolic_target_bytes() == Some(refname.as_bytes()))
 }
 
-fn push_branch(remote: &mut Remote<'_>, url: &str, branch: &str) -> Result<Sent> {
+/// Pushes the branch to an anonymous remote of the project's URL: no `remote.origin.*`,
+/// `pushurl` or `insteadOf` of the clone's config is read (see `own_config.rs`).
+fn push_branch(clone: &Repository, target: &Target<'_>) -> Result<Sent> {
+    let Target { url, branch, config } = *target;
     // No '+': libgit2 refuses a non-fast-forward update instead of forcing it.
     let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    let auth = Auth::new(url);
+    let auth = Auth::new(url, config);
+    let mut remote =
+        clone.remote_anonymous(url).map_err(|source| auth.error("pushing to", source))?;
     let mut refused: Option<String> = None;
     let result = {
         let mut callbacks = auth.callbacks();

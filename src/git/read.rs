@@ -1,7 +1,7 @@
 //! Read helpers on the project branch of Loom's clone: its recent commits, a file's content
 //! at its head, and one commit with its patch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{Commit, ErrorCode, ObjectType, Repository, Sort};
 use tracing::instrument;
@@ -9,6 +9,7 @@ use tracing::instrument;
 use super::clone::branch_tip;
 use super::error::{GitContext, GitError, Result};
 use super::names::{check_branch, check_id};
+use super::own_config::OwnConfig;
 use super::{CommitInfo, CommitPatch, ProjectRepo, Repos, Signature, blocking, open_clone};
 
 impl Repos {
@@ -25,9 +26,9 @@ impl Repos {
     /// Up to `n` commits of the project branch, newest first.
     #[instrument(skip_all, fields(project.id = %project.id))]
     pub async fn log(&self, project: &ProjectRepo, n: usize) -> Result<Vec<CommitInfo>> {
-        let (clone_path, project_id, branch) = self.read_args(project)?;
+        let (config, clone_path, project_id, branch) = self.read_args(project)?;
         blocking(move || {
-            let clone = open_clone(&clone_path, &project_id)?;
+            let clone = open_clone(&config, &clone_path, &project_id)?;
             let tip = branch_tip(&clone, &branch)?;
             let mut walk = clone.revwalk().ctx("walking the branch")?;
             walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME).ctx("walking the branch")?;
@@ -45,10 +46,10 @@ impl Repos {
     /// A file's content at the head of the project branch; `None` when there is no such path.
     #[instrument(skip_all, fields(project.id = %project.id))]
     pub async fn read_file(&self, project: &ProjectRepo, path: &str) -> Result<Option<Vec<u8>>> {
-        let (clone_path, project_id, branch) = self.read_args(project)?;
+        let (config, clone_path, project_id, branch) = self.read_args(project)?;
         let path = path.to_owned();
         blocking(move || {
-            let clone = open_clone(&clone_path, &project_id)?;
+            let clone = open_clone(&config, &clone_path, &project_id)?;
             let tip = branch_tip(&clone, &branch)?;
             let tree = clone.find_commit(tip).and_then(|c| c.tree()).ctx("reading the tree")?;
             let entry = match tree.get_path(Path::new(&path)) {
@@ -76,12 +77,12 @@ impl Repos {
         sha: &str,
         max_bytes: usize,
     ) -> Result<Option<CommitPatch>> {
-        let (clone_path, project_id, _) = self.read_args(project)?;
+        let (config, clone_path, project_id, _) = self.read_args(project)?;
         let Ok(oid) = git2::Oid::from_str(sha) else {
             return Err(GitError::invalid_input(format!("{sha:?} is not a commit id")));
         };
         blocking(move || {
-            let clone = match open_clone(&clone_path, &project_id) {
+            let clone = match open_clone(&config, &clone_path, &project_id) {
                 Ok(c) => c,
                 Err(GitError::NotCloned(_)) => return Ok(None),
                 Err(e) => return Err(e),
@@ -125,10 +126,11 @@ impl Repos {
         .await
     }
 
-    fn read_args(&self, project: &ProjectRepo) -> Result<(std::path::PathBuf, String, String)> {
+    fn read_args(&self, project: &ProjectRepo) -> Result<(OwnConfig, PathBuf, String, String)> {
         check_id("project id", &project.id)?;
         check_branch(&project.branch)?;
-        Ok((self.clone_path(&project.id), project.id.clone(), project.branch.clone()))
+        let clone_path = self.clone_path(&project.id);
+        Ok((self.git_config(), clone_path, project.id.clone(), project.branch.clone()))
     }
 }
 

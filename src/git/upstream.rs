@@ -7,19 +7,30 @@ use git2::{FetchOptions, FetchPrune, Repository};
 use super::MergeOutcome;
 use super::auth::Auth;
 use super::clone::ref_target;
-use super::error::{GitContext, Result};
+use super::error::Result;
 use super::merge::merge_into;
+use super::own_config::OwnConfig;
 
-/// Fetches every branch of origin (at `url`) into `refs/remotes/origin/*`; writes no local
-/// branch.
-pub(super) fn fetch_origin(repo: &Repository, url: &str) -> Result<()> {
-    let auth = Auth::new(url);
-    let mut remote = repo.find_remote("origin").ctx("reading remote origin")?;
+/// Where origin's branches are kept in Loom's clone, as `git clone` would keep them.
+const ORIGIN_BRANCHES: &str = "+refs/heads/*:refs/remotes/origin/*";
+
+/// Fetches every branch of origin (the project's `url`) into `refs/remotes/origin/*`;
+/// writes no local branch. The remote is made from `url` alone: whatever `remote.origin.*`
+/// the clone's config holds is never read. `op` names the operation in errors ("cloning",
+/// "fetching").
+pub(super) fn fetch_origin(
+    repo: &Repository,
+    url: &str,
+    config: &OwnConfig,
+    op: &'static str,
+) -> Result<()> {
+    let auth = Auth::new(url, config);
+    let mut remote = repo.remote_anonymous(url).map_err(|source| auth.error(op, source))?;
     let mut options = FetchOptions::new();
     options.prune(FetchPrune::On).remote_callbacks(auth.callbacks());
     remote
-        .fetch(&[] as &[&str], Some(&mut options), None)
-        .map_err(|source| auth.error("fetching", source))
+        .fetch(&[ORIGIN_BRANCHES], Some(&mut options), None)
+        .map_err(|source| auth.error(op, source))
 }
 
 /// Brings what was fetched of origin's `branch` into Loom's `branch`: nothing when Loom's

@@ -9,10 +9,12 @@ use tracing::{info, instrument, warn};
 use super::clone::ref_target;
 use super::error::{GitContext, GitError, Result};
 use super::names::{check_branch, check_id};
+use super::own_config::OwnConfig;
 use super::{ProjectRepo, Repos, Worktree, blocking, open_clone, remove_path};
 
 /// A bead's worktree as the blocking side needs it, its names checked.
 struct Target {
+    config: OwnConfig,
     clone_path: PathBuf,
     path: PathBuf,
     project_id: String,
@@ -27,6 +29,7 @@ impl Repos {
         check_id("bead id", bead_id)?;
         check_branch(&project.branch)?;
         Ok(Target {
+            config: self.git_config(),
             clone_path: self.clone_path(&project.id),
             path: self.worktree_path(&project.id, bead_id),
             project_id: project.id.clone(),
@@ -43,13 +46,14 @@ impl Repos {
     /// died in it) is broken too, however valid it looks: see [`Unfinished`].
     #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
     pub async fn worktree(&self, project: &ProjectRepo, bead_id: &str) -> Result<Worktree> {
-        let Target { clone_path, path, project_id, base, bead } = self.target(project, bead_id)?;
+        let Target { config, clone_path, path, project_id, base, bead } =
+            self.target(project, bead_id)?;
         let _guard = self.lock(&project.id).await;
         blocking(move || {
-            let clone = open_clone(&clone_path, &project_id)?;
+            let clone = open_clone(&config, &clone_path, &project_id)?;
             let worktree = Worktree { path, branch: bead_branch(&bead) };
             let unfinished = Unfinished::of(&worktree.path);
-            if !unfinished.is_marked() && is_valid(&clone, &bead, &worktree.path) {
+            if !unfinished.is_marked() && is_valid(&config, &clone, &bead, &worktree.path) {
                 return Ok(worktree);
             }
             unfinished.mark()?;
@@ -67,14 +71,15 @@ impl Repos {
     /// contains it: unmerged work stays reachable for a person to look at.
     #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
     pub async fn remove_worktree(&self, project: &ProjectRepo, bead_id: &str) -> Result<()> {
-        let Target { clone_path, path, project_id, base, bead } = self.target(project, bead_id)?;
+        let Target { config, clone_path, path, project_id, base, bead } =
+            self.target(project, bead_id)?;
         let _guard = self.lock(&project.id).await;
         blocking(move || {
             let unfinished = Unfinished::of(&path);
             unfinished.mark()?;
             remove_path(&path)?;
             unfinished.clear()?;
-            let clone = match open_clone(&clone_path, &project_id) {
+            let clone = match open_clone(&config, &clone_path, &project_id) {
                 Ok(clone) => clone,
                 Err(GitError::NotCloned(_)) => return Ok(()),
                 Err(e) => return Err(e),
@@ -123,12 +128,12 @@ pub(crate) fn bead_branch(bead_id: &str) -> String {
 }
 
 /// A worktree of this clone, registered under `name`, checked out at `path`.
-fn is_valid(clone: &Repository, name: &str, path: &Path) -> bool {
+fn is_valid(config: &OwnConfig, clone: &Repository, name: &str, path: &Path) -> bool {
     let Ok(entry) = clone.find_worktree(name) else { return false };
     if entry.validate().is_err() || !same_dir(entry.path(), path) {
         return false;
     }
-    match Repository::open(path) {
+    match config.open(path) {
         Ok(repo) => repo.is_worktree() && same_dir(repo.commondir(), clone.path()),
         Err(_) => false,
     }

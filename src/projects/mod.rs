@@ -1,5 +1,6 @@
 //! Projects: a repository Loom works on, its branch, and the prefix of its bead ids.
 
+mod repo;
 mod sandbox;
 
 use chrono::{DateTime, Utc};
@@ -16,12 +17,14 @@ use crate::events::Kind;
 pub use sandbox::Network;
 use sandbox::{check_setup_command, parse_network};
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Queryable, Selectable, Serialize, Deserialize, utoipa::ToSchema)]
 #[diesel(table_name = projects)]
 pub struct Project {
     pub id: String,
     pub name: String,
-    /// A local path or a git URL.
+    /// A local path or a git URL. Credentials in a URL are shown as `***`
+    /// (`https://***@host/x.git`); sending the URL back as shown keeps the stored one.
+    #[serde(serialize_with = "repo::serialize_shown")]
     pub repo: String,
     pub branch: String,
     /// Bead ids in this project start with `<prefix>-`.
@@ -41,6 +44,25 @@ pub struct Project {
     pub network: Network,
     /// Run with the network open in the bead's worktree before each run's first turn.
     pub setup_command: Option<String>,
+}
+
+impl Project {
+    /// The repository as it may be shown: credentials in a URL replaced by `***`.
+    pub fn repo_shown(&self) -> String {
+        crate::git::redact_url(&self.repo)
+    }
+}
+
+/// The repository is shown redacted: projects end up in logs with `?`.
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("repo", &self.repo_shown())
+            .field("branch", &self.branch)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A new project, as the API receives it.
@@ -77,6 +99,7 @@ pub struct NewProject {
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
     pub name: Option<String>,
+    /// The URL exactly as Loom shows it (credentials as `***`) leaves it unchanged.
     pub repo: Option<String>,
     pub branch: Option<String>,
     pub max_parallel: Option<i32>,
@@ -124,13 +147,6 @@ pub fn check_slug(value: &str, code: &'static str, what: &str) -> Result<()> {
 fn check_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.chars().count() > 200 {
         return Err(Error::invalid("invalid_name", "a project name is 1-200 characters"));
-    }
-    Ok(())
-}
-
-fn check_repo(repo: &str) -> Result<()> {
-    if repo.trim().is_empty() || repo.len() > 2000 || repo.contains('\0') {
-        return Err(Error::invalid("invalid_repo", "repo must be a local path or a git URL"));
     }
     Ok(())
 }
@@ -198,7 +214,7 @@ impl Project {
         let prefix = new.prefix.unwrap_or_else(|| new.id.clone());
         check_slug(&prefix, "invalid_prefix", "a bead id prefix")?;
         check_name(&new.name)?;
-        check_repo(&new.repo)?;
+        repo::check_repo(&new.repo)?;
         let branch = new.branch.unwrap_or_else(|| "main".into());
         check_branch(&branch)?;
         check_limits(new.max_parallel, new.max_attempts)?;
@@ -275,9 +291,6 @@ impl Project {
         if let Some(n) = &patch.name {
             check_name(n)?;
         }
-        if let Some(r) = &patch.repo {
-            check_repo(r)?;
-        }
         if let Some(b) = &patch.branch {
             check_branch(b)?;
         }
@@ -306,6 +319,7 @@ impl Project {
                 .await
                 .optional()?
                 .ok_or_else(|| Error::not_found("project"))?;
+            let repo = repo::changed_repo(patch.repo.as_deref(), &current.repo)?;
             let updated = diesel::update(projects::table.find(&id))
                 .set((
                     projects::name.eq(patch
@@ -313,11 +327,7 @@ impl Project {
                         .as_deref()
                         .map(str::trim)
                         .unwrap_or(&current.name)),
-                    projects::repo.eq(patch
-                        .repo
-                        .as_deref()
-                        .map(str::trim)
-                        .unwrap_or(&current.repo)),
+                    projects::repo.eq(&repo),
                     projects::branch.eq(patch.branch.as_deref().unwrap_or(&current.branch)),
                     projects::max_parallel.eq(patch.max_parallel.unwrap_or(current.max_parallel)),
                     projects::max_attempts.eq(patch.max_attempts.unwrap_or(current.max_attempts)),

@@ -45,6 +45,14 @@ pub struct ProjectForm {
     max_parallel: String,
 }
 
+impl ProjectForm {
+    /// The repository typed in, for the form shown again: credentials hidden like anywhere
+    /// else (sent back as shown, the project is refused and they are asked for again).
+    fn repo_shown(&self) -> String {
+        crate::git::redact_url(&self.repo)
+    }
+}
+
 async fn render(
     viewer: &Viewer,
     form: ProjectForm,

@@ -28,6 +28,7 @@ mod notifications;
 mod openapi;
 mod pairing;
 mod personas;
+mod project_urls;
 mod projects;
 mod readiness;
 mod roles;

@@ -4,15 +4,16 @@ use super::*;
 use crate::git::EnsureOutcome;
 
 #[tokio::test]
-async fn ensure_clones_a_local_path_into_a_bare_repo_with_origin() {
+async fn ensure_clones_a_local_path_into_a_bare_repo_with_origin_s_branches() {
     let fx = Fixture::new();
     let project = fx.ready("src", &[("README.md", "hello\n")]).await;
 
     let clone = fx.clone_repo("web");
     assert!(clone.is_bare());
-    let origin = clone.find_remote("origin").expect("origin");
-    let url = origin.url().expect("url");
-    assert!(url.starts_with("file://") && url.ends_with("/src"), "{url}");
+    assert!(clone.find_remote("origin").is_err(), "origin is the project's URL, not config");
+    let theirs = clone.refname_to_id("refs/remotes/origin/main").expect("origin's main");
+    assert_eq!(Some(theirs.to_string()), tip(&fx.path("src"), "main"));
+    assert_eq!(clone.head().expect("HEAD").name().ok(), Some("refs/heads/main"));
     let head = fx.repos.head(&project).await.expect("head");
     assert_eq!(head.message, "Initial commit");
     assert_eq!(head.files, ["README.md"]);
@@ -85,18 +86,36 @@ async fn a_half_cloned_repo_dir_is_removed_and_cloned_again() {
 }
 
 #[tokio::test]
-async fn a_repo_left_without_origin_is_cloned_again() {
+async fn an_empty_bare_repo_at_the_clone_s_path_is_filled_from_origin() {
     let fx = Fixture::new();
     let dir = fx.path("src");
     source_with(&dir, &[("README.md", "hello\n")]);
     let project = project("web", &dir);
-    // What a crash between libgit2's init and its creating origin leaves behind.
     Repository::init_bare(fx.clone_dir("web")).expect("init");
 
     fx.repos.ensure(&project).await.expect("ensure");
 
-    assert!(fx.clone_repo("web").find_remote("origin").is_ok());
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), tip(&dir, "main"));
     assert!(fx.repos.head(&project).await.is_ok());
+}
+
+#[tokio::test]
+async fn origin_left_in_an_older_clone_s_config_is_removed_and_not_used() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hello\n")]).await;
+    source_with(&fx.path("other"), &[("other.txt", "x\n")]);
+    // Older Loom cloned with libgit2's clone, which keeps origin (and its login) in config.
+    let clone = fx.clone_repo("web");
+    clone.remote("origin", "https://loom:t0ken@example.invalid/x.git").expect("origin");
+    clone.remote_add_push("origin", "refs/heads/x:refs/heads/x").expect("push refspec");
+
+    fx.repos.ensure(&project).await.expect("fetched from the project's URL");
+
+    let config = std::fs::read_to_string(fx.clone_dir("web").join("config")).expect("config");
+    for gone in ["t0ken", "example.invalid", "refs/heads/x"] {
+        assert!(!config.contains(gone), "{config}");
+    }
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), tip(&fx.path("src"), "main"));
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@ use base64::Engine;
 
 use super::push::bare_origin;
 use super::*;
-use crate::git::auth::{Auth, MAX_ASKS};
+use crate::git::auth::MAX_ASKS;
+use crate::git::names::file_url;
 use crate::git::{EnsureOutcome, PushOutcome};
 
 struct GitHttpServer {
@@ -275,35 +276,113 @@ async fn a_push_to_a_server_that_refuses_the_login_is_an_auth_error() {
     bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
     fx.repos.merge(&project, "b1").await.expect("merge");
     let before = tip(&fx.path("origin.git"), "main");
-    let url = format!("http://loom:wrong@127.0.0.1:{}/origin.git", server.port);
-    fx.clone_repo("web").remote_set_url("origin", &url).expect("repoint origin");
+    let mut moved = project.clone();
+    moved.repo = format!("http://loom:wrong@127.0.0.1:{}/origin.git", server.port);
 
-    let err = fx.repos.push(&project).await.expect_err("refused");
+    let err = fx.repos.push(&moved).await.expect_err("refused");
 
     assert!(matches!(err, GitError::AuthFailed { .. }), "{err:?}");
     assert!(!err.to_string().contains("wrong"), "{err}");
     assert_eq!(tip(&fx.path("origin.git"), "main"), before);
 }
 
-#[test]
-fn credentials_from_git_s_credential_helper_are_offered_when_the_url_has_none() {
+#[tokio::test]
+async fn a_credential_helper_in_loom_s_own_git_config_is_offered_when_the_url_has_none() {
     let fx = Fixture::new();
     let server = served_origin(&fx, "loom", "from-helper");
-    let config = fx.path("gitconfig");
     let helper = "!f() { echo username=loom; echo password=from-helper; }; f";
-    std::fs::write(&config, format!("[credential]\n\thelper = \"{helper}\"\n")).expect("write");
-    let url = format!("http://127.0.0.1:{}/origin.git", server.port);
-    let repo = Repository::init_bare(fx.path("fetcher.git")).expect("init");
-    let auth = Auth::new(&url).with_git_config(&config);
-    let mut options = git2::FetchOptions::new();
-    options.remote_callbacks(auth.callbacks());
+    std::fs::create_dir_all(fx.path("data")).expect("mkdir");
+    let config = format!("[credential]\n\thelper = \"{helper}\"\n");
+    std::fs::write(fx.path("data/gitconfig"), config).expect("write");
+    let project = http_project_without_login(server.port);
 
-    let mut remote = repo.remote_anonymous(&url).expect("remote");
-    remote
-        .fetch(&["refs/heads/main:refs/heads/main"], Some(&mut options), None)
-        .map_err(|e| auth.error("fetching", e))
-        .expect("fetched with the helper's credentials");
+    assert_eq!(fx.repos.ensure(&project).await.expect("clone"), EnsureOutcome::Ready);
 
-    assert_eq!(tip(&fx.path("fetcher.git"), "main"), tip(&fx.path("srv/origin.git"), "main"));
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), tip(&fx.path("srv/origin.git"), "main"));
     assert!(server.challenged() > 0, "the server asked for credentials");
+}
+
+fn http_project_without_login(port: u16) -> ProjectRepo {
+    let repo = format!("http://127.0.0.1:{port}/origin.git");
+    ProjectRepo { id: "web".into(), repo, branch: "main".into() }
+}
+
+/// What an agent's command can do in a bead's worktree: `git config` there writes the
+/// clone's config. Plants a credential helper that leaves `marker` behind when run (and
+/// would answer the server), a `pushurl` and `insteadOf`s to `elsewhere`.
+fn plant_in_clone_config(fx: &Fixture, marker: &Path, elsewhere: &Path, url: &str) {
+    let helper = format!(
+        "!f() {{ touch {}; echo username=loom; echo password=from-helper; }}; f",
+        marker.display()
+    );
+    let mut config = git2::Config::open(&fx.clone_dir("web").join("config")).expect("config");
+    let elsewhere = file_url(elsewhere);
+    config.set_str("credential.helper", &helper).expect("helper");
+    config.set_str("remote.origin.url", &elsewhere).expect("url");
+    config.set_str("remote.origin.pushurl", &elsewhere).expect("pushurl");
+    config.set_str(&format!("url.{elsewhere}.insteadOf"), url).expect("insteadOf");
+    config.set_str(&format!("url.{elsewhere}.pushInsteadOf"), url).expect("pushInsteadOf");
+}
+
+#[tokio::test]
+async fn a_helper_and_push_urls_planted_in_the_clone_s_config_are_never_used() {
+    let fx = Fixture::new();
+    let server = served_origin(&fx, "loom", "from-helper");
+    // Cloned while the URL carried the login; then the login is gone from the project.
+    let with_login = http_project(server.port, "loom:from-helper");
+    fx.repos.ensure(&with_login).await.expect("clone");
+    bead_commits(&fx, &with_login, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&with_login, "b1").await.expect("merge");
+    let (marker, elsewhere) = (fx.path("helper-ran"), fx.path("elsewhere.git"));
+    bare_copy(&fx.path("srv/origin.git"), &elsewhere);
+    let url = format!("http://127.0.0.1:{}/origin.git", server.port);
+    plant_in_clone_config(&fx, &marker, &elsewhere, &url);
+    let before = tip(&elsewhere, "main");
+
+    let pushed = fx.repos.push(&with_login).await.expect("pushed to the project's URL");
+    let refused = fx.repos.push(&http_project_without_login(server.port)).await;
+
+    let PushOutcome::Pushed { sha } = pushed else { panic!("not pushed: {pushed:?}") };
+    assert_eq!(tip(&fx.path("srv/origin.git"), "main"), Some(sha));
+    assert_eq!(tip(&elsewhere, "main"), before, "nothing went to the planted URL");
+    let err = refused.expect_err("no login: the planted helper is not asked");
+    assert!(matches!(err, GitError::AuthFailed { .. }), "{err:?}");
+    assert!(!marker.exists(), "the planted credential helper ran");
+    let fetched = fx.repos.ensure(&with_login).await.expect("fetched from the project's URL");
+    assert_eq!(fetched, EnsureOutcome::Ready);
+    assert!(!marker.exists(), "the planted credential helper ran");
+}
+
+#[tokio::test]
+async fn the_login_in_a_project_url_is_written_nowhere_in_the_clone_or_the_worktree() {
+    let fx = Fixture::new();
+    let server = served_origin(&fx, "loom", "s3cret-token");
+    let project = http_project(server.port, "loom:s3cret-token");
+
+    fx.repos.ensure(&project).await.expect("clone");
+    bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
+    fx.repos.push(&project).await.expect("push");
+    fx.repos.ensure(&project).await.expect("fetch");
+
+    let mut files = Vec::new();
+    readable_files(&fx.path("data"), &mut files);
+    assert!(files.iter().any(|f| f.ends_with("config")), "{files:?}");
+    for file in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).expect("read")).into_owned();
+        assert!(!text.contains("s3cret-token"), "{}:\n{text}", file.display());
+    }
+    assert!(fx.clone_repo("web").find_remote("origin").is_err());
+}
+
+/// Every file under `dir` but git's (compressed) objects: what a `cat` would show.
+fn readable_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() && !path.ends_with("objects") {
+            readable_files(&path, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
 }

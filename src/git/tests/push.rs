@@ -84,12 +84,26 @@ async fn another_branch_of_a_non_bare_origin_is_pushed() {
 }
 
 #[tokio::test]
-async fn a_clone_without_origin_has_nothing_to_push_to() {
+async fn a_push_goes_to_the_project_s_url_whatever_the_clone_s_config_says() {
     let fx = Fixture::new();
-    let project = fx.ready("src", &[("README.md", "hi\n")]).await;
-    fx.clone_repo("web").remote_delete("origin").expect("delete origin");
+    let project = bare_origin(&fx).await;
+    bare_copy(&fx.path("seed"), &fx.path("elsewhere.git"));
+    let elsewhere = crate::git::names::file_url(&fx.path("elsewhere.git"));
+    let origin = crate::git::names::file_url(&fx.path("origin.git"));
+    let mut config = git2::Config::open(&fx.clone_dir("web").join("config")).expect("config");
+    config.set_str("remote.origin.url", &elsewhere).expect("url");
+    config.set_str("remote.origin.pushurl", &elsewhere).expect("pushurl");
+    config.set_str(&format!("url.{elsewhere}.pushInsteadOf"), &origin).expect("pushInsteadOf");
+    config.set_str(&format!("url.{elsewhere}.insteadOf"), &origin).expect("insteadOf");
+    let before = tip(&fx.path("elsewhere.git"), "main");
+    bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    fx.repos.merge(&project, "b1").await.expect("merge");
 
-    assert_eq!(fx.repos.push(&project).await.expect("push"), PushOutcome::NoRemote);
+    let outcome = fx.repos.push(&project).await.expect("push");
+
+    let PushOutcome::Pushed { sha } = outcome else { panic!("not pushed: {outcome:?}") };
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(sha));
+    assert_eq!(tip(&fx.path("elsewhere.git"), "main"), before);
 }
 
 #[tokio::test]
@@ -100,5 +114,5 @@ async fn an_origin_that_vanished_fails_the_push() {
 
     let err = fx.repos.push(&project).await.expect_err("no origin");
 
-    assert!(matches!(err, GitError::Remote { op: "pushing to", .. }), "{err}");
+    assert!(matches!(err, GitError::SourceMissing(_)), "{err}");
 }
