@@ -10,11 +10,11 @@ use super::writer::Halt;
 use crate::activity::Actor;
 use crate::db::Pool;
 use crate::events::Bus;
-use crate::executor::actions::Action;
 use crate::executor::run::RunEnv;
 use crate::gateway::Tool;
 use crate::git::Repos;
 use crate::projects::Project;
+use crate::workbench::actions::Action;
 use crate::workbench::{Acting, Opening, Outcome, Sandbox, Workbench};
 
 /// The actions a conversation's agent is offered: all but a run's endings.

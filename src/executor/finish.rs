@@ -9,13 +9,13 @@ use diesel_async::RunQueryDsl;
 use super::machine::Ending;
 use super::pickup::{self, OpenRun};
 use super::run::{Live, RunEnv};
-use super::tracker;
 use crate::activity::Actor;
 use crate::beads::{Bead, RunOutcome};
 use crate::db::schema::runs;
 use crate::error::Result;
 use crate::events::Kind;
 use crate::git::{MergeOutcome, PushOutcome};
+use crate::workbench::tracker;
 
 pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<()> {
     match ending {

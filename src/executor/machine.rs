@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use crate::beads::RunOutcome;
 use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
 
-use super::actions::{Action, parse_reply};
+use crate::workbench::actions::{Action, parse_reply};
 
 /// When a run is stopped whatever the model says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

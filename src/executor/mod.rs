@@ -4,11 +4,10 @@
 //! ends it with a commit, a merge and a push, or a typed outcome (`finish`).
 //!
 //! A run is a conversation with the model driven by `machine`, a pure state machine; the
-//! model replies in the vocabulary of `actions`, performed in the worktree by `workspace`
-//! (path-safe files, a sandboxed `run`) or on the tracker by `tracker`. What the model is
-//! told at the start comes from `brief` and `prompt`.
+//! model replies in the vocabulary of `workbench::actions`, performed at the bead's
+//! `workbench::Workbench` (path-safe files, a sandboxed `run`, git, the tracker). What the
+//! model is told at the start comes from `brief` and `prompt`.
 
-pub mod actions;
 mod active;
 pub(crate) mod brief;
 mod finish;
@@ -18,7 +17,6 @@ mod pickup;
 pub mod prompt;
 pub(crate) mod run;
 mod supervisor;
-pub(crate) mod tracker;
 
 pub use active::ActiveBeads;
 pub use machine::Limits;

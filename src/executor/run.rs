@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::actions::{Action, tool_specs, vocabulary_text};
 use super::brief::{self, Start};
 use super::finish;
 use super::machine::{ActionResult, Effect, Ending, Event, Limits, Machine};
@@ -20,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::events::{Bus, Event as BusEvent, Kind};
 use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
 use crate::git::Repos;
+use crate::workbench::actions::{Action, tool_specs, vocabulary_text};
 use crate::workbench::{Acting, Opening, Outcome, Sandbox, Workbench};
 
 /// What every run of this process shares.

@@ -4,11 +4,15 @@
 //! pair-programming reply (`chat`) both act through a `Workbench`, so an action means the
 //! same in both and the sandbox is applied in one place.
 //!
-//! - `workspace`: paths inside the worktree, checked (`files`, `edit`: the file actions).
+//! - `actions`: the vocabulary, how a model's reply becomes actions, and their descriptions.
+//! - `workspace`: paths inside the worktree, checked; `beneath`: the race-free file access
+//!   under them (`files`, `edit`: the file actions).
 //! - `run`: a command, in the `sandbox`, with its output cut to head and tail.
 //! - `sandbox`: bubblewrap around every command an agent runs; fails closed.
-//! - `identity`: the environment commands get, and who commits.
+//! - `identity`: the environment commands get, and who commits; `tracker`: filing
+//!   discovered work and commenting.
 
+pub mod actions;
 mod beneath;
 mod edit;
 mod files;
@@ -18,6 +22,7 @@ pub mod sandbox;
 #[cfg(test)]
 #[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test, with its location")]
 mod tests;
+pub(crate) mod tracker;
 mod workspace;
 
 use serde_json::{Map, Value};
@@ -26,11 +31,11 @@ use crate::activity::{Activity, Actor, Record};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::events::{Bus, Kind};
-use crate::executor::actions::Action;
-use crate::executor::tracker::{self, Discovered};
 use crate::git::{Repos, Signature, Worktree};
+use actions::Action;
 pub use identity::{agent_email, git_identity, toolchain_env};
 pub use sandbox::{Sandbox, SandboxConfig, SandboxMode, SandboxStatus};
+use tracker::Discovered;
 use workspace::{Resolved, io_failed, touches_git};
 pub use workspace::{ToolError, Workspace, shield_loom_from_commands};
 

@@ -6,8 +6,8 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+use super::actions::Action;
 use super::sandbox::{Cell, Sandbox};
-use crate::executor::actions::Action;
 
 /// What an operation tells the model when it cannot do what was asked. The text is the
 /// message; the variant lets the loop count refusals apart from ordinary failures.
