@@ -224,20 +224,33 @@ impl Sandbox {
             Ok(ready) => ready.clone(),
             Err(why) => return Err(unavailable(why)),
         };
-        let env = inside_env(env, &cell.cache);
-        let mut cmd = tokio::process::Command::new(&ready.bwrap);
-        cmd.args(mounts(cell, &self.0.config.read_only, &env))
-            .args(namespaces(cell.network, ready.drop_to.is_some()))
-            .arg("--chdir")
-            .arg(&cell.worktree)
-            .args(["--die-with-parent", "--new-session", "--"])
-            .args(limits(&ready.prlimit, &self.0.config, cpu_s));
-        if let Some((setpriv, uid, gid)) = &ready.drop_to {
-            cmd.arg(setpriv).args(drop_args(*uid, *gid));
-        }
-        cmd.arg("/bin/sh").arg("-c").arg(script).env_clear().envs(env).current_dir("/");
-        Ok(cmd)
+        Ok(confined(&ready, &self.0.config, cell, env, cpu_s, script).into())
     }
+}
+
+/// `script` in a sandbox showing `cell`: bwrap, then the limits, then (as root) the drop to
+/// the unprivileged user, then `sh -c`.
+fn confined(
+    ready: &Ready,
+    config: &SandboxConfig,
+    cell: &Cell,
+    env: Vec<(String, OsString)>,
+    cpu_s: u64,
+    script: &str,
+) -> std::process::Command {
+    let env = inside_env(env, &cell.cache);
+    let mut cmd = std::process::Command::new(&ready.bwrap);
+    cmd.args(mounts(cell, &config.read_only, &env))
+        .args(namespaces(cell.network, ready.drop_to.is_some()))
+        .arg("--chdir")
+        .arg(&cell.worktree)
+        .args(["--die-with-parent", "--new-session", "--"])
+        .args(limits(&ready.prlimit, config, cpu_s));
+    if let Some((setpriv, uid, gid)) = &ready.drop_to {
+        cmd.arg(setpriv).args(drop_args(*uid, *gid));
+    }
+    cmd.arg("/bin/sh").arg("-c").arg(script).env_clear().envs(env).current_dir("/");
+    cmd
 }
 
 /// What a refused command tells the model (and, through the run's ending, people).
@@ -429,21 +442,8 @@ fn try_true(ready: &Ready, dir: &Path) -> Result<(), String> {
         cache: dir.join("cache"),
         network: Network::None,
     };
-    let env = inside_env(vec![("PATH".into(), "/usr/bin:/bin".into())], &cell.cache);
-    let mut cmd = std::process::Command::new(&ready.bwrap);
-    cmd.args(mounts(&cell, &[], &env))
-        .args(namespaces(Network::None, ready.drop_to.is_some()))
-        .arg("--chdir")
-        .arg(&cell.worktree)
-        .args(["--die-with-parent", "--new-session", "--"])
-        .args(limits(&ready.prlimit, &SandboxConfig::default(), 10));
-    if let Some((setpriv, uid, gid)) = &ready.drop_to {
-        cmd.arg(setpriv).args(drop_args(*uid, *gid));
-    }
-    let out = cmd
-        .args(["/bin/sh", "-c", "true"])
-        .env_clear()
-        .envs(env)
+    let env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+    let out = confined(ready, &SandboxConfig::default(), &cell, env, 10, "true")
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("could not start bwrap: {e}"))?;
