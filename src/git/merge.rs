@@ -54,6 +54,16 @@ impl Repos {
         let _guard = self.lock(&project.id).await;
         blocking(move || {
             let repo = config.open(&path).ctx("opening the worktree")?;
+            // Started before (a run that stopped before its first turn): the merge is there,
+            // waiting for its commit; merging again would fail.
+            if repo.find_reference("MERGE_HEAD").is_ok() {
+                let index = repo.index().ctx("reading the index")?;
+                return Ok(Some(if index.has_conflicts() {
+                    conflict_paths(&index)?
+                } else {
+                    Vec::new()
+                }));
+            }
             let tip = branch_tip(&repo, &base)?;
             let head = repo.head().ctx("reading HEAD")?.peel_to_commit().ctx("reading HEAD")?;
             if head.id() == tip || repo.graph_descendant_of(head.id(), tip).ctx("comparing")? {

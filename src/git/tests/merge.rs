@@ -78,3 +78,29 @@ async fn merging_a_bead_without_a_branch_is_a_branch_not_found_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_project_branch_merged_into_a_conflicting_worktree_is_finished_by_the_next_commit() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("config.toml", "level = 1\n")]).await;
+    bead_commits(&fx, &project, "a", &[("config.toml", "level = 2\n")]).await;
+    bead_commits(&fx, &project, "b", &[("config.toml", "level = 3\n")]).await;
+    fx.repos.merge(&project, "a").await.expect("merge a");
+    let worktree = fx.repos.worktree(&project, "b").await.expect("worktree");
+
+    let paths = fx.repos.merge_base(&project, &worktree).await.expect("merge_base");
+    assert_eq!(paths, Some(vec!["config.toml".to_owned()]));
+    let marked = std::fs::read_to_string(worktree.path.join("config.toml")).expect("read");
+    assert!(marked.contains("<<<<<<<") && marked.contains(">>>>>>>"), "{marked}");
+    // Asked again before the commit (a run that stopped before its first turn): the same.
+    let again = fx.repos.merge_base(&project, &worktree).await.expect("again");
+    assert_eq!(again, Some(vec!["config.toml".to_owned()]));
+
+    write(&worktree, "config.toml", "level = 5\n");
+    let sha = fx.repos.commit(&worktree, &agent(), "Merge main", &[]).await.expect("commit");
+    assert!(sha.is_some());
+    let outcome = fx.repos.merge(&project, "b").await.expect("merge b");
+    assert!(matches!(outcome, MergeOutcome::FastForward { .. }), "{outcome:?}");
+    // Merged now: nothing more to merge.
+    assert_eq!(fx.repos.merge_base(&project, &worktree).await.expect("merged"), None);
+}
