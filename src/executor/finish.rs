@@ -141,7 +141,7 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
 /// work is merged in Loom's clone and goes out with the next push.
 async fn push(env: &RunEnv, live: &Live) {
     let note = match env.repos.push(&live.start.repo).await {
-        Ok(PushOutcome::Pushed { .. } | PushOutcome::NoRemote) => return,
+        Ok(PushOutcome::Pushed { .. }) => return,
         Ok(PushOutcome::Skipped { reason }) => format!("The merge was not pushed: {reason}"),
         Err(e) => format!("Pushing `{}` failed: {e}", live.start.repo.branch),
     };

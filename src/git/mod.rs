@@ -150,9 +150,6 @@ pub enum PushOutcome {
     /// origin had moved on, `sha` is Loom's merge of origin's branch, not what was merged
     /// last.
     Pushed { sha: String },
-    /// Not returned any more (pushes go to the project's URL, which every project has);
-    /// kept because callers still match on it.
-    NoRemote,
     /// Pushing was not safe and was not attempted.
     Skipped { reason: String },
 }
