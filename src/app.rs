@@ -10,7 +10,7 @@ use utoipa_actix_web::AppExt;
 
 use crate::activity::Feed;
 use crate::config::{Config, DatabaseSource, DbConfig, EventsConfig};
-use crate::db::local::LocalPostgres;
+use crate::db::local::{LocalPostgres, StoppedBy};
 use crate::db::{self, Pool};
 use crate::dispatch::{Dispatcher, Nudge};
 use crate::events::{Bus, NatsBackend};
@@ -77,7 +77,7 @@ impl Application {
         let db_config = DbConfig { application_name: origin.clone(), ..config.db.clone() };
         let pool = db::connect(&url, &db_config).await.context("connecting to the database")?;
         crate::users::password::warm_up();
-        let report = Persona::load_dir(&mut *pool.get().await?, &config.personas_dir).await?;
+        let report = Persona::load(&mut *pool.get().await?, config.personas_dir.as_deref()).await?;
         tracing::info!(
             loaded = report.loaded.len(),
             skipped = report.errors.len(),
@@ -142,7 +142,7 @@ impl Application {
                 executor_stage.spawn(executors.run(executor_stage.cancel.clone()));
             }
         } else {
-            tracing::warn!("no LLM gateway is configured (LOOM_GATEWAY_URL): agents will not work");
+            tracing::warn!("{}", crate::http::api::meta::NO_GATEWAY);
         }
         let mut dispatch = Stage::default();
         for _ in 0..config.dispatchers {
@@ -308,8 +308,16 @@ impl Application {
         self.bus.flush().await;
         tracing::info!("shutdown: the bus is flushed");
         if let Some(pg) = self.local_pg {
-            pg.stop().await?;
-            tracing::info!("shutdown: the private database is stopped");
+            match pg.stop().await? {
+                StoppedBy::ThisProcess => {
+                    tracing::info!("shutdown: the private database is stopped")
+                }
+                StoppedBy::Owner(pid) => tracing::info!(
+                    owner.pid = pid,
+                    "shutdown: the private database is left running for the Loom process that \
+                     started it"
+                ),
+            }
         }
         served.map_err(Into::into)
     }
@@ -381,8 +389,14 @@ fn gw_url(config: &Config) -> String {
     }
 }
 
+/// One line per request, except the probes and scrapes that come every few seconds and would
+/// bury everything else (their failures show in the probes themselves).
 fn tracing_middleware() -> middleware::Logger {
-    middleware::Logger::new("%r %s %Dms").log_target("loom::http")
+    middleware::Logger::new("%r %s %Dms")
+        .log_target("loom::http")
+        .exclude("/healthz")
+        .exclude("/readyz")
+        .exclude("/metrics")
 }
 
 /// Tasks that stop together, at their turn in the shutdown.

@@ -71,7 +71,8 @@ pub struct Config {
     pub database: DatabaseSource,
     pub db: DbConfig,
     pub data_dir: PathBuf,
-    pub personas_dir: PathBuf,
+    /// Personas that add to or override the built-in team.
+    pub personas_dir: Option<PathBuf>,
     /// Dispatcher loops this process runs (0: none, for a replica that only serves HTTP).
     pub dispatchers: usize,
     pub dispatch: crate::dispatch::DispatchConfig,
@@ -134,7 +135,7 @@ impl Config {
             bind: "127.0.0.1:0".into(),
             database: DatabaseSource::Url(Secret::new(url)),
             db: DbConfig::default(),
-            personas_dir: PathBuf::from("personas"),
+            personas_dir: None,
             data_dir,
             // Tests drive dispatch themselves, step by step.
             dispatchers: 0,

@@ -55,6 +55,10 @@ pub struct Activity {
     pub bead_id: Option<String>,
     pub actor_user_id: Option<Uuid>,
     pub actor_agent_id: Option<Uuid>,
+    /// The actor's name: the user's, else the agent's; null for Loom itself.
+    #[diesel(select_expression = crate::db::names::who("activity", "actor_user_id", "actor_agent_id"))]
+    #[diesel(select_expression_type = crate::db::names::Who)]
+    pub actor: Option<String>,
     pub data: serde_json::Value,
     /// The writing transaction: with `id`, the row's place in the feed.
     #[serde(skip)]
@@ -108,6 +112,7 @@ impl Activity {
             bead_id: self.bead_id,
             actor_user_id: self.actor_user_id,
             actor_agent_id: self.actor_agent_id,
+            actor: self.actor,
             data: self.data,
         })
     }

@@ -12,9 +12,10 @@ use uuid::Uuid;
 use crate::activity::{Activity, Actor, Record};
 use crate::beads::{BeadStatus, RetryPolicy, RunOutcome};
 use crate::db::Conn;
-use crate::db::schema::{agents, beads, personas, projects, runs};
+use crate::db::schema::{agents, beads, projects, runs};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+use crate::personas::Persona;
 
 crate::db_enum!(
     /// What an agent is doing.
@@ -63,15 +64,6 @@ fn check_name(name: &str) -> Result<()> {
     crate::projects::check_slug(name, "invalid_agent_name", "an agent name")
 }
 
-async fn check_persona_exists(conn: &mut Conn, persona: &str) -> Result<()> {
-    let found: i64 =
-        personas::table.filter(personas::name.eq(persona)).count().get_result(conn).await?;
-    if found == 0 {
-        return Err(Error::invalid("unknown_persona", format!("no persona {persona:?}")));
-    }
-    Ok(())
-}
-
 async fn check_project_exists(conn: &mut Conn, project: &str) -> Result<()> {
     let found: i64 =
         projects::table.filter(projects::id.eq(project)).count().get_result(conn).await?;
@@ -105,7 +97,7 @@ impl Agent {
     pub async fn create(conn: &mut Conn, new: NewAgent, actor: Actor) -> Result<Agent> {
         check_name(&new.name)?;
         conn.transaction::<_, Error, _>(async move |conn| {
-            check_persona_exists(conn, &new.persona).await?;
+            Persona::require(conn, &new.persona).await?;
             if let Some(p) = &new.project {
                 check_project_exists(conn, p).await?;
             }
@@ -133,7 +125,19 @@ impl Agent {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("agent"))
+            .ok_or_else(|| Error::not_found(format!("agent {id}")))
+    }
+
+    /// The agent a person means by "this project's agent": one bound to the project, else one
+    /// that takes work from any project; the first by name.
+    pub async fn for_project(conn: &mut Conn, project: &str) -> Result<Option<Agent>> {
+        Ok(agents::table
+            .filter(agents::project_id.eq(project).or(agents::project_id.is_null()))
+            .order((agents::project_id.is_null().asc(), agents::name.asc()))
+            .select(Agent::as_select())
+            .first(conn)
+            .await
+            .optional()?)
     }
 
     pub async fn lock(conn: &mut Conn, id: Uuid) -> Result<Agent> {
@@ -144,7 +148,7 @@ impl Agent {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("agent"))
+            .ok_or_else(|| Error::not_found(format!("agent {id}")))
     }
 
     pub async fn list(
@@ -193,7 +197,7 @@ impl Agent {
                 ));
             }
             if let Some(p) = &patch.persona {
-                check_persona_exists(conn, p).await?;
+                Persona::require(conn, p).await?;
             }
             if let Some(Some(p)) = &patch.project {
                 check_project_exists(conn, p).await?;

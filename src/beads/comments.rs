@@ -21,6 +21,10 @@ pub struct Comment {
     pub bead_id: String,
     pub author_user_id: Option<Uuid>,
     pub author_agent_id: Option<Uuid>,
+    /// The author's name: the user's, else the agent's (`author_agent_id` says which).
+    #[diesel(select_expression = crate::db::names::who("comments", "author_user_id", "author_agent_id"))]
+    #[diesel(select_expression_type = crate::db::names::Who)]
+    pub author: Option<String>,
     pub body: String,
     pub created_at: DateTime<Utc>,
 }

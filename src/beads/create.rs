@@ -15,6 +15,7 @@ use crate::db::Conn;
 use crate::db::schema::{bead_dependencies, beads, projects};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+use crate::personas::Persona;
 
 /// A new bead, as the API receives it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -97,6 +98,9 @@ impl Bead {
                 .ok_or_else(|| {
                     Error::invalid("unknown_project", format!("no project {:?}", new.project))
                 })?;
+            if let Some(persona) = &new.persona {
+                Persona::require(conn, persona).await?;
+            }
             let parent = match &new.parent {
                 Some(parent) => Some(claim_child_slot(conn, parent, &new.project).await?),
                 None => None,

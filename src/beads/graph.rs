@@ -313,7 +313,10 @@ impl Bead {
             match dep.kind.edge() {
                 None => {
                     if bead.parent_id.as_deref() != Some(dep.depends_on.as_str()) {
-                        return Err(Error::not_found("dependency"));
+                        return Err(Error::not_found(format!(
+                            "dependency of {id} on {}",
+                            dep.depends_on
+                        )));
                     }
                     diesel::update(beads::table.find(&id))
                         .set((
@@ -336,7 +339,10 @@ impl Bead {
                     .execute(conn)
                     .await?;
                     if n == 0 {
-                        return Err(Error::not_found("dependency"));
+                        return Err(Error::not_found(format!(
+                            "dependency of {id} on {}",
+                            dep.depends_on
+                        )));
                     }
                     if kind == EdgeKind::Blocks {
                         recount_blockers(conn, std::slice::from_ref(&id)).await?;

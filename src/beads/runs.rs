@@ -93,7 +93,7 @@ impl Run {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("run"))?;
+            .ok_or_else(|| Error::not_found(format!("run {id}")))?;
         let steps = run_steps::table
             .filter(run_steps::run_id.eq(id))
             .order(run_steps::id.asc())

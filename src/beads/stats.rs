@@ -33,16 +33,22 @@ pub async fn open_by_priority(conn: &mut Conn) -> Result<Vec<(i16, i64)>> {
     Ok(crate::db::every(0..=4, &rows))
 }
 
-/// Beads waiting for a person (blocked as `needs_human`), oldest question first.
-pub async fn needing_a_human(conn: &mut Conn, limit: i64) -> Result<Vec<Bead>> {
-    Ok(beads::table
-        .filter(beads::status.eq(BeadStatus::Blocked))
-        .filter(beads::blocked_reason.eq(BlockedReason::NeedsHuman))
-        .order(beads::updated_at.asc())
+/// Beads a person must act on (blocked for any reason Loom does not clear by itself), most
+/// urgent first and, at one priority, the longest waiting first; with how many there are.
+pub async fn waiting_for_a_person(conn: &mut Conn, limit: i64) -> Result<(Vec<Bead>, i64)> {
+    let waiting = || {
+        beads::table
+            .filter(beads::status.eq(BeadStatus::Blocked))
+            .filter(beads::blocked_reason.ne_all(BlockedReason::SELF_CLEARING))
+    };
+    let total = waiting().count().get_result(conn).await?;
+    let beads = waiting()
+        .order((beads::priority.asc(), beads::updated_at.asc()))
         .limit(limit)
         .select(Bead::as_select())
         .load(conn)
-        .await?)
+        .await?;
+    Ok((beads, total))
 }
 
 /// Beads by project and status, one row per pair that has any.

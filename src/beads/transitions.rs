@@ -20,6 +20,7 @@ use crate::db::Conn;
 use crate::db::schema::beads;
 use crate::error::{Error, Result};
 use crate::events::Kind;
+use crate::personas::Persona;
 
 /// Edits to a bead. `version` must match the stored one.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -69,7 +70,7 @@ impl Bead {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("bead"))
+            .ok_or_else(|| Error::not_found(format!("bead {id}")))
     }
 
     /// Reads a bead and locks it for the rest of the transaction.
@@ -81,7 +82,7 @@ impl Bead {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("bead"))
+            .ok_or_else(|| Error::not_found(format!("bead {id}")))
     }
 
     /// Applies a patch if `version` is current; a stale version is 409 `stale_version`.
@@ -127,6 +128,11 @@ impl Bead {
                         patch.version, current.version
                     ),
                 ));
+            }
+            if let Some(Some(p)) = &patch.persona
+                && current.persona.as_ref() != Some(p)
+            {
+                Persona::require(conn, p).await?;
             }
             let mut changed: Vec<&str> = Vec::new();
             let mut track = |name: &'static str, differs: bool| {

@@ -37,6 +37,38 @@ crate::db_enum!(
     SandboxUnavailable => "sandbox_unavailable",
 });
 
+impl BlockedReason {
+    /// The reasons Loom clears by itself (a gateway outage ends and the ticker reopens).
+    pub const SELF_CLEARING: [BlockedReason; 1] = [BlockedReason::GatewayUnavailable];
+
+    /// What a person does to clear it; `None` when Loom clears it by itself.
+    pub fn remedy(self) -> Option<&'static str> {
+        Some(match self {
+            BlockedReason::NeedsHuman => {
+                "the agent asked a question: answer it in a comment, then reopen the bead"
+            }
+            BlockedReason::LoopDetected => {
+                "the agent went round in circles: make the description clearer or split the \
+                 bead, then reopen it"
+            }
+            BlockedReason::TooManyAttempts => {
+                "every attempt failed: read the last run and its error, fix the cause or the \
+                 description, then reopen the bead"
+            }
+            BlockedReason::MergeConflict => {
+                "its branch conflicts with the project branch: reopen it so an agent merges the \
+                 new tip and resolves the conflict, or resolve it on the branch yourself"
+            }
+            BlockedReason::Manual => "a person blocked it: reopen it when the reason is gone",
+            BlockedReason::SandboxUnavailable => {
+                "Loom could not confine the agent's commands: an admin repairs the sandbox (see \
+                 the overview), then reopen the bead"
+            }
+            BlockedReason::GatewayUnavailable => return None,
+        })
+    }
+}
+
 crate::db_enum!(
     /// The kinds of stored dependency edge. `parent-child` is a bead's `parent` instead.
     EdgeKind, DependencyKind, "kebab-case", {
@@ -261,4 +293,17 @@ pub fn check_description(text: &str) -> Result<()> {
 /// A persona name as beads reference it: the same shape as a slug.
 pub fn check_persona(name: &str) -> Result<()> {
     crate::projects::check_slug(name, "invalid_persona", "a persona name")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlockedReason;
+
+    #[test]
+    fn every_reason_a_person_must_clear_says_how() {
+        for reason in BlockedReason::ALL {
+            let heals = BlockedReason::SELF_CLEARING.contains(reason);
+            assert_eq!(reason.remedy().is_none(), heals, "{reason}");
+        }
+    }
 }

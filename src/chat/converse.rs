@@ -38,10 +38,7 @@ impl Chat {
         // Not held while waiting for a run to stop or a clone to finish.
         drop(conn);
         let Some(gateway) = inner.gateway.clone() else {
-            return Err(Halt::failed(
-                "gateway_unconfigured",
-                "no LLM gateway is configured (LOOM_GATEWAY_URL), so no agent can reply",
-            ));
+            return Err(Halt::failed("gateway_unconfigured", crate::http::api::meta::NO_GATEWAY));
         };
         let who = match &ctx.agent {
             Some(a) => Who { actor: Actor::Agent(a.id), name: a.name.clone(), byline: None },

@@ -150,7 +150,7 @@ impl Conversation {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("conversation"))
+            .ok_or_else(|| Error::not_found(format!("conversation {id}")))
     }
 }
 

@@ -126,6 +126,56 @@ fn exists<T>(found: Option<T>, code: &'static str, message: String) -> Result<T>
     found.ok_or_else(|| Error::invalid(code, message))
 }
 
+/// Whom a conversation talks to: the agent or persona it was told, else the bead's persona,
+/// else the project's agent. Returns the agent, if any, and the persona.
+async fn whom(
+    conn: &mut Conn,
+    project: &str,
+    agent: Option<Uuid>,
+    persona: Option<&str>,
+    bead: Option<&Bead>,
+) -> Result<(Option<Uuid>, String)> {
+    let agent = match (agent, persona) {
+        (Some(id), _) => match Agent::find(conn, id).await {
+            Err(Error::NotFound(_)) => {
+                return Err(Error::invalid("unknown_agent", format!("no agent {id}")));
+            }
+            other => other?,
+        },
+        (None, Some(name)) => {
+            let found: Option<String> =
+                personas::table.find(name).select(personas::name).first(conn).await.optional()?;
+            return Ok((None, exists(found, "unknown_persona", format!("no persona {name:?}"))?));
+        }
+        (None, None) => match bead.and_then(|b| b.persona.as_deref()) {
+            Some(persona) => return Ok((None, persona.to_owned())),
+            None => Agent::for_project(conn, project).await?.ok_or_else(|| {
+                Error::invalid(
+                    "agent_or_persona_required",
+                    format!(
+                        "name the agent or the persona to talk to: no agent works on project \
+                         {project} yet (`loom agent create --name NAME --persona \
+                         software-engineer`)"
+                    ),
+                )
+            })?,
+        },
+    };
+    if agent.project_id.as_deref().is_some_and(|p| p != project) {
+        return Err(Error::invalid(
+            "agent_in_other_project",
+            format!("agent {} works on another project", agent.name),
+        ));
+    }
+    if persona.is_some_and(|w| w != agent.persona) {
+        return Err(Error::invalid(
+            "persona_mismatch",
+            format!("agent {} is a {}", agent.name, agent.persona),
+        ));
+    }
+    Ok((Some(agent.id), agent.persona))
+}
+
 impl Conversation {
     /// Starts a conversation for `user`, checking every reference it makes.
     pub async fn start(conn: &mut Conn, new: NewConversation, user: Uuid) -> Result<Conversation> {
@@ -136,44 +186,6 @@ impl Conversation {
         let project: Option<String> =
             projects::table.find(&new.project).select(projects::id).first(conn).await.optional()?;
         let project = exists(project, "unknown_project", format!("no project {:?}", new.project))?;
-        let persona = match (new.agent, new.persona.as_deref()) {
-            (None, None) => {
-                return Err(Error::invalid(
-                    "agent_or_persona_required",
-                    "name the agent or the persona to talk to",
-                ));
-            }
-            (Some(id), wanted) => {
-                let agent = match Agent::find(conn, id).await {
-                    Err(Error::NotFound(_)) => {
-                        return Err(Error::invalid("unknown_agent", format!("no agent {id}")));
-                    }
-                    other => other?,
-                };
-                if agent.project_id.as_ref().is_some_and(|p| *p != project) {
-                    return Err(Error::invalid(
-                        "agent_in_other_project",
-                        format!("agent {} works on another project", agent.name),
-                    ));
-                }
-                if wanted.is_some_and(|w| w != agent.persona) {
-                    return Err(Error::invalid(
-                        "persona_mismatch",
-                        format!("agent {} is a {}", agent.name, agent.persona),
-                    ));
-                }
-                agent.persona
-            }
-            (None, Some(name)) => {
-                let found: Option<String> = personas::table
-                    .find(name)
-                    .select(personas::name)
-                    .first(conn)
-                    .await
-                    .optional()?;
-                exists(found, "unknown_persona", format!("no persona {name:?}"))?
-            }
-        };
         let bead = match &new.bead {
             None => None,
             Some(id) => {
@@ -192,6 +204,8 @@ impl Conversation {
                 Some(bead)
             }
         };
+        let (agent, persona) =
+            whom(conn, &project, new.agent, new.persona.as_deref(), bead.as_ref()).await?;
         let title = title.map(str::to_owned).unwrap_or_else(|| match &bead {
             Some(b) => b.title.clone(),
             None => format!("Chat with {persona}"),
@@ -207,7 +221,7 @@ impl Conversation {
                     conversations::id.eq(Uuid::now_v7()),
                     conversations::project_id.eq(&project),
                     conversations::bead_id.eq(&bead_id),
-                    conversations::agent_id.eq(new.agent),
+                    conversations::agent_id.eq(agent),
                     conversations::persona.eq(&persona),
                     conversations::title.eq(&title),
                     conversations::created_by_user_id.eq(user),
@@ -267,7 +281,7 @@ impl Conversation {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("conversation"))
+            .ok_or_else(|| Error::not_found(format!("conversation {id}")))
     }
 
     /// A conversation with its newest messages, oldest first.

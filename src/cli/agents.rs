@@ -39,7 +39,12 @@ pub enum AgentCommand {
     },
     /// Create an idle agent.
     Create {
-        name: String,
+        /// Its name (or `--name`).
+        #[arg(value_name = "NAME", required_unless_present = "name", conflicts_with = "name")]
+        positional_name: Option<String>,
+        /// Its name.
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         persona: String,
         /// Bind it to one project (default: it takes work from any project).
@@ -91,7 +96,8 @@ pub async fn run(remote: Remote, command: AgentCommand) -> anyhow::Result<()> {
             println!("deleted agent {agent}");
             return Ok(());
         }
-        AgentCommand::Create { name, persona, project } => {
+        AgentCommand::Create { positional_name, name, persona, project } => {
+            let name = name.or(positional_name);
             let mut body = json!({ "name": name, "persona": persona });
             if let Some(p) = project {
                 body["project"] = Value::from(p);
@@ -197,7 +203,21 @@ async fn list(
     if !page["next_cursor"].is_null() {
         eprintln!("(more agents: raise --limit)");
     }
+    warn_if_agents_cannot_work(client).await;
     Ok(())
+}
+
+/// Idle agents look ready to work; when the gateway keeps them from it, say so and how to fix
+/// it. Best effort: a status that cannot be read says nothing.
+async fn warn_if_agents_cannot_work(client: &Client) {
+    let Ok(status) = client.get::<Value>("/api/v1/status", &[]).await else { return };
+    let gateway = &status["gateway"];
+    let reason = gateway["reason"].as_str().unwrap_or("no reason given");
+    if gateway["configured"] == false {
+        eprintln!("note: agents do not work: {reason}");
+    } else if gateway["health"] == "down" {
+        eprintln!("note: agents are waiting: the LLM gateway is down: {reason}");
+    }
 }
 
 async fn show(client: &Client, remote: &Remote, agent: &str) -> anyhow::Result<()> {
@@ -218,5 +238,6 @@ async fn show(client: &Client, remote: &Remote, agent: &str) -> anyhow::Result<(
     ] {
         println!("{key:<17} {}", cell(&shown[key]));
     }
+    warn_if_agents_cannot_work(client).await;
     Ok(())
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::Remote;
 use super::client::{Client, segment};
-use super::output::{cell, print_json, table};
+use super::output::{cell, field, print_json, table, who};
 
 const LIST_COLUMNS: &[(&str, &str)] = &[
     ("ID", "id"),
@@ -376,7 +376,7 @@ fn show(d: &Value) {
         "version",
         "created_at",
     ] {
-        println!("  {key:<10} {}", cell(&d[key]));
+        println!("  {key:<10} {}", field(key, &d[key]));
     }
     if d["ready"].as_bool() == Some(true) {
         println!("  ready");
@@ -403,7 +403,11 @@ fn show(d: &Value) {
     if let Some(comments) = d["comments"].as_array().filter(|c| !c.is_empty()) {
         println!("\ncomments:");
         for c in comments {
-            println!("  {}: {}", cell(&c["created_at"]), cell(&c["body"]));
+            let author = who(&c["author"], &c["author_agent_id"]);
+            println!("  {} by {author}:", cell(&c["created_at"]));
+            for line in cell(&c["body"]).lines() {
+                println!("    {line}");
+            }
         }
     }
 }

@@ -9,7 +9,37 @@ use serde::de::DeserializeOwned;
 use super::Remote;
 use super::session::Saved;
 
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Where Loom is when nothing names it: the address `loom serve` binds (`LOOM_BIND`, so a
+/// server and a CLI sharing one environment agree), else Loom's default. Returns the URL and
+/// where it came from.
+pub fn default_url() -> (String, &'static str) {
+    match std::env::var("LOOM_BIND").ok().and_then(|bind| url_of_bind(&bind)) {
+        Some(url) => (url, "from LOOM_BIND"),
+        None => (DEFAULT_URL.to_owned(), "Loom's default"),
+    }
+}
+
+/// `http://host:port` for a bind address; an unspecified host (`0.0.0.0`, `[::]`) is reached
+/// on loopback.
+fn url_of_bind(bind: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = match bind.trim().parse() {
+        Ok(addr) => addr,
+        Err(_) => {
+            // `localhost:9000` and other names.
+            let (host, port) = bind.trim().rsplit_once(':')?;
+            let port: u16 = port.parse().ok()?;
+            return (!host.is_empty()).then(|| format!("http://{host}:{port}"));
+        }
+    };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    Some(format!("http://{}", std::net::SocketAddr::new(ip, addr.port())))
+}
 
 /// What went wrong talking to the server, worded for the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +79,7 @@ impl Client {
     /// A client from flags and environment, falling back to what `loom login` saved.
     pub fn from_remote(remote: &Remote) -> anyhow::Result<Client> {
         let saved = Saved::load().unwrap_or_default();
-        let url = remote.url.clone().or(saved.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = remote.url.clone().or(saved.url).unwrap_or_else(|| default_url().0);
         let token = remote.token.clone().or(saved.token);
         if token.is_none() {
             return Err(ClientError::NoToken.into());
@@ -193,4 +223,20 @@ pub fn segment(text: &str) -> anyhow::Result<String> {
             _ => format!("%{b:02X}"),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_of_bind;
+
+    #[test]
+    fn a_bind_address_becomes_the_url_a_client_reaches_it_at() {
+        let url = |bind: &str| url_of_bind(bind);
+        assert_eq!(url("127.0.0.1:9000").as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(url("0.0.0.0:8081").as_deref(), Some("http://127.0.0.1:8081"));
+        assert_eq!(url("[::]:8082").as_deref(), Some("http://[::1]:8082"));
+        assert_eq!(url("localhost:9001").as_deref(), Some("http://localhost:9001"));
+        assert_eq!(url("nonsense"), None);
+        assert_eq!(url(":80"), None);
+    }
 }

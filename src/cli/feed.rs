@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::Remote;
 use super::client::{Client, ClientError};
-use super::output::cell;
+use super::output::{cell, who};
 use super::sse::{Frame, Parser};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -181,7 +181,8 @@ pub fn line(e: &Value) -> String {
         (_, Value::String(p)) => p.clone(),
         _ => "-".into(),
     };
-    format!("{at}  {:<18} {:<14} {}", cell(&e["kind"]), place, gist(e))
+    let actor = who(&e["actor"], &e["actor_agent_id"]);
+    format!("{at}  {:<18} {:<14} {actor:<16} {}", cell(&e["kind"]), place, gist(e))
 }
 
 /// The part of an event's data a person wants at a glance.
@@ -248,6 +249,12 @@ mod tests {
         });
         let l = line(&e);
         assert!(l.starts_with("2026-12-01 17:35:04  run.ended"), "{l}");
+        assert!(l.contains(" - "), "no actor: Loom itself: {l}");
+        let by = serde_json::json!({
+            "kind": "bead.created", "created_at": "x", "actor": "ada",
+            "actor_agent_id": "0193a1b2-0000-7000-8000-000000000000", "data": {"title": "T"}
+        });
+        assert!(line(&by).contains("ada (agent)"), "{}", line(&by));
         assert!(l.contains("web-1") && l.ends_with("success: Fixed it."), "{l}");
         let g = serde_json::json!({"kind": "gateway.health", "created_at": "x", "data": {"health": "down", "reason": null}});
         assert!(line(&g).ends_with("down"), "{}", line(&g));

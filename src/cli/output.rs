@@ -18,8 +18,26 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
-/// Prints rows as an aligned table; `columns` pairs a header with a field name. A field
-/// named `priority` is shown as `P<n>`; long cells are cut.
+/// A field's text as every command shows it: a `priority` as `P<n>`, the rest as [`cell`].
+pub fn field(name: &str, v: &Value) -> String {
+    match (name, v) {
+        ("priority", Value::Number(n)) => format!("P{n}"),
+        _ => cell(v),
+    }
+}
+
+/// Who did something: a person's name, or an agent's marked as one; `-` for Loom itself.
+pub fn who(name: &Value, agent_id: &Value) -> String {
+    match (name.as_str(), agent_id.is_null()) {
+        (Some(name), true) => name.to_owned(),
+        (Some(name), false) => format!("{name} (agent)"),
+        (None, false) => "a deleted agent".to_owned(),
+        (None, true) => "-".to_owned(),
+    }
+}
+
+/// Prints rows as an aligned table; `columns` pairs a header with a field name (shown as
+/// [`field`] shows it); long cells are cut.
 pub fn table(rows: &Value, columns: &[(&str, &str)]) {
     let empty = Vec::new();
     let rows = rows.as_array().unwrap_or(&empty);
@@ -30,17 +48,7 @@ pub fn table(rows: &Value, columns: &[(&str, &str)]) {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
-            columns
-                .iter()
-                .map(|(_, field)| {
-                    let v = &row[*field];
-                    let text = match (*field, v) {
-                        ("priority", Value::Number(n)) => format!("P{n}"),
-                        _ => cell(v),
-                    };
-                    truncate(&text, 60)
-                })
-                .collect()
+            columns.iter().map(|(_, name)| truncate(&field(name, &row[*name]), 60)).collect()
         })
         .collect();
     let widths: Vec<usize> = columns

@@ -69,13 +69,15 @@ async fn reload(client: &Client, remote: &Remote) -> anyhow::Result<()> {
     if remote.json {
         print_json(&report)?;
     } else {
-        let loaded: Vec<String> =
-            report["loaded"].as_array().unwrap_or(&empty).iter().map(cell).collect();
-        match loaded.len() {
-            0 => println!("loaded no personas"),
-            1 => println!("loaded 1 persona: {}", loaded.join(", ")),
-            n => println!("loaded {n} personas: {}", loaded.join(", ")),
-        }
+        let names = |key: &str| -> Vec<String> {
+            report[key].as_array().unwrap_or(&empty).iter().map(cell).collect()
+        };
+        let (loaded, from_dir) = (names("loaded"), names("from_dir"));
+        let own = match from_dir.len() {
+            0 => "none from LOOM_PERSONAS_DIR".to_owned(),
+            n => format!("{n} from LOOM_PERSONAS_DIR: {}", from_dir.join(", ")),
+        };
+        println!("loaded {} personas ({own})", loaded.len());
         for e in errors {
             let at = match e["line"].as_u64() {
                 Some(line) => format!("{}:{line}", cell(&e["path"])),

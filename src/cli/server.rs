@@ -13,6 +13,15 @@ use crate::executor::{ExecutorConfig, Limits};
 use crate::gateway::GatewayConfig;
 use crate::users::{Role, User, Username};
 
+/// Boolean settings as environments write them: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+fn boolish() -> impl Fn(&str) -> Result<bool, String> + Clone {
+    |value| match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" => Ok(true),
+        "0" | "false" | "no" | "off" | "n" | "" => Ok(false),
+        _ => Err("write 1 or 0, true or false, yes or no, on or off".to_owned()),
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Postgres URL; unset: a private cluster under the data dir.
@@ -24,9 +33,9 @@ pub struct ServerArgs {
     /// HTTP address to listen on.
     #[arg(long, env = "LOOM_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// Where the persona definitions are.
-    #[arg(long, env = "LOOM_PERSONAS_DIR", default_value = "./personas")]
-    pub personas_dir: PathBuf,
+    /// Persona definitions (`<name>/PERSONA.md`) that add to or override the built-in team.
+    #[arg(long, env = "LOOM_PERSONAS_DIR")]
+    pub personas_dir: Option<PathBuf>,
     #[arg(long, env = "LOOM_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
     /// Most database connections the server holds.
@@ -54,10 +63,10 @@ pub struct ServerArgs {
     #[arg(long, env = "LOOM_TICKER_SCHEDULES", default_value_t = crate::ticker::TickerConfig::default().schedules)]
     pub ticker_schedules: String,
     /// Run no ticker in this process (another replica runs it).
-    #[arg(long, env = "LOOM_NO_TICKER")]
+    #[arg(long, env = "LOOM_NO_TICKER", value_parser = boolish())]
     pub no_ticker: bool,
     /// Run no notifier in this process (another replica derives the notifications).
-    #[arg(long, env = "LOOM_NO_NOTIFIER")]
+    #[arg(long, env = "LOOM_NO_NOTIFIER", value_parser = boolish())]
     pub no_notifier: bool,
     /// The LLM gateway's base URL, ending in /v1 (unset: executors stay idle).
     #[arg(long, env = "LOOM_GATEWAY_URL")]
@@ -76,10 +85,10 @@ pub struct ServerArgs {
     pub gateway_timeout_seconds: u64,
     /// Claim beads even of projects no process runs an executor for (something outside Loom
     /// completes the runs); by default such beads wait.
-    #[arg(long, env = "LOOM_DISPATCH_WITHOUT_EXECUTORS")]
+    #[arg(long, env = "LOOM_DISPATCH_WITHOUT_EXECUTORS", value_parser = boolish())]
     pub dispatch_without_executors: bool,
     /// Run no executors in this process (another replica runs the agents' work).
-    #[arg(long, env = "LOOM_NO_EXECUTORS")]
+    #[arg(long, env = "LOOM_NO_EXECUTORS", value_parser = boolish())]
     pub no_executors: bool,
     /// Seconds a process owns a project's executor without renewing; a dead owner's projects
     /// are taken over after this.
@@ -341,19 +350,27 @@ impl From<RoleArg> for Role {
     }
 }
 
-/// The password from stdin's first line, or typed twice at a terminal.
-pub fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    if from_stdin {
+/// Whether a password is being chosen (typed twice, so a typo is caught) or given (once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Password {
+    New,
+    Existing,
+}
+
+/// The password from stdin's first line (asked for, or when stdin is not a terminal), else
+/// typed at the terminal: twice for a new one.
+pub fn read_password(from_stdin: bool, kind: Password) -> anyhow::Result<String> {
+    if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).context("reading the password")?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("no terminal to ask for a password: pass --password-stdin");
+        let password = line.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            bail!("no password on standard input");
+        }
+        return Ok(password.to_owned());
     }
     let first = rpassword::prompt_password("password: ")?;
-    let second = rpassword::prompt_password("again: ")?;
-    if first != second {
+    if kind == Password::New && rpassword::prompt_password("again: ")? != first {
         bail!("the passwords differ");
     }
     Ok(first)
@@ -363,7 +380,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     let UserCommand::Create { username, role, password_stdin, server } = command;
     crate::telemetry::init(server.log_format);
     let username = Username::parse(&username)?;
-    let password = read_password(password_stdin)?;
+    let password = read_password(password_stdin, Password::New)?;
     let config = server.config()?;
     let (url, local_pg) = open_database(&config).await?;
     let created = async {

@@ -7,9 +7,10 @@ use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::client::{Client, DEFAULT_URL};
+use super::Remote;
+use super::client::{Client, default_url};
 use super::output::{print_json, table};
-use super::{Remote, server::read_password};
+use super::server::{Password, read_password};
 
 /// What `loom login` remembers.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ impl Saved {
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
-    /// Loom's URL.
+    /// Loom's URL (default: http://<LOOM_BIND>, else http://127.0.0.1:8080).
     #[arg(long, env = "LOOM_URL")]
     pub url: Option<String>,
     #[arg(long)]
@@ -66,8 +67,15 @@ pub struct LoginArgs {
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let url = args.url.unwrap_or_else(|| DEFAULT_URL.to_owned());
-    let password = read_password(args.password_stdin)?;
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let (url, from) = default_url();
+            eprintln!("logging in to {url} ({from}; --url or LOOM_URL to choose)");
+            url
+        }
+    };
+    let password = read_password(args.password_stdin, Password::Existing)?;
     let client = Client::new(&url, None)?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".into());
     let answer: Value = client

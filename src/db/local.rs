@@ -1,13 +1,15 @@
 //! The private PostgreSQL cluster Loom runs under its data directory when no
 //! `LOOM_DATABASE_URL` is given: found on the machine, initialised on first start, served on
 //! a Unix socket only (no TCP port to collide with) in a directory only the server's user can
-//! enter, asking every connection for a password (`password.rs`), stopped on shutdown.
+//! enter, asking every connection for a password (`password.rs`), stopped on shutdown. A server
+//! left running by a Loom that died without stopping it is adopted and stopped (`owner.rs`).
 //!
 //! Layout: `<data dir>/postgres/{data,run}` (the server's user's, 0700) and
-//! `<data dir>/postgres-password` (Loom's user's, 0600). As root the server runs as
+//! `<data dir>/postgres-{password,owner}` (Loom's user's, 0600). As root the server runs as
 //! `postgres` (initdb and postgres refuse root), so the data dir is 0711 for it to pass
 //! through (see `crate::data_dir`).
 
+mod owner;
 mod password;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use anyhow::{Context, bail};
 use tokio::process::Command;
 
 use crate::config::Secret;
+pub use owner::FILE as OWNER_FILE;
 pub use password::FILE as PASSWORD_FILE;
 
 const INSTALL_HINT: &str = "no PostgreSQL server binaries (initdb, pg_ctl, postgres) were found \
@@ -36,17 +39,29 @@ pub struct LocalPostgres {
     socket_dir: PathBuf,
     /// As root, the server runs as this unprivileged user (initdb refuses root).
     run_as: Option<String>,
-    /// False when another process had already started the cluster: it stays up for them.
-    started_here: bool,
+    /// Loom's data dir, where the owner file is kept.
+    data_dir: PathBuf,
+    /// Who stops the server: this process (it started or adopted it), or another live one.
+    stopped_by: StoppedBy,
     password: Secret,
     /// Where `password` is kept, for error messages.
     password_file: PathBuf,
 }
 
+/// Who stops a running private cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoppedBy {
+    /// This process: it started the server, or adopted one whose owner is gone.
+    ThisProcess,
+    /// The live Loom process (this pid) that started it: it stays up for that one.
+    Owner(i32),
+}
+
 impl LocalPostgres {
     /// Finds the binaries, initialises the cluster on first use and starts it, or reuses it
-    /// when it is already running. A cluster an older Loom made, which trusted every local
-    /// connection, is given the password first.
+    /// when it is already running: left alone for its owner when that Loom still runs,
+    /// adopted (stopped at this process's shutdown) when it does not. A cluster an older Loom
+    /// made, which trusted every local connection, is given the password first.
     pub async fn start(data_dir: &Path) -> anyhow::Result<LocalPostgres> {
         let bin = find_binaries().await.context(INSTALL_HINT)?;
         let run_as = server_user().await?;
@@ -68,7 +83,8 @@ impl LocalPostgres {
             data,
             socket_dir,
             run_as,
-            started_here: false,
+            data_dir: absolute(data_dir)?,
+            stopped_by: StoppedBy::ThisProcess,
             password,
             password_file,
         };
@@ -76,10 +92,7 @@ impl LocalPostgres {
         if !pg.data.join("PG_VERSION").exists() {
             pg.initdb().await?;
         }
-        if !pg.is_running().await {
-            pg.pg_ctl_start().await?;
-            pg.started_here = true;
-        }
+        pg.start_or_adopt().await?;
         let ready = async {
             if trusting {
                 pg.require_password(&hba).await?;
@@ -89,7 +102,7 @@ impl LocalPostgres {
         if let Err(e) = ready.await {
             // A server this start brought up is not left running for nobody.
             return Err(match pg.stop().await {
-                Ok(()) => e,
+                Ok(_) => e,
                 Err(stop) => e.context(format!("and stopping the server failed: {stop:#}")),
             });
         }
@@ -112,14 +125,48 @@ impl LocalPostgres {
         super::database_url(&server, db)
     }
 
-    /// Stops the server if this process started it.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        if !self.started_here {
-            return Ok(());
+    /// Stops the server if this process started or adopted it; says which it did.
+    pub async fn stop(self) -> anyhow::Result<StoppedBy> {
+        if let StoppedBy::Owner(pid) = self.stopped_by {
+            tracing::info!(
+                owner.pid = pid,
+                "left the private PostgreSQL cluster running for the Loom process that started it"
+            );
+            return Ok(self.stopped_by);
         }
         let data = self.data.display().to_string();
         self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]).await?;
+        owner::clear(&self.data_dir);
         tracing::info!(data_dir = %data, "stopped the private PostgreSQL cluster");
+        Ok(self.stopped_by)
+    }
+
+    /// Starts the server, recording this process as its owner; or, when it already runs,
+    /// leaves it to its live owner or adopts it from a dead one.
+    async fn start_or_adopt(&mut self) -> anyhow::Result<()> {
+        if !self.is_running().await {
+            owner::record(&self.data_dir)?;
+            return self.pg_ctl_start().await.inspect_err(|_| owner::clear(&self.data_dir));
+        }
+        match owner::read(&self.data_dir) {
+            Some(owner) if owner.is_alive() => {
+                tracing::info!(
+                    owner.pid = owner.pid,
+                    "using the private PostgreSQL cluster another Loom process started; it \
+                     stays up for that process"
+                );
+                self.stopped_by = StoppedBy::Owner(owner.pid);
+            }
+            previous => {
+                owner::record(&self.data_dir)?;
+                tracing::warn!(
+                    previous_owner.pid = previous.map(|o| o.pid),
+                    data_dir = %self.data.display(),
+                    "adopting the private PostgreSQL cluster left running by a Loom process \
+                     that did not stop it; it is stopped at this one's shutdown"
+                );
+            }
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 pub mod enums;
 pub mod local;
+pub mod names;
 mod page;
 mod prepared;
 pub mod schema;

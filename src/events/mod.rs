@@ -49,6 +49,10 @@ pub struct Event {
     pub bead_id: Option<String>,
     pub actor_user_id: Option<Uuid>,
     pub actor_agent_id: Option<Uuid>,
+    /// The actor's name (`actor_agent_id` set: an agent's); null for Loom itself and for
+    /// live-only events.
+    #[serde(default)]
+    pub actor: Option<String>,
     pub data: serde_json::Value,
 }
 
@@ -69,6 +73,7 @@ impl Event {
             bead_id: bead_id.map(str::to_owned),
             actor_user_id: None,
             actor_agent_id: None,
+            actor: None,
             data,
         }
     }

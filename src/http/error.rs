@@ -116,10 +116,12 @@ pub fn json_payload_error(err: &actix_web::error::JsonPayloadError) -> Error {
     }
 }
 
-/// JSON of the wrong shape is 422 `invalid_body`; what is not JSON at all is 400.
+/// JSON of the wrong shape is 422 `invalid_body`; what is not JSON at all is 400 (with the
+/// line and column of the syntax error, which locate it).
 pub fn serde_error(de: &serde_json::Error) -> Error {
     if de.is_data() {
-        Error::invalid("invalid_body", de.to_string())
+        let message = readable(&de.to_string());
+        Error::invalid("invalid_body", format!("the body does not fit: {message}"))
     } else {
         Error::bad_request("malformed_json", de.to_string())
     }
@@ -129,7 +131,50 @@ pub fn query_error(
     err: actix_web::error::QueryPayloadError,
     req: &HttpRequest,
 ) -> actix_web::Error {
-    for_client(req, Error::bad_request("invalid_query", err.to_string()))
+    let message = match &err {
+        actix_web::error::QueryPayloadError::Deserialize(de) => readable(&de.to_string()),
+        other => other.to_string(),
+    };
+    let e = Error::bad_request("invalid_query", format!("the query does not fit: {message}"));
+    for_client(req, e)
+}
+
+/// serde's account of a value of the wrong shape, worded for a person: no parser position
+/// (a body is one line to its sender), and lists of allowed values written as lists.
+pub fn readable(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message,
+    };
+    let plain = |list: &str| list.replace('`', "");
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        if let Some((value, allowed)) = rest.split_once(", expected one of ") {
+            return format!("{value} is not one of {}", plain(allowed));
+        }
+        if let Some((value, allowed)) = rest.split_once(", expected ") {
+            return format!("{value} is not {}", plain(allowed));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        if let Some((field, allowed)) = rest.split_once(", expected one of ") {
+            return format!("there is no field {field}; the fields are {}", plain(allowed));
+        }
+        if let Some((field, allowed)) = rest.split_once(", expected ") {
+            return format!("there is no field {field}; the field is {}", plain(allowed));
+        }
+        if let Some((field, _)) = rest.split_once(", there are no fields") {
+            return format!("there is no field {field}: it takes none");
+        }
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("the field {field} is required");
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((got, wanted)) = rest.split_once(", expected ")
+    {
+        return format!("expected {wanted}, got {got}");
+    }
+    message.to_owned()
 }
 
 /// A path parameter that does not parse (a malformed id) names nothing that exists.
@@ -158,5 +203,34 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
         HttpResponse::NotFound().json(body("not_found", "no such route"))
     } else {
         crate::web::page::PageError::Failed(Error::not_found("page")).error_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn serde_messages_read_as_sentences_without_parser_positions() {
+        let cases = [
+            (
+                "unknown variant `urgent`, expected one of `open`, `closed` at line 1 column 42",
+                "`urgent` is not one of open, closed",
+            ),
+            ("unknown variant `x`, expected `agent` or `human`", "`x` is not agent or human"),
+            (
+                "unknown field `colour`, expected one of `title`, `body` at line 1 column 9",
+                "there is no field `colour`; the fields are title, body",
+            ),
+            ("missing field `title` at line 1 column 2", "the field `title` is required"),
+            (
+                "invalid type: string \"x\", expected i32 at line 1 column 14",
+                "expected i32, got string \"x\"",
+            ),
+            ("something else", "something else"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(readable(raw), want);
+        }
     }
 }

@@ -24,7 +24,7 @@ pub struct AppState {
     pub started_at: Instant,
     pub login_limiter: ratelimit::LoginLimiter,
     /// Where `POST /personas/reload` reads from.
-    pub personas_dir: std::path::PathBuf,
+    pub personas_dir: Option<std::path::PathBuf>,
     /// Wakes this process's dispatcher after a change that may make work dispatchable.
     pub nudge: crate::dispatch::Nudge,
     /// The LLM gateway, when one is configured.
@@ -56,7 +56,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         pool: Pool,
-        personas_dir: std::path::PathBuf,
+        personas_dir: Option<std::path::PathBuf>,
         nudge: crate::dispatch::Nudge,
     ) -> Self {
         let chat = crate::chat::Chat::new(

@@ -121,7 +121,7 @@ impl Notification {
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or_else(|| Error::not_found("notification")),
+                .ok_or_else(|| Error::not_found(format!("notification {id}"))),
         }
     }
 

@@ -13,6 +13,7 @@ fn row(kind: &str, bead: Option<&str>, actor: Option<Uuid>, data: serde_json::Va
         bead_id: bead.map(str::to_owned),
         actor_user_id: actor,
         actor_agent_id: None,
+        actor: None,
         data,
         tx: 1,
         origin: "test".to_owned(),

@@ -25,7 +25,7 @@ impl ProjectWatch {
             Ok(_) => Ok(()),
             // The foreign key says so in one statement, even against a concurrent delete.
             Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
-                Err(Error::not_found("project"))
+                Err(Error::not_found(format!("project {project}")))
             }
             Err(e) => Err(e.into()),
         }

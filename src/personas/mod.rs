@@ -1,7 +1,9 @@
-//! Personas: who an agent is. Defined on disk as `personas/<name>/PERSONA.md` (YAML front
-//! matter plus markdown instructions) and loaded into the `personas` table at start and on
-//! reload. A malformed file is reported with its path and line and skipped.
+//! Personas: who an agent is. Defined as `personas/<name>/PERSONA.md` (YAML front matter plus
+//! markdown instructions): the default team is compiled in (`builtin`), and a directory
+//! (`LOOM_PERSONAS_DIR`) adds to it or overrides it by name. Both are stored in the `personas`
+//! table at start and on reload. A malformed file is reported with its path and line and skipped.
 
+mod builtin;
 mod parse;
 
 use chrono::{DateTime, Utc};
@@ -30,10 +32,13 @@ pub struct Persona {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a load of the personas directory did.
+/// What a load of the personas did.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct LoadReport {
+    /// Every persona stored, built in or from the directory, by name.
     pub loaded: Vec<String>,
+    /// Those the personas directory defined (adding to the built-in team or overriding one).
+    pub from_dir: Vec<String>,
     pub errors: Vec<LoadError>,
 }
 
@@ -77,17 +82,32 @@ impl Persona {
         .await
     }
 
-    /// Reads the directory and stores what parsed; errors are reported, not fatal.
-    pub async fn load_dir(conn: &mut Conn, dir: &std::path::Path) -> Result<LoadReport> {
-        let dir = dir.to_owned();
-        let (defs, errors) = tokio::task::spawn_blocking(move || read_dir(&dir))
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
+    /// Stores the built-in team and, over it, what parsed in `dir`; errors are reported, not
+    /// fatal.
+    pub async fn load(conn: &mut Conn, dir: Option<&std::path::Path>) -> Result<LoadReport> {
+        let dir = dir.map(std::path::Path::to_owned);
+        let (defs, from_dir, errors) = tokio::task::spawn_blocking(move || {
+            let (mut defs, mut errors) = builtin::team();
+            let mut from_dir = Vec::new();
+            if let Some(dir) = dir {
+                let (own, own_errors) = read_dir(&dir);
+                errors.extend(own_errors);
+                for def in own {
+                    defs.retain(|d| d.name != def.name);
+                    from_dir.push(def.name.clone());
+                    defs.push(def);
+                }
+            }
+            defs.sort_by(|a, b| a.name.cmp(&b.name));
+            (defs, from_dir, errors)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
         Persona::store(conn, &defs).await?;
         for e in &errors {
-            tracing::warn!(path = %e.path, line = ?e.line, error = %e.message, "skipped a malformed persona");
+            tracing::warn!(path = %e.path, line = ?e.line, error = %e.message, "a persona was not loaded");
         }
-        Ok(LoadReport { loaded: defs.into_iter().map(|d| d.name).collect(), errors })
+        Ok(LoadReport { loaded: defs.into_iter().map(|d| d.name).collect(), from_dir, errors })
     }
 
     pub async fn list(conn: &mut Conn) -> Result<Vec<Persona>> {
@@ -101,6 +121,20 @@ impl Persona {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("persona"))
+            .ok_or_else(|| Error::not_found(format!("persona {name:?}")))
+    }
+
+    /// For what names a persona (an agent, a bead, a schedule): 422 `unknown_persona` unless
+    /// it exists.
+    pub async fn require(conn: &mut Conn, name: &str) -> Result<()> {
+        let found: i64 =
+            personas::table.filter(personas::name.eq(name)).count().get_result(conn).await?;
+        if found == 0 {
+            return Err(Error::invalid(
+                "unknown_persona",
+                format!("no persona {name:?}: `loom persona list` shows those there are"),
+            ));
+        }
+        Ok(())
     }
 }

@@ -100,7 +100,7 @@ pub fn read_dir(dir: &Path) -> (Vec<PersonaDef>, Vec<LoadError>) {
             errors.push(LoadError {
                 path: dir.display().to_string(),
                 line: None,
-                message: e.to_string(),
+                message: format!("cannot read the personas directory (LOOM_PERSONAS_DIR): {e}"),
             });
             return (defs, errors);
         }

@@ -271,7 +271,7 @@ impl Project {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("project"))
+            .ok_or_else(|| Error::not_found(format!("project {id}")))
     }
 
     pub async fn list(conn: &mut Conn, after: Option<&str>, limit: i64) -> Result<Vec<Project>> {
@@ -318,7 +318,7 @@ impl Project {
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or_else(|| Error::not_found("project"))?;
+                .ok_or_else(|| Error::not_found(format!("project {id}")))?;
             let repo = repo::changed_repo(patch.repo.as_deref(), &current.repo)?;
             let updated = diesel::update(projects::table.find(&id))
                 .set((
@@ -373,7 +373,7 @@ impl Project {
                 .first::<String>(conn)
                 .await
                 .optional()?
-                .ok_or_else(|| Error::not_found("project"))?;
+                .ok_or_else(|| Error::not_found(format!("project {id}")))?;
             let unfinished: i64 = beads::table
                 .filter(beads::project_id.eq(&id))
                 .filter(beads::status.ne(BeadStatus::Closed))

@@ -17,9 +17,10 @@ use crate::activity::{Activity, Actor, Record};
 use crate::beads::{BeadType, PriorityInput, check_description, check_persona, check_title};
 use crate::beads::{Priority, normalize_labels};
 use crate::db::Conn;
-use crate::db::schema::{personas, projects, schedules};
+use crate::db::schema::{projects, schedules};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+use crate::personas::Persona;
 
 /// The bead a schedule files each time it fires.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -187,11 +188,7 @@ async fn check_references(conn: &mut Conn, project: &str, persona: Option<&str>)
         return Err(Error::invalid("unknown_project", format!("no project {project:?}")));
     }
     if let Some(persona) = persona {
-        let found: i64 =
-            personas::table.filter(personas::name.eq(persona)).count().get_result(conn).await?;
-        if found == 0 {
-            return Err(Error::invalid("unknown_persona", format!("no persona {persona:?}")));
-        }
+        Persona::require(conn, persona).await?;
     }
     Ok(())
 }
@@ -245,7 +242,7 @@ impl Schedule {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("schedule"))
+            .ok_or_else(|| Error::not_found(format!("schedule {id}")))
     }
 
     /// The schedule, locked until the transaction ends; `not_found` when there is none.
@@ -257,7 +254,7 @@ impl Schedule {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("schedule"))
+            .ok_or_else(|| Error::not_found(format!("schedule {id}")))
     }
 
     /// Schedules in creation order (ids are time-ordered), after the cursor id.
@@ -349,7 +346,7 @@ impl Schedule {
                 .get_result(conn)
                 .await
                 .optional()?
-                .ok_or_else(|| Error::not_found("schedule"))?;
+                .ok_or_else(|| Error::not_found(format!("schedule {id}")))?;
             record(conn, &schedule, Kind::ScheduleDeleted, actor).await
         })
         .await

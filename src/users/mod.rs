@@ -153,7 +153,7 @@ impl User {
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("user"))
+            .ok_or_else(|| Error::not_found(format!("user {id}")))
     }
 
     pub async fn find_by_username(conn: &mut Conn, username: &str) -> Result<Option<User>> {
@@ -284,7 +284,7 @@ async fn lock(conn: &mut Conn, id: Uuid) -> Result<User> {
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| Error::not_found("user"))
+        .ok_or_else(|| Error::not_found(format!("user {id}")))
 }
 
 /// Serialised through a lock on every admin row, so two concurrent demotions cannot

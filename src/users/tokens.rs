@@ -114,7 +114,7 @@ impl ApiToken {
         .execute(conn)
         .await?;
         if n == 0 {
-            return Err(Error::not_found("token"));
+            return Err(Error::not_found(format!("token {id}")));
         }
         Ok(())
     }

@@ -63,12 +63,25 @@ pub async fn page(viewer: Viewer, query: web::Query<Query>) -> Result<HttpRespon
         days: query.days,
         project: project.unwrap_or_default().to_owned(),
         projects,
-        closed: bars("Beads closed per day", &series(&|d| d.closed as f64), "beads"),
-        tokens: bars("Gateway tokens per day", &series(&|d| d.tokens as f64), "tokens"),
+        closed: bars(
+            "Beads closed per day",
+            &series(&|d| d.closed as f64),
+            "beads",
+            "No bead was closed in this window: each day's closed beads appear here as a bar.",
+        ),
+        tokens: bars(
+            "Gateway tokens per day",
+            &series(&|d| d.tokens as f64),
+            "tokens",
+            "No tokens were spent in this window: once agents call the gateway, the tokens \
+             of each day appear here.",
+        ),
         latency: bars(
             "Median gateway latency per day",
             &series(&|d| d.latency_p50_ms.unwrap_or(0.0)),
             "ms",
+            "No gateway calls in this window: the median time a call took each day appears \
+             here.",
         ),
         lead_p50: hours(r.lead.p50_hours),
         lead_p90: hours(r.lead.p90_hours),

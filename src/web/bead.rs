@@ -241,6 +241,10 @@ pub async fn act(
 /// `POST /beads/{id}/pair`: a conversation on the bead with the chosen persona; then its
 /// page (or this one, saying why not).
 async fn pair(viewer: &Viewer, id: &str, persona: &str) -> Result<HttpResponse, PageError> {
+    if viewer.state.gateway.is_none() {
+        let refused = Error::conflict("gateway_unconfigured", crate::http::api::meta::NO_GATEWAY);
+        return render(viewer, id, Some(refused)).await;
+    }
     let mut conn = viewer.state.pool.get().await?;
     let bead = Bead::get(&mut conn, id).await?;
     let new = crate::chat::NewConversation {

@@ -11,6 +11,24 @@ use crate::agents::Agent;
 use crate::beads::{Bead, stats};
 use crate::http::api::meta::{GatewayStatus, SpendStatus, gateway_status, spend_status};
 
+/// How many beads the overview lists as waiting for a person.
+const WAITING_SHOWN: i64 = 20;
+
+/// A bead a person must act on: why it waits and what clears it.
+struct Waiting {
+    bead: Bead,
+    reason: &'static str,
+    remedy: &'static str,
+}
+
+impl From<Bead> for Waiting {
+    fn from(bead: Bead) -> Self {
+        let reason = bead.blocked_reason.map_or("blocked", |r| r.as_str());
+        let remedy = bead.blocked_reason.and_then(|r| r.remedy()).unwrap_or_default();
+        Waiting { bead, reason, remedy }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
@@ -21,7 +39,9 @@ struct OverviewPage {
     gateway: GatewayStatus,
     spend: SpendStatus,
     sandbox: crate::workbench::SandboxStatus,
-    needing: Vec<Bead>,
+    /// Beads a person must act on, with what clears each, and how many there are in all.
+    waiting: Vec<Waiting>,
+    waiting_total: i64,
     recent: Vec<ActivityLine>,
     /// The live feed's stream filter (none: everything).
     feed_query: String,
@@ -41,7 +61,8 @@ pub async fn page(viewer: Viewer) -> Result<HttpResponse, PageError> {
         .into_iter()
         .map(|(s, n)| (s.to_string(), n))
         .collect();
-    let needing = stats::needing_a_human(&mut conn, 20).await?;
+    let (waiting, waiting_total) = stats::waiting_for_a_person(&mut conn, WAITING_SHOWN).await?;
+    let waiting = waiting.into_iter().map(Waiting::from).collect();
     let spend = spend_status(&mut conn, &viewer.state.spend).await?;
     let recent = Activity::list(&mut conn, &ListQuery { limit: 15, ..ListQuery::default() })
         .await?
@@ -56,7 +77,8 @@ pub async fn page(viewer: Viewer) -> Result<HttpResponse, PageError> {
         gateway: gateway_status(&viewer.state),
         spend,
         sandbox: viewer.state.sandbox.status().await,
-        needing,
+        waiting,
+        waiting_total,
         recent,
         feed_query: String::new(),
     })

@@ -61,6 +61,7 @@ impl Viewer {
             unread,
             assets: assets::version(),
             kinds: stored_kinds(),
+            agents_stopped: crate::http::api::meta::gateway_status(&self.state).stops_agents(),
         })
     }
 }
@@ -138,6 +139,8 @@ pub struct Layout {
     pub assets: &'static str,
     /// The stored event kinds, comma-separated: the live scripts listen for these.
     pub kinds: &'static str,
+    /// Why agents cannot work right now (no gateway, or it is down): every page says so.
+    pub agents_stopped: Option<String>,
 }
 
 fn stored_kinds() -> &'static str {

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
+use reqwest::Method;
 use serde_json::json;
 
 use crate::support::gateway::Reply;
@@ -99,9 +100,9 @@ async fn seed(app: &TestApp) -> String {
     bead
 }
 
-/// Runs `node tests/browser/<script>` against `app` and fails with its output unless it
-/// exits 0.
-async fn run_script(app: &TestApp, script: &str, run_bead: &str) {
+/// Runs `node tests/browser/<script>` against `app` (with `env` added to what every script
+/// gets) and fails with its output unless it exits 0.
+async fn run_script(app: &TestApp, script: &str, run_bead: &str, env: &[(&str, &str)]) {
     let shots = screenshots_dir();
     println!("screenshots: {}", shots.display());
     let started = Instant::now();
@@ -119,6 +120,7 @@ async fn run_script(app: &TestApp, script: &str, run_bead: &str) {
         .env("LOOM_RUN_BEAD", run_bead)
         .env("LOOM_SCREENSHOTS", &shots)
         .env("LOOM_CHROMIUM", chromium())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -147,7 +149,7 @@ async fn in_a_browser_an_admin_files_beads_from_the_board_and_sees_cards_move_li
     }
     let app = spawn().await;
     let run_bead = seed(&app).await;
-    run_script(&app, "board.mjs", &run_bead).await;
+    run_script(&app, "board.mjs", &run_bead, &[]).await;
 }
 
 #[tokio::test]
@@ -157,7 +159,7 @@ async fn in_a_browser_viewers_get_no_write_controls_and_forms_without_csrf_chang
     }
     let app = spawn().await;
     let run_bead = seed(&app).await;
-    run_script(&app, "safety.mjs", &run_bead).await;
+    run_script(&app, "safety.mjs", &run_bead, &[]).await;
 }
 
 #[tokio::test]
@@ -177,5 +179,67 @@ async fn in_a_browser_a_member_pairs_on_a_bead_and_sees_the_reply_stream_in() {
         .push(
             Reply::text("Slowly, step by step, this goes on for a long time").chunk_delay(slow * 5),
         );
-    run_script(&p.app, "chat.mjs", &bead).await;
+    run_script(&p.app, "chat.mjs", &bead, &[]).await;
+}
+
+/// What the pages script needs besides `seed`: a dependency graph worth drawing (long titles,
+/// a child-of edge that skips a layer, a blocker in another project), a conversation with a
+/// reply, and a token; returns the conversation's id.
+async fn seed_pages(p: &crate::support::chat::Pairing) -> String {
+    let app = &p.app;
+    let epic =
+        app.bead("seed", "Launch the dashboard to the whole team", json!({"type": "epic"})).await;
+    let design = app
+        .bead("seed", "Design the navigation for phones and laptops", json!({"parent": epic}))
+        .await;
+    let build = app
+        .bead(
+            "seed",
+            "Build the responsive navigation with keyboard support and screen reader labels \
+             everywhere it matters",
+            json!({"depends_on": [design]}),
+        )
+        .await;
+    // A child of the epic two layers right of it: its child-of edge skips a layer.
+    app.bead("seed", "Announce it", json!({"parent": epic, "depends_on": [build]})).await;
+    app.project("ops").await;
+    let server = app.bead("ops", "Provision the production database server", json!({})).await;
+    app.bead("seed", "Migrate the data", json!({"depends_on": [server], "priority": 1})).await;
+    let token = json!({"name": "laptop CLI", "expires_at": "2099-01-01T00:00:00Z"});
+    let res = app.call(Method::POST, "/api/v1/tokens", Some(&app.admin), Some(token)).await;
+    assert_eq!(res.status, reqwest::StatusCode::CREATED, "{:?}", res.body);
+    // A bead the admin filed, blocked by the member: the admin has a notification.
+    let filed = json!({"project": "ops", "title": "Choose the colours of the dark mode"});
+    let res = app.call(Method::POST, "/api/v1/beads", Some(&app.admin), Some(filed)).await;
+    assert_eq!(res.status, reqwest::StatusCode::CREATED, "{:?}", res.body);
+    let id = res.body["id"].as_str().expect("id");
+    let blocked =
+        app.post(&format!("/api/v1/beads/{id}/block"), json!({"reason": "Ask design"})).await;
+    assert_eq!(blocked.status, reqwest::StatusCode::OK, "{:?}", blocked.body);
+    // Agents bound to `web`, which has no beads: they idle, and one is paused.
+    for name in ["ada", "grace-the-reviewer"] {
+        let agent = json!({"name": name, "persona": "software-engineer", "project": "web"});
+        let res = app.post("/api/v1/agents", agent).await;
+        assert_eq!(res.status, reqwest::StatusCode::CREATED, "{:?}", res.body);
+        if name == "ada" {
+            let id = res.body["id"].as_str().expect("id");
+            let paused = app.post(&format!("/api/v1/agents/{id}/pause"), json!({})).await;
+            assert_eq!(paused.status, reqwest::StatusCode::OK, "{:?}", paused.body);
+        }
+    }
+    p.script.push(Reply::text("The navigation needs **three** entries; I wrote them down."));
+    let conversation = p.conversation(None).await;
+    p.say(&conversation, "What should the navigation hold?").await;
+    conversation
+}
+
+#[tokio::test]
+async fn in_a_browser_every_page_fits_a_laptop_and_a_phone_and_the_graph_reads_well() {
+    if !browser_available() {
+        return;
+    }
+    let p = crate::support::chat::Pairing::new(|_| {}).await;
+    let run_bead = seed(&p.app).await;
+    let conversation = seed_pages(&p).await;
+    run_script(&p.app, "pages.mjs", &run_bead, &[("LOOM_CONVERSATION", &conversation)]).await;
 }

@@ -78,6 +78,37 @@ async fn a_member_starts_a_conversation_with_an_agent_or_a_persona_and_anyone_re
 }
 
 #[tokio::test]
+async fn not_told_whom_to_talk_to_it_takes_the_beads_persona_else_the_projects_agent() {
+    let app = spawn().await;
+    app.project("web").await;
+    app.project("api").await;
+    let plain = app.bead("web", "Plain", json!({})).await;
+    let qa = app.bead("web", "Test it", json!({"persona": "qa-engineer"})).await;
+    let nobody = start(&app, json!({"project": "web", "bead": plain})).await;
+    assert_eq!(nobody.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", nobody.body);
+    assert_eq!(nobody.code(), "agent_or_persona_required");
+    let message = nobody.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no agent works on project web"), "{message}");
+
+    let by_persona = start(&app, json!({"project": "web", "bead": qa})).await;
+    assert_eq!(by_persona.status, StatusCode::CREATED, "{:?}", by_persona.body);
+    assert_eq!(by_persona.body["persona"], "qa-engineer");
+    assert!(by_persona.body["agent"].is_null());
+
+    // An agent of any project serves when none is bound to this one; a bound one comes first.
+    let anywhere = agent(&app, "zed", None).await;
+    agent(&app, "elsewhere", Some("api")).await;
+    let any = start(&app, json!({"project": "web"})).await;
+    assert_eq!(any.status, StatusCode::CREATED, "{:?}", any.body);
+    assert_eq!(any.body["agent"], json!(anywhere));
+    let bound = agent(&app, "ada", Some("web")).await;
+    let on_bead = start(&app, json!({"project": "web", "bead": plain})).await;
+    assert_eq!(on_bead.status, StatusCode::CREATED, "{:?}", on_bead.body);
+    assert_eq!(on_bead.body["agent"], json!(bound));
+    assert_eq!(on_bead.body["persona"], "software-engineer");
+}
+
+#[tokio::test]
 async fn every_reference_a_conversation_makes_is_checked() {
     let app = spawn().await;
     app.project("one").await;
@@ -89,7 +120,6 @@ async fn every_reference_a_conversation_makes_is_checked() {
     let free = agent(&app, "fr", None).await;
     let ghost = uuid::Uuid::new_v4().to_string();
     for (body, status, code) in [
-        (json!({"project": "one"}), StatusCode::UNPROCESSABLE_ENTITY, "agent_or_persona_required"),
         (
             json!({"project": "nope", "persona": "software-engineer"}),
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -32,7 +32,7 @@ async fn the_cli_logs_in_and_drives_projects_and_beads() {
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let (ok, _, err) = run(&["bead", "show", "cli-zzzz"], None);
-    assert!(!ok && err.contains("not found"), "{err}");
+    assert!(!ok && err.contains("bead cli-zzzz not found"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

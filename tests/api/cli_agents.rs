@@ -77,7 +77,7 @@ async fn agent_commands_print_the_servers_error_once_and_fail() {
     let cli = Cli::with_token(&app.base, &app.member);
     assert_fails_with(
         cli.run(&["agent", "create", "ada", "--persona", "nobody"], None),
-        "no persona \"nobody\" (unknown_persona, HTTP 422)",
+        "no persona \"nobody\": `loom persona list` shows those there are (unknown_persona, HTTP 422)",
     );
     assert_fails_with(cli.run(&["agent", "show", "ghost"], None), "no agent named \"ghost\"");
     assert_fails_with(cli.run(&["agent", "pause", "ghost"], None), "no agent named \"ghost\"");
@@ -135,7 +135,7 @@ async fn persona_reload_is_for_admins_and_reports_each_bad_file_by_path_and_line
     };
     write("good", "---\nname: good\ndisplay_name: Good\nrole: engineer\n---\nWork well.\n");
     let path = dir.path().to_owned();
-    let app = spawn_with(move |c| c.personas_dir = path).await;
+    let app = spawn_with(move |c| c.personas_dir = Some(path)).await;
 
     let member = Cli::with_token(&app.base, &app.member);
     assert_fails_with(member.run(&["persona", "reload"], None), "needs the admin role");
@@ -144,7 +144,7 @@ async fn persona_reload_is_for_admins_and_reports_each_bad_file_by_path_and_line
     let admin = Cli::with_token(&app.base, &app.admin);
     let (ok, out, err) = admin.run(&["persona", "reload"], None);
     assert!(!ok, "a skipped file fails the command: {out}");
-    assert_eq!(out.trim(), "loaded 1 persona: good");
+    assert_eq!(out.trim(), "loaded 9 personas (1 from LOOM_PERSONAS_DIR: good)");
     let at = format!("{}:4: ", dir.path().join("broken").join("PERSONA.md").display());
     assert!(err.lines().any(|l| l.starts_with(&at)), "wanted {at:?} in: {err}");
     assert!(err.contains("error: 1 persona file could not be loaded"), "{err}");
@@ -152,7 +152,7 @@ async fn persona_reload_is_for_admins_and_reports_each_bad_file_by_path_and_line
     write("broken", "---\nname: broken\ndisplay_name: Broken\nrole: fixed\n---\nbody\n");
     let (ok, out, err) = admin.run(&["persona", "reload"], None);
     assert!(ok && err.is_empty(), "{err}");
-    assert_eq!(out.trim(), "loaded 2 personas: broken, good");
+    assert_eq!(out.trim(), "loaded 10 personas (2 from LOOM_PERSONAS_DIR: broken, good)");
     let report = admin.json(&["persona", "reload"]);
     assert_eq!(report["errors"].as_array().unwrap().len(), 0);
 }

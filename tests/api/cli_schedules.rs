@@ -135,7 +135,10 @@ async fn schedule_commands_create_list_show_update_and_delete() {
     assert!(ids(&cli.json(&["schedule", "list", "--project", "web"])).is_empty());
     let (ok, out, _) = cli.run(&["schedule", "list", "--project", "web"], None);
     assert!(ok && out.trim() == "(none)", "{out}");
-    assert_fails_with(cli.run(&["schedule", "show", &id], None), "schedule not found");
+    assert_fails_with(
+        cli.run(&["schedule", "show", &id], None),
+        &format!("schedule {id} not found"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,7 +186,10 @@ async fn schedule_commands_print_the_servers_error_once_and_fail() {
         vec!["schedule", "update", &ghost, "--disable"],
         vec!["schedule", "delete", &ghost],
     ] {
-        assert_fails_with(cli.run(&args, None), "schedule not found (not_found, HTTP 404)");
+        assert_fails_with(
+            cli.run(&args, None),
+            &format!("schedule {ghost} not found (not_found, HTTP 404)"),
+        );
     }
     assert_fails_with(cli.run(&["schedule", "show", "../agents"], None), "is not a schedule id");
 

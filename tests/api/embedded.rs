@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use loom::db::local::{LocalPostgres, PASSWORD_FILE};
+use loom::db::local::{LocalPostgres, OWNER_FILE, PASSWORD_FILE, StoppedBy};
 
 fn postmaster_running(data_dir: &Path) -> bool {
     data_dir.join("postgres/data/postmaster.pid").exists()
@@ -55,9 +55,10 @@ async fn the_private_cluster_is_created_once_reused_and_stopped() {
     drop(conn);
     // a second start while it runs reuses it and leaves it running for its owner
     let second = LocalPostgres::start(dir.path()).await.unwrap();
-    second.stop().await.unwrap();
+    let me = i32::try_from(std::process::id()).unwrap();
+    assert_eq!(second.stop().await.unwrap(), StoppedBy::Owner(me));
     assert!(postmaster_running(dir.path()));
-    pg.stop().await.unwrap();
+    assert_eq!(pg.stop().await.unwrap(), StoppedBy::ThisProcess);
     assert!(!postmaster_running(dir.path()));
     // restarted, the data is still there (no second initdb)
     let again = LocalPostgres::start(dir.path()).await.unwrap();
@@ -198,53 +199,123 @@ async fn a_lost_or_wrong_password_file_stops_the_start_saying_so() {
     assert!(!postmaster_running(dir.path()), "the server it started is stopped again");
 }
 
+/// A `loom serve` on the private database of `dir`, its stderr drained into a log.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+    log: std::thread::JoinHandle<String>,
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_loom"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+            .env("LOOM_DATA_DIR", dir)
+            .env_remove("LOOM_DATABASE_URL")
+            .env("RUST_LOG", "info,loom=debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Keep draining stderr so the server never writes into a closed pipe.
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("Loom is listening") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                    let _ = tx.send(v["port"].as_u64());
+                }
+                log.push(line);
+            }
+            log.join("\n")
+        });
+        let port = rx.recv_timeout(Duration::from_secs(60)).ok().flatten();
+        let port = port.expect("the server reported its port");
+        Serve { child, port: u16::try_from(port).unwrap(), log }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the log.
+    fn terminate(mut self) -> String {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let mut exited = None;
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = exited.expect("loom serve exits on SIGTERM");
+        assert!(status.success(), "{status}");
+        self.log.join().unwrap()
+    }
+}
+
 #[test]
 fn serve_runs_on_its_own_database_and_stops_it_on_sigterm() {
     let dir = data_dir("loom-serve-");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loom"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
-        .env("LOOM_DATA_DIR", dir.path())
-        .env_remove("LOOM_DATABASE_URL")
-        .env("RUST_LOG", "info,loom=debug")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Keep draining stderr so the server never writes into a closed pipe.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        let mut log = Vec::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("Loom is listening") {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                let _ = tx.send(v["port"].as_u64());
-            }
-            log.push(line);
-        }
-        log.join("\n")
-    });
-    let port = rx.recv_timeout(Duration::from_secs(60)).ok().flatten();
-    let port = port.expect("the server reported its port");
-    let ready = plain_get(&format!("http://127.0.0.1:{port}/readyz"));
+    let serve = Serve::start(dir.path());
+    let ready = plain_get(&format!("http://127.0.0.1:{}/readyz", serve.port));
     assert!(ready.contains("\"ready\":true"), "{ready}");
     assert!(postmaster_running(dir.path()));
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = exited.expect("loom serve exits on SIGTERM");
-    assert!(status.success(), "{status}");
+    let log = serve.terminate();
     assert!(!postmaster_running(dir.path()), "the private database is stopped on shutdown");
     let password = std::fs::read_to_string(dir.path().join(PASSWORD_FILE)).unwrap();
-    let log = log.join().unwrap();
     assert!(log.contains("Loom is listening"), "{log}");
+    assert!(log.contains("the private database is stopped"), "{log}");
     assert!(!log.contains(password.trim()), "the database password is in the log:\n{log}");
+}
+
+/// The pid in the cluster's `postmaster.pid`.
+fn postmaster_pid(data_dir: &Path) -> i32 {
+    let file = std::fs::read_to_string(data_dir.join("postgres/data/postmaster.pid")).unwrap();
+    file.lines().next().unwrap().trim().parse().unwrap()
+}
+
+/// Whether `pid` runs (a zombie no one has reaped yet does not).
+fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next().unwrap();
+    state != "Z" && state != "X"
+}
+
+/// Ends a server the test left behind when it fails (the data dir is deleted under it).
+struct Reap(i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if process_alive(self.0) {
+            let pid = nix::unistd::Pid::from_raw(self.0);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
+        }
+    }
+}
+
+#[test]
+fn serve_adopts_the_database_a_killed_serve_left_running_and_stops_it() {
+    let dir = data_dir("loom-kill-");
+    let mut killed = Serve::start(dir.path());
+    let orphan = postmaster_pid(dir.path());
+    let _reap = Reap(orphan);
+    killed.child.kill().unwrap(); // SIGKILL: no shutdown runs
+    killed.child.wait().unwrap();
+    assert!(process_alive(orphan), "the killed serve's PostgreSQL outlives it");
+
+    let serve = Serve::start(dir.path());
+    assert_eq!(postmaster_pid(dir.path()), orphan, "the next serve runs on that same server");
+    let ready = plain_get(&format!("http://127.0.0.1:{}/readyz", serve.port));
+    assert!(ready.contains("\"ready\":true"), "{ready}");
+    let log = serve.terminate();
+
+    assert!(log.contains("adopting the private PostgreSQL cluster"), "{log}");
+    assert!(log.contains("the private database is stopped"), "{log}");
+    assert!(!postmaster_running(dir.path()), "postmaster.pid is gone:\n{log}");
+    assert!(!process_alive(orphan), "no server of that data dir is left:\n{log}");
+    assert!(!dir.path().join(OWNER_FILE).exists(), "nobody owns a stopped server");
 }
 
 /// A blocking GET over a plain socket; this test has no async runtime.

@@ -487,17 +487,10 @@ async fn a_model_that_never_replies_with_an_action_costs_an_attempt_and_backs_of
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_service_works_a_filed_bead_to_a_commit_on_its_own() {
     use crate::support::gateway::ScriptedGateway;
-    use crate::support::work::{KEY, Upstream, gateway_config};
+    use crate::support::work::{KEY, Upstream, gateway_config, serving};
     let script = ScriptedGateway::start().await;
     script.require_key(KEY);
-    let url = script.url();
-    let app = crate::support::spawn_with(|c| {
-        c.gateway = Some(gateway_config(&url));
-        c.executors = Some(loom::executor::ExecutorConfig::default());
-        c.dispatchers = 1;
-        c.dispatch.require_executor = true;
-    })
-    .await;
+    let app = serving(gateway_config(&script.url())).await;
     let upstream = Upstream::new(&[("README.md", "# Web\n")]);
     let body = json!({"id": "web", "name": "Web", "repo": upstream.path(), "branch": "main"});
     let res = app

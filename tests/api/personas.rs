@@ -46,8 +46,8 @@ async fn reload_reports_a_malformed_file_by_path_and_line_and_loads_the_rest() {
         "---\nname: good\ndisplay_name: Good\nrole: engineer\nlabels: [backend]\n---\nWork well.\n",
     );
     let path = dir.path().to_owned();
-    let app = spawn_with(move |c| c.personas_dir = path).await;
-    assert_eq!(app.get("/api/v1/personas").await.body["items"].as_array().unwrap().len(), 1);
+    let app = spawn_with(move |c| c.personas_dir = Some(path)).await;
+    assert_eq!(app.get("/api/v1/personas").await.body["items"].as_array().unwrap().len(), 9);
 
     write("broken", "---\nname: broken\ndisplay_name: Broken\nrole: [oops\n---\nbody\n");
     write("good", "---\nname: good\ndisplay_name: Better\nrole: engineer\n---\nWork better.\n");
@@ -57,10 +57,74 @@ async fn reload_reports_a_malformed_file_by_path_and_line_and_loads_the_rest() {
     let report =
         app.call(Method::POST, "/api/v1/personas/reload", Some(&app.admin.clone()), None).await;
     assert_eq!(report.status, StatusCode::OK, "{:?}", report.body);
-    assert_eq!(report.body["loaded"], serde_json::json!(["good"]));
+    assert_eq!(report.body["from_dir"], serde_json::json!(["good"]));
+    assert_eq!(report.body["loaded"].as_array().unwrap().len(), 9, "{:?}", report.body);
     let error = &report.body["errors"][0];
     assert!(error["path"].as_str().unwrap().ends_with("broken/PERSONA.md"), "{error}");
     assert_eq!(error["line"], 4);
     assert_eq!(app.get("/api/v1/personas/good").await.body["display_name"], "Better");
     assert_eq!(app.get("/api/v1/personas/broken").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_personas_dir_adds_to_the_built_in_team_and_overrides_it_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("software-engineer")).unwrap();
+    std::fs::write(
+        dir.path().join("software-engineer").join("PERSONA.md"),
+        "---\nname: software-engineer\ndisplay_name: Our Engineer\nrole: engineer\n---\nOur way.\n",
+    )
+    .unwrap();
+    let path = dir.path().to_owned();
+    let app = spawn_with(move |c| c.personas_dir = Some(path)).await;
+    let items = app.get("/api/v1/personas").await.body["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), TEAM.len(), "{items}");
+    let ours = app.get("/api/v1/personas/software-engineer").await.body;
+    assert_eq!(ours["display_name"], "Our Engineer");
+    assert_eq!(ours["instructions"], "Our way.");
+    assert_eq!(app.get("/api/v1/personas/code-reviewer").await.body["role"], "reviewer");
+}
+
+#[tokio::test]
+async fn a_personas_dir_that_is_missing_is_reported_as_such_and_the_team_still_loads() {
+    let missing = std::path::PathBuf::from("/nonexistent/loom-personas");
+    let app = spawn_with(move |c| c.personas_dir = Some(missing)).await;
+    assert_eq!(
+        app.get("/api/v1/personas").await.body["items"].as_array().unwrap().len(),
+        TEAM.len()
+    );
+    let report =
+        app.call(Method::POST, "/api/v1/personas/reload", Some(&app.admin.clone()), None).await;
+    let error = &report.body["errors"][0];
+    assert_eq!(error["path"], "/nonexistent/loom-personas");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("cannot read the personas directory"), "{message}");
+}
+
+#[tokio::test]
+async fn a_bead_naming_an_unknown_persona_is_refused() {
+    let app = spawn().await;
+    app.project("web").await;
+    let res = app
+        .post(
+            "/api/v1/beads",
+            serde_json::json!({"project": "web", "title": "t", "persona": "wizard"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", res.body);
+    assert_eq!(res.code(), "unknown_persona");
+    assert!(res.body["error"]["message"].as_str().unwrap().contains("wizard"));
+    assert_eq!(app.get("/api/v1/beads?project=web").await.body["items"], serde_json::json!([]));
+
+    let id = app.bead("web", "t", serde_json::json!({"persona": "qa-engineer"})).await;
+    let bead = app.show(&id).await;
+    let res = app
+        .patch(
+            &format!("/api/v1/beads/{id}"),
+            serde_json::json!({"version": bead["version"], "persona": "wizard"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", res.body);
+    assert_eq!(res.code(), "unknown_persona");
+    assert_eq!(app.show(&id).await["persona"], "qa-engineer");
 }

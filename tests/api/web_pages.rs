@@ -206,7 +206,7 @@ async fn members_pause_and_resume_agents_from_the_agents_page_and_viewers_cannot
         for action in ["pause", "resume"] {
             let page = m.post(&format!("/agents/{unknown}/{action}"), &[("csrf", &csrf)]).await;
             assert_eq!(page.status, StatusCode::NOT_FOUND, "{unknown} {action}");
-            assert!(page.contains("agent not found"), "{}", page.body);
+            assert!(page.contains("not found"), "{}", page.body);
         }
     }
 }
@@ -316,7 +316,7 @@ async fn personas_are_listed_and_each_page_renders_its_instructions_as_safe_mark
         "---\nname: tester\ndisplay_name: Tester\nrole: qa\nlabels: [qa]\n---\nTest it.\n",
     );
     let path = dir.path().to_owned();
-    let app = spawn_with(move |c| c.personas_dir = path).await;
+    let app = spawn_with(move |c| c.personas_dir = Some(path)).await;
     let mut v = logged_in(&app, "viewer").await;
 
     let list = v.get("/personas").await;
@@ -343,7 +343,12 @@ async fn personas_are_listed_and_each_page_renders_its_instructions_as_safe_mark
 
     let missing = v.get("/personas/nobody").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert!(missing.contains("persona not found"), "{}", missing.body);
+    assert!(
+        missing.contains("persona &quot;nobody&quot; not found")
+            || missing.contains("persona &#34;nobody&#34; not found"),
+        "{}",
+        missing.body
+    );
 }
 
 #[tokio::test]
@@ -547,7 +552,7 @@ async fn notifications_are_listed_linked_and_marked_read_one_or_all() {
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     let other = m.post(&format!("/notifications/{}/read", theirs[0]), &[("csrf", &csrf)]).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
-    assert!(other.contains("notification not found"));
+    assert!(other.contains(&format!("notification {} not found", theirs[0])), "{}", other.body);
     for bad in ["999999", "nope"] {
         let page = m.post(&format!("/notifications/{bad}/read"), &[("csrf", &csrf)]).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{bad}");

@@ -230,6 +230,33 @@ async fn the_dependency_graph_is_an_svg_of_links_in_dependency_order() {
         rect[x..].split('"').next().unwrap().parse().unwrap()
     };
     assert!(x_of(&top) > x_of(&base));
+    // Ready and waiting beads are drawn apart.
+    let state_of = |page: &str, id: &str| -> String {
+        let at = page.find(&format!("href=\"/beads/{id}\"")).expect("the node");
+        page[at..]
+            .split("data-state=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("its state")
+            .to_owned()
+    };
+    assert_eq!(state_of(&page.body, &base), "ready");
+    assert_eq!(state_of(&page.body, &top), "waiting");
+    // A blocker in another project is drawn, labelled with its project, linking to its bead.
+    app.project("elsewhere").await;
+    let far = app.bead("elsewhere", "Far away blocker", json!({})).await;
+    let near = app.bead("g", "Waits on another project", json!({"depends_on": [far]})).await;
+    let page = b.get("/projects/g/graph").await;
+    assert!(page.contains(&format!("href=\"/beads/{far}\"")), "{}", page.body);
+    assert!(page.contains("in project elsewhere") && page.contains("node-external"));
+    assert_eq!(state_of(&page.body, &near), "waiting");
+    let api = app.get("/api/v1/projects/g/graph").await;
+    let far_node =
+        api.body["nodes"].as_array().expect("nodes").iter().find(|n| n["id"] == far.as_str());
+    assert_eq!(far_node.expect("the blocker")["project"], "elsewhere");
+    // Closed blockers elsewhere hold nothing and are left out.
+    app.close(&far).await;
+    assert!(!b.get("/projects/g/graph").await.contains(&format!("href=\"/beads/{far}\"")));
     assert_eq!(b.get("/projects/none/graph").await.status, StatusCode::NOT_FOUND);
 }
 
@@ -267,11 +294,28 @@ async fn analytics_are_computed_from_what_was_recorded() {
     assert!(page.contains("<p class=\"big\">1</p>"), "one closed: {}", page.body);
     assert!(page.contains("1234 tokens"), "tokens per day in a bar title");
     assert!(
-        page.contains("<th scope=\"row\">ana</th><td>2</td><td>1</td><td>1234</td>"),
+        page.contains(
+            "<th scope=\"row\">ana</th><td data-label=\"Calls\">2</td><td data-label=\"Failed\">1</td>\
+             <td data-label=\"Tokens\">1234</td>"
+        ),
         "{}",
         page.body
     );
-    assert!(page.contains("<th scope=\"row\">success</th><td>1</td>"));
+    assert!(page.contains("<th scope=\"row\">success</th><td data-label=\"Runs\">1</td>"));
+    // The charts have a value axis and their values on the bars.
+    assert!(
+        page.contains("class=\"axis-value\">0</text>")
+            && page.contains("class=\"bar-value\">1</text>")
+    );
+    assert!(page.contains("class=\"bar-value\">1234</text>"), "{}", page.body);
+    // With nothing recorded, each chart says what will appear there.
+    app.project("quiet").await;
+    let quiet = b.get("/analytics?project=quiet").await;
+    assert!(quiet.contains("No bead was closed in this window: each day"), "{}", quiet.body);
+    assert!(
+        quiet.contains("No gateway calls in this window: the median time")
+            && !quiet.contains("class=\"bar\"")
+    );
     let all = b.get("/analytics").await;
     assert_eq!(all.status, StatusCode::OK);
     let bad = b.get("/analytics?days=0").await;

@@ -1,13 +1,10 @@
 // An admin's day in a real browser: logs in with the keyboard only, creates a project and
 // files two beads through the forms, watches their cards move live when the API changes
-// them, reads a run's transcript, and leaves screenshots of the main pages behind.
-import {
-  BASE, LAPTOP, PHONE, PASSWORD, api, assert, launch, overflow, run, screenshot, step,
-} from "./lib.mjs";
+// them and reads a run's transcript (pages.mjs takes the screenshots of every page).
+import { BASE, PASSWORD, api, assert, launch, run, screenshot, step } from "./lib.mjs";
 
 const ADMIN = process.env.LOOM_ADMIN_USER || "admin";
 const MEMBER_TOKEN = process.env.LOOM_MEMBER_TOKEN;
-const SEED = process.env.LOOM_SEED_PROJECT;
 const RUN_BEAD = process.env.LOOM_RUN_BEAD;
 
 const card = (column, id) => `section[data-column="${column}"] li[data-bead="${id}"]`;
@@ -159,28 +156,5 @@ await run(async (browsers) => {
     ]);
     await page.locator(badge, { hasText: /^0$/ }).waitFor();
     await other.close();
-  });
-
-  await step("screenshots of the main pages at laptop and phone width", page, async () => {
-    const pages = [
-      ["overview", "/"], ["projects", "/projects"], ["board", `/projects/${SEED}`],
-      ["board-live", "/projects/web"], ["bead", `/beads/${RUN_BEAD}`],
-    ];
-    for (const [name, path] of pages) {
-      await page.goto(`${BASE}${path}`);
-      await screenshot(page, name);
-    }
-    await page.setViewportSize(PHONE);
-    for (const [name, path] of pages.filter(([n]) => n !== "board-live")) {
-      await page.goto(`${BASE}${path}`);
-      await screenshot(page, `${name}-phone`);
-      const wide = await overflow(page);
-      if (wide) console.log(`note ${name} is ${wide.wide}px wider than a phone: ${wide.culprits.join(", ")}`);
-    }
-    await page.setViewportSize(LAPTOP);
-    await page.emulateMedia({ colorScheme: "dark" });
-    await page.goto(`${BASE}/projects/${SEED}`);
-    await screenshot(page, "board-dark");
-    await page.emulateMedia({ colorScheme: "light" });
   });
 });

@@ -161,9 +161,16 @@ export async function overflow(page) {
     if (wide <= 0) return null;
     const culprits = [...document.querySelectorAll("body *")]
       .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
-      .filter((el) => !el.closest(".board")) // the board scrolls inside itself
+      // What scrolls inside its own box (the board, wide tables, charts) is not to blame.
+      .filter((el) => {
+        for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+          if (getComputedStyle(up).overflowX !== "visible") return false;
+        }
+        return true;
+      })
       .slice(0, 5)
-      .map((el) => el.tagName.toLowerCase() + (el.className ? "." + String(el.className).split(" ").join(".") : ""));
+      .map((el) => el.tagName.toLowerCase() + (el.id ? `#${el.id}` : "") +
+        (el.getAttribute("class") ? "." + el.getAttribute("class").split(" ").join(".") : ""));
     return { wide, culprits };
   });
 }

@@ -11,6 +11,7 @@
 # cases each operation gets; arguments go to `schemathesis run` (e.g. --include-path-regex beads).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/lib.sh
 
 : "${LOOM_TEST_DATABASE_URL:?set LOOM_TEST_DATABASE_URL to a PostgreSQL URL (.ci/run does)}"
 here=tests/schemathesis
@@ -24,12 +25,7 @@ loom=$target/debug/loom
 state=$target/schemathesis
 
 # --- schemathesis, pinned, in a virtualenv the next run reuses ----------------------------
-if ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
-  cp "$here/requirements.txt" "$venv/requirements.txt"
-fi
+pinned_venv "$venv" "$here/requirements.txt"
 
 # --- the binary the tests ran (built here when missing or older than the sources) ---------
 if [ ! -x "$loom" ] || [ -n "$(find src migrations templates static Cargo.lock -newer "$loom" -print -quit)" ]; then
@@ -55,7 +51,7 @@ password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
 "$loom" user create --username admin --role admin --password-stdin --database-url "$db_url" \
   <<<"$password" >/dev/null
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 base="http://127.0.0.1:$port"
 # No LOOM_GATEWAY_*: no gateway. No ticker, dispatcher or executors: nothing changes the data
 # behind schemathesis's back.
@@ -64,12 +60,7 @@ env -u LOOM_GATEWAY_URL -u LOOM_GATEWAY_API_KEY -u LOOM_GATEWAY_MODEL \
   --personas-dir personas --no-ticker --dispatchers 0 --no-executors \
   >"$work/loom.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 300); do
-  if curl -sf "$base/readyz" >/dev/null; then break; fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then cat "$work/loom.log"; echo "loom serve exited"; exit 1; fi
-  sleep 0.1
-done
-curl -sf "$base/readyz" >/dev/null || { cat "$work/loom.log"; echo "loom serve never got ready"; exit 1; }
+wait_until_up "$base/readyz" "$server_pid" "$work/loom.log" "loom serve" 300 || exit 1
 
 # The seeded ids become dictionaries the configuration's operations draw path ids and bodies from.
 token=$("$venv/bin/python" "$here/seed.py" "$base" admin "$password" "$work/repo" "$work/seeded.toml")

@@ -171,7 +171,7 @@ pub async fn blocked(
 
 /// A path id that cannot be a bead id names no bead.
 pub fn bead_id(raw: &str) -> Result<BeadId> {
-    BeadId::parse(raw).ok_or_else(|| Error::not_found("bead"))
+    BeadId::parse(raw).ok_or_else(|| Error::not_found(format!("bead {raw:?}")))
 }
 
 /// A bead with its dependencies, dependents, comments, runs and history.

@@ -82,6 +82,11 @@ pub struct SpendStatus {
     pub budgets: Vec<crate::dispatch::limits::Spend>,
 }
 
+/// Why agents do not work without a gateway, and what fixes it.
+pub const NO_GATEWAY: &str = "no LLM gateway is configured: restart `loom serve` with \
+     LOOM_GATEWAY_URL (its base URL, ending in /v1) and LOOM_GATEWAY_MODEL (the model to ask \
+     for), and LOOM_GATEWAY_API_KEY if it needs a key";
+
 /// The LLM gateway as this process sees it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GatewayStatus {
@@ -91,6 +96,22 @@ pub struct GatewayStatus {
     pub health: crate::gateway::Health,
     /// Why it is not healthy, when known.
     pub reason: Option<String>,
+}
+
+impl GatewayStatus {
+    /// Why agents cannot work now, said so a person can act on it; `None` while they can.
+    pub fn stops_agents(&self) -> Option<String> {
+        if !self.configured {
+            return Some(NO_GATEWAY.to_owned());
+        }
+        (self.health == crate::gateway::Health::Down).then(|| {
+            let why = self.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            format!(
+                "the LLM gateway is down{why}: beads wait without using their attempts and \
+                 resume when it answers"
+            )
+        })
+    }
 }
 
 /// Counts of beads and agents by status, gateway health and version.
@@ -142,7 +163,7 @@ pub async fn spend_status(
 pub fn gateway_status(state: &AppState) -> GatewayStatus {
     let report = state.gateway_health.report();
     let reason = match &state.gateway {
-        None => Some("no gateway is configured (LOOM_GATEWAY_URL)".to_owned()),
+        None => Some(NO_GATEWAY.to_owned()),
         Some(_) => report.reason,
     };
     GatewayStatus {

@@ -50,6 +50,6 @@ pub async fn show(
 pub async fn reload(state: web::Data<AppState>, auth: Auth) -> Result<HttpResponse> {
     auth.require(Role::Admin)?;
     let mut conn = state.pool.get().await?;
-    let report = Persona::load_dir(&mut conn, &state.personas_dir).await?;
+    let report = Persona::load(&mut conn, state.personas_dir.as_deref()).await?;
     Ok(HttpResponse::Ok().json(report))
 }

@@ -108,6 +108,18 @@ pub fn gateway_config(url: &str) -> GatewayConfig {
     c
 }
 
+/// The service as a person runs it, dispatcher, executors and probe in the background, on
+/// `gateway`: nothing drives the work but the service.
+pub async fn serving(gateway: GatewayConfig) -> TestApp {
+    spawn_with(|c| {
+        c.gateway = Some(gateway);
+        c.executors = Some(ExecutorConfig::default());
+        c.dispatchers = 1;
+        c.dispatch.require_executor = true;
+    })
+    .await
+}
+
 impl Work {
     /// `agents` unbound software engineers; the project `web` on the upstream, with
     /// `max_parallel` beads at once.
