@@ -38,6 +38,17 @@ pub enum Action {
         query: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        regex: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        glob: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files_only: Option<bool>,
+    },
+    FindFiles {
+        pattern: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
     WriteFile {
         path: String,
@@ -89,6 +100,7 @@ impl Action {
             Action::ListFiles { .. } => "list_files",
             Action::ReadFile { .. } => "read_file",
             Action::Search { .. } => "search",
+            Action::FindFiles { .. } => "find_files",
             Action::WriteFile { .. } => "write_file",
             Action::EditFile { .. } => "edit_file",
             Action::DeleteFile { .. } => "delete_file",
@@ -296,8 +308,32 @@ fn from_object(at: &str, mut map: Map<String, Value>) -> Result<Action, ParseErr
         .map_err(|e| ParseError::arguments(at, spec, format_args!("{}: {e}", spec.name)))
 }
 
-/// Missing and ill-typed arguments, named; integers written as strings are accepted.
+/// Unknown, missing and ill-typed arguments, named; integers and booleans written as strings
+/// are accepted.
 fn check_arguments(at: &str, spec: &Spec, map: &mut Map<String, Value>) -> Result<(), ParseError> {
+    let unknown: Vec<String> = map
+        .keys()
+        .filter(|k| *k != "action" && !spec.args.iter().any(|a| a.name == k.as_str()))
+        .map(|k| format!("\"{k}\""))
+        .collect();
+    if !unknown.is_empty() {
+        let (s, list) = (if unknown.len() == 1 { "" } else { "s" }, unknown.join(", "));
+        let missing: Vec<String> = spec
+            .args
+            .iter()
+            .filter(|a| a.required && map.get(a.name).is_none_or(Value::is_null))
+            .map(|a| format!("\"{}\"", a.name))
+            .collect();
+        let missing = match missing.is_empty() {
+            true => String::new(),
+            false => format!(" and is missing {}", missing.join(", ")),
+        };
+        return Err(ParseError::arguments(
+            at,
+            spec,
+            format_args!("{} has no argument{s} {list}{missing}", spec.name),
+        ));
+    }
     for arg in spec.args {
         let value = map.get_mut(arg.name).filter(|v| !v.is_null());
         let Some(value) = value else {
@@ -315,7 +351,13 @@ fn check_arguments(at: &str, spec: &Spec, map: &mut Map<String, Value>) -> Resul
         {
             *value = Value::from(n);
         }
+        if let (Ty::Bool, Value::String(s)) = (arg.ty, &*value)
+            && let Ok(b) = s.trim().parse::<bool>()
+        {
+            *value = Value::from(b);
+        }
         let fits = match arg.ty {
+            Ty::Bool => value.is_boolean(),
             Ty::Str | Ty::BeadType => value.is_string(),
             Ty::Int => value.is_u64(),
             Ty::Priority => value.is_u64() || value.is_string(),

@@ -1,5 +1,5 @@
-//! The file actions: list, read, search, write, edit, delete. Blocking; `Workspace::perform`
-//! runs them on the blocking pool.
+//! The file actions list, read, write and delete (`edit` and `search` have modules of their
+//! own). Blocking; `Workspace::perform` runs them on the blocking pool.
 
 use std::path::Path;
 
@@ -15,9 +15,6 @@ pub(super) const READ_MAX_BYTES: usize = 64 * 1024;
 const FILE_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// A NUL byte in this many leading bytes marks a file binary.
 const BINARY_SNIFF: usize = 8 * 1024;
-pub(super) const SEARCH_MAX_MATCHES: usize = 100;
-const SEARCH_MAX_FILE_BYTES: u64 = 1024 * 1024;
-const SEARCH_MAX_LINE_CHARS: usize = 200;
 
 impl Workspace {
     /// The entries under `path` (default the root), `depth` levels down (default 2), breadth
@@ -145,45 +142,6 @@ impl Workspace {
         Ok(out)
     }
 
-    /// `file:line: text` for every line under `path` that contains `query`, in path order.
-    pub fn search(&self, query: &str, path: Option<&str>) -> Result<String, ToolError> {
-        if query.is_empty() {
-            return Err(ToolError::Failed("search needs a non-empty query.".into()));
-        }
-        if query.contains('\n') {
-            return Err(ToolError::Failed(
-                "query must be one line: search matches within single lines.".into(),
-            ));
-        }
-        let at = self.resolve(path.unwrap_or("."))?;
-        let fs = self.beneath()?;
-        let meta = fs.stat(self.rel(&at)).map_err(|e| self.used(&at.shown, &e))?;
-        let mut found = Search { fs: &fs, query, matches: Vec::new(), full: false, too_big: 0 };
-        if beneath::is_dir(&meta) {
-            let prefix = if at.parts.is_empty() { String::new() } else { format!("{}/", at.shown) };
-            found.dir(self.rel(&at), &prefix);
-        } else {
-            found.file(self.rel(&at), &at.shown);
-        }
-        let mut out = if found.matches.is_empty() {
-            format!("No matches for {query:?} in \"{}\".", at.shown)
-        } else {
-            found.matches.join("\n")
-        };
-        if found.full {
-            out.push_str(&format!(
-                "\n[stopped at {SEARCH_MAX_MATCHES} matches: narrow the query or the path]"
-            ));
-        }
-        if found.too_big > 0 {
-            out.push_str(&format!(
-                "\n[{} files over {SEARCH_MAX_FILE_BYTES} bytes were not searched]",
-                found.too_big
-            ));
-        }
-        Ok(out)
-    }
-
     /// Creates or replaces a file, creating missing parent directories.
     pub fn write_file(&self, path: &str, content: &str) -> Result<String, ToolError> {
         let at = self.resolve(path)?;
@@ -302,7 +260,7 @@ impl Workspace {
     }
 }
 
-fn is_binary(bytes: &[u8]) -> bool {
+pub(super) fn is_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0)
 }
 
@@ -311,63 +269,9 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
 }
 
 /// A directory's entries by name, without `.git`; symlinks are shown, never followed.
-fn sorted_children(fs: &Beneath, dir: &Path) -> Vec<(String, Entry)> {
+pub(super) fn sorted_children(fs: &Beneath, dir: &Path) -> Vec<(String, Entry)> {
     let Ok(mut children) = fs.list(dir) else { return Vec::new() };
     children.retain(|(name, _)| !touches_git(std::iter::once(name.as_str())));
     children.sort_by(|a, b| a.0.cmp(&b.0));
     children
-}
-
-struct Search<'q> {
-    fs: &'q Beneath,
-    query: &'q str,
-    matches: Vec<String>,
-    full: bool,
-    too_big: usize,
-}
-
-impl Search<'_> {
-    fn dir(&mut self, dir: &Path, prefix: &str) {
-        for (name, kind) in sorted_children(self.fs, dir) {
-            if self.full {
-                return;
-            }
-            match kind {
-                Entry::Dir => self.dir(&dir.join(&name), &format!("{prefix}{name}/")),
-                Entry::File => self.file(&dir.join(&name), &format!("{prefix}{name}")),
-                Entry::Symlink(_) | Entry::Other => {}
-            }
-        }
-    }
-
-    fn file(&mut self, path: &Path, shown: &str) {
-        let Ok((mut file, meta)) = self.fs.read(path) else { return };
-        if !beneath::is_file(&meta) {
-            return;
-        }
-        if meta.st_size.max(0) as u64 > SEARCH_MAX_FILE_BYTES {
-            self.too_big += 1;
-            return;
-        }
-        let Ok(bytes) = beneath::read_up_to(&mut file, SEARCH_MAX_FILE_BYTES) else { return };
-        if is_binary(&bytes) {
-            return;
-        }
-        let text = String::from_utf8_lossy(&bytes);
-        for (i, line) in text.lines().enumerate() {
-            if !line.contains(self.query) {
-                continue;
-            }
-            if self.matches.len() == SEARCH_MAX_MATCHES {
-                self.full = true;
-                return;
-            }
-            let line = if line.chars().count() > SEARCH_MAX_LINE_CHARS {
-                format!("{}…", line.chars().take(SEARCH_MAX_LINE_CHARS).collect::<String>())
-            } else {
-                line.to_string()
-            };
-            self.matches.push(format!("{shown}:{}: {line}", i + 1));
-        }
-    }
 }

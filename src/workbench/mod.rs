@@ -6,7 +6,8 @@
 //!
 //! - `actions`: the vocabulary, how a model's reply becomes actions, and their descriptions.
 //! - `workspace`: paths inside the worktree, checked; `beneath`: the race-free file access
-//!   under them (`files`, `edit`: the file actions).
+//!   under them (`files`, `edit`, `search`: the file actions; search and find_files honour
+//!   `.gitignore`).
 //! - `run`: a command, in the `sandbox`, with its output cut to head and tail.
 //! - `sandbox`: bubblewrap around every command an agent runs; fails closed.
 //! - `identity`: the environment commands get, and who commits; `tracker`: filing
@@ -19,6 +20,7 @@ mod files;
 pub mod identity;
 mod run;
 pub mod sandbox;
+mod search;
 #[cfg(test)]
 #[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test, with its location")]
 mod tests;
@@ -186,6 +188,7 @@ impl Workbench {
             Action::ListFiles { .. }
             | Action::ReadFile { .. }
             | Action::Search { .. }
+            | Action::FindFiles { .. }
             | Action::WriteFile { .. }
             | Action::EditFile { .. }
             | Action::DeleteFile { .. } => ws.perform_file(action).await.into(),

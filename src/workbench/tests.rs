@@ -3,21 +3,22 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::files::{LIST_MAX_ENTRIES, READ_MAX_BYTES, SEARCH_MAX_MATCHES};
+use super::files::{LIST_MAX_ENTRIES, READ_MAX_BYTES};
 use super::run::{OUTPUT_HEAD, OUTPUT_TAIL};
+use super::search::SearchQuery;
 use super::*;
 
 /// A worktree with a file, a nested file and a `.git` directory, beside an "outside" directory
 /// holding a secret.
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    ws: Workspace,
+    pub(super) ws: Workspace,
     outside: PathBuf,
 }
 
 /// Commands unconfined (`LOOM_SANDBOX=off`): what these tests check of `run` (process
 /// groups, output, the environment) holds in the sandbox too, which `sandboxed` checks.
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     with_sandbox(SandboxMode::Off)
 }
 
@@ -62,7 +63,12 @@ fn refused<T: std::fmt::Debug>(result: Result<T, ToolError>) -> String {
     }
 }
 
-fn failed<T: std::fmt::Debug>(result: Result<T, ToolError>) -> String {
+/// A literal search of `query` under `path`.
+pub(super) fn q<'a>(query: &'a str, path: Option<&'a str>) -> SearchQuery<'a> {
+    SearchQuery { query, path, ..SearchQuery::default() }
+}
+
+pub(super) fn failed<T: std::fmt::Debug>(result: Result<T, ToolError>) -> String {
     match result {
         Err(ToolError::Failed(message)) => message,
         other => panic!("expected a failure, got {other:?}"),
@@ -79,7 +85,7 @@ fn paths_that_leave_the_worktree_are_refused_for_every_operation() {
         refused(ws.edit_file(path, "s3cret", "x"));
         refused(ws.delete_file(path));
         refused(ws.list_files(Some(path), None));
-        refused(ws.search("s", Some(path)));
+        refused(ws.search(q("s", Some(path))));
     }
     assert!(refused(ws.read_file("/etc/passwd", None, None)).contains("absolute"));
     assert!(refused(ws.read_file("a/../../x", None, None)).contains("leaves the worktree"));
@@ -96,7 +102,7 @@ fn a_symlinked_directory_pointing_outside_is_refused() {
     let e = refused(f.ws.read_file("etc/passwd", None, None));
     assert!(e.contains("symlink \"etc\"") && e.contains("outside"), "{e}");
     refused(f.ws.list_files(Some("etc"), None));
-    refused(f.ws.search("root", Some("etc")));
+    refused(f.ws.search(q("root", Some("etc"))));
     refused(f.ws.write_file("out/new.txt", "x"));
     refused(f.ws.write_file("out/deeper/new.txt", "x"));
     refused(f.ws.delete_file("out/secret"));
@@ -232,7 +238,7 @@ fn search_reports_file_and_line_and_skips_git_binaries_and_big_files() {
     fs::write(ws.root().join("bin.dat"), b"answer\0").unwrap();
     fs::write(ws.root().join("huge.txt"), "answer\n".repeat(200_000)).unwrap();
     fs::write(ws.root().join("src/deep/notes.md"), "no\nthe answer is 42\n").unwrap();
-    let out = ws.search("answer", None).unwrap();
+    let out = ws.search(q("answer", None)).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
@@ -243,21 +249,10 @@ fn search_reports_file_and_line_and_skips_git_binaries_and_big_files() {
         ]
     );
     assert_eq!(
-        ws.search("answer", Some("src/lib.rs")).unwrap(),
+        ws.search(q("answer", Some("src/lib.rs"))).unwrap(),
         "src/lib.rs:1: pub fn answer() -> u32 {"
     );
-    assert!(ws.search("Answer", Some("src")).unwrap().starts_with("No matches"));
-}
-
-#[test]
-fn search_stops_at_its_cap_and_says_so() {
-    let f = fixture();
-    f.ws.write_file("many.txt", &"hit\n".repeat(SEARCH_MAX_MATCHES + 5)).unwrap();
-    let out = f.ws.search("hit", None).unwrap();
-    assert_eq!(out.lines().filter(|l| l.starts_with("many.txt:")).count(), SEARCH_MAX_MATCHES);
-    assert!(out.ends_with(&format!(
-        "[stopped at {SEARCH_MAX_MATCHES} matches: narrow the query or the path]"
-    )));
+    assert!(ws.search(q("Answer", Some("src"))).unwrap().starts_with("No matches"));
 }
 
 #[test]
@@ -438,7 +433,7 @@ fn pipes_are_refused_instead_of_blocking_a_thread_forever() {
     assert!(made.success());
     assert!(failed(f.ws.read_file("pipe", None, None)).contains("not a regular file"));
     assert!(failed(f.ws.write_file("pipe", "x")).contains("not a regular file"));
-    assert!(f.ws.search("x", None).unwrap().starts_with("No matches"));
+    assert!(f.ws.search(q("x", None)).unwrap().starts_with("No matches"));
 }
 
 #[test]

@@ -127,7 +127,16 @@ impl Workspace {
             Action::ReadFile { path, start_line, end_line } => {
                 self.read_file(path, *start_line, *end_line)
             }
-            Action::Search { query, path } => self.search(query, path.as_deref()),
+            Action::Search { query, path, regex, glob, files_only } => {
+                self.search(super::search::SearchQuery {
+                    query,
+                    path: path.as_deref(),
+                    regex: regex.unwrap_or(false),
+                    glob: glob.as_deref(),
+                    files_only: files_only.unwrap_or(false),
+                })
+            }
+            Action::FindFiles { pattern, path } => self.find_files(pattern, path.as_deref()),
             Action::WriteFile { path, content } => self.write_file(path, content),
             Action::EditFile { path, old, new } => self.edit_file(path, old, new),
             Action::DeleteFile { path } => self.delete_file(path),

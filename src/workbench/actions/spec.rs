@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ty {
     Str,
+    Bool,
     /// A non-negative integer.
     Int,
     Strings,
@@ -63,11 +64,28 @@ pub(super) const SPECS: &[Spec] = &[
     },
     Spec {
         name: "search",
-        doc: "Find the lines containing `query` (plain text, case-sensitive, one line) in the \
-              text files under `path` (default: everywhere); returns `file:line: text`.",
+        doc: "Find the lines matching `query` (one line: literal, case-sensitive text, or a \
+              regex with `regex: true`, where `(?i)` ignores case) in the text files under \
+              `path` (default: everywhere; what .gitignore excludes is skipped unless given as \
+              the path), narrowed by a `glob` on paths (`*.rs`, `src/**/test_*.py`). Returns \
+              `file:line: text`; when the matches are many, or with `files_only`, the count per \
+              file instead.",
         args: &[
-            req("query", Ty::Str, "The exact text to find."),
+            req("query", Ty::Str, "The text to find, or a regex with `regex: true`."),
             opt("path", Ty::Str, "File or directory to search; default the whole worktree."),
+            opt("regex", Ty::Bool, "Read `query` as a regular expression; default false."),
+            opt("glob", Ty::Str, "Only files whose path matches, e.g. `*.ts` or `src/**`."),
+            opt("files_only", Ty::Bool, "List matching files with their counts; default false."),
+        ],
+    },
+    Spec {
+        name: "find_files",
+        doc: "Find files by name under `path` (default: everywhere; .gitignore respected): a \
+              glob (`*.toml`, `**/test_*.py`, `src/**/mod.rs`) or plain text that names contain \
+              (any case).",
+        args: &[
+            req("pattern", Ty::Str, "A glob, or text the file name contains."),
+            opt("path", Ty::Str, "Directory to look under; default the whole worktree."),
         ],
     },
     Spec {
@@ -158,6 +176,7 @@ impl Ty {
     fn label(self) -> &'static str {
         match self {
             Ty::Str => "string",
+            Ty::Bool => "boolean",
             Ty::Int => "integer",
             Ty::Strings => "[string]",
             Ty::Priority => "integer 0-4",
@@ -169,6 +188,7 @@ impl Ty {
     pub(super) fn described(self) -> String {
         match self {
             Ty::Str => "a string".into(),
+            Ty::Bool => "true or false".into(),
             Ty::Int => "a non-negative integer".into(),
             Ty::Strings => "a list of strings".into(),
             Ty::Priority => "an integer from 0 to 4".into(),
@@ -179,6 +199,7 @@ impl Ty {
     fn schema(self) -> Value {
         match self {
             Ty::Str => json!({"type": "string"}),
+            Ty::Bool => json!({"type": "boolean"}),
             Ty::Int => json!({"type": "integer", "minimum": 0}),
             Ty::Strings => json!({"type": "array", "items": {"type": "string"}}),
             Ty::Priority => json!({"type": "integer", "minimum": 0, "maximum": 4}),
@@ -210,6 +231,7 @@ impl Spec {
                     ("path", _) => "\"src/main.rs\"",
                     (_, Ty::Int | Ty::Priority) => "1",
                     (_, Ty::Strings) => "[\"...\"]",
+                    (_, Ty::Bool) => "true",
                     _ => "\"...\"",
                 };
                 format!(", \"{}\": {sample}", a.name)

@@ -89,7 +89,16 @@ fn think_tags_inside_an_action_are_content_not_thinking() {
 #[test]
 fn json_embedded_in_prose_is_found_past_stray_braces() {
     let reply = "The function body `{` looks wrong, and fn f() {} too. So: {\"action\": \"search\", \"query\": \"fn f(\"} — that should find it.";
-    assert_eq!(parse(reply), Ok(vec![Action::Search { query: "fn f(".into(), path: None }]));
+    assert_eq!(
+        parse(reply),
+        Ok(vec![Action::Search {
+            query: "fn f(".into(),
+            path: None,
+            regex: None,
+            glob: None,
+            files_only: None
+        }])
+    );
     let braces_in_strings = r#"Here: {"action": "write_file", "path": "a.rs", "content": "fn main() { println!(\"}\"); }"} done"#;
     assert_eq!(
         parse(braces_in_strings),
@@ -138,7 +147,7 @@ fn an_unknown_action_is_named_with_the_valid_ones() {
 #[test]
 fn a_missing_field_is_named_with_the_actions_arguments() {
     let e = error(parse(r#"{"action": "read_file", "file": "a.rs"}"#));
-    assert!(e.contains("read_file is missing the argument \"path\""), "{e}");
+    assert!(e.starts_with("read_file has no argument \"file\" and is missing \"path\""), "{e}");
     assert!(e.contains(r#"{"path": string, "start_line"?: integer, "end_line"?: integer}"#), "{e}");
     let in_list = error(parse(
         r#"{"actions": [{"action": "git_diff"}, {"action": "edit_file", "path": "a", "old": "x"}]}"#,
@@ -214,6 +223,7 @@ fn fingerprints_ignore_key_order_and_differ_with_arguments() {
 fn sample(ty: Ty) -> Value {
     match ty {
         Ty::Str => json!("x"),
+        Ty::Bool => json!(true),
         Ty::Int => json!(3),
         Ty::Strings => json!(["a", "b"]),
         Ty::Priority => json!(1),
@@ -275,4 +285,22 @@ fn the_bead_types_offered_are_the_ones_beads_accept() {
         let parsed: BeadType = serde_json::from_value(json!(name)).unwrap();
         assert_eq!(serde_json::to_value(parsed).unwrap(), json!(name));
     }
+}
+
+#[test]
+fn unknown_arguments_are_refused_by_name_with_the_accepted_ones() {
+    let message =
+        error(parse(r#"{"action": "read_file", "path": "a.rs", "offset": 10, "limit": 5}"#));
+    assert!(message.starts_with("read_file has no arguments \"limit\", \"offset\"."), "{message}");
+    assert!(message.contains("read_file takes {\"path\": string, \"start_line\"?: integer"));
+    let native = error(native(&[(
+        "edit_file",
+        r#"{"path": "a", "old": "x", "new": "y", "replace_al": true}"#,
+    )]));
+    assert!(native.starts_with("edit_file has no argument \"replace_al\"."), "{native}");
+    // Booleans written as strings are read as booleans; other strings are not.
+    let search = parse(r#"{"action": "search", "query": "x", "regex": "true"}"#).unwrap();
+    assert!(matches!(&search[0], Action::Search { regex: Some(true), .. }));
+    let message = error(parse(r#"{"action": "search", "query": "x", "files_only": "yes"}"#));
+    assert!(message.contains("\"files_only\" of search must be true or false"), "{message}");
 }
