@@ -58,6 +58,17 @@ pub enum Action {
         path: String,
         old: String,
         new: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replace_all: Option<bool>,
+    },
+    MultiEdit {
+        path: String,
+        edits: Vec<Edit>,
+    },
+    InsertLines {
+        path: String,
+        after_line: usize,
+        text: String,
     },
     DeleteFile {
         path: String,
@@ -93,6 +104,16 @@ pub enum Action {
     },
 }
 
+/// One replacement of a `multi_edit` (and what an `edit_file` is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edit {
+    pub old: String,
+    pub new: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_all: Option<bool>,
+}
+
 impl Action {
     /// The action's name as the model writes it (`read_file`).
     pub fn name(&self) -> &'static str {
@@ -103,6 +124,8 @@ impl Action {
             Action::FindFiles { .. } => "find_files",
             Action::WriteFile { .. } => "write_file",
             Action::EditFile { .. } => "edit_file",
+            Action::MultiEdit { .. } => "multi_edit",
+            Action::InsertLines { .. } => "insert_lines",
             Action::DeleteFile { .. } => "delete_file",
             Action::Run { .. } => "run",
             Action::GitDiff => "git_diff",
@@ -356,7 +379,12 @@ fn check_arguments(at: &str, spec: &Spec, map: &mut Map<String, Value>) -> Resul
         {
             *value = Value::from(b);
         }
+        if arg.ty == Ty::Edits {
+            check_edits(at, spec, value)?;
+            continue;
+        }
         let fits = match arg.ty {
+            Ty::Edits => true,
             Ty::Bool => value.is_boolean(),
             Ty::Str | Ty::BeadType => value.is_string(),
             Ty::Int => value.is_u64(),
@@ -375,6 +403,42 @@ fn check_arguments(at: &str, spec: &Spec, map: &mut Map<String, Value>) -> Resul
                     describe(value)
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The edits of a multi_edit: a non-empty list of `{old, new, replace_all?}`, each named by
+/// its place when it is wrong.
+fn check_edits(at: &str, spec: &Spec, value: &Value) -> Result<(), ParseError> {
+    let wrong = |problem: String| ParseError::arguments(at, spec, problem);
+    let Some(edits) = value.as_array().filter(|a| !a.is_empty()) else {
+        return Err(wrong(format!(
+            "The argument \"edits\" of {} must be a non-empty list of {{\"old\", \"new\", \
+             \"replace_all\"?}} objects, not {}",
+            spec.name,
+            describe(value)
+        )));
+    };
+    for (i, edit) in edits.iter().enumerate() {
+        let Some(edit) = edit.as_object() else {
+            return Err(wrong(format!("edits[{i}] must be an object, not {}", describe(edit))));
+        };
+        if let Some(key) =
+            edit.keys().find(|k| !["old", "new", "replace_all"].contains(&k.as_str()))
+        {
+            return Err(wrong(format!(
+                "edits[{i}] has no field \"{key}\" (an edit is {{\"old\", \"new\", \
+                 \"replace_all\"?}})"
+            )));
+        }
+        for field in ["old", "new"] {
+            if !edit.get(field).is_some_and(Value::is_string) {
+                return Err(wrong(format!("edits[{i}] needs \"{field}\" as a string")));
+            }
+        }
+        if edit.get("replace_all").is_some_and(|v| !v.is_boolean() && !v.is_null()) {
+            return Err(wrong(format!("edits[{i}]: \"replace_all\" must be true or false")));
         }
     }
     Ok(())

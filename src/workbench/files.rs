@@ -260,6 +260,16 @@ impl Workspace {
     }
 }
 
+/// Appends `lines` numbered from `first` as `cat -n` does (the number right-aligned in six
+/// columns, then a tab): how every view of a file is shown to the model.
+pub(super) fn numbered<'l>(out: &mut String, first: usize, lines: impl Iterator<Item = &'l str>) {
+    for (i, line) in lines.enumerate() {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        out.push_str(&format!("{:>6}\t{line}\n", first + i));
+    }
+}
+
 pub(super) fn is_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0)
 }

@@ -21,6 +21,7 @@ pub mod identity;
 mod run;
 pub mod sandbox;
 mod search;
+mod syntax;
 #[cfg(test)]
 #[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test, with its location")]
 mod tests;
@@ -191,6 +192,8 @@ impl Workbench {
             | Action::FindFiles { .. }
             | Action::WriteFile { .. }
             | Action::EditFile { .. }
+            | Action::MultiEdit { .. }
+            | Action::InsertLines { .. }
             | Action::DeleteFile { .. } => ws.perform_file(action).await.into(),
             Action::GitDiff => Outcome::of(self.diff().await),
             Action::Commit { message } => Outcome::of(self.commit_action(message).await),

@@ -161,7 +161,7 @@ fn files_can_be_written_read_edited_and_deleted_inside() {
     assert!(ws.write_file("new/dir/a.txt", "one\ntwo\nthree\n").unwrap().starts_with("Replaced"));
     assert_eq!(
         ws.edit_file("new/dir/a.txt", "two\n", "2\n").unwrap(),
-        "Edited \"new/dir/a.txt\" at line 2."
+        "Edited \"new/dir/a.txt\". Line 2 changed; the file has 3 lines. Lines 1-3 now:\n     1\tone\n     2\t2\n     3\tthree"
     );
     assert_eq!(ws.read_file("new/dir/a.txt", None, None).unwrap(), "one\n2\nthree\n");
     assert_eq!(
@@ -180,9 +180,9 @@ fn a_missing_old_is_reported_with_the_closest_line() {
     let f = fixture();
     let e = failed(f.ws.edit_file("src/lib.rs", "pub fn answr() -> u32 {\n    41\n", "x"));
     assert!(e.contains("not found"), "{e}");
-    assert!(e.contains("closest line is 1:\npub fn answer() -> u32 {"), "{e}");
+    assert!(e.contains("most like its first line is 1:\n\"pub fn answer() -> u32 {\""), "{e}");
     let unlike = failed(f.ws.edit_file("src/lib.rs", "zzzz qqqq", "x"));
-    assert!(!unlike.contains("closest"), "{unlike}");
+    assert!(!unlike.contains("most like"), "{unlike}");
     assert!(failed(f.ws.edit_file("src/lib.rs", "", "x")).contains("empty"));
 }
 

@@ -138,7 +138,18 @@ impl Workspace {
             }
             Action::FindFiles { pattern, path } => self.find_files(pattern, path.as_deref()),
             Action::WriteFile { path, content } => self.write_file(path, content),
-            Action::EditFile { path, old, new } => self.edit_file(path, old, new),
+            Action::EditFile { path, old, new, replace_all } => {
+                let edit = super::actions::Edit {
+                    old: old.clone(),
+                    new: new.clone(),
+                    replace_all: *replace_all,
+                };
+                self.edit(path, std::slice::from_ref(&edit))
+            }
+            Action::MultiEdit { path, edits } => self.edit(path, edits),
+            Action::InsertLines { path, after_line, text } => {
+                self.insert_lines(path, *after_line, text)
+            }
             Action::DeleteFile { path } => self.delete_file(path),
             other => Err(ToolError::Failed(format!("{} is not a file action", other.name()))),
         }

@@ -12,6 +12,8 @@ pub(super) enum Ty {
     /// A non-negative integer.
     Int,
     Strings,
+    /// A list of `{old, new, replace_all?}`.
+    Edits,
     /// 0..=4, or "P0".."P4".
     Priority,
     BeadType,
@@ -98,12 +100,35 @@ pub(super) const SPECS: &[Spec] = &[
     },
     Spec {
         name: "edit_file",
-        doc: "Replace the one occurrence of `old` with `new`. `old` must match the file exactly, \
-              whitespace included, and only once: add neighbouring lines to make it unique.",
+        doc: "Replace `old` with `new` in a file. `old` must match the file exactly, whitespace \
+              included, and only once (add neighbouring lines to make it unique), unless \
+              `replace_all` changes every occurrence. Answers with the changed lines, numbered. \
+              An edit that would add syntax errors to a Rust, Python, JavaScript, TypeScript, \
+              Go, JSON, YAML or TOML file is not applied.",
         args: &[
             req("path", Ty::Str, "File to edit."),
             req("old", Ty::Str, "The exact text to replace."),
             req("new", Ty::Str, "The text to put in its place."),
+            opt("replace_all", Ty::Bool, "Replace every occurrence; default false."),
+        ],
+    },
+    Spec {
+        name: "multi_edit",
+        doc: "Several edit_file replacements in one file, applied in order and all or none: \
+              for changes that only make sense (or only parse) together.",
+        args: &[
+            req("path", Ty::Str, "File to edit."),
+            req("edits", Ty::Edits, "The replacements, each {old, new, replace_all?}."),
+        ],
+    },
+    Spec {
+        name: "insert_lines",
+        doc: "Insert `text` as whole lines after line `after_line` of a file (0 puts it at the \
+              top; the last line's number, at the end).",
+        args: &[
+            req("path", Ty::Str, "File to insert into."),
+            req("after_line", Ty::Int, "The line to insert after; 0 for the top."),
+            req("text", Ty::Str, "The lines to insert."),
         ],
     },
     Spec {
@@ -179,6 +204,7 @@ impl Ty {
             Ty::Bool => "boolean",
             Ty::Int => "integer",
             Ty::Strings => "[string]",
+            Ty::Edits => "[{old, new, replace_all?}]",
             Ty::Priority => "integer 0-4",
             Ty::BeadType => "task|bug|feature|epic|chore|decision",
         }
@@ -191,6 +217,7 @@ impl Ty {
             Ty::Bool => "true or false".into(),
             Ty::Int => "a non-negative integer".into(),
             Ty::Strings => "a list of strings".into(),
+            Ty::Edits => "a list of {old, new, replace_all?} objects".into(),
             Ty::Priority => "an integer from 0 to 4".into(),
             Ty::BeadType => format!("one of {}", BEAD_TYPES.join(", ")),
         }
@@ -202,6 +229,20 @@ impl Ty {
             Ty::Bool => json!({"type": "boolean"}),
             Ty::Int => json!({"type": "integer", "minimum": 0}),
             Ty::Strings => json!({"type": "array", "items": {"type": "string"}}),
+            Ty::Edits => json!({
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "old": {"type": "string", "description": "The exact text to replace."},
+                        "new": {"type": "string", "description": "The text to put in its place."},
+                        "replace_all": {"type": "boolean", "description": "Replace every occurrence."},
+                    },
+                    "required": ["old", "new"],
+                    "additionalProperties": false,
+                },
+            }),
             Ty::Priority => json!({"type": "integer", "minimum": 0, "maximum": 4}),
             Ty::BeadType => json!({"type": "string", "enum": BEAD_TYPES}),
         }
@@ -231,6 +272,7 @@ impl Spec {
                     ("path", _) => "\"src/main.rs\"",
                     (_, Ty::Int | Ty::Priority) => "1",
                     (_, Ty::Strings) => "[\"...\"]",
+                    (_, Ty::Edits) => "[{\"old\": \"...\", \"new\": \"...\"}]",
                     (_, Ty::Bool) => "true",
                     _ => "\"...\"",
                 };

@@ -226,6 +226,7 @@ fn sample(ty: Ty) -> Value {
         Ty::Bool => json!(true),
         Ty::Int => json!(3),
         Ty::Strings => json!(["a", "b"]),
+        Ty::Edits => json!([{"old": "a", "new": "b", "replace_all": true}]),
         Ty::Priority => json!(1),
         Ty::BeadType => json!("chore"),
     }
