@@ -11,6 +11,7 @@ use loom::executor::Limits;
 use loom::gateway::HealthState;
 use loom::ticker::Ticker;
 
+use crate::support::browser::logged_in;
 use crate::support::gateway::Reply;
 use crate::support::work::Work;
 use crate::support::{TestApp, spawn};
@@ -110,6 +111,11 @@ async fn a_repository_gone_away_parks_the_project_uncharged_until_the_ticker_rea
     assert_eq!(ran[0]["outcome"], "cancelled");
     let feed = w.app.get("/api/v1/activity?project=web&kind=project.repo").await.body;
     assert_eq!(feed["items"][0]["data"]["state"], "unreachable", "{feed}");
+    let mut browser = logged_in(&w.app, "viewer").await;
+    let page = browser.get("/projects/web").await;
+    assert!(page.contains("cannot reach this project's repository"), "{}", page.body);
+    assert!(page.contains("does not exist"), "{}", page.body);
+    assert!(browser.get("/projects").await.contains(">unreachable<"));
     // Not dispatched again while it is unreachable.
     w.settle().await;
     assert_eq!(runs(&w, &bead).await.len(), 1);
@@ -125,6 +131,8 @@ async fn a_repository_gone_away_parks_the_project_uncharged_until_the_ticker_rea
     std::fs::rename(&hidden, w.upstream.path()).unwrap();
     assert_eq!(ticker.check_repos().await.unwrap().healed, 1);
     assert_eq!(project(&w).await["repo_state"], "ok");
+
+    assert!(!browser.get("/projects/web").await.contains("cannot reach this project's"));
 
     w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Nothing."})));
     w.settle().await;
