@@ -8,6 +8,7 @@
 mod clone;
 mod http;
 mod merge;
+mod probe;
 mod push;
 mod upstream;
 mod worktree;
