@@ -192,6 +192,7 @@ impl Application {
         workers.push(tokio::spawn(state.chat.clone().follow(bus.subscribe(), cancel.clone())));
         let streams = state.streams.clone();
         let chat = state.chat.clone();
+        let repos = state.repos.clone();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {
             let (app, doc) = App::new().into_utoipa_app().configure(http::routes).split_for_parts();
@@ -220,6 +221,7 @@ impl Application {
             Some(schedule) => {
                 let ticker = Ticker::new(pool.clone(), config.retry, health, nudge_for_ticker)
                     .with_sandbox(sandbox.clone())
+                    .with_repos(repos)
                     .with_bus(bus.clone());
                 Some(ticker.start(schedule).await?)
             }

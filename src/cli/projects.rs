@@ -98,10 +98,13 @@ pub async fn run(remote: Remote, command: ProjectCommand) -> anyhow::Result<()> 
         "max_attempts",
         "network",
         "setup_command",
+        "repo_state",
+        "repo_error",
+        "repo_checked_at",
         "created_at",
     ];
     for key in keys {
-        println!("{key:<13} {}", super::output::cell(&shown[key]));
+        println!("{key:<15} {}", super::output::cell(&shown[key]));
     }
     Ok(())
 }

@@ -291,6 +291,9 @@ diesel::table! {
         max_awaiting_merge -> Nullable<Int4>,
         network -> Text,
         setup_command -> Nullable<Text>,
+        repo_state -> Text,
+        repo_error -> Nullable<Text>,
+        repo_checked_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -67,6 +67,9 @@ struct Limited {
     /// Whether this round holds the project's WIP lock (true without a WIP limit).
     #[diesel(sql_type = Bool)]
     locked: bool,
+    /// The project's repository could not be reached the last time (`repo_state`).
+    #[diesel(sql_type = Bool)]
+    unreachable: bool,
     /// The row that says the fleet's budget is spent, not a project's.
     #[diesel(sql_type = Bool)]
     fleet: bool,
@@ -81,12 +84,14 @@ const LIMITED: &str = "SELECT p.id, \
        EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id) AS spent, \
        CASE WHEN p.max_in_progress IS NULL THEN true \
             ELSE pg_try_advisory_xact_lock(hashtext('loom.wip'), hashtext(p.id)) END AS locked, \
+       p.repo_state = 'unreachable' AS unreachable, \
        false AS fleet \
   FROM projects p \
  WHERE p.max_in_progress IS NOT NULL OR p.max_awaiting_merge IS NOT NULL \
     OR EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id) \
+    OR p.repo_state = 'unreachable' \
  UNION ALL \
-SELECT '', NULL, false, true, true, true FROM spend_holds WHERE scope = 'fleet'";
+SELECT '', NULL, false, true, true, false, true FROM spend_holds WHERE scope = 'fleet'";
 
 impl Gate {
     /// The holds and limits now, in one round trip (every round pays it); call inside the
@@ -100,7 +105,7 @@ impl Gate {
                 continue;
             }
             let room = r.room.map(|n| n.max(0) as usize);
-            if r.spent || r.merges_full || !r.locked || room == Some(0) {
+            if r.spent || r.merges_full || r.unreachable || !r.locked || room == Some(0) {
                 gate.closed.push(r.id);
             } else if let Some(n) = room {
                 gate.room.insert(r.id, n);

@@ -53,6 +53,7 @@ kinds! {
     ProjectCreated = "project.created";
     ProjectUpdated = "project.updated";
     ProjectDeleted = "project.deleted";
+    ProjectRepo = "project.repo";
     RunStarted = "run.started";
     RunStep = "run.step", ephemeral;
     RunEnded = "run.ended";

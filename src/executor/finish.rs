@@ -15,6 +15,7 @@ use crate::db::schema::runs;
 use crate::error::Result;
 use crate::events::Kind;
 use crate::git::{MergeOutcome, PushOutcome};
+use crate::projects::{RepoState, repo_state};
 use crate::workbench::tracker;
 
 pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<()> {
@@ -74,6 +75,17 @@ async fn charge_repeated_parks(
 /// A run that could not go on (the repository or the database failed under it).
 pub(super) async fn fail(env: &RunEnv, open: &OpenRun, reason: &str) -> Result<()> {
     release(env, open, RunOutcome::Failed, Some(reason.to_owned())).await
+}
+
+/// A run that could not fetch or clone its project's repository: the project is marked
+/// unreachable (so no bead of it is dispatched until the ticker reaches the repository
+/// again) and the run cancelled, which gives the bead back without charging an attempt.
+pub(super) async fn repository_unreachable(env: &RunEnv, open: &OpenRun, why: &str) -> Result<()> {
+    let mut conn = env.pool.get().await?;
+    repo_state::mark(&mut conn, &open.project_id, None, RepoState::Unreachable, Some(why)).await?;
+    drop(conn);
+    let note = format!("the project's repository could not be reached: {why}");
+    release(env, open, RunOutcome::Cancelled, Some(note)).await
 }
 
 async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {

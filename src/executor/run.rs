@@ -20,7 +20,7 @@ use crate::events::{Bus, Event as BusEvent, Kind};
 use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
 use crate::git::Repos;
 use crate::workbench::actions::{Action, tool_specs, vocabulary_text};
-use crate::workbench::{Acting, Opening, Outcome, Sandbox, Workbench};
+use crate::workbench::{Acting, Opening, Outcome, REPOSITORY_UNREACHABLE, Sandbox, Workbench};
 
 /// What every run of this process shares.
 pub struct RunEnv {
@@ -180,6 +180,11 @@ pub async fn work(env: Arc<RunEnv>, open: OpenRun, stop: Stop) -> Left {
         Err(Error::Conflict { code: "claim_lost", .. }) => {
             tracing::info!(run.id = %run_id, bead.id = %bead_id, "a run's claim was lost; it stops");
             Ok(())
+        }
+        // The repository, not the bead: the project waits for it, the bead is not charged.
+        Err(Error::Conflict { code: REPOSITORY_UNREACHABLE, message }) => {
+            tracing::warn!(run.id = %run_id, bead.id = %bead_id, error = %message, "the project's repository cannot be reached; the bead goes back uncharged");
+            finish::repository_unreachable(&env, &open, &message).await
         }
         // The worktree or the tracker failed under the run: an attempt, with the reason.
         Err(e) => {

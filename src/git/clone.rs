@@ -10,7 +10,9 @@ use super::error::{GitContext, GitError, Result};
 use super::names::{Source, check_branch, check_id, redact};
 use super::own_config::OwnConfig;
 use super::upstream::{fetch_origin, integrate};
-use super::{EnsureOutcome, MergeOutcome, ProjectRepo, Repos, blocking, remove_path};
+use super::{
+    EnsureOutcome, LOOM_EMAIL, LOOM_NAME, MergeOutcome, ProjectRepo, Repos, blocking, remove_path,
+};
 
 impl Repos {
     /// Makes sure `<data_dir>/repos/<id>` is a bare clone of the project with its branch:
@@ -117,7 +119,14 @@ fn settle_branch(repo: &Repository, url: &str, branch: &str) -> Result<EnsureOut
     let local = ref_target(repo, &local_name)?;
     let remote = ref_target(repo, &format!("refs/remotes/origin/{branch}"))?;
     match (local, remote) {
-        (None, None) if !has_remote_branches(repo)? => Err(GitError::EmptySource(redact(url))),
+        (None, None) if !has_remote_branches(repo)? => {
+            start_branch(repo, &local_name)?;
+            info!(
+                branch,
+                "origin has no commits yet: started the branch (the first push creates it)"
+            );
+            Ok(EnsureOutcome::Ready)
+        }
         (None, None) => {
             Err(GitError::BranchNotFound { branch: branch.to_owned(), repo: redact(url) })
         }
@@ -127,7 +136,9 @@ fn settle_branch(repo: &Repository, url: &str, branch: &str) -> Result<EnsureOut
             Ok(EnsureOutcome::Ready)
         }
         (Some(_), None) => {
-            warn!(branch, "origin no longer has the project branch: keeping Loom's");
+            if has_remote_branches(repo)? {
+                warn!(branch, "origin no longer has the project branch: keeping Loom's");
+            }
             Ok(EnsureOutcome::Ready)
         }
         (Some(_), Some(_)) => match integrate(repo, branch)? {
@@ -145,6 +156,22 @@ fn settle_branch(repo: &Repository, url: &str, branch: &str) -> Result<EnsureOut
             }
         },
     }
+}
+
+/// Starts the project branch of a clone whose origin has no commits (a fresh `git init
+/// --bare`): one empty root commit by Loom, so worktrees, merges and pushes work as on any
+/// other branch. The first push creates the branch on origin.
+fn start_branch(repo: &Repository, refname: &str) -> Result<()> {
+    let loom = git2::Signature::now(LOOM_NAME, LOOM_EMAIL).ctx("making Loom's signature")?;
+    let tree_id =
+        repo.treebuilder(None).and_then(|builder| builder.write()).ctx("writing an empty tree")?;
+    let tree = repo.find_tree(tree_id).ctx("reading the empty tree")?;
+    let sha = repo
+        .commit(None, &loom, &loom, "Start the project branch\n", &tree, &[])
+        .ctx("writing the first commit")?;
+    repo.reference(refname, sha, false, "loom: start the branch of an empty repository")
+        .ctx("creating the project branch")?;
+    Ok(())
 }
 
 /// Where a reference points, `None` when it does not exist.

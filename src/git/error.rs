@@ -16,8 +16,6 @@ pub enum GitError {
     InvalidInput(String),
     #[error("source repository {0} does not exist")]
     SourceMissing(String),
-    #[error("source repository {0} has no commits yet")]
-    EmptySource(String),
     #[error("branch {branch} does not exist in {repo}")]
     BranchNotFound { branch: String, repo: String },
     #[error("project {0} has not been cloned yet")]
@@ -87,6 +85,21 @@ impl GitError {
         GitError::InvalidInput(message.into())
     }
 
+    /// The project's repository could not be used as it is now: missing, unreachable,
+    /// refusing Loom, or without the project branch. Not the fault of the work asked of it:
+    /// whoever set the repository up (or the network) has to act.
+    pub fn is_source_unusable(&self) -> bool {
+        matches!(
+            self,
+            GitError::SourceMissing(_)
+                | GitError::BranchNotFound { .. }
+                | GitError::Unreachable { .. }
+                | GitError::Remote { .. }
+                | GitError::AuthFailed { .. }
+                | GitError::UnsupportedUrl { .. }
+        )
+    }
+
     /// A failure talking to `url`; `url` is shown, so it must already be redacted.
     pub(crate) fn remote(op: &'static str, url: String, source: git2::Error) -> Self {
         let unsupported = match source.class() {
@@ -131,7 +144,6 @@ impl From<GitError> for Error {
             GitError::InvalidName { .. } => Error::invalid("invalid_git_name", message),
             GitError::InvalidInput(_) => Error::invalid("invalid_git_input", message),
             GitError::SourceMissing(_) => Error::invalid("git_source_missing", message),
-            GitError::EmptySource(_) => Error::invalid("git_empty_repository", message),
             GitError::BranchNotFound { .. } => Error::invalid("git_branch_not_found", message),
             GitError::NotCloned(_) => Error::conflict("git_not_cloned", message),
             GitError::PushRejected { .. } => Error::conflict("git_push_rejected", message),

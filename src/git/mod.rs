@@ -38,6 +38,7 @@ mod error;
 mod merge;
 mod names;
 mod own_config;
+mod probe;
 mod push;
 mod read;
 mod upstream;
@@ -51,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use error::{GitError, Result};
-pub use names::{has_redacted_credentials, redact as redact_url};
+pub use names::{has_redacted_credentials, missing_local_repository, redact as redact_url};
 
 use own_config::OwnConfig;
 

@@ -100,6 +100,25 @@ pub(crate) fn local_path(repo: &str) -> Option<PathBuf> {
     Some(PathBuf::from(repo))
 }
 
+/// Why a local path (or `file://` URL) cannot be a project's repository: it does not exist,
+/// or it is not a git repository (bare, or with a `.git`). `None` for a usable one, and for
+/// a remote URL, which is only tried when work starts. Looks at the file system only.
+pub fn missing_local_repository(repo: &str) -> Option<String> {
+    let path = local_path(repo)?;
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let shown = path.display();
+    if !path.is_dir() {
+        return Some(format!("the repository {shown} does not exist on the server"));
+    }
+    let bare = path.join("HEAD").is_file() && path.join("objects").is_dir();
+    if !bare && std::fs::symlink_metadata(path.join(".git")).is_err() {
+        return Some(format!(
+            "{shown} is not a git repository (make one with `git init --bare {shown}`)"
+        ));
+    }
+    None
+}
+
 /// `[user@]host:path`, the form git reads as ssh: a ':' before any '/'.
 fn is_scp_like(repo: &str) -> bool {
     match (repo.find(':'), repo.find('/')) {

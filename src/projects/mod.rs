@@ -1,6 +1,7 @@
 //! Projects: a repository Loom works on, its branch, and the prefix of its bead ids.
 
 mod repo;
+pub mod repo_state;
 mod sandbox;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use crate::db::Conn;
 use crate::db::schema::{beads, projects};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+pub use repo_state::RepoState;
 pub use sandbox::Network;
 use sandbox::{check_setup_command, parse_network};
 
@@ -44,6 +46,13 @@ pub struct Project {
     pub network: Network,
     /// Run with the network open in the bead's worktree before each run's first turn.
     pub setup_command: Option<String>,
+    /// `unreachable` when Loom could not fetch or clone the repository the last time it
+    /// tried: no bead of the project is started until the ticker reaches it again.
+    pub repo_state: RepoState,
+    /// Why it could not be reached (credentials in URLs masked).
+    pub repo_error: Option<String>,
+    /// When the state was last set (null: never checked).
+    pub repo_checked_at: Option<DateTime<Utc>>,
 }
 
 impl Project {
@@ -320,6 +329,12 @@ impl Project {
                 .optional()?
                 .ok_or_else(|| Error::not_found(format!("project {id}")))?;
             let repo = repo::changed_repo(patch.repo.as_deref(), &current.repo)?;
+            // Another repository starts afresh: it has not been tried yet.
+            let (repo_state, repo_error, repo_checked_at) = if repo == current.repo {
+                (current.repo_state, current.repo_error, current.repo_checked_at)
+            } else {
+                (RepoState::Ok, None, None)
+            };
             let updated = diesel::update(projects::table.find(&id))
                 .set((
                     projects::name.eq(patch
@@ -338,6 +353,9 @@ impl Project {
                         .eq(patch.max_awaiting_merge.unwrap_or(current.max_awaiting_merge)),
                     projects::network.eq(network.unwrap_or(current.network)),
                     projects::setup_command.eq(setup_command.unwrap_or(current.setup_command)),
+                    projects::repo_state.eq(repo_state),
+                    projects::repo_error.eq(repo_error),
+                    projects::repo_checked_at.eq(repo_checked_at),
                     projects::updated_at.eq(diesel::dsl::now),
                 ))
                 .returning(Project::as_returning())

@@ -5,7 +5,7 @@
 use serde::Serializer;
 
 use crate::error::{Error, Result};
-use crate::git::{has_redacted_credentials, redact_url};
+use crate::git::{has_redacted_credentials, missing_local_repository, redact_url};
 
 /// serde's `serialize_with` for a project's repository: credentials hidden.
 pub(super) fn serialize_shown<S: Serializer>(repo: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -13,7 +13,8 @@ pub(super) fn serialize_shown<S: Serializer>(repo: &str, serializer: S) -> Resul
 }
 
 /// A repository a project may be given: a local path or a git URL, and not one as Loom
-/// shows it (with `***` for its credentials), which could never log in.
+/// shows it (with `***` for its credentials), which could never log in. A local path (or
+/// `file://` URL) must be a git repository already (an empty `git init --bare` will do).
 pub(super) fn check_repo(repo: &str) -> Result<()> {
     if repo.trim().is_empty() || repo.len() > 2000 || repo.contains('\0') {
         return Err(Error::invalid("invalid_repo", "repo must be a local path or a git URL"));
@@ -24,6 +25,10 @@ pub(super) fn check_repo(repo: &str) -> Result<()> {
             "the repository URL has *** where its credentials go, as Loom shows them: give the \
              real ones, or send the URL exactly as shown to keep the stored one",
         ));
+    }
+    // A local repository is there or not now; a remote one is tried when work starts.
+    if let Some(why) = missing_local_repository(repo.trim()) {
+        return Err(Error::invalid("repository_not_found", why));
     }
     Ok(())
 }

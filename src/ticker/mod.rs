@@ -15,6 +15,7 @@ use crate::db::Pool;
 use crate::dispatch::Nudge;
 use crate::error::Result;
 use crate::gateway::{Health, HealthState};
+use crate::projects::{RepoState, repo_state};
 use crate::schedules::{Fired, Schedule};
 
 /// When each job runs: six-field cron expressions (seconds first), in UTC.
@@ -65,11 +66,18 @@ pub struct Ticker {
     bus: Option<crate::events::Bus>,
     /// This process's sandbox: beads parked for want of one resume once it can be made.
     sandbox: Option<crate::workbench::Sandbox>,
+    /// For trying again the repositories of projects marked unreachable.
+    repos: Option<crate::git::Repos>,
 }
 
 impl Ticker {
     pub fn new(pool: Pool, retry: RetryPolicy, gateway: HealthState, nudge: Nudge) -> Self {
-        Ticker { pool, retry, gateway, nudge, bus: None, sandbox: None }
+        Ticker { pool, retry, gateway, nudge, bus: None, sandbox: None, repos: None }
+    }
+
+    pub fn with_repos(mut self, repos: crate::git::Repos) -> Self {
+        self.repos = Some(repos);
+        self
     }
 
     pub fn with_sandbox(mut self, sandbox: crate::workbench::Sandbox) -> Self {
@@ -183,6 +191,34 @@ impl Ticker {
         Ok(pass)
     }
 
+    /// Tries the repository of every project marked unreachable (without cloning: see
+    /// `Repos::probe`); one that answers is marked `ok` and its beads are dispatched again,
+    /// one that still does not keeps its state with the latest error.
+    pub async fn check_repos(&self) -> Result<Pass> {
+        let Some(repos) = &self.repos else { return Ok(Pass::default()) };
+        let projects = repo_state::unreachable(&mut *self.pool.get().await?).await?;
+        let mut pass = Pass { seen: projects.len(), healed: 0 };
+        for p in projects {
+            let repo = crate::git::ProjectRepo { id: p.id, repo: p.repo, branch: p.branch };
+            let (state, error) = match repos.probe(&repo).await {
+                Ok(()) => (RepoState::Ok, None),
+                Err(e) => (RepoState::Unreachable, Some(e.to_string())),
+            };
+            let mut conn = self.pool.get().await?;
+            match repo_state::mark(&mut conn, &repo.id, Some(&repo.repo), state, error.as_deref())
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(project.id = %repo.id, "the project's repository answers again");
+                    pass.healed += 1;
+                }
+                Ok(false) => {}
+                Err(e) => item_failed("check_repos", &repo.id, &e),
+            }
+        }
+        Ok(self.woke(pass))
+    }
+
     /// Fires every schedule that is due.
     pub async fn fire_schedules(&self) -> Result<Vec<Fired>> {
         let mut conn = self.pool.get().await?;
@@ -213,7 +249,7 @@ impl Ticker {
     pub async fn start(self, config: &TickerConfig) -> anyhow::Result<JobScheduler> {
         let ticker = Arc::new(self);
         let scheduler = JobScheduler::new().await.context("starting the ticker")?;
-        let jobs: [(&str, &str, JobFn); 5] = [
+        let jobs: [(&str, &str, JobFn); 6] = [
             ("expire_leases", &config.expire_leases, |t| {
                 Box::pin(async move { t.expire_leases().await.map(|_| ()) })
             }),
@@ -226,6 +262,10 @@ impl Ticker {
             }),
             ("resume_parked", &config.resume_parked, |t| {
                 Box::pin(async move { t.resume_parked().await.map(|_| ()) })
+            }),
+            // Repositories marked unreachable, on the beat of the other parked work.
+            ("check_repos", &config.resume_parked, |t| {
+                Box::pin(async move { t.check_repos().await.map(|_| ()) })
             }),
             ("schedules", &config.schedules, |t| {
                 Box::pin(async move { t.fire_schedules().await.map(|_| ()) })

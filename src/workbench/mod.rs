@@ -137,7 +137,7 @@ impl Workbench {
         };
         if let crate::git::EnsureOutcome::UpstreamConflict { paths } = detached({
             let (repos, repo) = (o.repos.clone(), repo.clone());
-            async move { repos.ensure(&repo).await.map_err(Error::from) }
+            async move { repos.ensure(&repo).await.map_err(unusable_source) }
         })
         .await?
         {
@@ -324,4 +324,17 @@ async fn detached<T: Send + 'static>(
     tokio::spawn(work)
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("a git operation stopped: {e}")))?
+}
+
+/// The code of the error a workbench opens with when the project's repository cannot be
+/// fetched or cloned (see `GitError::is_source_unusable`): the executor marks the project
+/// and gives the bead back uncharged.
+pub const REPOSITORY_UNREACHABLE: &str = "repository_unreachable";
+
+fn unusable_source(e: crate::git::GitError) -> Error {
+    if e.is_source_unusable() {
+        Error::conflict(REPOSITORY_UNREACHABLE, e.to_string())
+    } else {
+        Error::from(e)
+    }
 }

@@ -40,7 +40,7 @@ async fn roles_are_enforced_viewer_reads_member_writes_admin_manages() {
         app.call(Method::GET, "/api/v1/beads", Some(&app.viewer), None).await.status,
         StatusCode::OK
     );
-    let project = json!({ "id": "api", "name": "API", "repo": "/tmp/r" });
+    let project = json!({ "id": "api", "name": "API", "repo": app.repo("r") });
     let member = app.call(Method::POST, "/api/v1/projects", Some(&app.member), Some(project)).await;
     assert_eq!(member.status, StatusCode::FORBIDDEN);
     assert_eq!(

@@ -117,6 +117,7 @@ async fn run_script(app: &TestApp, script: &str, run_bead: &str, env: &[(&str, &
         .env("LOOM_ADMIN_TOKEN", &app.admin)
         .env("LOOM_MEMBER_TOKEN", &app.member)
         .env("LOOM_SEED_PROJECT", "seed")
+        .env("LOOM_REPO", app.repo("browser"))
         .env("LOOM_RUN_BEAD", run_bead)
         .env("LOOM_SCREENSHOTS", &shots)
         .env("LOOM_CHROMIUM", chromium())

@@ -596,17 +596,19 @@ async fn the_turn_limit_and_an_unusable_worktree_are_said_as_errors() {
     assert_eq!(e["code"], "too_many_turns", "{e}");
     assert!(e["message"].as_str().unwrap().contains("2 times"), "{e}");
 
-    // A project on a repository that is gone.
+    // A project on a repository that is gone (it was there when the project was made).
+    let repo = p.app.repo("gone");
     let res = p
         .app
         .call(
             Method::POST,
             "/api/v1/projects",
             Some(&p.app.admin),
-            Some(json!({"id": "gone", "name": "Gone", "repo": "/nonexistent/repo-of-nobody"})),
+            Some(json!({"id": "gone", "name": "Gone", "repo": repo})),
         )
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    std::fs::remove_dir_all(&repo).expect("remove the repository");
     let body = json!({"project": "gone", "persona": "software-engineer"});
     let res =
         p.app.call(Method::POST, "/api/v1/conversations", Some(&p.app.member), Some(body)).await;
@@ -615,6 +617,6 @@ async fn the_turn_limit_and_an_unusable_worktree_are_said_as_errors() {
     p.say(&gone, "Anything there?").await;
     let e = failure(&mut stream).await;
     assert_eq!(e["code"], "workspace_unavailable", "{e}");
-    assert!(!e["message"].as_str().unwrap().contains("/nonexistent"), "no paths: {e}");
+    assert!(!e["message"].as_str().unwrap().contains(&repo), "no paths: {e}");
     assert_eq!(p.details(&gone).await["messages"][1]["state"], "failed");
 }

@@ -13,9 +13,17 @@ async fn the_cli_logs_in_and_drives_projects_and_beads() {
     let login = format!("{PASSWORD}\n");
     let (ok, out, err) = run(&["login", "--username", "admin", "--password-stdin"], Some(&login));
     assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(
+        &["project", "create", "--id", "cli", "--name", "CLI", "--repo", "/tmp/no-such-r"],
+        None,
+    );
+    assert!(!ok && err.contains("/tmp/no-such-r does not exist"), "{err}");
+    let repo = app.repo("cli");
     let (ok, _, err) =
-        run(&["project", "create", "--id", "cli", "--name", "CLI", "--repo", "/tmp/r"], None);
+        run(&["project", "create", "--id", "cli", "--name", "CLI", "--repo", &repo], None);
     assert!(ok, "{err}");
+    let (ok, out, err) = run(&["project", "show", "cli"], None);
+    assert!(ok && out.contains("repo_state") && out.contains("ok"), "{out}{err}");
     let (ok, out, _) = run(
         &["bead", "create", "--project", "cli", "--title", "first", "--priority", "P1", "--json"],
         None,

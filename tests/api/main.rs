@@ -30,6 +30,7 @@ mod notifications;
 mod openapi;
 mod pairing;
 mod personas;
+mod project_repos;
 mod project_urls;
 mod projects;
 mod readiness;

@@ -8,6 +8,7 @@ use serde_json::Value;
 use loom::agents::AgentStatus;
 use loom::beads::{BeadStatus, BeadType, BlockedReason, RunOutcome};
 use loom::chat::{ChatRole, ChatState, ConversationStatus};
+use loom::projects::RepoState;
 
 use crate::support::spawn;
 
@@ -34,6 +35,7 @@ async fn the_database_backed_enums_are_documented_as_sent() {
         ("ChatRole", wire(ChatRole::ALL)),
         ("ChatState", wire(ChatState::ALL)),
         ("ConversationStatus", wire(ConversationStatus::ALL)),
+        ("RepoState", wire(RepoState::ALL)),
     ];
     for (name, values) in expected {
         assert_eq!(schemas[name]["enum"], values, "{name}");

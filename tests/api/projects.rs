@@ -7,6 +7,7 @@ use crate::support::spawn;
 async fn projects_are_created_listed_changed_and_validated() {
     let app = spawn().await;
     let admin = Some(app.admin.as_str());
+    let r = app.repo("r");
     let p = app.project("web").await;
     assert_eq!(
         (p["branch"].as_str(), p["prefix"].as_str(), p["max_parallel"].as_i64()),
@@ -17,7 +18,7 @@ async fn projects_are_created_listed_changed_and_validated() {
             Method::POST,
             "/api/v1/projects",
             admin,
-            Some(json!({"id": "web", "name": "x", "repo": "/r"})),
+            Some(json!({"id": "web", "name": "x", "repo": r})),
         )
         .await;
     assert_eq!((dup.status, dup.code()), (StatusCode::CONFLICT, "project_exists"));
@@ -26,7 +27,7 @@ async fn projects_are_created_listed_changed_and_validated() {
             Method::POST,
             "/api/v1/projects",
             admin,
-            Some(json!({"id": "Web Site", "name": "x", "repo": "/r"})),
+            Some(json!({"id": "Web Site", "name": "x", "repo": r})),
         )
         .await;
     assert_eq!((bad.status, bad.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_project_id"));
@@ -35,7 +36,7 @@ async fn projects_are_created_listed_changed_and_validated() {
             Method::POST,
             "/api/v1/projects",
             admin,
-            Some(json!({"id": "b", "name": "x", "repo": "/r", "branch": "a..b"})),
+            Some(json!({"id": "b", "name": "x", "repo": r, "branch": "a..b"})),
         )
         .await;
     assert_eq!(branch.code(), "invalid_branch");
@@ -44,7 +45,7 @@ async fn projects_are_created_listed_changed_and_validated() {
             Method::POST,
             "/api/v1/projects",
             admin,
-            Some(json!({"id": "c", "name": "x", "repo": "/r", "max_parallel": 0})),
+            Some(json!({"id": "c", "name": "x", "repo": r, "max_parallel": 0})),
         )
         .await;
     assert_eq!(par.code(), "invalid_max_parallel");

@@ -73,7 +73,7 @@ async fn admin(app: &crate::support::TestApp, method: Method, path: &str, body: 
 #[tokio::test]
 async fn a_projects_network_and_setup_command_are_set_read_and_cleared() {
     let app = spawn().await;
-    let body = json!({"id": "web", "name": "Web", "repo": "/tmp/loom-no-repo", "network": "open", "setup_command": "npm ci"});
+    let body = json!({"id": "web", "name": "Web", "repo": app.repo("web"), "network": "open", "setup_command": "npm ci"});
     let created = admin(&app, Method::POST, "/api/v1/projects", body).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let set = (&created.body["network"], &created.body["setup_command"]);
@@ -95,7 +95,7 @@ async fn a_projects_network_and_setup_command_are_set_read_and_cleared() {
         (bad.status, bad.code()),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_setup_command")
     );
-    let body = json!({"id": "api", "name": "Api", "repo": "/tmp/x", "network": 1});
+    let body = json!({"id": "api", "name": "Api", "repo": app.repo("api"), "network": 1});
     let bad = admin(&app, Method::POST, "/api/v1/projects", body).await;
     assert!(bad.status.is_client_error(), "{:?}", bad.body);
     let member = app.patch("/api/v1/projects/web", json!({"network": "open"})).await;

@@ -91,7 +91,7 @@ async fn forms_without_their_csrf_token_are_refused() {
         let page = admin
             .post(
                 "/projects",
-                &[("csrf", csrf), ("id", "evil"), ("name", "Evil"), ("repo", "/tmp/x")],
+                &[("csrf", csrf), ("id", "evil"), ("name", "Evil"), ("repo", &app.repo("x"))],
             )
             .await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{csrf:?}");
@@ -213,7 +213,7 @@ async fn pages_escape_what_people_and_models_wrote_and_carry_security_headers() 
             Method::POST,
             "/api/v1/projects",
             Some(&app.admin),
-            Some(json!({"id": "esc", "name": evil, "repo": "/tmp/repo"})),
+            Some(json!({"id": "esc", "name": evil, "repo": app.repo("esc")})),
         )
         .await;
     assert_eq!(res.status, StatusCode::CREATED);
@@ -248,7 +248,10 @@ async fn only_admins_get_the_new_project_form_and_it_reports_bad_input_in_place(
     assert!(!page.contains("New project"), "members cannot create projects");
     let csrf = page.csrf();
     let refused = member
-        .post("/projects", &[("csrf", &csrf), ("id", "mine"), ("name", "Mine"), ("repo", "/tmp/x")])
+        .post(
+            "/projects",
+            &[("csrf", &csrf), ("id", "mine"), ("name", "Mine"), ("repo", &app.repo("x"))],
+        )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 
@@ -257,7 +260,7 @@ async fn only_admins_get_the_new_project_form_and_it_reports_bad_input_in_place(
     let bad = admin
         .post(
             "/projects",
-            &[("csrf", &csrf), ("id", "Bad Id!"), ("name", "Kept"), ("repo", "/tmp/x")],
+            &[("csrf", &csrf), ("id", "Bad Id!"), ("name", "Kept"), ("repo", &app.repo("x"))],
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -269,7 +272,7 @@ async fn only_admins_get_the_new_project_form_and_it_reports_bad_input_in_place(
                 ("csrf", &csrf),
                 ("id", "web"),
                 ("name", "Web"),
-                ("repo", "/tmp/x"),
+                ("repo", &app.repo("x")),
                 ("max_parallel", "3"),
             ],
         )

@@ -6,6 +6,8 @@ import { BASE, PASSWORD, api, assert, launch, run, screenshot, step } from "./li
 const ADMIN = process.env.LOOM_ADMIN_USER || "admin";
 const MEMBER_TOKEN = process.env.LOOM_MEMBER_TOKEN;
 const RUN_BEAD = process.env.LOOM_RUN_BEAD;
+// An empty repository made for it: a project is refused a path that is not one.
+const REPO = process.env.LOOM_REPO;
 
 const card = (column, id) => `section[data-column="${column}"] li[data-bead="${id}"]`;
 
@@ -32,7 +34,7 @@ await run(async (browsers) => {
     const form = page.locator('form[action="/projects"]');
     await form.locator("#p-id").fill("web");
     await form.locator("#p-name").fill("The web app");
-    await form.locator("#p-repo").fill("/tmp/loom-browser-repo");
+    await form.locator("#p-repo").fill(REPO);
     await form.locator("#p-par").fill("3");
     await Promise.all([
       page.waitForURL(`${BASE}/projects/web`),

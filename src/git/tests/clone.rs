@@ -1,7 +1,7 @@
 //! `ensure`: cloning, fetching, fast-forwarding, recovering from crashes, and its errors.
 
 use super::*;
-use crate::git::EnsureOutcome;
+use crate::git::{EnsureOutcome, MergeOutcome, PushOutcome};
 
 #[tokio::test]
 async fn ensure_clones_a_local_path_into_a_bare_repo_with_origin_s_branches() {
@@ -119,16 +119,25 @@ async fn origin_left_in_an_older_clone_s_config_is_removed_and_not_used() {
 }
 
 #[tokio::test]
-async fn an_empty_source_repository_is_an_error_saying_so() {
+async fn an_empty_bare_repository_gets_its_branch_from_the_first_push() {
     let fx = Fixture::new();
-    let dir = fx.path("empty");
-    init_source(&dir);
+    let dir = fx.path("empty.git");
+    Repository::init_bare(&dir).expect("git init --bare");
+    let project = project("web", &dir);
 
-    let err = fx.repos.ensure(&project("web", &dir)).await.expect_err("empty source");
+    fx.repos.ensure(&project).await.expect("an empty source is fine");
+    let sha = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    let merged = fx.repos.merge(&project, "b1").await.expect("merge");
+    let pushed = fx.repos.push(&project).await.expect("push");
 
-    assert!(matches!(err, GitError::EmptySource(_)), "{err}");
-    assert!(err.to_string().contains("has no commits"), "{err}");
-    assert!(!fx.clone_dir("web").exists(), "no clone is left behind");
+    assert_eq!(merged, MergeOutcome::FastForward { sha: sha.clone() });
+    assert_eq!(pushed, PushOutcome::Pushed { sha: sha.clone() });
+    assert_eq!(tip(&dir, "main"), Some(sha.clone()), "the push created the branch");
+    let origin = Repository::open(&dir).expect("origin");
+    let commit = origin.find_commit(git2::Oid::from_str(&sha).expect("oid")).expect("commit");
+    let root = commit.parent(0).expect("the branch's first commit");
+    assert_eq!((root.parent_count(), root.tree().expect("tree").len()), (0, 0), "an empty root");
+    fx.repos.ensure(&project).await.expect("a second ensure finds the branch");
 }
 
 #[tokio::test]

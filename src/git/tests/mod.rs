@@ -8,6 +8,7 @@
 mod clone;
 mod http;
 mod merge;
+mod probe;
 mod push;
 mod upstream;
 mod worktree;
@@ -153,7 +154,6 @@ fn git_errors_map_to_domain_errors_with_stable_codes() {
     use crate::error::Error;
     let cases: Vec<(GitError, &str)> = vec![
         (GitError::SourceMissing("/x".into()), "git_source_missing"),
-        (GitError::EmptySource("/x".into()), "git_empty_repository"),
         (GitError::BranchNotFound { branch: "b".into(), repo: "r".into() }, "git_branch_not_found"),
         (GitError::NotCloned("p".into()), "git_not_cloned"),
         (GitError::invalid_input("no"), "invalid_git_input"),

@@ -31,6 +31,8 @@ pub struct TestApp {
     handle: actix_web::dev::ServerHandle,
     bus: loom::events::Bus,
     wakers: loom::notifications::NotificationWakers,
+    /// Where `repo` makes the test's repositories.
+    repos: tempfile::TempDir,
     _db: TestDb,
 }
 
@@ -90,6 +92,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut loom::config::Config)) -> TestA
         handle,
         bus,
         wakers,
+        repos: tempfile::tempdir().expect("a temp dir for repositories"),
         _db: db,
     }
 }
@@ -158,14 +161,30 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(&self.member.clone()), body).await
     }
 
-    /// Creates a project as admin; its prefix is its id.
+    /// A new empty bare repository (`git init --bare`) named `name`, for a project: its
+    /// path. Projects are refused a local path that is not a repository.
+    pub fn repo(&self, name: &str) -> String {
+        let path = self.repos.path().join(format!("{name}.git"));
+        if !path.exists() {
+            let out = std::process::Command::new("git")
+                .args(["init", "-q", "--bare"])
+                .arg(&path)
+                .output()
+                .expect("run git");
+            assert!(out.status.success(), "git init: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        path.to_string_lossy().into_owned()
+    }
+
+    /// Creates a project as admin on an empty repository of its own; its prefix is its id.
     pub async fn project(&self, id: &str) -> Value {
+        let repo = self.repo(id);
         let res = self
             .call(
                 Method::POST,
                 "/api/v1/projects",
                 Some(&self.admin.clone()),
-                Some(json!({ "id": id, "name": format!("Project {id}"), "repo": "/tmp/repo" })),
+                Some(json!({ "id": id, "name": format!("Project {id}"), "repo": repo })),
             )
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);

@@ -36,7 +36,8 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A bare upstream repository with one commit on `main` holding `files`.
+/// A bare upstream repository with one commit on `main` holding `files`; with no files, an
+/// empty one, as `git init --bare` makes it.
 pub struct Upstream {
     pub dir: tempfile::TempDir,
 }
@@ -44,6 +45,10 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(files: &[(&str, &str)]) -> Upstream {
         let dir = tempfile::tempdir().expect("tempdir");
+        if files.is_empty() {
+            git(dir.path(), &["init", "-q", "--bare", "origin.git"]);
+            return Upstream { dir };
+        }
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("mkdir");
         git(&work, &["init", "-q", "-b", "main"]);
