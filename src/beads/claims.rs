@@ -49,10 +49,22 @@ impl Default for RetryPolicy {
     }
 }
 
+/// No park waits longer than this for the ticker to try the bead again.
+pub const PARK_CAP: Duration = Duration::from_secs(30 * 60);
+
 impl RetryPolicy {
     pub fn delay(&self, attempts: i32) -> Duration {
         let exp = attempts.clamp(1, 20) as u32 - 1;
         self.base.saturating_mul(2u32.saturating_pow(exp)).min(self.cap)
+    }
+
+    /// How long a bead parked for the gateway for the `parks`-th time waits before the
+    /// ticker reopens it: the back-off base doubled with each park, at most `PARK_CAP`. A
+    /// gateway that answers the probe but fails this bead's calls is not asked again and
+    /// again every tick.
+    pub fn park_delay(&self, parks: i64) -> Duration {
+        let exp = parks.clamp(1, 20) as u32 - 1;
+        self.base.saturating_mul(2u32.saturating_pow(exp)).min(PARK_CAP)
     }
 }
 
@@ -469,7 +481,20 @@ async fn settle_bead(
         }
         // Not the bead's fault: the gateway is parked, a person paused the agent.
         RunOutcome::GatewayUnavailable => {
+            // This run's outcome is written already: it is counted.
+            let parks: i64 = runs::table
+                .filter(runs::bead_id.eq(&id))
+                .filter(runs::outcome.eq(RunOutcome::GatewayUnavailable))
+                .count()
+                .get_result(conn)
+                .await?;
             status::block(conn, bead, BlockedReason::GatewayUnavailable, error.clone(), actor)
+                .await?;
+            let wait = chrono::Duration::from_std(retry.park_delay(parks))
+                .unwrap_or(chrono::Duration::zero());
+            diesel::update(beads::table.find(&id))
+                .set(beads::not_before.eq(Some(Utc::now() + wait)))
+                .execute(conn)
                 .await?;
             AfterRun::Blocked(BlockedReason::GatewayUnavailable)
         }

@@ -83,6 +83,9 @@ pub struct ServerArgs {
     /// Longest a whole reply may take, in seconds.
     #[arg(long, env = "LOOM_GATEWAY_TIMEOUT_SECONDS", default_value_t = 300)]
     pub gateway_timeout_seconds: u64,
+    /// Seconds the gateway must stay up after an outage before people are told it is back.
+    #[arg(long, env = "LOOM_GATEWAY_STABLE_UP_SECONDS", default_value_t = 300)]
+    pub gateway_stable_up_seconds: u64,
     /// Claim beads even of projects no process runs an executor for (something outside Loom
     /// completes the runs); by default such beads wait.
     #[arg(long, env = "LOOM_DISPATCH_WITHOUT_EXECUTORS", value_parser = boolish())]
@@ -290,6 +293,7 @@ impl ServerArgs {
         config.api_key = self.gateway_api_key.as_deref().filter(|k| !k.is_empty()).map(Secret::new);
         config.probe_interval = Duration::from_secs(self.gateway_probe_seconds.max(1));
         config.request_timeout = Duration::from_secs(self.gateway_timeout_seconds.max(1));
+        config.stable_up = Duration::from_secs(self.gateway_stable_up_seconds);
         Ok(Some(config))
     }
 }
