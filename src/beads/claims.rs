@@ -585,3 +585,17 @@ async fn wake_dispatchers(conn: &mut Conn) -> Result<()> {
 fn ran_for(started_at: DateTime<Utc>) -> f64 {
     (Utc::now() - started_at).num_milliseconds().max(0) as f64 / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parks_back_off_doubling_from_the_base_up_to_half_an_hour() {
+        let p = RetryPolicy::default();
+        let secs: Vec<u64> = (1..=8).map(|n| p.park_delay(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1800, 1800]);
+        assert_eq!(p.park_delay(0).as_secs(), 30);
+        assert_eq!(p.park_delay(i64::MAX), PARK_CAP);
+    }
+}
