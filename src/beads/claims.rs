@@ -36,16 +36,23 @@ pub struct Claim {
 }
 
 /// How long a failed bead waits before it is ready again: `base * 2^(attempts-1)`, at most
-/// `cap`.
+/// `cap`; and a parked one before the ticker reopens it: `park_base * 2^(parks-1)`, at most
+/// `PARK_CAP`.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub base: Duration,
     pub cap: Duration,
+    /// `LOOM_PARK_BACKOFF_SECONDS`.
+    pub park_base: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { base: Duration::from_secs(30), cap: Duration::from_secs(3600) }
+        RetryPolicy {
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(3600),
+            park_base: Duration::from_secs(30),
+        }
     }
 }
 
@@ -59,12 +66,12 @@ impl RetryPolicy {
     }
 
     /// How long a bead parked for the gateway for the `parks`-th time waits before the
-    /// ticker reopens it: the back-off base doubled with each park, at most `PARK_CAP`. A
+    /// ticker reopens it: `park_base` doubled with each park, at most `PARK_CAP`. A
     /// gateway that answers the probe but fails this bead's calls is not asked again and
     /// again every tick.
     pub fn park_delay(&self, parks: i64) -> Duration {
         let exp = parks.clamp(1, 20) as u32 - 1;
-        self.base.saturating_mul(2u32.saturating_pow(exp)).min(PARK_CAP)
+        self.park_base.saturating_mul(2u32.saturating_pow(exp)).min(PARK_CAP)
     }
 }
 
