@@ -127,6 +127,7 @@ impl Application {
                 pool.clone(),
                 health.clone(),
                 bus.clone(),
+                gw.stable_up(),
                 cancel.clone(),
             )));
             // Agents' commands run here for runs and for conversations alike.

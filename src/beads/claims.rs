@@ -36,23 +36,42 @@ pub struct Claim {
 }
 
 /// How long a failed bead waits before it is ready again: `base * 2^(attempts-1)`, at most
-/// `cap`.
+/// `cap`; and a parked one before the ticker reopens it: `park_base * 2^(parks-1)`, at most
+/// `PARK_CAP`.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub base: Duration,
     pub cap: Duration,
+    /// `LOOM_PARK_BACKOFF_SECONDS`.
+    pub park_base: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { base: Duration::from_secs(30), cap: Duration::from_secs(3600) }
+        RetryPolicy {
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(3600),
+            park_base: Duration::from_secs(30),
+        }
     }
 }
+
+/// No park waits longer than this for the ticker to try the bead again.
+pub const PARK_CAP: Duration = Duration::from_secs(30 * 60);
 
 impl RetryPolicy {
     pub fn delay(&self, attempts: i32) -> Duration {
         let exp = attempts.clamp(1, 20) as u32 - 1;
         self.base.saturating_mul(2u32.saturating_pow(exp)).min(self.cap)
+    }
+
+    /// How long a bead parked for the gateway for the `parks`-th time waits before the
+    /// ticker reopens it: `park_base` doubled with each park, at most `PARK_CAP`. A
+    /// gateway that answers the probe but fails this bead's calls is not asked again and
+    /// again every tick.
+    pub fn park_delay(&self, parks: i64) -> Duration {
+        let exp = parks.clamp(1, 20) as u32 - 1;
+        self.park_base.saturating_mul(2u32.saturating_pow(exp)).min(PARK_CAP)
     }
 }
 
@@ -469,7 +488,20 @@ async fn settle_bead(
         }
         // Not the bead's fault: the gateway is parked, a person paused the agent.
         RunOutcome::GatewayUnavailable => {
+            // This run's outcome is written already: it is counted.
+            let parks: i64 = runs::table
+                .filter(runs::bead_id.eq(&id))
+                .filter(runs::outcome.eq(RunOutcome::GatewayUnavailable))
+                .count()
+                .get_result(conn)
+                .await?;
             status::block(conn, bead, BlockedReason::GatewayUnavailable, error.clone(), actor)
+                .await?;
+            let wait = chrono::Duration::from_std(retry.park_delay(parks))
+                .unwrap_or(chrono::Duration::zero());
+            diesel::update(beads::table.find(&id))
+                .set(beads::not_before.eq(Some(Utc::now() + wait)))
+                .execute(conn)
                 .await?;
             AfterRun::Blocked(BlockedReason::GatewayUnavailable)
         }
@@ -559,4 +591,18 @@ async fn wake_dispatchers(conn: &mut Conn) -> Result<()> {
 /// Seconds since `started_at`, to the millisecond (a run's length in its `run.ended` row).
 fn ran_for(started_at: DateTime<Utc>) -> f64 {
     (Utc::now() - started_at).num_milliseconds().max(0) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parks_back_off_doubling_from_the_base_up_to_half_an_hour() {
+        let p = RetryPolicy::default();
+        let secs: Vec<u64> = (1..=8).map(|n| p.park_delay(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1800, 1800]);
+        assert_eq!(p.park_delay(0).as_secs(), 30);
+        assert_eq!(p.park_delay(i64::MAX), PARK_CAP);
+    }
 }

@@ -3,6 +3,7 @@
 //! ticker decides when; these decide what, re-checking everything under the row locks so a
 //! renewal or a claim that commits meanwhile always wins.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
@@ -118,11 +119,18 @@ impl Bead {
     }
 
     /// Beads parked (blocked, uncharged) for `reason`: `gateway_unavailable` or
-    /// `sandbox_unavailable`, oldest first.
-    pub async fn parked(conn: &mut Conn, reason: BlockedReason, limit: i64) -> Result<Vec<String>> {
+    /// `sandbox_unavailable`, whose park's back-off (`not_before`) has passed at `now`,
+    /// oldest first.
+    pub async fn parked(
+        conn: &mut Conn,
+        reason: BlockedReason,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
         Ok(beads::table
             .filter(beads::status.eq(BeadStatus::Blocked))
             .filter(beads::blocked_reason.eq(reason))
+            .filter(beads::not_before.is_null().or(beads::not_before.le(now)))
             .order(beads::updated_at)
             .select(beads::id)
             .limit(limit)
@@ -131,7 +139,8 @@ impl Bead {
     }
 
     /// Puts a bead parked for `reason` back to work, keeping its attempts (being parked
-    /// was not its fault). False when it is no longer parked so.
+    /// was not its fault) and dropping the park's back-off. False when it is no longer
+    /// parked so.
     pub async fn resume_parked(
         conn: &mut Conn,
         bead_id: &str,
@@ -150,6 +159,10 @@ impl Bead {
                 _ => "the gateway is healthy again".to_owned(),
             });
             status::reopen(conn, bead, reason, Attempts::Keep, Actor::System).await?;
+            diesel::update(beads::table.find(&bead_id))
+                .set(beads::not_before.eq(None::<DateTime<Utc>>))
+                .execute(conn)
+                .await?;
             super::transitions::bump_version(conn, &bead_id).await?;
             healed(
                 conn,

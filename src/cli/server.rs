@@ -83,6 +83,13 @@ pub struct ServerArgs {
     /// Longest a whole reply may take, in seconds.
     #[arg(long, env = "LOOM_GATEWAY_TIMEOUT_SECONDS", default_value_t = 300)]
     pub gateway_timeout_seconds: u64,
+    /// Seconds a bead parked for the gateway waits before it is tried again, doubled with
+    /// each of its parks (at most 30 minutes).
+    #[arg(long, env = "LOOM_PARK_BACKOFF_SECONDS", default_value_t = 30)]
+    pub park_backoff_seconds: u64,
+    /// Seconds the gateway must stay up after an outage before people are told it is back.
+    #[arg(long, env = "LOOM_GATEWAY_STABLE_UP_SECONDS", default_value_t = 300)]
+    pub gateway_stable_up_seconds: u64,
     /// Claim beads even of projects no process runs an executor for (something outside Loom
     /// completes the runs); by default such beads wait.
     #[arg(long, env = "LOOM_DISPATCH_WITHOUT_EXECUTORS", value_parser = boolish())]
@@ -200,7 +207,10 @@ impl ServerArgs {
                 resume_parked: self.ticker_parked.clone(),
                 schedules: self.ticker_schedules.clone(),
             }),
-            retry: crate::beads::RetryPolicy::default(),
+            retry: crate::beads::RetryPolicy {
+                park_base: Duration::from_secs(self.park_backoff_seconds),
+                ..Default::default()
+            },
             gateway: self.gateway()?,
             executors: (!self.no_executors).then(|| ExecutorConfig {
                 ownership_lease: Duration::from_secs(self.executor_lease_seconds.max(3)),
@@ -290,6 +300,7 @@ impl ServerArgs {
         config.api_key = self.gateway_api_key.as_deref().filter(|k| !k.is_empty()).map(Secret::new);
         config.probe_interval = Duration::from_secs(self.gateway_probe_seconds.max(1));
         config.request_timeout = Duration::from_secs(self.gateway_timeout_seconds.max(1));
+        config.stable_up = Duration::from_secs(self.gateway_stable_up_seconds);
         Ok(Some(config))
     }
 }
@@ -430,10 +441,18 @@ mod tests {
             "sk-secret",
             "--gateway-probe-seconds",
             "7",
+            "--gateway-stable-up-seconds",
+            "60",
+            "--park-backoff-seconds",
+            "5",
         ])
         .expect("config");
         let gw = c.gateway.clone().expect("gateway");
         assert_eq!((gw.model.as_str(), gw.probe_interval), ("qwen", Duration::from_secs(7)));
+        assert_eq!(
+            (gw.stable_up, c.retry.park_base),
+            (Duration::from_secs(60), Duration::from_secs(5))
+        );
         assert_eq!(gw.api_key.as_ref().map(Secret::expose), Some("sk-secret"));
         assert!(!format!("{c:?}").contains("sk-secret"));
         assert!(config(&[]).expect("config").gateway.is_none());

@@ -10,6 +10,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use uuid::Uuid;
 
 use super::calls::{GatewayCall, Recorder};
+use super::canary::{Canary, Verdict};
 use super::health::{Health, HealthState};
 use super::retry::{RetryPolicy, jitter_unit, parse_retry_after, retryable_status};
 use super::sse::SseDecoder;
@@ -31,6 +32,12 @@ pub struct GatewayConfig {
     pub stream_idle_timeout: Duration,
     /// How often the probe asks the gateway whether it is there.
     pub probe_interval: Duration,
+    /// Least time between two canaries (the trivial completion that tells a refusal of one
+    /// request from a refusal of every request).
+    pub canary_interval: Duration,
+    /// How long the gateway must stay up after an outage before people hear it is back (a
+    /// gateway going up and down is one outage, not one notification each time).
+    pub stable_up: Duration,
 }
 
 impl GatewayConfig {
@@ -44,6 +51,8 @@ impl GatewayConfig {
             request_timeout: Duration::from_secs(300),
             stream_idle_timeout: Duration::from_secs(90),
             probe_interval: Duration::from_secs(30),
+            canary_interval: Duration::from_secs(5),
+            stable_up: Duration::from_secs(300),
         }
     }
 }
@@ -113,6 +122,7 @@ struct Inner {
     config: GatewayConfig,
     health: HealthState,
     recorder: Recorder,
+    canary: Canary,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -159,6 +169,7 @@ impl Gateway {
             key: config.api_key.clone(),
             health,
             recorder: Recorder::new(pool),
+            canary: Canary::default(),
             config,
         })))
     }
@@ -173,6 +184,11 @@ impl Gateway {
 
     pub(crate) fn probe_interval(&self) -> Duration {
         self.0.config.probe_interval
+    }
+
+    /// How long the gateway must stay up before an outage is said to be over.
+    pub fn stable_up(&self) -> Duration {
+        self.0.config.stable_up
     }
 
     /// A whole reply.
@@ -229,6 +245,7 @@ impl Gateway {
                         1 => (Health::Healthy, None),
                         n => (Health::Degraded, Some(format!("answered after {n} tries"))),
                     };
+                    self.0.canary.set_calls_failing(false);
                     self.0.health.update(health, reason);
                     return Ok(completion);
                 }
@@ -239,7 +256,7 @@ impl Gateway {
                 false => None,
             };
             let Some(wait) = wait else {
-                return Err(self.give_up(failure));
+                return Err(self.give_up(failure).await);
             };
             tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %failure.error, "retrying the gateway");
             tokio::time::sleep(wait).await;
@@ -247,7 +264,7 @@ impl Gateway {
         }
     }
 
-    fn give_up(&self, failure: Failure) -> GatewayError {
+    async fn give_up(&self, failure: Failure) -> GatewayError {
         let error = match failure.error {
             // Out of tries on something transient: for the caller that is an outage.
             GatewayError::Malformed(m) if failure.transient => GatewayError::Unavailable(m),
@@ -266,12 +283,44 @@ impl Gateway {
                     "it has no such model or route (check LOOM_GATEWAY_URL and LOOM_GATEWAY_MODEL): {message}"
                 ),
             ),
-            // The request's own fault: the gateway itself is fine.
+            // This request refused: its own fault, unless the gateway refuses a trivial
+            // request the same way (a wrong key some gateways answer with 400, a proxy
+            // refusing everything), and then no call can work: an outage, with the reason.
+            GatewayError::Rejected { status, message } if (400..500).contains(status) => {
+                match self.canary(&self.0.canary, self.0.config.canary_interval).await {
+                    Verdict::Refused(s) if s == *status => {
+                        let why = format!(
+                            "it refuses every request, even a one-word one ({status}): {message}"
+                        );
+                        self.0.canary.set_calls_failing(true);
+                        self.0.health.update(Health::Down, Some(why.clone()));
+                        return GatewayError::Unavailable(why);
+                    }
+                    Verdict::Answered => (Health::Healthy, String::new()),
+                    // Nothing learned about the gateway: the health stays what it was.
+                    Verdict::Refused(_) | Verdict::Failed => return error,
+                }
+            }
             GatewayError::Rejected { .. } => (Health::Healthy, String::new()),
             GatewayError::Malformed(m) => (Health::Degraded, m.clone()),
         };
+        if health == Health::Down {
+            self.0.canary.set_calls_failing(true);
+        }
         self.0.health.update(health, (!reason.is_empty()).then_some(reason));
         error
+    }
+
+    /// One try of `body` with no retry, recorded; only whether it was answered matters.
+    pub(super) async fn try_recorded(
+        &self,
+        body: &[u8],
+        ctx: CallContext,
+    ) -> Result<(), GatewayError> {
+        let started = Instant::now();
+        let result = self.try_once(body, None).await;
+        self.record(ctx, 1, false, started, &result).await;
+        result.map(|_| ()).map_err(|f| f.error)
     }
 
     async fn try_once(
@@ -491,7 +540,17 @@ impl Gateway {
                     Health::Down,
                     Some(format!("it refuses Loom's API key ({})", res.status().as_u16())),
                 ),
-                // Anything else is an answer: the gateway is there.
+                // Anything else is an answer: the gateway is there. But after completions
+                // failed, `/models` answering proves little (a proxy lists models it cannot
+                // serve): a completion must work before the gateway is called healthy.
+                _ if self.0.canary.calls_failing() => {
+                    match self.canary(&self.0.canary, self.0.config.canary_interval).await {
+                        Verdict::Answered => (Health::Healthy, None),
+                        Verdict::Refused(_) | Verdict::Failed => {
+                            (Health::Down, self.0.health.report().reason)
+                        }
+                    }
+                }
                 _ => (Health::Healthy, None),
             },
         };

@@ -4,6 +4,7 @@
 //! The API key is a `Secret`: it goes into one request header and nowhere else.
 
 mod calls;
+mod canary;
 mod client;
 mod health;
 mod outage;

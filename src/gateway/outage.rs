@@ -26,17 +26,51 @@ pub fn is_up(h: Health) -> Option<bool> {
     }
 }
 
-/// Records every outage change of `health` until cancelled.
-pub async fn record_outages(pool: Pool, health: HealthState, bus: Bus, cancel: CancellationToken) {
+/// Records outages until cancelled: one row when the gateway goes down, and one when it
+/// has been up again for `stable_up` without a fall in between. A gateway that goes up and
+/// down (a probe answering while every call fails) is one outage, told once each way.
+pub async fn record_outages(
+    pool: Pool,
+    health: HealthState,
+    bus: Bus,
+    stable_up: std::time::Duration,
+    cancel: CancellationToken,
+) {
     let mut changes = health.watch();
+    // Up, not said yet: since when, and as it was then.
+    let mut rising: Option<(tokio::time::Instant, HealthReport)> = None;
     loop {
-        tokio::select! {
+        let said_up = async {
+            match &rising {
+                Some((since, _)) => tokio::time::sleep_until(*since + stable_up).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (up, report) = tokio::select! {
             _ = cancel.cancelled() => return,
-            changed = changes.changed() => if changed.is_err() { return },
-        }
-        let now: HealthReport = changes.borrow_and_update().clone();
-        let Some(up) = is_up(now.health) else { continue };
-        match record_if_news(&pool, up, &now).await {
+            () = said_up => match rising.take() {
+                Some((_, report)) => (true, report),
+                None => continue,
+            },
+            changed = changes.changed() => {
+                if changed.is_err() { return }
+                let now: HealthReport = changes.borrow_and_update().clone();
+                match is_up(now.health) {
+                    None => continue,
+                    Some(true) => {
+                        if rising.is_none() {
+                            rising = Some((tokio::time::Instant::now(), now));
+                        }
+                        continue;
+                    }
+                    Some(false) => {
+                        rising = None;
+                        (false, now)
+                    }
+                }
+            }
+        };
+        match record_if_news(&pool, up, &report).await {
             Ok(true) => bus.committed(),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "could not record the gateway's change of health"),

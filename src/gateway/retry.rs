@@ -29,9 +29,11 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Statuses that say "try again later" rather than "this request is wrong".
+/// Statuses that say "try again later" rather than "this request is wrong": a timeout, a
+/// rate limit, and every server error but 501 (the server does not do this at all). That
+/// includes the non-standard ones providers send through gateways, such as 529 (overloaded).
 pub fn retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+    matches!(status, 408 | 429 | 529) || ((500..=599).contains(&status) && status != 501)
 }
 
 impl RetryPolicy {
@@ -107,10 +109,10 @@ mod tests {
 
     #[test]
     fn only_transient_statuses_are_retried() {
-        for s in [408, 429, 500, 502, 503, 504] {
+        for s in [408, 429, 500, 502, 503, 504, 520, 524, 529, 599] {
             assert!(retryable_status(s), "{s}");
         }
-        for s in [200, 400, 401, 403, 404, 422, 501] {
+        for s in [200, 400, 401, 403, 404, 422, 501, 600] {
             assert!(!retryable_status(s), "{s}");
         }
     }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
@@ -159,24 +159,29 @@ impl Ticker {
 
     /// Reopens beads parked as `gateway_unavailable` once the gateway is healthy, and those
     /// parked as `sandbox_unavailable` once this process can make a sandbox (or its operator
-    /// turned the sandbox off).
+    /// turned the sandbox off), each once its park's back-off has passed.
     pub async fn resume_parked(&self) -> Result<Pass> {
+        self.resume_parked_at(Utc::now()).await
+    }
+
+    /// `resume_parked` as if it were `now` (tests look ahead past a park's back-off).
+    pub async fn resume_parked_at(&self, now: DateTime<Utc>) -> Result<Pass> {
         let mut pass = Pass::default();
         if self.gateway.get() == Health::Healthy {
-            pass += self.resume(BlockedReason::GatewayUnavailable).await?;
+            pass += self.resume(BlockedReason::GatewayUnavailable, now).await?;
         }
         if let Some(sandbox) = &self.sandbox {
             let status = sandbox.status().await;
             if status.available || status.mode == crate::workbench::SandboxMode::Off {
-                pass += self.resume(BlockedReason::SandboxUnavailable).await?;
+                pass += self.resume(BlockedReason::SandboxUnavailable, now).await?;
             }
         }
         Ok(self.woke(pass))
     }
 
-    async fn resume(&self, reason: BlockedReason) -> Result<Pass> {
+    async fn resume(&self, reason: BlockedReason, now: DateTime<Utc>) -> Result<Pass> {
         let mut conn = self.pool.get().await?;
-        let ids = Bead::parked(&mut conn, reason, BATCH).await?;
+        let ids = Bead::parked(&mut conn, reason, now, BATCH).await?;
         let mut pass = Pass { seen: ids.len(), healed: 0 };
         for id in ids {
             match Bead::resume_parked(&mut conn, &id, reason).await {

@@ -130,7 +130,8 @@ async fn failed_runs_back_off_then_block_at_max_attempts_and_a_reopen_resets_the
     let agent_id: uuid::Uuid = agent(&app, "ada", None).await.parse().unwrap();
     let bead = app.bead("web", "flaky", json!({})).await;
     let mut conn = app.pool.get().await.unwrap();
-    let policy = RetryPolicy { base: Duration::from_secs(0), cap: Duration::from_secs(0) };
+    let policy =
+        RetryPolicy { base: Duration::ZERO, cap: Duration::ZERO, park_base: Duration::ZERO };
 
     let first =
         Bead::claim(&mut conn, &bead, agent_id, Duration::from_secs(60)).await.unwrap().unwrap();

@@ -28,6 +28,8 @@ fn config(url: &str) -> GatewayConfig {
         max_delay: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(5),
     };
+    // Every refusal sends its own canary (production shares one every few seconds).
+    c.canary_interval = Duration::ZERO;
     c
 }
 
@@ -178,7 +180,12 @@ async fn a_gateway_failing_every_try_is_down_until_the_probe_sees_it_back() {
 
     f.script.set_down(true);
     assert_eq!(f.gateway.probe().await, Health::Down);
+    // `/models` answering is not enough while completions fail: the probe's canary (a
+    // one-word completion) must be answered first.
     f.script.set_down(false);
+    assert_eq!(f.gateway.probe().await, Health::Down);
+    assert_eq!(f.script.canaries(), 1);
+    f.script.fallback(Reply::text("back"));
     assert_eq!(f.gateway.probe().await, Health::Healthy);
     assert_eq!(f.health.report().reason, None);
 }

@@ -20,6 +20,8 @@ mod dispatch;
 mod embedded;
 mod executor;
 mod gateway;
+mod gateway_parks;
+mod gateway_refusals;
 mod invariants;
 mod limits;
 mod litellm;

@@ -14,7 +14,8 @@ use loom::ticker::{Pass, Ticker, TickerConfig};
 
 use crate::support::{TestApp, spawn};
 
-const NO_WAIT: RetryPolicy = RetryPolicy { base: Duration::ZERO, cap: Duration::ZERO };
+const NO_WAIT: RetryPolicy =
+    RetryPolicy { base: Duration::ZERO, cap: Duration::ZERO, park_base: Duration::ZERO };
 
 fn ticker(app: &TestApp, gateway: &HealthState) -> Ticker {
     Ticker::new(app.pool.clone(), NO_WAIT, gateway.clone(), Nudge::default())

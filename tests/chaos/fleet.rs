@@ -41,6 +41,8 @@ pub fn environment(nats_url: &str, gateway_url: &str, key: &str) -> Vec<(&'stati
         ("LOOM_TICKER_LEASES", "* * * * * *".to_owned()),
         ("LOOM_TICKER_ZOMBIES", "*/2 * * * * *".to_owned()),
         ("LOOM_TICKER_PARKED", "*/2 * * * * *".to_owned()),
+        // Short outages over a few minutes: parks back off from a second, not thirty.
+        ("LOOM_PARK_BACKOFF_SECONDS", "1".to_owned()),
         ("LOOM_DB_POOL_SIZE", "12".to_owned()),
     ]
 }

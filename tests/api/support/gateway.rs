@@ -146,6 +146,8 @@ struct State {
     responder: Option<Responder>,
     /// Answers every request when the queues are empty.
     fallback: Option<Reply>,
+    /// Answers Loom's canary (a one-token "ping"), which never uses up the script.
+    canary: Option<Reply>,
     down: bool,
     key: Option<String>,
     received: Vec<Received>,
@@ -205,6 +207,18 @@ impl ScriptedGateway {
     /// Answers every chat completion the script has no reply for with `respond(body)`.
     pub fn respond_with(&self, respond: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
         self.state().responder = Some(Arc::new(respond));
+    }
+
+    /// Answers Loom's canary (the one-token "ping" it sends to see whether the gateway serves
+    /// a trivial request) with `reply`. Unset, the canary gets the responder's answer, else
+    /// the fallback, else a one-word reply: it never takes a scripted reply from the queues.
+    pub fn canary(&self, reply: Reply) {
+        self.state().canary = Some(reply);
+    }
+
+    /// The canaries received.
+    pub fn canaries(&self) -> usize {
+        self.completions().iter().filter(|b| is_canary(b)).count()
     }
 
     /// While down, every request (probe included) gets a 503 and no script is used up.
@@ -281,6 +295,11 @@ impl ScriptedGateway {
         if !req.path.ends_with("/chat/completions") || req.method != "POST" {
             return Answer::Json(404, error_body("no such route"), None);
         }
+        if is_canary(&req.body) {
+            let derived = s.responder.as_ref().map(|respond| respond(&req.body));
+            let reply = s.canary.clone().or(derived).or_else(|| s.fallback.clone());
+            return Answer::Script(reply.unwrap_or_else(|| Reply::text("pong")));
+        }
         let text = req.body.to_string();
         let keyed = s.keyed.iter_mut().find(|(k, q)| !q.is_empty() && text.contains(k.as_str()));
         let next = match keyed {
@@ -298,6 +317,11 @@ impl ScriptedGateway {
 enum Answer {
     Json(u16, Value, Option<String>),
     Script(Reply),
+}
+
+/// Loom's canary: one user message and room for one token.
+pub fn is_canary(body: &Value) -> bool {
+    body["max_tokens"] == json!(1) && body["messages"].as_array().is_some_and(|m| m.len() == 1)
 }
 
 fn error_body(message: &str) -> Value {
