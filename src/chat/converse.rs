@@ -16,9 +16,9 @@ use super::reply::Chat;
 use super::writer::{Halt, Writer};
 use crate::activity::Actor;
 use crate::beads::{Bead, BeadStatus};
-use crate::executor::brief::clip;
 use crate::gateway::{CallContext, Completion, Gateway, GatewayError, Health, Message};
 use crate::workbench::actions::parse_reply;
+use crate::workbench::clip::clip;
 
 /// Longest a reply waits for a run taken back from its bead to stop working in the worktree.
 const RUN_WAIT: Duration = Duration::from_secs(120);

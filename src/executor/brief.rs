@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::git::ProjectRepo;
 use crate::personas::Persona;
 use crate::projects::Project;
+use crate::workbench::clip::clip;
 
 /// Everything a run starts from.
 pub struct Start {
@@ -191,12 +192,4 @@ async fn pairing(conn: &mut Conn, t: Transcript) -> Result<Pairing> {
         })
         .collect();
     Ok(Pairing { title: t.conversation.title, messages, earlier: t.earlier })
-}
-
-/// `text` cut to `max` characters, saying so.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_owned(),
-        Some((at, _)) => format!("{}\n[clipped]", &text[..at]),
-    }
 }

@@ -10,6 +10,7 @@ use crate::beads::RunOutcome;
 use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
 
 use crate::workbench::actions::{Action, parse_reply};
+use crate::workbench::clip::{RESULT_MAX_CHARS, clip};
 
 /// When a run is stopped whatever the model says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,7 @@ impl Default for Limits {
             max_created_beads: 5,
             max_actions_per_reply: 20,
             max_duration: std::time::Duration::from_secs(2 * 3600),
-            max_result_chars: 12_000,
+            max_result_chars: RESULT_MAX_CHARS,
             max_context_chars: 240_000,
         }
     }
@@ -349,16 +350,11 @@ impl Machine {
     /// A result as the model will read it: marked when it failed, cut when long.
     fn clip(&self, result: &ActionResult) -> String {
         let max = self.limits.max_result_chars;
-        let mut text = match result.ok {
+        let text = match result.ok {
             true => result.text.clone(),
             false => format!("error: {}", result.text),
         };
-        if text.chars().count() > max {
-            let kept: String = text.chars().take(max).collect();
-            let cut = text.chars().count() - max;
-            text = format!("{kept}\n[… {cut} more characters cut]");
-        }
-        text
+        clip(&text, max)
     }
 
     /// Keeps the conversation under its size limit by replacing the oldest results (tool

@@ -9,8 +9,11 @@ use super::{Resolved, ToolError, Workspace, touches_git};
 pub(super) const LIST_DEFAULT_DEPTH: usize = 2;
 const LIST_MAX_DEPTH: usize = 20;
 pub(super) const LIST_MAX_ENTRIES: usize = 500;
-/// What one read_file returns at most.
-pub(super) const READ_MAX_BYTES: usize = 64 * 1024;
+/// What one read_file page holds at most, numbers included: under `clip::RESULT_MAX_CHARS`
+/// with room for its header and note, so that a page is never cut.
+pub(super) const READ_PAGE_CHARS: usize = 10_000;
+/// What `numbered` puts before each line.
+const NUMBER_WIDTH: usize = 7;
 /// Larger files are not loaded at all (read_file, edit_file).
 const FILE_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// A NUL byte in this many leading bytes marks a file binary.
@@ -74,8 +77,9 @@ impl Workspace {
         Ok(out)
     }
 
-    /// A text file, or the lines `start_line..=end_line` of it, cut at `READ_MAX_BYTES` with a
-    /// note saying where to read on.
+    /// A page of a text file: the lines `start_line..=end_line` (default all of it) under a
+    /// header `path L a-b of N`, numbered, as many as fit in `READ_PAGE_CHARS`, and a note
+    /// with the `start_line` to read on from when lines are left.
     pub fn read_file(
         &self,
         path: &str,
@@ -100,44 +104,45 @@ impl Workspace {
         if end < start {
             return Err(ToolError::Failed(format!("end_line {end} is before start_line {start}.")));
         }
-        let (mut out, mut last) = (String::new(), start - 1);
+        let (mut page, mut used, mut last) = (String::new(), 0, start - 1);
         for line in &lines[start - 1..end] {
-            if out.len() + line.len() > READ_MAX_BYTES {
+            let cost = line.chars().count() + NUMBER_WIDTH;
+            if used + cost > READ_PAGE_CHARS {
                 break;
             }
-            out.push_str(line);
+            numbered(&mut page, last + 1, std::iter::once(*line));
+            used += cost;
             last += 1;
         }
         if last < start {
-            // One line longer than the whole budget: show its beginning.
+            // One line longer than a whole page: show its beginning.
             let line = lines[start - 1];
-            let cut = floor_char_boundary(line, READ_MAX_BYTES);
+            let cut = floor_char_boundary(line, READ_PAGE_CHARS);
             let next = if start < total {
                 format!("; the next line is start_line={}", start + 1)
             } else {
                 String::new()
             };
             return Ok(format!(
-                "{}\n[line {start} is {} bytes long, this is its first {cut}; see the rest with \
-                 run, e.g. `sed -n {start}p {} | cut -b {}-`{next}]",
+                "{} L{start} of {total}\n{}\n[line {start} is {} bytes long, this is its first \
+                 {cut}; see the rest with run, e.g. `sed -n {start}p {} | cut -b {}-`{next}]",
+                at.shown,
                 &line[..cut],
                 line.len(),
                 at.shown,
                 cut + 1
             ));
         }
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
-        if last < end {
-            let left: usize = lines[last..end].iter().map(|l| l.len()).sum();
+        let mut out = format!("{} L{start}-{last} of {total}\n{page}", at.shown);
+        if last < total {
+            let left = total - last;
+            let why = if last < end { "the page is full; " } else { "" };
             out.push_str(&format!(
-                "[cut at {READ_MAX_BYTES} bytes: showed lines {start}-{last} of {total}, {left} \
-                 bytes left out; read on with start_line={}]",
+                "[{why}{left} more lines: read on with start_line={}]",
                 last + 1
             ));
-        } else if start > 1 || end < total {
-            out.push_str(&format!("[lines {start}-{end} of {total}]"));
+        } else {
+            out.truncate(out.trim_end_matches('\n').len());
         }
         Ok(out)
     }

@@ -8,6 +8,7 @@
 //! - `workspace`: paths inside the worktree, checked; `beneath`: the race-free file access
 //!   under them (`files`, `edit`, `search`: the file actions; search and find_files honour
 //!   `.gitignore`).
+//! - `clip`: the one truncation policy for what a model reads (head, tail, the tool's notes).
 //! - `run`: a command, in the `sandbox`, with its output cut to head and tail.
 //! - `sandbox`: bubblewrap around every command an agent runs; fails closed.
 //! - `identity`: the environment commands get, and who commits; `tracker`: filing
@@ -15,6 +16,7 @@
 
 pub mod actions;
 mod beneath;
+pub mod clip;
 mod edit;
 mod files;
 pub mod identity;

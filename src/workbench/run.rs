@@ -21,9 +21,10 @@ use crate::projects::Network;
 
 pub(super) const DEFAULT_TIMEOUT_S: u64 = 120;
 pub(super) const MAX_TIMEOUT_S: u64 = 600;
-/// The output kept: this much of its start and this much of its end.
-pub(super) const OUTPUT_HEAD: usize = 8 * 1024;
-pub(super) const OUTPUT_TAIL: usize = 8 * 1024;
+/// The output kept: this much of its start and (more) of its end, where test summaries and the
+/// last error are; together under `clip::RESULT_MAX_CHARS`, so the result is never cut again.
+pub(super) const OUTPUT_HEAD: usize = 4 * 1024;
+pub(super) const OUTPUT_TAIL: usize = 6 * 1024;
 /// How long to keep reading after the command ended and its group was killed. Only a process
 /// that left the group (`setsid`) can hold the output open longer.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);

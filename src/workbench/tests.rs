@@ -3,7 +3,7 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::files::{LIST_MAX_ENTRIES, READ_MAX_BYTES};
+use super::files::{LIST_MAX_ENTRIES, READ_PAGE_CHARS};
 use super::run::{OUTPUT_HEAD, OUTPUT_TAIL};
 use super::search::SearchQuery;
 use super::*;
@@ -91,7 +91,7 @@ fn paths_that_leave_the_worktree_are_refused_for_every_operation() {
     assert!(refused(ws.read_file("a/../../x", None, None)).contains("leaves the worktree"));
     assert_eq!(fs::read_to_string(f.outside.join("secret")).unwrap(), "s3cret\n");
     // `..` that stays inside is fine.
-    assert!(ws.read_file("src/../README.md", None, None).unwrap().starts_with("# Hello"));
+    assert!(ws.read_file("src/../README.md", None, None).unwrap().contains("\t# Hello"));
 }
 
 #[test]
@@ -157,16 +157,19 @@ fn files_can_be_written_read_edited_and_deleted_inside() {
     let f = fixture();
     let ws = &f.ws;
     assert!(ws.write_file("new/dir/a.txt", "one\ntwo\n").unwrap().starts_with("Created"));
-    assert_eq!(ws.read_file("./new/dir/a.txt", None, None).unwrap(), "one\ntwo\n");
+    assert_eq!(
+        ws.read_file("./new/dir/a.txt", None, None).unwrap(),
+        "new/dir/a.txt L1-2 of 2\n     1\tone\n     2\ttwo"
+    );
     assert!(ws.write_file("new/dir/a.txt", "one\ntwo\nthree\n").unwrap().starts_with("Replaced"));
     assert_eq!(
         ws.edit_file("new/dir/a.txt", "two\n", "2\n").unwrap(),
         "Edited \"new/dir/a.txt\". Line 2 changed; the file has 3 lines. Lines 1-3 now:\n     1\tone\n     2\t2\n     3\tthree"
     );
-    assert_eq!(ws.read_file("new/dir/a.txt", None, None).unwrap(), "one\n2\nthree\n");
+    assert_eq!(text_of(ws.read_file("new/dir/a.txt", None, None)), "one\n2\nthree\n");
     assert_eq!(
-        ws.read_file("new/dir/a.txt", Some(2), Some(3)).unwrap(),
-        "2\nthree\n[lines 2-3 of 3]"
+        ws.read_file("new/dir/a.txt", Some(2), Some(2)).unwrap(),
+        "new/dir/a.txt L2-2 of 3\n     2\t2\n[1 more lines: read on with start_line=3]"
     );
     assert_eq!(ws.delete_file("new/dir/a.txt").unwrap(), "Deleted \"new/dir/a.txt\".");
     assert!(matches!(ws.read_file("new/dir/a.txt", None, None), Err(ToolError::NotFound(_))));
@@ -194,7 +197,7 @@ fn an_ambiguous_old_names_every_line_it_occurs_on() {
     assert!(e.contains("occurs 2 times") && e.contains("lines 1, 3"), "{e}");
     assert!(e.contains("surrounding text"), "{e}");
     f.ws.edit_file("dup.txt", "y = 2\nx = 1", "y = 2\nx = 3").unwrap();
-    assert_eq!(f.ws.read_file("dup.txt", None, None).unwrap(), "x = 1\ny = 2\nx = 3\n");
+    assert_eq!(text_of(f.ws.read_file("dup.txt", None, None)), "x = 1\ny = 2\nx = 3\n");
 }
 
 #[test]
@@ -206,20 +209,37 @@ fn crlf_files_match_an_old_written_with_newlines() {
 }
 
 #[test]
-fn a_big_file_is_cut_with_a_note_saying_where_to_read_on() {
+fn a_big_file_is_read_page_by_page_to_its_end_with_numbers_and_where_to_read_on() {
     let f = fixture();
-    let line = "0123456789".repeat(9) + "\n"; // 91 bytes
-    f.ws.write_file("big.txt", &line.repeat(2000)).unwrap();
-    let out = f.ws.read_file("big.txt", None, None).unwrap();
-    let shown = READ_MAX_BYTES / line.len();
-    assert!(out.len() <= READ_MAX_BYTES + 200, "{}", out.len());
-    let note = format!("showed lines 1-{shown} of 2000");
-    assert!(out.contains(&note), "{}", &out[out.len() - 200..]);
-    assert!(out.contains(&format!("start_line={}", shown + 1)));
-    let rest = f.ws.read_file("big.txt", Some(shown + 1), None).unwrap();
-    assert!(rest.contains(&format!("showed lines {}-{} of 2000", shown + 1, 2 * shown)));
+    let file: String = (1..=2000).map(|i| format!("line {i} {}\n", "x".repeat(40))).collect();
+    f.ws.write_file("big.txt", &file).unwrap();
+    let (mut next, mut pages, mut seen) = (Some(1), 0, String::new());
+    while let Some(start) = next {
+        let page = f.ws.read_file("big.txt", Some(start), None).unwrap();
+        assert!(page.chars().count() <= READ_PAGE_CHARS + 200, "{}", page.chars().count());
+        let header = page.lines().next().unwrap();
+        assert!(header.starts_with(&format!("big.txt L{start}-")) && header.ends_with(" of 2000"));
+        assert!(page.lines().nth(1).unwrap().starts_with(&format!("{start:>6}\tline {start} ")));
+        next = page
+            .rsplit_once("read on with start_line=")
+            .map(|(_, n)| n.trim_end_matches(']').parse::<usize>().unwrap());
+        seen.push_str(&text_of(Ok(page)));
+        pages += 1;
+    }
+    assert_eq!(seen, file, "every line once, in order");
+    assert!(pages > 1 && pages < 30, "{pages} pages");
     let past = failed(f.ws.read_file("big.txt", Some(2001), None));
     assert!(past.contains("has 2000 lines"), "{past}");
+}
+
+/// A read_file page's text: its lines without the header, numbers and notes.
+fn text_of(page: Result<String, ToolError>) -> String {
+    let page = page.unwrap();
+    page.lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('['))
+        .map(|l| format!("{}\n", l.split_once('\t').unwrap().1))
+        .collect()
 }
 
 #[test]
@@ -420,7 +440,7 @@ async fn variables_the_operator_passes_on_reach_run_but_never_loom_settings() {
 async fn perform_file_does_the_file_actions_and_refuses_the_rest() {
     let f = fixture();
     let read = Action::ReadFile { path: "README.md".into(), start_line: None, end_line: None };
-    assert!(f.ws.perform_file(&read).await.unwrap().starts_with("# Hello"));
+    assert!(f.ws.perform_file(&read).await.unwrap().contains("\t# Hello"));
     let run = Action::Run { command: "echo hi".into(), timeout_s: None };
     assert!(failed(f.ws.perform_file(&run).await).contains("not a file action"));
 }

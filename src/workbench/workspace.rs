@@ -41,6 +41,9 @@ pub struct Workspace {
     pub(super) owner: Option<(u32, u32)>,
 }
 
+/// The most of a project's AGENTS.md put into a prompt.
+const AGENTS_MD_MAX_CHARS: usize = 10_000;
+
 /// A path an action named, checked: `shown` is its normalised relative form, for messages;
 /// `real` is where it is on disk, with every symlink that exists along it followed.
 #[derive(Debug)]
@@ -159,7 +162,12 @@ impl Workspace {
     /// worktree (to `/proc/self/environ`, say) is refused, and a big file is cut.
     pub async fn agents_md(&self) -> Option<String> {
         let ws = self.clone();
-        let read = tokio::task::spawn_blocking(move || ws.read_file("AGENTS.md", None, None)).await;
+        let read = tokio::task::spawn_blocking(move || {
+            let at = ws.resolve("AGENTS.md")?;
+            let text = String::from_utf8_lossy(&ws.load_text(&at)?).into_owned();
+            Ok::<_, ToolError>(super::clip::clip(&text, AGENTS_MD_MAX_CHARS))
+        })
+        .await;
         match read {
             Ok(Ok(text)) => Some(text),
             Ok(Err(ToolError::NotFound(_))) => None,

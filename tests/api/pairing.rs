@@ -270,11 +270,12 @@ async fn the_next_run_after_a_handoff_reads_the_conversation() {
         "this same worktree",
         "**member:** Reject trailing commas, please.",
         "**agent ada0 (software-engineer):** Done in parser.rs; tests pass.",
-        "[clipped]",
+        "characters left out here …]",
     ] {
         assert!(task.contains(part), "{part} missing from:\n{task}");
     }
-    assert!(!task.contains("END-OF-LONG"), "a long message is clipped");
+    // A long message keeps its head and its end, as every clipped text does.
+    assert!(task.contains("END-OF-LONG"), "a long message keeps its end");
     assert!(task.len() < 12_000, "{}", task.len());
 }
 

@@ -56,8 +56,9 @@ pub(super) const SPECS: &[Spec] = &[
     },
     Spec {
         name: "read_file",
-        doc: "Read a text file; `start_line` and `end_line` (from 1, inclusive) pick a range. \
-              A file over 64 KiB is cut, with a note saying how to read the rest.",
+        doc: "Read a text file, numbered, under a header `path La-b of N`; `start_line` and \
+              `end_line` (from 1, inclusive) pick a range. A page holds about 10,000 \
+              characters; a note gives the start_line to read on from.",
         args: &[
             req("path", Ty::Str, "File to read."),
             opt("start_line", Ty::Int, "First line to return, counting from 1."),
