@@ -227,6 +227,14 @@ impl Machine {
                 );
                 self.invalid(&reply.tool_calls, m)
             }
+            Ok(actions) if ends_early(&actions).is_some() => {
+                let name = ends_early(&actions).unwrap_or_default();
+                let m = format!(
+                    "{name} ends the run, so it must be the last action of a reply (or stand \
+                     alone); nothing in this reply was performed"
+                );
+                self.invalid(&reply.tool_calls, m)
+            }
             Ok(actions) if !actions.is_empty() => {
                 self.invalid_in_a_row = 0;
                 let ids = reply.tool_calls.iter().map(|c| Some(c.id.clone()));
@@ -328,7 +336,35 @@ impl Machine {
         if result.parks {
             return Effect::Finish(stopped(RunOutcome::SandboxUnavailable, result.text));
         }
+        if !result.ok {
+            self.skip_the_rest(done.action.name());
+        }
         self.next_action()
+    }
+
+    /// A batch stops at its first failed action: the actions after it are not performed, and
+    /// the model is told so, each in its place (every native call gets its answer).
+    fn skip_the_rest(&mut self, failed: &str) {
+        for pending in std::mem::take(&mut self.queue) {
+            let name = pending.action.name();
+            let text = match pending.action {
+                Action::Done { .. } | Action::Block { .. } => format!(
+                    "skipped: {name} was not performed because {failed} before it failed, so \
+                     the run goes on; deal with the failure, then call {name} again"
+                ),
+                _ => format!(
+                    "skipped: not performed because {failed} before it failed; send it again \
+                     if it still makes sense"
+                ),
+            };
+            match pending.call_id {
+                Some(id) => self.messages.push(Message::tool(id, text)),
+                None => {
+                    let k = self.results.len() + 1;
+                    self.results.push(format!("[{k}] {name} → {text}"));
+                }
+            }
+        }
     }
 
     fn estimate_tokens(&self, reply: &Completion) -> u64 {
@@ -411,6 +447,16 @@ fn elide(m: &mut Message) {
             ));
         }
     }
+}
+
+/// The name of a `done` or `block` that is not the last action of a reply: it would end the
+/// run before the actions after it.
+fn ends_early(actions: &[Action]) -> Option<&'static str> {
+    let (_, before_last) = actions.split_last()?;
+    before_last
+        .iter()
+        .find(|a| matches!(a, Action::Done { .. } | Action::Block { .. }))
+        .map(Action::name)
 }
 
 fn stopped(outcome: RunOutcome, reason: impl Into<String>) -> Ending {

@@ -199,10 +199,7 @@ fn beads_filed_past_the_limit_are_refused_to_the_model_not_performed() {
 #[test]
 fn block_asks_a_human_and_gateway_failures_end_the_run_by_kind() {
     let mut m = machine(Limits::default());
-    let reply = json!({"actions": [
-        {"action": "block", "question": "Which database?"},
-        {"action": "read_file", "path": "never"},
-    ]});
+    let reply = json!({"action": "block", "question": "Which database?"});
     assert_eq!(
         m.step(json_reply(reply)),
         Effect::Finish(Ending::NeedsHuman { question: "Which database?".into() })
@@ -297,4 +294,51 @@ fn old_replies_that_wrote_whole_files_are_elided_too_keeping_their_calls() {
     let args: serde_json::Value =
         serde_json::from_str(&first_call.function.arguments).expect("valid JSON");
     assert!(args["elided"].as_str().unwrap_or_default().contains("characters of arguments"));
+}
+
+#[test]
+fn a_batch_stops_at_its_first_failure_and_a_done_after_it_is_not_performed() {
+    let mut m = machine(Limits::default());
+    let reply = json!({"actions": [
+        {"action": "edit_file", "path": "a.py", "old": "x = 1", "new": "x = 2"},
+        {"action": "run", "command": "pytest -q"},
+        {"action": "done", "summary": "Fixed."},
+    ]});
+    assert!(matches!(m.step(json_reply(reply)), Effect::Perform(Action::EditFile { .. })));
+    let missed = Event::Performed(ActionResult::error("old was not found in \"a.py\"."));
+    assert_eq!(m.step(missed), Effect::Ask, "the run goes on: done was not performed");
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(told.contains("[1] edit_file → error: old was not found"), "{told}");
+    assert!(told.contains("[2] run → skipped: not performed because edit_file before it failed"));
+    assert!(
+        told.contains("[3] done → skipped: done was not performed because edit_file"),
+        "{told}"
+    );
+
+    // Natively, every call is answered in its place.
+    let calls =
+        [("c1", "run", json!({"command": "false"})), ("c2", "done", json!({"summary": "Done."}))];
+    assert!(matches!(m.step(native(&calls)), Effect::Perform(Action::Run { .. })));
+    assert_eq!(m.step(Event::Performed(ActionResult::error("[exit code 1]"))), Effect::Ask);
+    let answers: Vec<_> = m.messages().iter().rev().take(2).collect();
+    assert_eq!(answers[1].tool_call_id.as_deref(), Some("c1"));
+    assert_eq!(answers[0].tool_call_id.as_deref(), Some("c2"));
+    assert!(answers[0].content.as_deref().unwrap_or("").starts_with("skipped: done was not"));
+}
+
+#[test]
+fn done_or_block_before_other_actions_is_an_invalid_reply_and_nothing_is_performed() {
+    let mut m = machine(Limits::default());
+    let reply = json!({"actions": [
+        {"action": "done", "summary": "Fixed."},
+        {"action": "run", "command": "pytest -q"},
+    ]});
+    assert_eq!(m.step(json_reply(reply)), Effect::Ask);
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(told.contains("done ends the run, so it must be the last action"), "{told}");
+    assert!(told.contains("nothing in this reply was performed"), "{told}");
+    // Last after actions that all succeed, it finishes the run.
+    let reply = json!({"actions": [{"action": "run", "command": "true"}, {"action": "done", "summary": "Ok."}]});
+    assert!(matches!(m.step(json_reply(reply)), Effect::Perform(Action::Run { .. })));
+    assert_eq!(m.step(ok("[exit code 0]")), Effect::Finish(Ending::Done { summary: "Ok.".into() }));
 }

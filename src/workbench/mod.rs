@@ -187,7 +187,12 @@ impl Workbench {
     pub async fn perform(&self, action: &Action) -> Option<Outcome> {
         let ws = &self.workspace;
         Some(match action {
-            Action::Run { command, timeout_s } => ws.run(command, *timeout_s).await.into(),
+            // A command that did not exit 0 failed: a batch stops there (its output is read
+            // all the same).
+            Action::Run { command, timeout_s } => match ws.run(command, *timeout_s).await {
+                Ok(text) if !run::succeeded(&text) => Outcome::Failed(text),
+                ran => ran.into(),
+            },
             Action::ListFiles { .. }
             | Action::ReadFile { .. }
             | Action::Search { .. }

@@ -170,6 +170,11 @@ async fn drain(output: &mut pipe::Receiver, capture: &mut Capture) -> bool {
     }
 }
 
+/// Whether a `run` result (as `Workspace::run` writes it) tells of a command that exited 0.
+pub(super) fn succeeded(result: &str) -> bool {
+    result.starts_with("[exit code 0]")
+}
+
 fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("[exit code {code}]"),
