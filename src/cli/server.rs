@@ -104,6 +104,10 @@ pub struct ServerArgs {
     /// Replies from the model a run may take.
     #[arg(long, env = "LOOM_MAX_TURNS", default_value_t = 40)]
     pub max_turns: u32,
+    /// The model's context window, in tokens: a run's conversation is kept inside it (old
+    /// results are elided first).
+    #[arg(long, env = "LOOM_GATEWAY_CONTEXT_TOKENS", default_value_t = crate::executor::DEFAULT_CONTEXT_TOKENS)]
+    pub gateway_context_tokens: u64,
     /// Variables of this environment that agents' commands get too, comma-separated
     /// (rustup's and cargo's homes are passed on already; `LOOM_*` never is).
     #[arg(long, env = "LOOM_RUN_PASS_ENV", value_delimiter = ',')]
@@ -218,6 +222,7 @@ impl ServerArgs {
                 limits: Limits {
                     max_turns: self.max_turns.max(1),
                     token_budget: self.run_token_budget,
+                    max_context_chars: Limits::context_chars(self.gateway_context_tokens),
                     max_duration: Duration::from_secs(self.run_timeout_minutes.max(1) * 60),
                     ..Limits::default()
                 },

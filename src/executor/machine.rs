@@ -4,7 +4,7 @@
 //! around it calls the gateway and the worktree, so every limit and every turn of the
 //! conversation is unit-tested without either.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::beads::RunOutcome;
 use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
@@ -48,8 +48,24 @@ impl Default for Limits {
             max_actions_per_reply: 20,
             max_duration: std::time::Duration::from_secs(2 * 3600),
             max_result_chars: RESULT_MAX_CHARS,
-            max_context_chars: 240_000,
+            max_context_chars: Limits::context_chars(DEFAULT_CONTEXT_TOKENS),
         }
+    }
+}
+
+/// The context window assumed of a model when none is configured
+/// (`LOOM_GATEWAY_CONTEXT_TOKENS`).
+pub const DEFAULT_CONTEXT_TOKENS: u64 = 65_536;
+/// Of a context window, the tokens left for the tools' descriptions and the reply.
+const REPLY_RESERVE_TOKENS: u64 = 8_192;
+
+impl Limits {
+    /// The conversation's size limit, in characters, for a model whose context window holds
+    /// `tokens`: about three characters a token (code and JSON run denser than prose), less
+    /// room for the tools' descriptions and the reply.
+    pub fn context_chars(tokens: u64) -> usize {
+        let usable = tokens.saturating_sub(REPLY_RESERVE_TOKENS).max(4_096);
+        usize::try_from(usable * 3).unwrap_or(usize::MAX)
     }
 }
 
@@ -137,7 +153,23 @@ pub struct Machine {
     results: Vec<String>,
     /// (fingerprint, result) of the latest actions, newest last.
     recent: VecDeque<(String, String)>,
+    /// What each result message answered, by its index in `messages`: what its stub says
+    /// when it is elided.
+    answered: HashMap<usize, Vec<Answered>>,
+    /// The actions of this reply performed so far, in text mode (their results go back in one
+    /// message).
+    answering: Vec<Answered>,
+    /// The model's latest `update_plan`, shown at the end of every turn's results.
+    plan: Vec<String>,
     finished: bool,
+}
+
+/// One action a result message answered, remembered for its stub.
+#[derive(Debug, Clone)]
+struct Answered {
+    label: String,
+    /// The first line of a successful change's confirmation, kept in the stub.
+    kept: Option<String>,
 }
 
 impl Machine {
@@ -153,6 +185,9 @@ impl Machine {
             current: None,
             results: Vec::new(),
             recent: VecDeque::new(),
+            answered: HashMap::new(),
+            answering: Vec::new(),
+            plan: Vec::new(),
             finished: false,
         }
     }
@@ -278,8 +313,14 @@ impl Machine {
     fn next_action(&mut self) -> Effect {
         let Some(next) = self.queue.pop_front() else {
             if !self.results.is_empty() {
-                let text = std::mem::take(&mut self.results).join("\n\n");
+                let results = std::mem::take(&mut self.results);
+                // However many results one reply asked for, together they leave room for the
+                // rest of the conversation.
+                let each = (self.limits.max_context_chars / 2 / results.len()).max(200);
+                let text = results.iter().map(|r| clip(r, each)).collect::<Vec<_>>().join("\n\n");
                 self.messages.push(Message::user(text));
+                let answered = std::mem::take(&mut self.answering);
+                self.answered.insert(self.messages.len() - 1, answered);
             }
             return self.ask_again();
         };
@@ -300,6 +341,15 @@ impl Machine {
                 return self.performed(refusal);
             }
             Action::CreateBead { .. } => self.created_beads += 1,
+            Action::UpdatePlan { plan } => {
+                self.plan = plan.clone();
+                let noted = format!(
+                    "Plan updated ({} steps); it is shown at the end of every turn's results.",
+                    plan.len()
+                );
+                self.current = Some(next);
+                return self.performed(ActionResult::ok(noted));
+            }
             _ => {}
         }
         let action = next.action.clone();
@@ -326,11 +376,20 @@ impl Machine {
             return Effect::Finish(stopped(RunOutcome::LoopDetected, reason));
         }
         let text = self.clip(&result);
+        let answered = Answered {
+            label: done.action.label(),
+            kept: (result.ok && done.action.changes_files())
+                .then(|| text.lines().next().unwrap_or_default().to_owned()),
+        };
         match done.call_id {
-            Some(id) => self.messages.push(Message::tool(id, text)),
+            Some(id) => {
+                self.messages.push(Message::tool(id, text));
+                self.answered.insert(self.messages.len() - 1, vec![answered]);
+            }
             None => {
                 let n = self.results.len() + 1;
                 self.results.push(format!("[{n}] {} → {text}", done.action.name()));
+                self.answering.push(answered);
             }
         }
         if result.parks {
@@ -379,8 +438,31 @@ impl Machine {
             let reason = format!("the run reached its limit of {} turns", self.limits.max_turns);
             return Effect::Finish(stopped(RunOutcome::TurnLimit, reason));
         }
+        self.note_what_is_left();
         self.elide_old_results();
         Effect::Ask
+    }
+
+    /// Ends the turn's last result with the turns and tokens left, and the plan: the model
+    /// paces itself by them.
+    fn note_what_is_left(&mut self) {
+        let Some(last) = self.messages.last_mut().filter(|m| m.role != Role::Assistant) else {
+            return;
+        };
+        let Some(text) = last.content.as_mut() else { return };
+        let turns_left = self.limits.max_turns - self.turns;
+        let tokens_left = self.limits.token_budget.saturating_sub(self.tokens);
+        let hurry = if turns_left <= 3 { " Finish (done) or ask (block) soon." } else { "" };
+        text.push_str(&format!(
+            "\n\n[{turns_left} turns and about {tokens_left} tokens left in this run.{hurry}]"
+        ));
+        if !self.plan.is_empty() {
+            text.push_str("\n[Your plan:");
+            for (i, step) in self.plan.iter().enumerate() {
+                text.push_str(&format!("\n{}. {step}", i + 1));
+            }
+            text.push(']');
+        }
     }
 
     /// A result as the model will read it: marked when it failed, cut when long.
@@ -394,7 +476,9 @@ impl Machine {
     }
 
     /// Keeps the conversation under its size limit by replacing the oldest results (tool
-    /// messages, and user messages after the task) with a note; the model can ask again.
+    /// messages, and user messages after the task) with a stub naming the actions they
+    /// answered (and keeping what changes said); the model can ask again. The newest message
+    /// is kept, cut to half the limit if it is larger.
     fn elide_old_results(&mut self) {
         let mut total: usize = self.messages.iter().map(message_size).sum();
         // The system prompt and the task (the first two) are always kept, and so is the newest.
@@ -403,13 +487,20 @@ impl Machine {
             if total <= self.limits.max_context_chars {
                 break;
             }
+            let answered = self.answered.get(&i).map(Vec::as_slice).unwrap_or_default();
             let m = &mut self.messages[i];
             let before = message_size(m);
             if before < 200 {
                 continue;
             }
-            elide(m);
+            elide(m, answered);
             total = total - before + message_size(m);
+        }
+        let half = self.limits.max_context_chars / 2;
+        if let Some(newest) = self.messages.get_mut(last).filter(|_| last >= 2)
+            && let Some(text) = newest.content.as_mut().filter(|t| t.chars().count() > half)
+        {
+            *text = clip(text, half);
         }
     }
 }
@@ -423,7 +514,7 @@ fn message_size(m: &Message) -> usize {
 /// Replaces an old message's bulk with a note. A reply keeps its shape (what it called, and
 /// a short stand-in for the arguments, still valid JSON), so the calls it made still match
 /// the results that answer them.
-fn elide(m: &mut Message) {
+fn elide(m: &mut Message, answered: &[Answered]) {
     match m.role {
         Role::Assistant => {
             if let Some(text) = m.content.as_mut().filter(|t| t.len() >= 200) {
@@ -442,9 +533,24 @@ fn elide(m: &mut Message) {
         }
         _ => {
             let before = m.content.as_ref().map_or(0, String::len);
-            m.content = Some(format!(
-                "[an earlier result of {before} characters, elided to save space; repeat the action if you need it]"
-            ));
+            let what: Vec<String> = answered
+                .iter()
+                .map(|a| match &a.kept {
+                    Some(kept) => format!("{}: {kept}", a.label),
+                    None => a.label.clone(),
+                })
+                .collect();
+            m.content = Some(match what.is_empty() {
+                true => format!(
+                    "[an earlier result of {before} characters, elided to save space; repeat the \
+                     action if you need it]"
+                ),
+                false => format!(
+                    "[elided to save space, {before} characters; repeat an action if you need \
+                     its result again: {}]",
+                    what.join("; ")
+                ),
+            });
         }
     }
 }

@@ -103,7 +103,11 @@ fn native_tool_calls_are_each_answered_under_their_own_id() {
         answers,
         [
             (Role::Tool, Some("c1".into()), Some("A".into())),
-            (Role::Tool, Some("c2".into()), Some("no changes".into())),
+            (
+                Role::Tool,
+                Some("c2".into()),
+                Some("no changes\n\n[39 turns and about 999985 tokens left in this run.]".into())
+            ),
         ]
     );
     assert!(m.messages()[2].content.is_none(), "a reply of tool calls only has no content");
@@ -241,8 +245,9 @@ fn long_results_are_cut_and_old_ones_elided_while_the_task_stays() {
     ));
     assert_eq!(m.step(ok(&"x".repeat(900))), Effect::Ask);
     let cut = last(&m).content.clone().unwrap_or_default();
-    assert!(cut.contains("characters left out here …]") && cut.ends_with("xxx"), "{cut}");
-    assert!(cut.chars().count() <= 400 + "[1] read_file → ".len(), "{cut}");
+    assert!(cut.contains("characters left out here …]\nxxx"), "{cut}");
+    let result = cut.split("\n\n[").next().unwrap_or_default();
+    assert!(result.chars().count() <= 400 + "[1] read_file → ".len(), "{cut}");
     for i in 0..20 {
         let path = format!("f{i}");
         assert!(matches!(
@@ -341,4 +346,87 @@ fn done_or_block_before_other_actions_is_an_invalid_reply_and_nothing_is_perform
     let reply = json!({"actions": [{"action": "run", "command": "true"}, {"action": "done", "summary": "Ok."}]});
     assert!(matches!(m.step(json_reply(reply)), Effect::Perform(Action::Run { .. })));
     assert_eq!(m.step(ok("[exit code 0]")), Effect::Finish(Ending::Done { summary: "Ok.".into() }));
+}
+
+#[test]
+fn every_turn_ends_with_what_is_left_and_the_plan_stays_in_view() {
+    let mut m = machine(Limits { max_turns: 5, token_budget: 1_000, ..Limits::default() });
+    let plan = json!({"action": "update_plan", "plan": ["[x] reproduce", "fix", "test"]});
+    assert_eq!(m.step(json_reply(plan)), Effect::Ask, "the machine keeps the plan itself");
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(told.starts_with("[1] update_plan → Plan updated (3 steps)"), "{told}");
+    assert!(told.contains("[4 turns and about 985 tokens left in this run.]"), "{told}");
+    assert!(told.ends_with("[Your plan:\n1. [x] reproduce\n2. fix\n3. test]"), "{told}");
+    m.step(json_reply(json!({"action": "git_diff"})));
+    m.step(ok("no changes"));
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(
+        told.contains(
+            "[3 turns and about 970 tokens left in this run. Finish (done) or ask (block) soon.]"
+        ),
+        "{told}"
+    );
+    assert!(told.contains("2. fix"), "the plan is still there: {told}");
+}
+
+#[test]
+fn a_long_run_under_a_small_window_stays_inside_it_with_stubs_that_name_their_paths() {
+    let limits = Limits { max_context_chars: 20_000, max_turns: 60, ..Limits::default() };
+    let mut m = machine(limits);
+    for i in 0..30 {
+        let (action, result) = match i % 3 {
+            0 => {
+                (json!({"action": "read_file", "path": format!("src/f{i}.rs")}), "r".repeat(3_000))
+            }
+            1 => (
+                json!({"action": "edit_file", "path": format!("src/f{i}.rs"), "old": "a", "new": "b"}),
+                format!(
+                    "Edited \"src/f{i}.rs\". Line 3 changed; the file has 9 lines.\n{}",
+                    "e".repeat(3_000)
+                ),
+            ),
+            _ => (
+                json!({"action": "run", "command": "cargo test"}),
+                format!("{i}{}", "t".repeat(3_000)),
+            ),
+        };
+        m.step(json_reply(action));
+        assert_eq!(m.step(ok(&result)), Effect::Ask, "turn {i}");
+        let size: usize = m.messages().iter().map(message_size).sum();
+        assert!(size <= 20_000, "turn {i}: {size} characters");
+    }
+    let stubs: Vec<String> = m
+        .messages()
+        .iter()
+        .filter_map(|x| x.content.clone())
+        .filter(|c| c.starts_with("[elided"))
+        .collect();
+    assert!(stubs.len() > 10, "{} stubs", stubs.len());
+    assert!(stubs.iter().any(|s| s.contains("read_file src/f0.rs")), "{stubs:?}");
+    assert!(
+        stubs
+            .iter()
+            .any(|s| s.contains("edit_file src/f1.rs: Edited \"src/f1.rs\". Line 3 changed")),
+        "an edit's confirmation is kept: {stubs:?}"
+    );
+    assert!(stubs.iter().any(|s| s.contains("run `cargo test`")), "{stubs:?}");
+}
+
+#[test]
+fn one_reply_of_many_reads_is_cut_to_fit_the_window() {
+    let mut m = machine(Limits { max_context_chars: 30_000, ..Limits::default() });
+    let reads: Vec<_> =
+        (0..20).map(|i| json!({"action": "read_file", "path": format!("f{i}")})).collect();
+    m.step(json_reply(json!({"actions": reads})));
+    for i in 0..19 {
+        assert!(matches!(m.step(ok(&"z".repeat(10_000))), Effect::Perform(_)), "read {i}");
+    }
+    assert_eq!(m.step(ok(&"z".repeat(10_000))), Effect::Ask);
+    let size: usize = m.messages().iter().map(message_size).sum();
+    assert!(size <= 30_000, "{size} characters");
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(
+        told.contains("[20] read_file → ") && told.contains("left out here"),
+        "every read is there, each cut"
+    );
 }

@@ -19,6 +19,6 @@ pub(crate) mod run;
 mod supervisor;
 
 pub use active::ActiveBeads;
-pub use machine::Limits;
+pub use machine::{DEFAULT_CONTEXT_TOKENS, Limits};
 pub use ownership::Owner;
 pub use supervisor::{ExecutorConfig, Executors, Step};

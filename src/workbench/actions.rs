@@ -96,6 +96,9 @@ pub enum Action {
     Comment {
         body: String,
     },
+    UpdatePlan {
+        plan: Vec<String>,
+    },
     Done {
         summary: String,
     },
@@ -132,9 +135,58 @@ impl Action {
             Action::Commit { .. } => "commit",
             Action::CreateBead { .. } => "create_bead",
             Action::Comment { .. } => "comment",
+            Action::UpdatePlan { .. } => "update_plan",
             Action::Done { .. } => "done",
             Action::Block { .. } => "block",
         }
+    }
+
+    /// The action in a few words, naming what it is on (`read_file src/lib.rs from line
+    /// 200`, ``run `cargo test` ``): how an elided result is remembered.
+    pub fn label(&self) -> String {
+        let cut = |s: &str| {
+            let line = s.lines().next().unwrap_or_default();
+            match line.char_indices().nth(80) {
+                Some((i, _)) => format!("{}…", &line[..i]),
+                None if line.len() < s.len() => format!("{line}…"),
+                None => line.to_owned(),
+            }
+        };
+        let name = self.name();
+        match self {
+            Action::ReadFile { path, start_line: Some(from), .. } => {
+                format!("{name} {path} from line {from}")
+            }
+            Action::ReadFile { path, .. }
+            | Action::WriteFile { path, .. }
+            | Action::EditFile { path, .. }
+            | Action::MultiEdit { path, .. }
+            | Action::InsertLines { path, .. }
+            | Action::DeleteFile { path } => format!("{name} {path}"),
+            Action::ListFiles { path, .. } => format!("{name} {}", path.as_deref().unwrap_or(".")),
+            Action::Search { query, path, .. } => {
+                format!("{name} {:?} in {}", cut(query), path.as_deref().unwrap_or("."))
+            }
+            Action::FindFiles { pattern, .. } => format!("{name} {pattern:?}"),
+            Action::Run { command, .. } => format!("{name} `{}`", cut(command)),
+            Action::Commit { message } => format!("{name} {:?}", cut(message)),
+            Action::CreateBead { title, .. } => format!("{name} {:?}", cut(title)),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// Whether the action changes files: its confirmation is kept when old results are elided,
+    /// so the model still knows what it changed.
+    pub fn changes_files(&self) -> bool {
+        matches!(
+            self,
+            Action::WriteFile { .. }
+                | Action::EditFile { .. }
+                | Action::MultiEdit { .. }
+                | Action::InsertLines { .. }
+                | Action::DeleteFile { .. }
+                | Action::Commit { .. }
+        )
     }
 
     /// A short string that is equal for two actions exactly when they have the same name and

@@ -215,6 +215,10 @@ impl Workbench {
                 Outcome::of(self.file_discovered(found).await)
             }
             Action::Comment { body } => Outcome::of(self.comment(body).await),
+            // A run's machine keeps the plan in view; elsewhere it is read back, and that is all.
+            Action::UpdatePlan { plan } => {
+                Outcome::Ok(format!("Plan noted ({} steps).", plan.len()))
+            }
             Action::Done { .. } | Action::Block { .. } => return None,
         })
     }

@@ -177,6 +177,13 @@ pub(super) const SPECS: &[Spec] = &[
         args: &[req("body", Ty::Str, "Markdown.")],
     },
     Spec {
+        name: "update_plan",
+        doc: "Write down your plan, or update it as you go: it stays in view at the end of \
+              every result you read, however long the run. Mark finished steps, e.g. \
+              \"[x] reproduce the bug\".",
+        args: &[req("plan", Ty::Strings, "The steps, in order, each one line.")],
+    },
+    Spec {
         name: "done",
         doc: "Finish: what is left is committed, the branch merged and the bead closed. `summary` \
               says what changed and how you checked it.",
