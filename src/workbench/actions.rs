@@ -279,22 +279,42 @@ pub fn parse_reply(content: &str, native: &[(String, String)]) -> Result<Vec<Act
             .collect();
     }
     let text = extract::strip_think(content);
-    let value = extract::find_json(text).map_err(|e| match e {
-        NotFound::Empty => ParseError::format("Your reply was empty."),
-        NotFound::NoJson => ParseError::format("Your reply contains no JSON action."),
-        NotFound::Invalid { fenced: true, error } => {
-            ParseError::format(format!("The code block in your reply is not valid JSON: {error}."))
-        }
-        NotFound::Invalid { fenced: false, error } => {
-            ParseError::format(format!("Your reply's JSON is not valid: {error}."))
-        }
-        NotFound::Unclosed => ParseError::format(
-            "Your reply's JSON object is never closed; the reply may have been cut off. Send \
+    let values = extract::find_actions(text, &|name| spec::spec(&normal_name(name)).is_some())
+        .map_err(|e| match e {
+            NotFound::Empty => ParseError::format("Your reply was empty."),
+            NotFound::NoJson => ParseError::format("Your reply contains no JSON action."),
+            NotFound::Invalid { fenced: true, error } => ParseError::format(format!(
+                "The code block in your reply is not valid JSON: {error}."
+            )),
+            NotFound::Invalid { fenced: false, error } => {
+                ParseError::format(format!("Your reply's JSON is not valid: {error}."))
+            }
+            NotFound::Unclosed => ParseError::format(
+                "Your reply's JSON object is never closed; the reply may have been cut off. Send \
              less in one reply (a large file can be written in parts with write_file, then \
              edit_file).",
-        ),
-    })?;
-    from_value(value)
+            ),
+        })?;
+    let mut items = Vec::new();
+    for value in values {
+        match value {
+            Value::Array(list) => items.extend(list),
+            Value::Object(mut map) => match map.remove("actions") {
+                Some(Value::Array(list)) => items.extend(list),
+                Some(_) => {
+                    return Err(ParseError::format("\"actions\" must be a list of actions."));
+                }
+                None => items.push(Value::Object(map)),
+            },
+            _ => return Err(ParseError::format("Your reply's JSON is not an action object.")),
+        }
+    }
+    from_items(items)
+}
+
+/// An action's name as the model may write it (`Read-File`), as the table has it.
+fn normal_name(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace(['-', ' '], "_")
 }
 
 fn from_native(at: &str, name: &str, arguments: &str) -> Result<Action, ParseError> {
@@ -321,16 +341,7 @@ fn from_native(at: &str, name: &str, arguments: &str) -> Result<Action, ParseErr
     })
 }
 
-fn from_value(value: Value) -> Result<Vec<Action>, ParseError> {
-    let items = match value {
-        Value::Array(items) => items,
-        Value::Object(mut map) => match map.remove("actions") {
-            Some(Value::Array(items)) => items,
-            Some(_) => return Err(ParseError::format("\"actions\" must be a list of actions.")),
-            None => return from_object("", map).map(|a| vec![a]),
-        },
-        _ => return Err(ParseError::format("Your reply's JSON is not an action object.")),
-    };
+fn from_items(items: Vec<Value>) -> Result<Vec<Action>, ParseError> {
     if items.is_empty() {
         return Err(ParseError::format("Your list of actions is empty."));
     }
@@ -357,7 +368,7 @@ fn from_object(at: &str, mut map: Map<String, Value>) -> Result<Action, ParseErr
         map.insert("action".into(), name);
     }
     let name = match map.get("action") {
-        Some(Value::String(name)) => name.trim().to_ascii_lowercase().replace(['-', ' '], "_"),
+        Some(Value::String(name)) => normal_name(name),
         Some(_) => return Err(ParseError::format(format!("{at}\"action\" must be a string."))),
         None => {
             return Err(ParseError::format(format!(

@@ -41,27 +41,24 @@ pub(super) enum NotFound {
     Unclosed,
 }
 
-/// The JSON value a reply carries: the whole text, else the first ```json (or bare ```) fence,
-/// else the first balanced `{...}` in the text that looks like an action.
-pub(super) fn find_json(text: &str) -> Result<Value, NotFound> {
+/// The JSON a reply carries: the whole text when it is JSON; else every object in it that is
+/// an action (`action`, `actions`, or the tool-call shape naming a known action), in order,
+/// wherever it is (in a fence or among prose), so an example object or a file's JSON shown in
+/// passing is never taken for one. Raw newlines and tabs inside strings, which models write
+/// in file contents, are repaired.
+pub(super) fn find_actions(
+    text: &str,
+    is_action: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Value>, NotFound> {
     let text = text.trim();
     if text.is_empty() {
         return Err(NotFound::Empty);
     }
-    if let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str(text) {
-        return Ok(v);
+    if let Ok(v @ (Value::Object(_) | Value::Array(_))) = parse_lenient(text) {
+        return Ok(vec![v]);
     }
-    let mut first_problem = None;
-    if let Some(fenced) = first_fence(text) {
-        match serde_json::from_str::<Value>(fenced.trim()) {
-            Ok(v @ (Value::Object(_) | Value::Array(_))) => return Ok(v),
-            Ok(_) => {}
-            Err(e) => {
-                first_problem = Some(NotFound::Invalid { fenced: true, error: e.to_string() });
-            }
-        }
-    }
-    let mut fallback = None;
+    let mut first_problem = fence_problem(text);
+    let (mut found, mut fallback) = (Vec::new(), None);
     let mut from = 0;
     while let Some(start) = text[from..].find('{').map(|i| from + i) {
         let Some(end) = balanced_end(&text[start..]).map(|len| start + len) else {
@@ -70,8 +67,12 @@ pub(super) fn find_json(text: &str) -> Result<Value, NotFound> {
             from = start + 1;
             continue;
         };
-        match serde_json::from_str::<Value>(&text[start..end]) {
-            Ok(Value::Object(map)) if looks_like_action(&map) => return Ok(Value::Object(map)),
+        match parse_lenient(&text[start..end]) {
+            Ok(Value::Object(map)) if looks_like_action(&map, is_action) => {
+                found.push(Value::Object(map));
+                from = end;
+                continue;
+            }
             Ok(v) => {
                 fallback.get_or_insert(v);
             }
@@ -82,15 +83,76 @@ pub(super) fn find_json(text: &str) -> Result<Value, NotFound> {
         }
         from = end;
     }
+    if !found.is_empty() {
+        return Ok(found);
+    }
     match (first_problem, fallback) {
         (Some(problem), _) => Err(problem),
-        (None, Some(v)) => Ok(v),
+        (None, Some(v)) => Ok(vec![v]),
         (None, None) => Err(NotFound::NoJson),
     }
 }
 
-fn looks_like_action(map: &serde_json::Map<String, Value>) -> bool {
-    ["action", "actions", "name"].iter().any(|k| map.contains_key(*k))
+/// JSON, or failing that JSON whose strings hold raw control characters (newlines, tabs)
+/// once they are escaped; the first error when neither parses.
+fn parse_lenient(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str(text).or_else(|e| {
+        let repaired = escape_raw_controls(text);
+        match repaired == text {
+            true => Err(e),
+            false => serde_json::from_str(&repaired).map_err(|_| e),
+        }
+    })
+}
+
+/// `text` with the raw control characters inside its JSON strings escaped.
+fn escape_raw_controls(text: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::with_capacity(text.len()), false, false);
+    for c in text.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                '\n' => {
+                    out.push_str("\\n");
+                    continue;
+                }
+                '\r' => {
+                    out.push_str("\\r");
+                    continue;
+                }
+                '\t' => {
+                    out.push_str("\\t");
+                    continue;
+                }
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn looks_like_action(
+    map: &serde_json::Map<String, Value>,
+    is_action: &dyn Fn(&str) -> bool,
+) -> bool {
+    let named = |key: &str| map.get(key).and_then(Value::as_str).is_some_and(is_action);
+    map.get("actions").is_some_and(Value::is_array) || named("action") || named("name")
+        // A misspelt action is still an action: its error says which names there are.
+        || map.get("action").is_some_and(Value::is_string)
+}
+
+/// The problem of the first ```json (or bare) fence whose body is not valid JSON, if any.
+fn fence_problem(text: &str) -> Option<NotFound> {
+    let body = first_fence(text)?.trim();
+    if !body.starts_with(['{', '[']) {
+        return None;
+    }
+    parse_lenient(body).err().map(|e| NotFound::Invalid { fenced: true, error: e.to_string() })
 }
 
 /// The body of the first fence whose info string is `json` or empty (an unclosed fence runs to

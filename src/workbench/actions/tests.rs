@@ -305,3 +305,40 @@ fn unknown_arguments_are_refused_by_name_with_the_accepted_ones() {
     let message = error(parse(r#"{"action": "search", "query": "x", "files_only": "yes"}"#));
     assert!(message.contains("\"files_only\" of search must be true or false"), "{message}");
 }
+
+#[test]
+fn raw_newlines_and_tabs_inside_strings_are_repaired() {
+    let reply =
+        "{\"action\": \"write_file\", \"path\": \"a.py\", \"content\": \"def f():\n\treturn 1\n\"}";
+    let actions = parse(reply).unwrap();
+    assert_eq!(
+        actions,
+        [Action::WriteFile { path: "a.py".into(), content: "def f():\n\treturn 1\n".into() }]
+    );
+    let fenced = format!("Writing it.\n```json\n{reply}\n```");
+    assert_eq!(parse(&fenced).unwrap(), actions);
+}
+
+#[test]
+fn every_action_object_in_a_reply_is_taken_in_order() {
+    let reply = "First I read it: {\"action\": \"read_file\", \"path\": \"a\"}\nthen list:\n\
+                 ```json\n{\"action\": \"list_files\"}\n```";
+    assert_eq!(parse(reply).unwrap(), [read("a"), Action::ListFiles { path: None, depth: None }]);
+}
+
+#[test]
+fn an_example_or_a_files_json_is_never_taken_for_an_action() {
+    let reply = "The package.json holds:\n```json\n{\"name\": \"web\", \"version\": \"1.0.0\"}\n```\n\
+                 so I run its tests:\n```json\n{\"action\": \"run\", \"command\": \"npm test\"}\n```";
+    assert_eq!(
+        parse(reply).unwrap(),
+        [Action::Run { command: "npm test".into(), timeout_s: None }]
+    );
+    // Shown alone, it is not performed: the model is told what a reply must hold.
+    let shown =
+        error(parse("It holds {\"name\": \"web\", \"scripts\": {\"test\": \"jest\"}} now."));
+    assert!(shown.contains("Unknown action \"web\"") || shown.contains("no \"action\""), "{shown}");
+    // The tool-call shape naming a real action is one.
+    let call = "{\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}";
+    assert_eq!(parse(&format!("Calling: {call}")).unwrap(), [read("a")]);
+}
