@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::pickup::OpenRun;
-use super::prompt::{Brief, Pairing};
+use super::prompt::{Brief, Pairing, REVIEWERS, Reviewed};
 use crate::agents::Agent;
-use crate::beads::{Bead, Comment, DependencyKind, Run, RunOutcome};
+use crate::beads::{Bead, Comment, DependencyKind, Link, Run, RunOutcome};
 use crate::chat::{ChatRole, ChatState, Conversation, Transcript};
 use crate::db::Conn;
 use crate::error::Result;
@@ -38,6 +38,10 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
     let agent = Agent::find(conn, run.agent_id).await?;
     let persona = Persona::find(conn, &agent.persona).await?;
     let (dependencies, _) = Bead::links(conn, &bead).await?;
+    let review = match REVIEWERS.contains(&persona.name.as_str()) {
+        true => Some(reviewed(conn, &dependencies).await?),
+        false => None,
+    };
     let discovered_from = dependencies
         .into_iter()
         .filter(|l| l.kind == DependencyKind::DiscoveredFrom)
@@ -78,6 +82,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         pairing,
         setup: None,
         merged_base: None,
+        review,
     };
     let repo = ProjectRepo {
         id: project.id.clone(),
@@ -103,6 +108,18 @@ pub async fn of_bead(conn: &mut Conn, bead: &Bead) -> Result<Brief> {
         last_error: bead.last_error.clone(),
         ..Brief::default()
     })
+}
+
+/// The beads a reviewer's bead is linked to (what it waits for, its parent, where it was
+/// discovered), with the project-branch commits their work was merged as.
+async fn reviewed(conn: &mut Conn, links: &[Link]) -> Result<Vec<Reviewed>> {
+    let mut reviewed = Vec::new();
+    for link in links {
+        let runs = Run::for_bead(conn, &link.id).await?;
+        let merged = runs.into_iter().filter_map(|r| r.merged_sha).collect();
+        reviewed.push(Reviewed { id: link.id.clone(), title: link.title.clone(), merged });
+    }
+    Ok(reviewed)
 }
 
 /// The bead's previous run that ended, if any.

@@ -40,7 +40,22 @@ pub struct Brief {
     /// Loom merged the project branch into the worktree before the run: the paths that
     /// conflict (empty: it merged cleanly).
     pub merged_base: Option<Vec<String>>,
+    /// For a reviewer's bead (code or security): the beads it is linked to, whose work it
+    /// reviews. None for every other persona.
+    pub review: Option<Vec<Reviewed>>,
 }
+
+/// A bead whose work a reviewer reviews.
+#[derive(Debug, Clone, Default)]
+pub struct Reviewed {
+    pub id: String,
+    pub title: String,
+    /// The project-branch commits its runs were merged as, newest first.
+    pub merged: Vec<String>,
+}
+
+/// The personas whose bead is about work already done: their task says where it is.
+pub const REVIEWERS: [&str; 2] = ["code-reviewer", "security-reviewer"];
 
 /// A pair-programming conversation on the bead, as the next run should read it.
 #[derive(Debug, Clone, Default)]
@@ -139,6 +154,9 @@ pub fn bead_context(brief: &Brief) -> String {
     if let Some(p) = &brief.pairing {
         pairing(&mut s, p, &brief.bead_id);
     }
+    if let Some(reviewed) = &brief.review {
+        review(&mut s, reviewed, &brief.branch);
+    }
     if let Some(paths) = &brief.merged_base {
         let _ = match paths.is_empty() {
             true => writeln!(
@@ -188,6 +206,44 @@ fn tail(text: &str, max: usize) -> String {
     }
     let kept: String = text.chars().skip(count - max).collect();
     format!("[… {} earlier characters left out]\n{kept}", count - max)
+}
+
+/// Where the work under review is: committed on the project branch, not in the reviewer's
+/// worktree. Every commit of a bead carries its `Bead:` trailer, so one `git log` finds them.
+fn review(s: &mut String, reviewed: &[Reviewed], branch: &str) {
+    let _ = writeln!(
+        s,
+        "\n## The work to review\n\nThe work under review is already committed on `{branch}`, \
+         which your worktree was cut from: `git_diff` (your uncommitted changes) shows none of \
+         it. Read it with `run` and the commands below."
+    );
+    if reviewed.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nThis bead is linked to no other bead: review what its description names. The \
+             project branch's recent commits: `git log --stat -20 {branch}`; one of them with \
+             its diff: `git show <sha>`."
+        );
+    }
+    for r in reviewed {
+        let grep = format!("--grep='^Bead: {}$'", r.id.replace('.', "\\."));
+        let _ = match r.merged.first() {
+            Some(newest) => writeln!(
+                s,
+                "\n- {}: {}, merged into `{branch}` as {}. Its commits with their diffs: \
+                 `git log -p {grep} {newest}`",
+                r.id,
+                r.title,
+                r.merged.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+            ),
+            None => writeln!(
+                s,
+                "\n- {}: {}, no merge of its work is recorded. Its commits on `{branch}`, if \
+                 any: `git log -p {grep} {branch}`",
+                r.id, r.title,
+            ),
+        };
+    }
 }
 
 fn pairing(s: &mut String, p: &Pairing, bead_id: &str) {
@@ -307,5 +363,31 @@ mod tests {
         }
         let whole = Pairing { earlier: false, ..Pairing::default() };
         assert!(!task(&Brief { pairing: Some(whole), ..brief() }).contains("left out"));
+    }
+
+    #[test]
+    fn a_reviewers_task_names_the_commits_under_review_and_how_to_read_them() {
+        let merged = Reviewed {
+            id: "web-a1.2".into(),
+            title: "Fix the login".into(),
+            merged: vec!["abc123".into(), "def456".into()],
+        };
+        let pending = Reviewed { id: "web-b2".into(), title: "Audit".into(), merged: vec![] };
+        let t = task(&Brief { review: Some(vec![merged, pending]), ..brief() });
+        for part in [
+            "## The work to review",
+            "already committed on `main`",
+            "web-a1.2: Fix the login, merged into `main` as `abc123`, `def456`",
+            "`git log -p --grep='^Bead: web-a1\\.2$' abc123`",
+            "web-b2: Audit, no merge of its work is recorded",
+            "`git log -p --grep='^Bead: web-b2$' main`",
+        ] {
+            assert!(t.contains(part), "{part} missing from:\n{t}");
+        }
+        let alone = task(&Brief { review: Some(vec![]), ..brief() });
+        assert!(
+            alone.contains("linked to no other bead") && alone.contains("git log --stat -20 main")
+        );
+        assert!(!task(&brief()).contains("The work to review"));
     }
 }

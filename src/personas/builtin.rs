@@ -55,4 +55,90 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(defs.len(), TEAM.len());
     }
+
+    /// Words a persona may put in backticks as if they were something an agent can use: the
+    /// actions, their arguments, the bead types `create_bead` takes, and the labels of the
+    /// default team (what `labels` is filled with).
+    fn vocabulary(defs: &[PersonaDef]) -> std::collections::BTreeSet<String> {
+        let mut words = std::collections::BTreeSet::new();
+        let specs = crate::workbench::actions::tool_specs();
+        for tool in specs.as_array().expect("tool specs are a list") {
+            let f = &tool["function"];
+            words.insert(f["name"].as_str().expect("an action has a name").to_owned());
+            let properties = f["parameters"]["properties"].as_object().expect("its arguments");
+            for (arg, schema) in properties {
+                words.insert(arg.clone());
+                for value in schema["enum"].as_array().into_iter().flatten() {
+                    words.insert(value.as_str().expect("an enum of strings").to_owned());
+                }
+            }
+        }
+        words.extend(defs.iter().flat_map(|d| d.labels.iter().cloned()));
+        words
+    }
+
+    /// What no agent can do: there is no action to search, edit, convert or reassign beads
+    /// other than filing a new one, nor to change its own bead's description.
+    const NO_SUCH_ACTION: &[&str] = &[
+        "existing beads",
+        "search the beads",
+        "search beads",
+        "convert",
+        "refine the bead",
+        "refine the description",
+        "edit the bead",
+        "update the bead",
+        "change the bead",
+        "reassign",
+        "reopen",
+        "anything it was discovered from",
+    ];
+
+    #[test]
+    fn every_action_a_default_persona_names_exists() {
+        let (defs, errors) = team();
+        assert!(errors.is_empty(), "{errors:?}");
+        let words = vocabulary(&defs);
+        for def in &defs {
+            let text = &def.instructions;
+            // Between backticks: every lowercase word is an action, an argument or a value.
+            for quoted in text.split('`').skip(1).step_by(2) {
+                let word_like = quoted.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                assert!(
+                    !word_like || words.contains(quoted),
+                    "{}: `{quoted}` is not an action, an argument or a known value",
+                    def.name
+                );
+            }
+            // Outside them: a snake_case word reads as an action name, so it must be one.
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.contains('_') && word.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    assert!(words.contains(word), "{}: {word} is no action", def.name);
+                }
+            }
+            let lower = text.to_lowercase();
+            for phrase in NO_SUCH_ACTION {
+                assert!(!lower.contains(phrase), "{}: asks to {phrase:?}", def.name);
+            }
+        }
+    }
+
+    #[test]
+    fn reviewers_are_not_sent_to_an_empty_worktree_for_the_change() {
+        // `git_diff` shows the uncommitted changes of the reviewer's own fresh worktree: the
+        // work under review is committed on the project branch, and the task names it.
+        let (defs, _) = team();
+        for name in ["code-reviewer", "security-reviewer"] {
+            let def = defs.iter().find(|d| d.name == name).expect("a default reviewer");
+            assert!(
+                !def.instructions.contains("git_diff"),
+                "{name} reads the change with git_diff"
+            );
+            assert!(
+                def.instructions.contains("The work to review"),
+                "{name}: {}",
+                def.instructions
+            );
+        }
+    }
 }

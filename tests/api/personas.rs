@@ -128,3 +128,60 @@ async fn a_bead_naming_an_unknown_persona_is_refused() {
     assert_eq!(res.code(), "unknown_persona");
     assert_eq!(app.show(&id).await["persona"], "qa-engineer");
 }
+
+/// A review bead runs in a fresh worktree, where `git_diff` is empty: its task names the
+/// commits the bead it waits for was merged as, and a command that shows their diff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewers_task_names_the_merged_work_it_reviews_and_the_command_shows_its_diff() {
+    use crate::support::gateway::Reply;
+    use crate::support::work::Work;
+    use serde_json::json;
+
+    let mut w =
+        Work::new(&[("greeting.txt", "Hello\n")], 1, loom::executor::Limits::default()).await;
+    let work = w.bead("Make the greeting friendlier").await;
+    let s = &w.script;
+    s.push_for(
+        &work,
+        Reply::action(
+            json!({"action": "edit_file", "path": "greeting.txt", "old": "Hello", "new": "Hi, friend"}),
+        ),
+    );
+    s.push_for(&work, Reply::action(json!({"action": "done", "summary": "Friendlier."})));
+    w.settle().await;
+    let shown = w.show(&work).await;
+    let sha = shown["runs"][0]["merged_sha"].as_str().expect("the work merged").to_owned();
+
+    let body = json!({"name": "rev", "persona": "code-reviewer"});
+    assert_eq!(w.app.post("/api/v1/agents", body).await.status, StatusCode::CREATED);
+    let review =
+        w.app.bead("web", "Review the greeting", json!({"persona": "code-reviewer"})).await;
+    assert!(w.app.depend(&review, &work, "blocks").await.status.is_success());
+    let command = format!("git log -p --grep='^Bead: {work}$' {sha}");
+    let s = &w.script;
+    s.push_for(&review, Reply::action(json!({"action": "run", "command": command})));
+    s.push_for(&review, Reply::action(json!({"action": "done", "summary": "Approved."})));
+    w.settle().await;
+
+    assert_eq!(w.show(&review).await["status"], "closed");
+    let told = w
+        .script
+        .completions()
+        .iter()
+        .filter_map(|c| c["messages"][1]["content"].as_str().map(str::to_owned))
+        .find(|t| t.contains("Review the greeting"))
+        .expect("the review run's task");
+    for part in [
+        "## The work to review".to_owned(),
+        format!("{work}: Make the greeting friendlier, merged into `main` as `{sha}`"),
+        format!("`{command}`"),
+    ] {
+        assert!(told.contains(&part), "{part} missing from:\n{told}");
+    }
+    let steps = w.steps(&review).await;
+    let result = steps[0]["result"].as_str().expect("the command's output");
+    assert!(result.contains("+Hi, friend") && result.contains("-Hello"), "{result}");
+    // Another persona's task has no such section.
+    let first = w.script.completions()[0]["messages"][1]["content"].as_str().map(str::to_owned);
+    assert!(!first.expect("the work's task").contains("The work to review"));
+}
