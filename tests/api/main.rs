@@ -22,6 +22,7 @@ mod executor;
 mod gateway;
 mod gateway_parks;
 mod gateway_refusals;
+mod harness;
 mod invariants;
 mod limits;
 mod litellm;

@@ -1,0 +1,119 @@
+//! What a model reads, through the real executor, workbench and a scripted gateway (issue 19):
+//! results keep what it needs to act (a command's end and exit code, where it is in a file,
+//! why an edit missed), batches stop at a failure, search skips what git ignores, unknown
+//! arguments are named, and every turn says what is left.
+
+use serde_json::{Value, json};
+
+use loom::executor::Limits;
+
+use crate::support::gateway::Reply;
+use crate::support::work::Work;
+
+/// The text of the last message of the `n`th request the gateway received.
+fn last_message(w: &Work, n: usize) -> String {
+    let request: Value = w.script.completions()[n].clone();
+    let messages = request["messages"].as_array().expect("messages");
+    messages.last().and_then(|m| m["content"].as_str()).unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_commands_end_and_exit_code_are_read_and_a_big_file_is_paged_to_its_end() {
+    let big: String = (1..=2000).map(|i| format!("line {i}\n")).collect();
+    let mut w = Work::new(&[("big.txt", &big)], 1, Limits::default()).await;
+    let bead = w.bead("Look around").await;
+    let s = &w.script;
+    s.push_for(
+        &bead,
+        Reply::action(json!({"action": "run", "command": "seq 1 200000; echo END; exit 3"})),
+    );
+    s.push_for(&bead, Reply::action(json!({"action": "read_file", "path": "big.txt"})));
+    s.push_for(
+        &bead,
+        Reply::action(json!({"action": "read_file", "path": "big.txt", "start_line": 1500})),
+    );
+    s.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Looked."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+
+    let ran = last_message(&w, 1);
+    assert!(ran.starts_with("[1] run → error: [exit code 3]\n1\n2\n"), "{}", &ran[..200]);
+    assert!(
+        ran.contains("left out ...]") && ran.contains("199999\n200000\nEND\n"),
+        "the end is kept"
+    );
+    assert!(ran.chars().count() < 13_000, "{}", ran.chars().count());
+
+    let page = last_message(&w, 2);
+    assert!(page.starts_with("[1] read_file → big.txt L1-"), "{}", &page[..100]);
+    assert!(page.contains("     1\tline 1\n"), "numbered");
+    let next = page.split("read on with start_line=").nth(1).expect("where to read on");
+    let next: usize = next.split(']').next().and_then(|n| n.parse().ok()).expect("a line");
+    assert!(next > 500 && next < 2000, "{next}");
+    let last = last_message(&w, 3);
+    assert!(
+        last.contains("big.txt L1500-2000 of 2000") && last.contains("  2000\tline 2000"),
+        "{}",
+        &last[..100]
+    );
+    assert!(last.contains("turns and about"), "every turn says what is left: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_edit_stops_its_batch_and_the_done_after_it_is_not_performed() {
+    let mut w = Work::new(&[("a.py", "x = 1\n")], 1, Limits::default()).await;
+    let bead = w.bead("Bump x").await;
+    let batch = json!({"actions": [
+        {"action": "edit_file", "path": "a.py", "old": "x  = 1", "new": "x = 2"},
+        {"action": "run", "command": "touch ran.txt"},
+        {"action": "done", "summary": "Bumped."},
+    ]});
+    w.script.push_for(&bead, Reply::action(batch));
+    w.script.push_for(
+        &bead,
+        Reply::action(
+            json!({"action": "edit_file", "path": "a.py", "old": "x = 1", "new": "x = 2"}),
+        ),
+    );
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Bumped now."})));
+    w.settle().await;
+
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["close_reason"], "Bumped now.", "{shown}");
+    let told = last_message(&w, 1);
+    assert!(told.contains("[1] edit_file → error: old was not found in \"a.py\""), "{told}");
+    assert!(told.contains("Only whitespace differs"), "{told}");
+    assert!(told.contains("[2] run → skipped: not performed because edit_file before it failed"));
+    assert!(told.contains("[3] done → skipped: done was not performed"), "{told}");
+    let edited = last_message(&w, 2);
+    assert!(edited.contains("Edited \"a.py\". Line 1 changed; the file has 1 lines."), "{edited}");
+    assert!(edited.contains("     1\tx = 2"), "{edited}");
+    assert_eq!(w.upstream.file("a.py"), "x = 2\n");
+    assert!(
+        w.upstream.git(&["ls-tree", "-r", "--name-only", "main"]).lines().all(|f| f != "ran.txt")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_skips_what_gitignore_excludes_and_unknown_arguments_are_named() {
+    let files = [
+        (".gitignore", "node_modules/\n"),
+        ("node_modules/dep/index.js", "const needle = 1;\n"),
+        ("src/app.js", "const needle = 2;\n"),
+    ];
+    let mut w = Work::new(&files, 1, Limits::default()).await;
+    let bead = w.bead("Find the needle").await;
+    let s = &w.script;
+    s.push_for(&bead, Reply::action(json!({"action": "search", "query": "needle"})));
+    s.push_for(&bead, Reply::tool_call("read_file", json!({"path": "src/app.js", "offset": 2})));
+    s.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Found it."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+
+    let found = last_message(&w, 1);
+    assert!(found.starts_with("[1] search → src/app.js:1: const needle = 2;"), "{found}");
+    assert!(!found.contains("node_modules"), "{found}");
+    let refused = last_message(&w, 2);
+    assert!(refused.contains("read_file has no argument \"offset\""), "{refused}");
+    assert!(refused.contains("\"start_line\"?: integer"), "the accepted ones are named: {refused}");
+}
