@@ -79,6 +79,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         },
         merge_conflict: last.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::MergeConflict),
         resumed: run.resumes > 0,
+        on_branch: Vec::new(),
         pairing,
         setup: None,
         merged_base: None,

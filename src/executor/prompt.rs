@@ -29,6 +29,9 @@ pub struct Brief {
     /// This is attempt number `attempt`; earlier ones ended with `last_error`.
     pub attempt: i32,
     pub last_error: Option<String>,
+    /// Commits the bead's branch already holds that the project branch does not, newest
+    /// first: `(short sha, subject)`, filled in once the worktree is open.
+    pub on_branch: Vec<(String, String)>,
     /// The worktree holds uncommitted work from an interrupted run of this bead.
     pub resumed: bool,
     /// The conversation a person had on this bead before handing it back, if any.
@@ -150,6 +153,21 @@ pub fn bead_context(brief: &Brief) -> String {
             "\n## Earlier attempts\n\nThis is attempt {}. The last run ended: {why}",
             brief.attempt
         );
+    }
+    if !brief.on_branch.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## What this bead's branch already holds\n\nThe worktree is on this bead's \
+             branch, which holds {} commit{} not on `{}` yet (earlier work on this bead, kept; \
+             `run` `git log -p {}..HEAD` shows them with their changes):",
+            brief.on_branch.len(),
+            if brief.on_branch.len() == 1 { "" } else { "s" },
+            brief.branch,
+            brief.branch
+        );
+        for (sha, subject) in &brief.on_branch {
+            let _ = writeln!(s, "- {sha} {subject}");
+        }
     }
     if let Some(p) = &brief.pairing {
         pairing(&mut s, p, &brief.bead_id);
@@ -389,5 +407,24 @@ mod tests {
             alone.contains("linked to no other bead") && alone.contains("git log --stat -20 main")
         );
         assert!(!task(&brief()).contains("The work to review"));
+    }
+
+    #[test]
+    fn a_retry_is_told_what_its_branch_holds_and_how_the_last_run_ended() {
+        let b = Brief {
+            attempt: 2,
+            last_error: Some("turn_limit: 40 turns".into()),
+            on_branch: vec![("abc123def456".into(), "Parse empty passwords".into())],
+            ..brief()
+        };
+        let t = task(&b);
+        assert!(t.contains("This is attempt 2. The last run ended: turn_limit: 40 turns"), "{t}");
+        assert!(t.contains("## What this bead's branch already holds"), "{t}");
+        assert!(t.contains("holds 1 commit not on `main` yet"), "{t}");
+        assert!(
+            t.contains("`git log -p main..HEAD`")
+                && t.contains("- abc123def456 Parse empty passwords")
+        );
+        assert!(!task(&brief()).contains("already holds"), "nothing said when it holds nothing");
     }
 }

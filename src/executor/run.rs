@@ -250,6 +250,7 @@ async fn drive(
         return Ok((live, Ending::Done { summary }));
     }
     if turns == 0 {
+        live.start.brief.on_branch = live.bench.ahead(ON_BRANCH_SHOWN).await?;
         if live.start.brief.merge_conflict {
             live.start.brief.merged_base = live.bench.merge_base().await?;
         }
@@ -432,6 +433,9 @@ async fn perform(live: &Live, action: &Action) -> ActionResult {
         None => ActionResult::ok(String::new()),
     }
 }
+
+/// Commits of an earlier attempt listed in a run's task, at most.
+const ON_BRANCH_SHOWN: usize = 20;
 
 /// Commits of the project branch searched for a resumed run's merge.
 const MERGED_LOOKBACK: usize = 500;

@@ -43,6 +43,38 @@ impl Repos {
         .await
     }
 
+    /// Up to `n` commits of `branch` (a bead's, in Loom's clone) that the project branch does
+    /// not hold, newest first: what earlier attempts left on it. None when it does not exist.
+    #[instrument(skip_all, fields(project.id = %project.id))]
+    pub async fn ahead(
+        &self,
+        project: &ProjectRepo,
+        branch: &str,
+        n: usize,
+    ) -> Result<Vec<CommitInfo>> {
+        let (config, clone_path, project_id, base) = self.read_args(project)?;
+        check_branch(branch)?;
+        let branch = branch.to_owned();
+        blocking(move || {
+            let clone = open_clone(&config, &clone_path, &project_id)?;
+            let Ok(tip) = branch_tip(&clone, &branch) else { return Ok(Vec::new()) };
+            let mut walk = clone.revwalk().ctx("walking the bead's branch")?;
+            walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME).ctx("walking the bead's branch")?;
+            walk.push(tip).ctx("walking the bead's branch")?;
+            if let Ok(base) = branch_tip(&clone, &base) {
+                walk.hide(base).ctx("walking the bead's branch")?;
+            }
+            let mut commits = Vec::new();
+            for oid in walk.take(n) {
+                let oid = oid.ctx("walking the bead's branch")?;
+                let commit = clone.find_commit(oid).ctx("reading")?;
+                commits.push(commit_info(&clone, &commit)?);
+            }
+            Ok(commits)
+        })
+        .await
+    }
+
     /// A file's content at the head of the project branch; `None` when there is no such path.
     #[instrument(skip_all, fields(project.id = %project.id))]
     pub async fn read_file(&self, project: &ProjectRepo, path: &str) -> Result<Option<Vec<u8>>> {

@@ -236,6 +236,23 @@ impl Workbench {
         Ok(merged)
     }
 
+    /// The commits this worktree's branch holds that the project branch does not (at most
+    /// `n`, newest first): `(short sha, subject)`.
+    pub async fn ahead(&self, n: usize) -> Result<Vec<(String, String)>> {
+        let (repos, repo, branch) =
+            (self.repos.clone(), self.repo.clone(), self.worktree.branch.clone());
+        let commits =
+            detached(async move { repos.ahead(&repo, &branch, n).await.map_err(Error::from) })
+                .await?;
+        Ok(commits
+            .into_iter()
+            .map(|c| {
+                let subject = c.message.lines().next().unwrap_or_default().to_owned();
+                (c.sha[..c.sha.len().min(12)].to_owned(), subject)
+            })
+            .collect())
+    }
+
     /// Runs the project's `setup_command` in the sandbox with the network open.
     pub async fn setup(&self, command: &str) -> Outcome {
         self.workspace.setup(command).await.into()

@@ -104,3 +104,15 @@ async fn the_project_branch_merged_into_a_conflicting_worktree_is_finished_by_th
     // Merged now: nothing more to merge.
     assert_eq!(fx.repos.merge_base(&project, &worktree).await.expect("merged"), None);
 }
+
+#[tokio::test]
+async fn ahead_lists_what_a_bead_branch_holds_that_the_project_branch_does_not() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hi\n")]).await;
+    assert!(fx.repos.ahead(&project, "loom/b1", 10).await.expect("no branch").is_empty());
+    let first = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    let ahead = fx.repos.ahead(&project, "loom/b1", 10).await.expect("ahead");
+    assert_eq!(ahead.iter().map(|c| c.sha.clone()).collect::<Vec<_>>(), [first]);
+    fx.repos.merge(&project, "b1").await.expect("merge");
+    assert!(fx.repos.ahead(&project, "loom/b1", 10).await.expect("merged").is_empty());
+}
