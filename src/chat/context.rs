@@ -19,6 +19,7 @@ use crate::executor::prompt::{Brief, bead_context};
 use crate::gateway::Message;
 use crate::personas::Persona;
 use crate::projects::Project;
+use crate::workbench::actions::{ReplyMode, vocabulary_text};
 
 /// Earlier messages put before the new one; older ones are left out.
 const HISTORY: i64 = 60;
@@ -103,6 +104,7 @@ impl Context {
         conn: &mut Conn,
         branch: &str,
         agents_md: Option<&str>,
+        mode: ReplyMode,
     ) -> Result<String, Halt> {
         let mut s = String::new();
         let _ = writeln!(
@@ -121,6 +123,15 @@ impl Context {
             self.project.branch,
             self.person,
         );
+        if mode == ReplyMode::Text {
+            // No tools travel with the request: the vocabulary and its format are told here.
+            let _ = write!(
+                s,
+                "\n{}\nIn a conversation, done and block are not available: when you have \
+                 nothing to do, answer in words without an action.\n",
+                vocabulary_text(mode)
+            );
+        }
         let _ = write!(s, "\n# Your instructions\n\n{}\n", self.persona.instructions.trim());
         if let Some(md) = agents_md.map(str::trim).filter(|m| !m.is_empty()) {
             let _ = write!(s, "\n# The project's rules (AGENTS.md)\n\n{md}\n");

@@ -17,7 +17,7 @@ use super::writer::{Halt, Writer};
 use crate::activity::Actor;
 use crate::beads::{Bead, BeadStatus};
 use crate::gateway::{CallContext, Completion, Gateway, GatewayError, Health, Message};
-use crate::workbench::actions::parse_reply;
+use crate::workbench::actions::{ReplyMode, parse_reply};
 use crate::workbench::clip::clip;
 
 /// Longest a reply waits for a run taken back from its bead to stop working in the worktree.
@@ -68,9 +68,11 @@ impl Chat {
         });
         let bench = self.renewing(writer, opening).await??;
         let agents_md = bench.agents_md().await;
+        let mode = inner.config.reply_mode;
         let mut conn = inner.pool.get().await.map_err(crate::Error::from)?;
-        let system =
-            ctx.system_prompt(&mut conn, &bench.worktree.branch, agents_md.as_deref()).await?;
+        let system = ctx
+            .system_prompt(&mut conn, &bench.worktree.branch, agents_md.as_deref(), mode)
+            .await?;
         drop(conn);
         let mut messages = ctx.messages(system);
         let billed = CallContext { run_id: None, agent_id: conversation.agent_id };
@@ -97,7 +99,29 @@ impl Chat {
             writer.prompt_tokens += reply.usage.prompt_tokens as i64;
             writer.completion_tokens += reply.usage.completion_tokens as i64;
             if reply.tool_calls.is_empty() {
-                return writer.finish().await;
+                // Without native tools, actions come as JSON in the text; a reply with none is
+                // the answer.
+                let written = match mode {
+                    ReplyMode::Text => parse_reply(&reply.content, &[]).ok(),
+                    ReplyMode::Native => None,
+                };
+                let Some(actions) = written.filter(|a| !a.is_empty()) else {
+                    return writer.finish().await;
+                };
+                messages.push(Message::assistant(reply.content.clone()));
+                let mut results = Vec::new();
+                for (i, action) in actions.iter().enumerate() {
+                    self.still_open(&conversation).await?;
+                    writer.action(bench::shown(action)).await?;
+                    let (ok, output) =
+                        self.renewing(writer, bench::perform(&bench, action)).await?;
+                    writer.action_result(ok, &clip(&output, SHOWN_OUTPUT)).await?;
+                    let output = clip(&output, inner.config.max_result_chars);
+                    let output = if ok { output } else { format!("error: {output}") };
+                    results.push(format!("[{}] {} → {output}", i + 1, action.name()));
+                }
+                messages.push(Message::user(results.join("\n\n")));
+                continue;
             }
             messages.push(Message {
                 content: Some(reply.content.clone()).filter(|c| !c.is_empty()),

@@ -21,6 +21,7 @@ use crate::events::Bus;
 use crate::executor::ActiveBeads;
 use crate::gateway::{Gateway, Tool};
 use crate::git::Repos;
+use crate::workbench::actions::ReplyMode;
 
 /// How conversations behave.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct ChatConfig {
     pub max_result_chars: usize,
     /// Variables of Loom's environment that `run` gets too (as for runs).
     pub run_pass_env: Vec<String>,
+    /// How replies carry actions: native tool calls, or JSON in the text (as for runs).
+    pub reply_mode: ReplyMode,
 }
 
 impl Default for ChatConfig {
@@ -48,6 +51,7 @@ impl Default for ChatConfig {
             poll: Duration::from_secs(2),
             max_result_chars: 12_000,
             run_pass_env: Vec::new(),
+            reply_mode: ReplyMode::Native,
         }
     }
 }
@@ -110,7 +114,10 @@ impl Chat {
                 .unwrap_or_else(|_| parts.data_dir.join("homes")),
             run_env,
             sandbox: parts.sandbox,
-            tools: bench::tools(),
+            tools: match config.reply_mode {
+                ReplyMode::Native => bench::tools(),
+                ReplyMode::Text => Vec::new(),
+            },
             wakers: parts.wakers,
             running: Mutex::default(),
             shutdown: parts.shutdown,

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::beads::RunOutcome;
 use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
 
-use crate::workbench::actions::{Action, parse_reply};
+use crate::workbench::actions::{Action, ReplyMode, parse_reply};
 use crate::workbench::clip::{RESULT_MAX_CHARS, clip};
 
 /// When a run is stopped whatever the model says.
@@ -161,6 +161,8 @@ pub struct Machine {
     answering: Vec<Answered>,
     /// The model's latest `update_plan`, shown at the end of every turn's results.
     plan: Vec<String>,
+    /// How replies carry actions, which decides what an invalid one is told.
+    mode: ReplyMode,
     finished: bool,
 }
 
@@ -188,6 +190,7 @@ impl Machine {
             answered: HashMap::new(),
             answering: Vec::new(),
             plan: Vec::new(),
+            mode: ReplyMode::Native,
             finished: false,
         }
     }
@@ -196,6 +199,11 @@ impl Machine {
     /// against its limits (its conversation is gone; the worktree holds its work).
     pub fn resumed(limits: Limits, turns: u32, tokens: u64) -> Machine {
         Machine { turns, tokens, ..Machine::new(limits) }
+    }
+
+    /// The same machine, its replies expected as `mode` says (native tool calls by default).
+    pub fn replying(self, mode: ReplyMode) -> Machine {
+        Machine { mode, ..self }
     }
 
     /// The conversation to send with `Effect::Ask`.
@@ -282,6 +290,9 @@ impl Machine {
                 self.next_action()
             }
             Ok(_) => self.invalid(&reply.tool_calls, "the reply holds no action".into()),
+            Err(e) if self.mode == ReplyMode::Native => {
+                self.invalid(&reply.tool_calls, e.for_native_tools().message)
+            }
             Err(e) => self.invalid(&reply.tool_calls, e.message),
         }
     }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::events::{Bus, Event as BusEvent, Kind};
 use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
 use crate::git::Repos;
-use crate::workbench::actions::{Action, tool_specs, vocabulary_text};
+use crate::workbench::actions::{Action, ReplyMode, tool_specs, vocabulary_text};
 use crate::workbench::{Acting, Opening, Outcome, REPOSITORY_UNREACHABLE, Sandbox, Workbench};
 
 /// What every run of this process shares.
@@ -31,8 +31,10 @@ pub struct RunEnv {
     pub retry: RetryPolicy,
     /// This process, as `runs.worker`.
     pub worker: uuid::Uuid,
-    /// The tools offered to the model for native calls.
+    /// The tools offered to the model for native calls (none when replies are JSON text).
     pub tools: Vec<Tool>,
+    /// How replies carry actions.
+    pub reply_mode: ReplyMode,
     /// `HOME` for `run`, one directory per project, so tools' caches last between runs.
     pub homes: std::path::PathBuf,
     /// Where agents' commands run.
@@ -262,9 +264,10 @@ async fn drive(
             Setup::Ran(said) => live.start.brief.setup = said,
         }
     }
-    let system = prompt::system_prompt(&live.start.brief, &vocabulary_text());
+    let system = prompt::system_prompt(&live.start.brief, &vocabulary_text(env.reply_mode));
     let task = prompt::task(&live.start.brief);
-    let mut machine = Machine::resumed(env.limits, turns.max(0) as u32, spent);
+    let mut machine =
+        Machine::resumed(env.limits, turns.max(0) as u32, spent).replying(env.reply_mode);
     let mut effect = machine.step(Event::Start { system, task });
     loop {
         // A turn's checkpoint is before its question: the answer of the one before has been

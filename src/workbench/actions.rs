@@ -236,6 +236,17 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// How a model's replies carry actions: as native tool calls (the tools are sent with every
+/// request), or as JSON written in the text, for gateways and models without tool calling
+/// (`LOOM_GATEWAY_TOOLS`). Runs and chats alike prompt, offer and parse by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyMode {
+    #[default]
+    Native,
+    Text,
+}
+
 /// A reply that holds no valid action. The message is written for the model, which gets it
 /// back: what was wrong and what a valid reply looks like.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -248,7 +259,20 @@ const FORMAT_HINT: &str = "Reply with one JSON object, either one action such as
      {\"action\": \"read_file\", \"path\": \"README.md\"} or several as \
      {\"actions\": [{\"action\": \"list_files\"}, {\"action\": \"read_file\", \"path\": \"README.md\"}]}.";
 
+/// What an invalid reply is told to do when tools are offered natively.
+const NATIVE_HINT: &str = "Call one of the tools you are offered (each is one action; several \
+     calls in one reply are performed in order), and finish with done, or block to ask a person.";
+
 impl ParseError {
+    /// The same error, its advice written for a model that calls tools natively.
+    pub fn for_native_tools(self) -> ParseError {
+        let message = match self.message.strip_suffix(FORMAT_HINT) {
+            Some(problem) => format!("{problem}{NATIVE_HINT}"),
+            None => self.message,
+        };
+        ParseError { message }
+    }
+
     fn format(problem: impl std::fmt::Display) -> Self {
         ParseError { message: format!("{problem} {FORMAT_HINT}") }
     }

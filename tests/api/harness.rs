@@ -117,3 +117,78 @@ async fn search_skips_what_gitignore_excludes_and_unknown_arguments_are_named() 
     assert!(refused.contains("read_file has no argument \"offset\""), "{refused}");
     assert!(refused.contains("\"start_line\"?: integer"), "the accepted ones are named: {refused}");
 }
+
+/// With `LOOM_GATEWAY_TOOLS=text` no tools travel with the requests, the prompt teaches the
+/// JSON format, and both a run and a chat act on JSON written in the reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replying_in_text_sends_no_tools_and_runs_and_chats_act_on_json_in_the_text() {
+    use reqwest::{Method, StatusCode};
+    let mut w = Work::replying_in_text(&[("a.txt", "one\n")], Limits::default()).await;
+    let bead = w.bead("Say two").await;
+    let body = json!({"project": "web", "persona": "software-engineer"});
+    let started =
+        w.app.call(Method::POST, "/api/v1/conversations", Some(&w.app.member), Some(body)).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{:?}", started.body);
+    let conversation = started.body["id"].as_str().expect("id").to_owned();
+    let edit = json!({"action": "edit_file", "path": "a.txt", "old": "one", "new": "uno"});
+    w.script
+        .push_for("Spanish", Reply::text(format!("I'll edit it:\n```json\n{edit}\n```")))
+        .push_for("Spanish", Reply::text("Done: a.txt says uno now."));
+    let url = format!("{}/api/v1/conversations/{conversation}/stream", w.app.base);
+    let mut stream = crate::support::sse::SseClient::open(&url, &w.app.viewer, Some("0")).await;
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let said = json!({"body": "Make it Spanish."});
+    let posted = w.app.call(Method::POST, &path, Some(&w.app.member), Some(said)).await;
+    assert_eq!(posted.status, StatusCode::ACCEPTED, "{:?}", posted.body);
+    let frames = stream.until("done").await;
+    assert!(
+        frames.iter().any(|f| f.event == "action_result" && f.data.contains("\"ok\":true")),
+        "{frames:?}"
+    );
+
+    w.script.push_for(
+        &bead,
+        Reply::text("Reading first.\n{\"action\": \"read_file\", \"path\": \"a.txt\"}"),
+    );
+    w.script.push_for(&bead, Reply::text("Plain words, no action."));
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Read it."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+
+    let calls = w.script.completions();
+    assert!(
+        calls.iter().all(|c| c.get("tools").is_none_or(|t| t.as_array().is_none_or(Vec::is_empty))),
+        "no tools sent"
+    );
+    let chat_system = calls[0]["messages"][0]["content"].as_str().unwrap_or_default();
+    assert!(chat_system.contains("A reply is one JSON object"), "the chat is taught the format");
+    let run = calls.iter().find(|c| c["stream"] != true).expect("the run's first call");
+    let system = run["messages"][0]["content"].as_str().unwrap_or_default();
+    assert!(system.contains("A reply is one JSON object"), "{system}");
+    let n = calls.len();
+    let told = calls[n - 1]["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(told.contains("Reply with one JSON object"), "a text-mode hint: {told}");
+}
+
+/// With native tools, a reply in words is told to call a tool, not to write JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_calling_model_that_replies_in_words_is_told_to_call_a_tool() {
+    let mut w = Work::new(&[("a.txt", "one\n")], 1, Limits::default()).await;
+    let bead = w.bead("Do it").await;
+    w.script.push_for(&bead, Reply::text("I think it is fine."));
+    w.script.push_for(&bead, Reply::tool_call("done", json!({"summary": "Fine."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    let told = last_message(&w, 1);
+    assert!(told.contains("Call one of the tools you are offered"), "{told}");
+    assert!(!told.contains("Reply with one JSON object"), "{told}");
+    let system =
+        w.script.completions()[0]["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
+    assert!(system.contains("You work by calling the tools you are offered"), "{system}");
+    assert!(!system.contains("A reply is one JSON object"), "{system}");
+}

@@ -336,8 +336,29 @@ through a symlink) and anything in `.git` are refused. Arguments marked `?` are 
 
 "#;
 
-/// The action vocabulary and the reply format, for the system prompt.
-pub fn vocabulary_text() -> String {
+const NATIVE_FORMAT: &str = r#"# Actions
+You work by calling the tools you are offered: each tool is one action. Several calls in one
+reply are performed in order, and stop at the first that fails (you are told which were
+skipped); done and block must come last. The results come back as the tools' answers.
+
+Paths are relative to the worktree root. Absolute paths, paths that leave the worktree (by `..` or
+through a symlink) and anything in `.git` are refused.
+
+The tools: "#;
+
+/// The action vocabulary and how replies carry it, for the system prompt: the whole table for
+/// JSON written as text; for native tools (whose descriptions travel with the request) how to
+/// call them and their names.
+pub fn vocabulary_text(mode: super::ReplyMode) -> String {
+    if mode == super::ReplyMode::Native {
+        let mut text = String::from(NATIVE_FORMAT);
+        text.push_str(&names());
+        text.push_str(
+            ".\n\nEvery reply must call a tool. Finish with done, or with block when you need a \
+             person.\n",
+        );
+        return text;
+    }
     let mut text = String::from(REPLY_FORMAT);
     for s in SPECS {
         text.push_str(&format!("- {} {}\n  {}\n", s.name, s.usage(), s.doc));

@@ -262,7 +262,7 @@ fn tool_specs_describe_every_action_with_its_required_arguments() {
 
 #[test]
 fn the_vocabulary_names_every_action_and_the_reply_format() {
-    let text = vocabulary_text();
+    let text = vocabulary_text(ReplyMode::Text);
     for spec in SPECS {
         assert!(text.contains(&format!("- {} {{", spec.name)), "{}", spec.name);
     }

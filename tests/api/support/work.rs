@@ -15,6 +15,7 @@ use loom::dispatch::{DispatchConfig, Dispatcher, Nudge};
 use loom::executor::{ExecutorConfig, Executors, Limits};
 use loom::gateway::retry::RetryPolicy as GatewayRetry;
 use loom::gateway::{Gateway, GatewayConfig, HealthState};
+use loom::workbench::actions::ReplyMode;
 
 use super::gateway::ScriptedGateway;
 use super::{TestApp, spawn_with};
@@ -131,7 +132,22 @@ impl Work {
     /// `agents` unbound software engineers; the project `web` on the upstream, with
     /// `max_parallel` beads at once.
     pub async fn new(files: &[(&str, &str)], agents: usize, limits: Limits) -> Work {
-        Work::build(files, agents, limits, false, loom::workbench::Sandbox::default()).await
+        Work::build(
+            files,
+            agents,
+            limits,
+            false,
+            loom::workbench::Sandbox::default(),
+            ReplyMode::Native,
+        )
+        .await
+    }
+
+    /// The same, chats included, with replies carrying their actions as JSON in the text
+    /// (`LOOM_GATEWAY_TOOLS=text`): no tools are sent.
+    pub async fn replying_in_text(files: &[(&str, &str)], limits: Limits) -> Work {
+        let sandbox = loom::workbench::Sandbox::default();
+        Work::build(files, 1, limits, true, sandbox, ReplyMode::Text).await
     }
 
     /// The same, with agents' commands run in `sandbox` (its limits, its user, or `off`).
@@ -141,12 +157,20 @@ impl Work {
         limits: Limits,
         sandbox: loom::workbench::Sandbox,
     ) -> Work {
-        Work::build(files, agents, limits, false, sandbox).await
+        Work::build(files, agents, limits, false, sandbox, ReplyMode::Native).await
     }
 
     /// The same, with the app itself talking to the scripted gateway too (for chat replies).
     pub async fn with_chat(files: &[(&str, &str)], agents: usize, limits: Limits) -> Work {
-        Work::build(files, agents, limits, true, loom::workbench::Sandbox::default()).await
+        Work::build(
+            files,
+            agents,
+            limits,
+            true,
+            loom::workbench::Sandbox::default(),
+            ReplyMode::Native,
+        )
+        .await
     }
 
     async fn build(
@@ -155,6 +179,7 @@ impl Work {
         limits: Limits,
         chat: bool,
         sandbox: loom::workbench::Sandbox,
+        mode: ReplyMode,
     ) -> Work {
         // The app and the executors share the data dir, so pages read the clones they make.
         let data = tempfile::tempdir().expect("tempdir");
@@ -167,6 +192,7 @@ impl Work {
             if chat {
                 c.gateway = Some(gateway_config(&url));
             }
+            c.chat.reply_mode = mode;
         })
         .await;
         let upstream = Upstream::new(files);
@@ -193,7 +219,8 @@ impl Work {
                 .expect("gateway");
         let dispatcher =
             Dispatcher::new(app.pool.clone(), DispatchConfig::default(), Nudge::default());
-        let config = ExecutorConfig { limits, sandbox, ..ExecutorConfig::default() };
+        let config =
+            ExecutorConfig { limits, sandbox, reply_mode: mode, ..ExecutorConfig::default() };
         let executors = Executors::start(
             app.pool.clone(),
             gateway.clone(),
