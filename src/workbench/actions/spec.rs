@@ -146,7 +146,8 @@ pub(super) const SPECS: &[Spec] = &[
               commit`), and the network is off unless the project opens it. It is killed after \
               `timeout_s` seconds (default 120, at most 600), and anything it left running in \
               the background is killed when it ends. Returns the exit code and the output (long \
-              output keeps its head and tail).",
+              output keeps its head and tail). A non-zero exit is a failed action: the \
+              actions after it in the same reply are skipped.",
         args: &[
             req("command", Ty::Str, "The shell command line."),
             opt("timeout_s", Ty::Int, "Seconds before it is killed; default 120, at most 600."),
