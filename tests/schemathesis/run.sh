@@ -67,11 +67,14 @@ token=$("$venv/bin/python" "$here/seed.py" "$base" admin "$password" "$work/repo
 cat "$here/schemathesis.toml" "$work/seeded.toml" >"$work/schemathesis.toml"
 
 # --- the run ------------------------------------------------------------------------------
+# One worker: with two threads, hypothesis's ast.parse of its lambdas hits CPython 3.11.7's
+# "AST constructor recursion depth mismatch" (a thread-safety bug fixed in later releases)
+# now and then, a crash of the tool that fails the run although every case passed.
 status=0
 (cd "$state" && "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/api/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
-  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-40}" --workers 2 \
+  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-40}" --workers 1 \
   ${SCHEMATHESIS_SEED:+--seed "$SCHEMATHESIS_SEED"} \
   --no-color "$@") || status=$?
 if [ "$status" != 0 ]; then
