@@ -270,8 +270,7 @@ impl Machine {
                 );
                 self.invalid(&reply.tool_calls, m)
             }
-            Ok(actions) if ends_early(&actions).is_some() => {
-                let name = ends_early(&actions).unwrap_or_default();
+            Ok(actions) if let Some(name) = ends_early(&actions) => {
                 let m = format!(
                     "{name} ends the run, so it must be the last action of a reply (or stand \
                      alone); nothing in this reply was performed"

@@ -85,6 +85,17 @@ async fn project(w: &Work) -> Value {
     w.app.get("/api/v1/projects/web").await.body
 }
 
+/// Asserts that `bead` went back to open without paying an attempt and that the project is
+/// marked unreachable; the project and its `repo_error`.
+async fn parked_unreachable(w: &Work, bead: &str) -> (Value, String) {
+    let shown = w.show(bead).await;
+    assert_eq!((&shown["status"], &shown["attempts"]), (&json!("open"), &json!(0)), "{shown}");
+    let p = project(w).await;
+    assert_eq!(p["repo_state"], "unreachable", "{p}");
+    let error = p["repo_error"].as_str().unwrap().to_owned();
+    (p, error)
+}
+
 async fn runs(w: &Work, bead: &str) -> Vec<Value> {
     let runs = w.app.get(&format!("/api/v1/beads/{bead}/runs")).await.body;
     runs["items"].as_array().or(runs.as_array()).cloned().unwrap_or_default()
@@ -99,11 +110,7 @@ async fn a_repository_gone_away_parks_the_project_uncharged_until_the_ticker_rea
 
     w.settle().await;
 
-    let shown = w.show(&bead).await;
-    assert_eq!((&shown["status"], &shown["attempts"]), (&json!("open"), &json!(0)), "{shown}");
-    let p = project(&w).await;
-    assert_eq!(p["repo_state"], "unreachable", "{p}");
-    let error = p["repo_error"].as_str().unwrap();
+    let (p, error) = parked_unreachable(&w, &bead).await;
     assert!(error.contains("does not exist"), "{error}");
     assert!(p["repo_checked_at"].is_string(), "{p}");
     let ran = runs(&w, &bead).await;
@@ -154,11 +161,7 @@ async fn a_remote_nothing_answers_at_is_reported_and_a_new_url_starts_afresh() {
 
     w.settle().await;
 
-    let shown = w.show(&bead).await;
-    assert_eq!((&shown["status"], &shown["attempts"]), (&json!("open"), &json!(0)), "{shown}");
-    let p = project(&w).await;
-    assert_eq!(p["repo_state"], "unreachable", "{p}");
-    let error = p["repo_error"].as_str().unwrap();
+    let (_, error) = parked_unreachable(&w, &bead).await;
     assert!(error.contains("127.0.0.1") && !error.contains("s3cret"), "{error}");
     let page = w.app.get("/api/v1/projects").await.body;
     assert!(!page.to_string().contains("s3cret"), "{page}");
