@@ -68,13 +68,14 @@ impl Chat {
         });
         let bench = self.renewing(writer, opening).await??;
         let agents_md = bench.agents_md().await;
-        let mode = inner.config.reply_mode;
-        let mut conn = inner.pool.get().await.map_err(crate::Error::from)?;
-        let system = ctx
-            .system_prompt(&mut conn, &bench.worktree.branch, agents_md.as_deref(), mode)
-            .await?;
-        drop(conn);
-        let mut messages = ctx.messages(system);
+        let mut mode = inner.config.tools.mode(gateway.refuses_tools());
+        let branch = &bench.worktree.branch;
+        let start = async |mode| -> Result<Vec<Message>, Halt> {
+            let mut conn = inner.pool.get().await.map_err(crate::Error::from)?;
+            let system = ctx.system_prompt(&mut conn, branch, agents_md.as_deref(), mode).await?;
+            Ok(ctx.messages(system))
+        };
+        let mut messages = start(mode).await?;
         let billed = CallContext { run_id: None, agent_id: conversation.agent_id };
         for _ in 0..inner.config.max_turns {
             let spent = ctx.spent + (writer.prompt_tokens + writer.completion_tokens).max(0) as u64;
@@ -95,7 +96,22 @@ impl Chat {
             if writer.said {
                 writer.text("\n\n");
             }
-            let reply = self.ask(&gateway, &messages, billed, writer).await?;
+            let reply = match self.ask(&gateway, &messages, mode, billed, writer).await? {
+                Ok(reply) => reply,
+                Err(e)
+                    if e.refuses_tools()
+                        && mode == ReplyMode::Native
+                        && inner.config.tools.falls_back() =>
+                {
+                    // Again in JSON text, from the start of this reply (the worktree keeps
+                    // whatever its actions did).
+                    gateway.learn_refuses_tools(&e);
+                    mode = ReplyMode::Text;
+                    messages = start(mode).await?;
+                    continue;
+                }
+                Err(e) => return Err(gateway_failed(&e)),
+            };
             writer.prompt_tokens += reply.usage.prompt_tokens as i64;
             writer.completion_tokens += reply.usage.completion_tokens as i64;
             if reply.tool_calls.is_empty() {
@@ -161,19 +177,25 @@ impl Chat {
     }
 
     /// One streamed call: text is written every `FLUSH` while it comes, the lease renewed.
+    /// The tools go with it in native mode. The gateway's failure is the caller's to judge.
     async fn ask(
         &self,
         gateway: &Gateway,
         messages: &[Message],
+        mode: ReplyMode,
         ctx: CallContext,
         writer: &mut Writer,
-    ) -> Result<Completion, Halt> {
+    ) -> Result<Result<Completion, GatewayError>, Halt> {
         let pending = Arc::new(Mutex::new(String::new()));
         let sink = pending.clone();
         let mut on_text =
             move |t: &str| sink.lock().unwrap_or_else(PoisonError::into_inner).push_str(t);
         let take = || std::mem::take(&mut *pending.lock().unwrap_or_else(PoisonError::into_inner));
-        let call = gateway.stream(messages, &self.0.tools, ctx, &mut on_text);
+        let tools = match mode {
+            ReplyMode::Native => self.0.tools.as_slice(),
+            ReplyMode::Text => &[],
+        };
+        let call = gateway.stream(messages, tools, ctx, &mut on_text);
         tokio::pin!(call);
         let mut flush = tokio::time::interval(FLUSH);
         flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -182,7 +204,7 @@ impl Chat {
             tokio::select! {
                 result = &mut call => {
                     writer.text(&take());
-                    return result.map_err(|e| gateway_failed(&e));
+                    return Ok(result);
                 }
                 _ = flush.tick() => {
                     writer.text(&take());

@@ -21,7 +21,7 @@ use crate::events::Bus;
 use crate::executor::ActiveBeads;
 use crate::gateway::{Gateway, Tool};
 use crate::git::Repos;
-use crate::workbench::actions::ReplyMode;
+use crate::workbench::actions::ToolsSetting;
 
 /// How conversations behave.
 #[derive(Debug, Clone)]
@@ -38,8 +38,9 @@ pub struct ChatConfig {
     pub max_result_chars: usize,
     /// Variables of Loom's environment that `run` gets too (as for runs).
     pub run_pass_env: Vec<String>,
-    /// How replies carry actions: native tool calls, or JSON in the text (as for runs).
-    pub reply_mode: ReplyMode,
+    /// How replies carry actions: native tool calls, JSON in the text, or native until the
+    /// gateway refuses tools (as for runs).
+    pub tools: ToolsSetting,
 }
 
 impl Default for ChatConfig {
@@ -51,7 +52,7 @@ impl Default for ChatConfig {
             poll: Duration::from_secs(2),
             max_result_chars: 12_000,
             run_pass_env: Vec::new(),
-            reply_mode: ReplyMode::Native,
+            tools: ToolsSetting::Auto,
         }
     }
 }
@@ -114,10 +115,7 @@ impl Chat {
                 .unwrap_or_else(|_| parts.data_dir.join("homes")),
             run_env,
             sandbox: parts.sandbox,
-            tools: match config.reply_mode {
-                ReplyMode::Native => bench::tools(),
-                ReplyMode::Text => Vec::new(),
-            },
+            tools: bench::tools(),
             wakers: parts.wakers,
             running: Mutex::default(),
             shutdown: parts.shutdown,

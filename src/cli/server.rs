@@ -12,7 +12,7 @@ use crate::config::{Config, DatabaseSource, DbConfig, LogFormat, Secret};
 use crate::executor::{ExecutorConfig, Limits};
 use crate::gateway::GatewayConfig;
 use crate::users::{Role, User, Username};
-use crate::workbench::actions::ReplyMode;
+use crate::workbench::actions::ToolsSetting;
 
 /// Boolean settings as environments write them: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
 fn boolish() -> impl Fn(&str) -> Result<bool, String> + Clone {
@@ -110,10 +110,11 @@ pub struct ServerArgs {
     #[arg(long, env = "LOOM_GATEWAY_CONTEXT_TOKENS", default_value_t = crate::executor::DEFAULT_CONTEXT_TOKENS)]
     pub gateway_context_tokens: u64,
     /// How the model's replies carry actions: `native` tool calls (the tools are sent with
-    /// every request), or `text`, JSON written in the reply, for gateways and models without
-    /// tool calling. Runs and chats alike.
-    #[arg(long, env = "LOOM_GATEWAY_TOOLS", value_enum, default_value_t = ReplyMode::Native)]
-    pub gateway_tools: ReplyMode,
+    /// every request), `text`, JSON written in the reply, for gateways and models without
+    /// tool calling, or `auto`: native until the gateway refuses tools, then text. Runs and
+    /// chats alike.
+    #[arg(long, env = "LOOM_GATEWAY_TOOLS", value_enum, default_value_t = ToolsSetting::Auto)]
+    pub gateway_tools: ToolsSetting,
     /// Variables of this environment that agents' commands get too, comma-separated
     /// (rustup's and cargo's homes are passed on already; `LOOM_*` never is).
     #[arg(long, env = "LOOM_RUN_PASS_ENV", value_delimiter = ',')]
@@ -234,7 +235,7 @@ impl ServerArgs {
                 },
                 run_pass_env: self.run_pass_env.clone(),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
-                reply_mode: self.gateway_tools,
+                tools: self.gateway_tools,
                 ..ExecutorConfig::default()
             }),
             events: self.events()?,
@@ -246,7 +247,7 @@ impl ServerArgs {
                 token_budget: self.chat_token_budget,
                 max_turns: self.chat_max_turns.max(1),
                 run_pass_env: self.run_pass_env.clone(),
-                reply_mode: self.gateway_tools,
+                tools: self.gateway_tools,
                 ..Default::default()
             },
             metrics_token: self.metrics_token.as_deref().filter(|t| !t.is_empty()).map(Secret::new),

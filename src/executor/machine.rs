@@ -4,7 +4,9 @@
 //! around it calls the gateway and the worktree, so every limit and every turn of the
 //! conversation is unit-tested without either.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::history::{Answered, History};
 
 use crate::beads::RunOutcome;
 use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
@@ -141,7 +143,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub struct Machine {
     limits: Limits,
-    messages: Vec<Message>,
+    history: History,
     turns: u32,
     invalid_in_a_row: u32,
     tokens: u64,
@@ -153,9 +155,6 @@ pub struct Machine {
     results: Vec<String>,
     /// (fingerprint, result) of the latest actions, newest last.
     recent: VecDeque<(String, String)>,
-    /// What each result message answered, by its index in `messages`: what its stub says
-    /// when it is elided.
-    answered: HashMap<usize, Vec<Answered>>,
     /// The actions of this reply performed so far, in text mode (their results go back in one
     /// message).
     answering: Vec<Answered>,
@@ -166,19 +165,11 @@ pub struct Machine {
     finished: bool,
 }
 
-/// One action a result message answered, remembered for its stub.
-#[derive(Debug, Clone)]
-struct Answered {
-    label: String,
-    /// The first line of a successful change's confirmation, kept in the stub.
-    kept: Option<String>,
-}
-
 impl Machine {
     pub fn new(limits: Limits) -> Machine {
         Machine {
             limits,
-            messages: Vec::new(),
+            history: History::default(),
             turns: 0,
             invalid_in_a_row: 0,
             tokens: 0,
@@ -187,7 +178,6 @@ impl Machine {
             current: None,
             results: Vec::new(),
             recent: VecDeque::new(),
-            answered: HashMap::new(),
             answering: Vec::new(),
             plan: Vec::new(),
             mode: ReplyMode::Native,
@@ -208,7 +198,12 @@ impl Machine {
 
     /// The conversation to send with `Effect::Ask`.
     pub fn messages(&self) -> &[Message] {
-        &self.messages
+        self.history.messages()
+    }
+
+    /// How replies are expected to carry actions.
+    pub fn mode(&self) -> ReplyMode {
+        self.mode
     }
 
     pub fn turns(&self) -> u32 {
@@ -227,7 +222,7 @@ impl Machine {
         }
         let effect = match event {
             Event::Start { system, task } => {
-                self.messages = vec![Message::system(system), Message::user(task)];
+                self.history = History::start(system, task);
                 Effect::Ask
             }
             Event::Replied(reply) => self.replied(reply),
@@ -248,7 +243,7 @@ impl Machine {
             0 => self.estimate_tokens(&reply),
             n => n,
         };
-        self.messages.push(assistant_message(&reply));
+        self.history.push(assistant_message(&reply), self.turns, Vec::new());
         if self.tokens > self.limits.token_budget {
             let reason = format!(
                 "the run used {} tokens, over its budget of {}",
@@ -308,11 +303,12 @@ impl Machine {
         }
         let text = format!("Your reply could not be used: {message}");
         if calls.is_empty() {
-            self.messages.push(Message::user(text));
+            self.history.push(Message::user(text), self.turns, Vec::new());
         } else {
             // Every native call must be answered, or the next request is malformed.
             for c in calls {
-                self.messages.push(Message::tool(c.id.clone(), text.clone()));
+                let answer = Message::tool(c.id.clone(), text.clone());
+                self.history.push(answer, self.turns, Vec::new());
             }
         }
         self.ask_again()
@@ -328,9 +324,8 @@ impl Machine {
                 // rest of the conversation.
                 let each = (self.limits.max_context_chars / 2 / results.len()).max(200);
                 let text = results.iter().map(|r| clip(r, each)).collect::<Vec<_>>().join("\n\n");
-                self.messages.push(Message::user(text));
                 let answered = std::mem::take(&mut self.answering);
-                self.answered.insert(self.messages.len() - 1, answered);
+                self.history.push(Message::user(text), self.turns, answered);
             }
             return self.ask_again();
         };
@@ -386,16 +381,9 @@ impl Machine {
             return Effect::Finish(stopped(RunOutcome::LoopDetected, reason));
         }
         let text = self.clip(&result);
-        let answered = Answered {
-            label: done.action.label(),
-            kept: (result.ok && done.action.changes_files())
-                .then(|| text.lines().next().unwrap_or_default().to_owned()),
-        };
+        let answered = Answered::new(&done.action, result.ok, &text);
         match done.call_id {
-            Some(id) => {
-                self.messages.push(Message::tool(id, text));
-                self.answered.insert(self.messages.len() - 1, vec![answered]);
-            }
+            Some(id) => self.history.push(Message::tool(id, text), self.turns, vec![answered]),
             None => {
                 let n = self.results.len() + 1;
                 self.results.push(format!("[{n}] {} → {text}", done.action.name()));
@@ -427,7 +415,7 @@ impl Machine {
                 ),
             };
             match pending.call_id {
-                Some(id) => self.messages.push(Message::tool(id, text)),
+                Some(id) => self.history.push(Message::tool(id, text), self.turns, Vec::new()),
                 None => {
                     let k = self.results.len() + 1;
                     self.results.push(format!("[{k}] {name} → {text}"));
@@ -438,7 +426,7 @@ impl Machine {
 
     fn estimate_tokens(&self, reply: &Completion) -> u64 {
         let sent: usize =
-            self.messages.iter().map(|m| m.content.as_ref().map_or(0, String::len)).sum();
+            self.messages().iter().map(|m| m.content.as_ref().map_or(0, String::len)).sum();
         let args: usize = reply.tool_calls.iter().map(|c| c.function.arguments.len()).sum();
         ((sent + reply.content.len() + args) / 4) as u64
     }
@@ -449,17 +437,14 @@ impl Machine {
             return Effect::Finish(stopped(RunOutcome::TurnLimit, reason));
         }
         self.note_what_is_left();
-        self.elide_old_results();
+        self.history.fit(self.limits.max_context_chars);
         Effect::Ask
     }
 
     /// Ends the turn's last result with the turns and tokens left, and the plan: the model
     /// paces itself by them.
     fn note_what_is_left(&mut self) {
-        let Some(last) = self.messages.last_mut().filter(|m| m.role != Role::Assistant) else {
-            return;
-        };
-        let Some(text) = last.content.as_mut() else { return };
+        let Some(text) = self.history.last_result_mut() else { return };
         let turns_left = self.limits.max_turns - self.turns;
         let tokens_left = self.limits.token_budget.saturating_sub(self.tokens);
         let hurry = if turns_left <= 3 { " Finish (done) or ask (block) soon." } else { "" };
@@ -483,85 +468,6 @@ impl Machine {
             false => format!("error: {}", result.text),
         };
         clip(&text, max)
-    }
-
-    /// Keeps the conversation under its size limit by replacing the oldest results (tool
-    /// messages, and user messages after the task) with a stub naming the actions they
-    /// answered (and keeping what changes said); the model can ask again. The newest message
-    /// is kept, cut to half the limit if it is larger.
-    fn elide_old_results(&mut self) {
-        let mut total: usize = self.messages.iter().map(message_size).sum();
-        // The system prompt and the task (the first two) are always kept, and so is the newest.
-        let last = self.messages.len().saturating_sub(1);
-        for i in 2..last {
-            if total <= self.limits.max_context_chars {
-                break;
-            }
-            let answered = self.answered.get(&i).map(Vec::as_slice).unwrap_or_default();
-            let m = &mut self.messages[i];
-            let before = message_size(m);
-            if before < 200 {
-                continue;
-            }
-            elide(m, answered);
-            total = total - before + message_size(m);
-        }
-        let half = self.limits.max_context_chars / 2;
-        if let Some(newest) = self.messages.get_mut(last).filter(|_| last >= 2)
-            && let Some(text) = newest.content.as_mut().filter(|t| t.chars().count() > half)
-        {
-            *text = clip(text, half);
-        }
-    }
-}
-
-/// Characters a message puts into the context: its text and its calls' arguments.
-fn message_size(m: &Message) -> usize {
-    let args: usize = m.tool_calls.iter().map(|c| c.function.arguments.len()).sum();
-    m.content.as_ref().map_or(0, String::len) + args
-}
-
-/// Replaces an old message's bulk with a note. A reply keeps its shape (what it called, and
-/// a short stand-in for the arguments, still valid JSON), so the calls it made still match
-/// the results that answer them.
-fn elide(m: &mut Message, answered: &[Answered]) {
-    match m.role {
-        Role::Assistant => {
-            if let Some(text) = m.content.as_mut().filter(|t| t.len() >= 200) {
-                *text = format!(
-                    "[an earlier reply of {} characters, elided to save space]",
-                    text.len()
-                );
-            }
-            for c in &mut m.tool_calls {
-                if c.function.arguments.len() >= 200 {
-                    let n = c.function.arguments.len();
-                    c.function.arguments =
-                        format!("{{\"elided\": \"{n} characters of arguments\"}}");
-                }
-            }
-        }
-        _ => {
-            let before = m.content.as_ref().map_or(0, String::len);
-            let what: Vec<String> = answered
-                .iter()
-                .map(|a| match &a.kept {
-                    Some(kept) => format!("{}: {kept}", a.label),
-                    None => a.label.clone(),
-                })
-                .collect();
-            m.content = Some(match what.is_empty() {
-                true => format!(
-                    "[an earlier result of {before} characters, elided to save space; repeat the \
-                     action if you need it]"
-                ),
-                false => format!(
-                    "[elided to save space, {before} characters; repeat an action if you need \
-                     its result again: {}]",
-                    what.join("; ")
-                ),
-            });
-        }
     }
 }
 

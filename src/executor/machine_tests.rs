@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::executor::history::message_size;
 use crate::gateway::{Usage, wire::FunctionCall};
 
 fn machine(limits: Limits) -> Machine {
@@ -259,7 +260,9 @@ fn long_results_are_cut_and_old_ones_elided_while_the_task_stays() {
     let total: usize = m.messages().iter().map(|x| x.content.as_ref().map_or(0, String::len)).sum();
     // Unelided it would hold about 7,500 characters; every old result is now a short note.
     assert!(total < 4_000, "the conversation stays near its limit: {total}");
-    assert_eq!(m.messages()[1].content.as_deref(), Some("Fix it."));
+    let task = m.messages()[1].content.clone().unwrap_or_default();
+    assert!(task.starts_with("Fix it.\n\n## Earlier in this run\n\nTurns 1–"), "{task}");
+    assert!(task.contains("- Looked at (latest last):\n  - read_file big\n"), "{task}");
     assert!(m.messages()[3].content.as_deref().unwrap_or("").contains("elided"));
     assert!(last(&m).content.as_deref().unwrap_or("").starts_with("[1] read_file → 19"));
 }
@@ -292,7 +295,7 @@ fn old_replies_that_wrote_whole_files_are_elided_too_keeping_their_calls() {
         assert!(matches!(m.step(native(&[(&id, "write_file", write)])), Effect::Perform(_)));
         assert_eq!(m.step(ok("wrote")), Effect::Ask);
     }
-    let total: usize = m.messages().iter().map(super::message_size).sum();
+    let total: usize = m.messages().iter().map(message_size).sum();
     assert!(total < 4_000, "the old calls' arguments were elided: {total}");
     let first_call = &m.messages()[2].tool_calls[0];
     assert_eq!(first_call.id, "c0", "the call keeps its id, so its result still matches");
@@ -401,15 +404,67 @@ fn a_long_run_under_a_small_window_stays_inside_it_with_stubs_that_name_their_pa
         .filter_map(|x| x.content.clone())
         .filter(|c| c.starts_with("[elided"))
         .collect();
-    assert!(stubs.len() > 10, "{} stubs", stubs.len());
-    assert!(stubs.iter().any(|s| s.contains("read_file src/f0.rs")), "{stubs:?}");
+    assert!(!stubs.is_empty(), "the latest old results are stubs");
+    assert!(stubs.iter().all(|s| s.contains(" src/f") || s.contains("run `cargo")), "{stubs:?}");
+    // The oldest turns were folded into the summary under the task, which names them all.
+    let task = m.messages()[1].content.clone().unwrap_or_default();
+    assert!(task.contains("  - read_file src/f0.rs\n"), "{task}");
     assert!(
-        stubs
-            .iter()
-            .any(|s| s.contains("edit_file src/f1.rs: Edited \"src/f1.rs\". Line 3 changed")),
-        "an edit's confirmation is kept: {stubs:?}"
+        task.contains("  - src/f1.rs; last: Edited \"src/f1.rs\". Line 3 changed"),
+        "an edit's confirmation is kept: {task}"
     );
-    assert!(stubs.iter().any(|s| s.contains("run `cargo test`")), "{stubs:?}");
+    assert!(task.contains("- Ran (latest last):\n  - run `cargo test`"), "{task}");
+    let folded = m.messages().len() < 2 + 2 * 30 - 10;
+    assert!(folded, "{} messages left of 62", m.messages().len());
+}
+
+#[test]
+fn compaction_folds_whole_turns_so_every_native_result_still_answers_a_call() {
+    let limits = Limits { max_context_chars: 12_000, max_turns: 100, ..Limits::default() };
+    let mut m = machine(limits);
+    for i in 0..40 {
+        let (a, b) = (format!("a{i}"), format!("b{i}"));
+        let calls = [
+            (a.as_str(), "edit_file", json!({"path": "src/lib.rs", "old": "x", "new": "y"})),
+            (b.as_str(), "run", json!({"command": "cargo test"})),
+        ];
+        assert!(matches!(m.step(native(&calls)), Effect::Perform(_)));
+        let edit = match i {
+            7 => Event::Performed(ActionResult::error("old was not found in \"src/lib.rs\".")),
+            _ => ok(&format!("Edited \"src/lib.rs\" (edit {i}).\n{}", "e".repeat(1_500))),
+        };
+        let after = m.step(edit);
+        if i != 7 {
+            assert_eq!(
+                after,
+                Effect::Perform(Action::Run { command: "cargo test".into(), timeout_s: None })
+            );
+            assert_eq!(
+                m.step(ok(&format!("{i}{}\n[exit code 0]", "t".repeat(1_500)))),
+                Effect::Ask
+            );
+        }
+        assert!(m.messages().iter().map(message_size).sum::<usize>() <= 12_000, "turn {i}");
+        let mut calls = std::collections::HashSet::new();
+        for msg in m.messages() {
+            calls.extend(msg.tool_calls.iter().map(|c| c.id.clone()));
+            if let Some(id) = &msg.tool_call_id {
+                assert!(calls.contains(id), "turn {i}: result {id} answers no call before it");
+            }
+        }
+        let roles: Vec<_> = m.messages().iter().map(|x| x.role).collect();
+        assert_eq!(roles[..2], [Role::System, Role::User]);
+        assert!(roles.len() == 2 || roles[2] == Role::Assistant, "turn {i}: {roles:?}");
+    }
+    let task = m.messages()[1].content.clone().unwrap_or_default();
+    assert!(task.contains("compacted to save space"), "{task}");
+    assert!(task.contains("  - src/lib.rs, "), "one line per changed file: {task}");
+    assert_eq!(task.matches("  - src/lib.rs").count(), 1, "{task}");
+    assert!(task.contains("- Failed:\n  - edit_file src/lib.rs (failed)"), "{task}");
+    assert!(
+        task.contains("- Ran (latest last):\n  - run `cargo test` (×"),
+        "repeats counted: {task}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@
 mod active;
 pub(crate) mod brief;
 mod finish;
+mod history;
 pub mod machine;
 mod ownership;
 mod pickup;

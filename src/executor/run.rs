@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::events::{Bus, Event as BusEvent, Kind};
 use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
 use crate::git::Repos;
-use crate::workbench::actions::{Action, ReplyMode, tool_specs, vocabulary_text};
+use crate::workbench::actions::{Action, ReplyMode, ToolsSetting, tool_specs, vocabulary_text};
 use crate::workbench::{Acting, Opening, Outcome, REPOSITORY_UNREACHABLE, Sandbox, Workbench};
 
 /// What every run of this process shares.
@@ -31,10 +31,10 @@ pub struct RunEnv {
     pub retry: RetryPolicy,
     /// This process, as `runs.worker`.
     pub worker: uuid::Uuid,
-    /// The tools offered to the model for native calls (none when replies are JSON text).
+    /// The tools offered to the model for native calls.
     pub tools: Vec<Tool>,
     /// How replies carry actions.
-    pub reply_mode: ReplyMode,
+    pub tools_setting: ToolsSetting,
     /// `HOME` for `run`, one directory per project, so tools' caches last between runs.
     pub homes: std::path::PathBuf,
     /// Where agents' commands run.
@@ -264,11 +264,8 @@ async fn drive(
             Setup::Ran(said) => live.start.brief.setup = said,
         }
     }
-    let system = prompt::system_prompt(&live.start.brief, &vocabulary_text(env.reply_mode));
-    let task = prompt::task(&live.start.brief);
-    let mut machine =
-        Machine::resumed(env.limits, turns.max(0) as u32, spent).replying(env.reply_mode);
-    let mut effect = machine.step(Event::Start { system, task });
+    let mode = env.tools_setting.mode(env.gateway.refuses_tools());
+    let (mut machine, mut effect) = begin(env, &live, mode, turns.max(0) as u32, spent);
     loop {
         // A turn's checkpoint is before its question: the answer of the one before has been
         // acted on and every step recorded, so the next owner goes on from here.
@@ -280,6 +277,18 @@ async fn drive(
             Effect::Ask => {
                 ensure_ours(env, &live).await?;
                 let event = ask(env, &mut live, &machine).await;
+                if let Event::GatewayFailed(e) = &event
+                    && e.refuses_tools()
+                    && machine.mode() == ReplyMode::Native
+                    && env.tools_setting.falls_back()
+                {
+                    // The conversation starts again in JSON text (the worktree keeps what
+                    // was done); its turns and tokens still count.
+                    env.gateway.learn_refuses_tools(e);
+                    let spent = live.prompt_tokens + live.completion_tokens;
+                    (machine, effect) = begin(env, &live, ReplyMode::Text, machine.turns(), spent);
+                    continue;
+                }
                 let effect = machine.step(event);
                 pickup::record_totals(
                     &mut *env.pool.get().await?,
@@ -409,13 +418,27 @@ async fn ensure_ours(env: &RunEnv, live: &Live) -> Result<()> {
 
 /// One call to the model. While the gateway is known to be down no call is made: the run
 /// parks at once rather than spend its lease waiting.
+/// The conversation's start, its replies expected in `mode`, counting `turns` and `spent`
+/// tokens already.
+fn begin(env: &RunEnv, live: &Live, mode: ReplyMode, turns: u32, spent: u64) -> (Machine, Effect) {
+    let system = prompt::system_prompt(&live.start.brief, &vocabulary_text(mode));
+    let task = prompt::task(&live.start.brief);
+    let mut machine = Machine::resumed(env.limits, turns, spent).replying(mode);
+    let effect = machine.step(Event::Start { system, task });
+    (machine, effect)
+}
+
 async fn ask(env: &RunEnv, live: &mut Live, machine: &Machine) -> Event {
     if env.gateway.health().get() == Health::Down {
         let why = env.gateway.health().report().reason.unwrap_or_else(|| "it is down".into());
         return Event::GatewayFailed(GatewayError::Unavailable(why));
     }
     let ctx = CallContext { run_id: Some(live.open.id), agent_id: Some(live.open.agent_id) };
-    match env.gateway.complete(machine.messages(), &env.tools, ctx).await {
+    let tools = match machine.mode() {
+        ReplyMode::Native => env.tools.as_slice(),
+        ReplyMode::Text => &[],
+    };
+    match env.gateway.complete(machine.messages(), tools, ctx).await {
         Ok(reply) => {
             live.prompt_tokens += reply.usage.prompt_tokens;
             live.completion_tokens += reply.usage.completion_tokens;

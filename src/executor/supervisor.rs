@@ -18,7 +18,7 @@ use super::run::{self, RunEnv};
 use crate::beads::{Bead, RunOutcome};
 use crate::db::schema::projects;
 use crate::error::Result;
-use crate::workbench::actions::ReplyMode;
+use crate::workbench::actions::ToolsSetting;
 
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -39,8 +39,9 @@ pub struct ExecutorConfig {
     pub shutdown_grace: Duration,
     /// Where agents' commands run (one per process, shared with the chat).
     pub sandbox: crate::workbench::Sandbox,
-    /// How replies carry actions: native tool calls, or JSON in the text.
-    pub reply_mode: ReplyMode,
+    /// How replies carry actions: native tool calls, JSON in the text, or native until the
+    /// gateway refuses tools.
+    pub tools: ToolsSetting,
 }
 
 impl Default for ExecutorConfig {
@@ -54,7 +55,7 @@ impl Default for ExecutorConfig {
             run_pass_env: Vec::new(),
             shutdown_grace: Duration::from_secs(20),
             sandbox: crate::workbench::Sandbox::default(),
-            reply_mode: Default::default(),
+            tools: Default::default(),
         }
     }
 }
@@ -133,11 +134,8 @@ impl Executors {
             limits: config.limits,
             retry,
             worker: owner.id,
-            tools: match config.reply_mode {
-                ReplyMode::Native => RunEnv::tools(),
-                ReplyMode::Text => Vec::new(),
-            },
-            reply_mode: config.reply_mode,
+            tools: RunEnv::tools(),
+            tools_setting: config.tools,
             homes: data_dir.join("homes"),
             sandbox: config.sandbox.clone(),
             run_env: crate::workbench::toolchain_env(&config.run_pass_env),

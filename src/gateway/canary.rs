@@ -6,7 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{CallContext, Gateway, GatewayError};
+use super::client::{CallContext, Gateway};
+use super::error::GatewayError;
 use super::wire::{Message, Request};
 
 /// What the canary learned.

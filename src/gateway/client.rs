@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::calls::{GatewayCall, Recorder};
 use super::canary::{Canary, Verdict};
+use super::error::GatewayError;
 use super::health::{Health, HealthState};
 use super::retry::{RetryPolicy, jitter_unit, parse_retry_after, retryable_status};
 use super::sse::SseDecoder;
@@ -64,20 +65,6 @@ pub struct CallContext {
     pub agent_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GatewayError {
-    /// Not answering (connection refused, timeouts, 5xx or 429 through every retry): runs
-    /// park until it is back.
-    #[error("the LLM gateway is unavailable: {0}")]
-    Unavailable(String),
-    /// It answered, refusing this request (a bad key, an unknown model, a prompt too long).
-    #[error("the LLM gateway refused the request ({status}): {message}")]
-    Rejected { status: u16, message: String },
-    /// It answered with something that is not a chat completion.
-    #[error("the LLM gateway sent a malformed reply: {0}")]
-    Malformed(String),
-}
-
 /// One try's failure, before the retry decision.
 #[derive(Debug)]
 struct Failure {
@@ -86,17 +73,6 @@ struct Failure {
     retry_after: Option<Duration>,
     /// Worth another try (and no streamed text was handed out yet).
     transient: bool,
-}
-
-impl GatewayError {
-    /// A stable name for the kind of failure (metrics, logs).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            GatewayError::Unavailable(_) => "unavailable",
-            GatewayError::Rejected { .. } => "rejected",
-            GatewayError::Malformed(_) => "malformed",
-        }
-    }
 }
 
 impl Failure {
@@ -123,6 +99,8 @@ struct Inner {
     health: HealthState,
     recorder: Recorder,
     canary: Canary,
+    /// The gateway refused a request for its tools: replies in `auto` mode are JSON text.
+    refuses_tools: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -170,6 +148,7 @@ impl Gateway {
             health,
             recorder: Recorder::new(pool),
             canary: Canary::default(),
+            refuses_tools: Default::default(),
             config,
         })))
     }
@@ -189,6 +168,19 @@ impl Gateway {
     /// How long the gateway must stay up before an outage is said to be over.
     pub fn stable_up(&self) -> Duration {
         self.0.config.stable_up
+    }
+
+    /// Whether this gateway was found to refuse tools (`GatewayError::refuses_tools`).
+    pub fn refuses_tools(&self) -> bool {
+        self.0.refuses_tools.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Remembers, for the life of the process, that the gateway refused tools (`error`); the
+    /// first time, says so in the log.
+    pub fn learn_refuses_tools(&self, error: &GatewayError) {
+        if !self.0.refuses_tools.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(model = %self.0.config.model, %error, "the LLM gateway refuses tools; replies carry their actions as JSON text from now on (LOOM_GATEWAY_TOOLS=text says so from the start)");
+        }
     }
 
     /// A whole reply.
@@ -256,7 +248,7 @@ impl Gateway {
                 false => None,
             };
             let Some(wait) = wait else {
-                return Err(self.give_up(failure).await);
+                return Err(self.give_up(failure, !tools.is_empty()).await);
             };
             tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %failure.error, "retrying the gateway");
             tokio::time::sleep(wait).await;
@@ -264,13 +256,16 @@ impl Gateway {
         }
     }
 
-    async fn give_up(&self, failure: Failure) -> GatewayError {
+    async fn give_up(&self, failure: Failure, with_tools: bool) -> GatewayError {
         let error = match failure.error {
             // Out of tries on something transient: for the caller that is an outage.
             GatewayError::Malformed(m) if failure.transient => GatewayError::Unavailable(m),
             e => e,
         };
         let (health, reason) = match &error {
+            // A refusal of the tools says nothing of the gateway's health: the caller may
+            // ask again without them.
+            e if with_tools && e.refuses_tools() => return error,
             GatewayError::Unavailable(m) => (Health::Down, m.clone()),
             // Loom's configuration is wrong (the key, the model, the URL): no call can work
             // until a person fixes it, so runs park rather than spend attempts.

@@ -6,6 +6,7 @@
 mod calls;
 mod canary;
 mod client;
+mod error;
 mod health;
 mod outage;
 mod probe;
@@ -14,7 +15,8 @@ mod sse;
 pub mod wire;
 
 pub use calls::GatewayCall;
-pub use client::{CallContext, Gateway, GatewayConfig, GatewayError};
+pub use client::{CallContext, Gateway, GatewayConfig};
+pub use error::GatewayError;
 pub use health::{Health, HealthReport, HealthState};
 pub use outage::{record_if_news, record_outages};
 pub use wire::{Completion, Message, Role, Tool, ToolCall, Usage};

@@ -237,14 +237,41 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 /// How a model's replies carry actions: as native tool calls (the tools are sent with every
-/// request), or as JSON written in the text, for gateways and models without tool calling
-/// (`LOOM_GATEWAY_TOOLS`). Runs and chats alike prompt, offer and parse by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+/// request), or as JSON written in the text, for gateways and models without tool calling.
+/// Runs and chats alike prompt, offer and parse by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplyMode {
     #[default]
     Native,
     Text,
+}
+
+/// Which reply mode to use (`LOOM_GATEWAY_TOOLS`): `auto` offers native tools until the
+/// gateway refuses them (a model or server without tool calling), then JSON text for the rest
+/// of the process; `native` and `text` fix the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ToolsSetting {
+    #[default]
+    Auto,
+    Native,
+    Text,
+}
+
+impl ToolsSetting {
+    /// The mode to reply in, given whether the gateway was found to refuse tools.
+    pub fn mode(self, gateway_refuses_tools: bool) -> ReplyMode {
+        match self {
+            ToolsSetting::Auto if gateway_refuses_tools => ReplyMode::Text,
+            ToolsSetting::Auto | ToolsSetting::Native => ReplyMode::Native,
+            ToolsSetting::Text => ReplyMode::Text,
+        }
+    }
+
+    /// Whether a refusal of the tools falls back to JSON text.
+    pub fn falls_back(self) -> bool {
+        self == ToolsSetting::Auto
+    }
 }
 
 /// A reply that holds no valid action. The message is written for the model, which gets it

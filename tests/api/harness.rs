@@ -9,6 +9,7 @@ use loom::executor::Limits;
 
 use crate::support::gateway::Reply;
 use crate::support::work::Work;
+use loom::workbench::actions::ToolsSetting;
 
 /// The text of the last message of the `n`th request the gateway received.
 fn last_message(w: &Work, n: usize) -> String {
@@ -122,29 +123,9 @@ async fn search_skips_what_gitignore_excludes_and_unknown_arguments_are_named() 
 /// JSON format, and both a run and a chat act on JSON written in the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replying_in_text_sends_no_tools_and_runs_and_chats_act_on_json_in_the_text() {
-    use reqwest::{Method, StatusCode};
     let mut w = Work::replying_in_text(&[("a.txt", "one\n")], Limits::default()).await;
     let bead = w.bead("Say two").await;
-    let body = json!({"project": "web", "persona": "software-engineer"});
-    let started =
-        w.app.call(Method::POST, "/api/v1/conversations", Some(&w.app.member), Some(body)).await;
-    assert_eq!(started.status, StatusCode::CREATED, "{:?}", started.body);
-    let conversation = started.body["id"].as_str().expect("id").to_owned();
-    let edit = json!({"action": "edit_file", "path": "a.txt", "old": "one", "new": "uno"});
-    w.script
-        .push_for("Spanish", Reply::text(format!("I'll edit it:\n```json\n{edit}\n```")))
-        .push_for("Spanish", Reply::text("Done: a.txt says uno now."));
-    let url = format!("{}/api/v1/conversations/{conversation}/stream", w.app.base);
-    let mut stream = crate::support::sse::SseClient::open(&url, &w.app.viewer, Some("0")).await;
-    let path = format!("/api/v1/conversations/{conversation}/messages");
-    let said = json!({"body": "Make it Spanish."});
-    let posted = w.app.call(Method::POST, &path, Some(&w.app.member), Some(said)).await;
-    assert_eq!(posted.status, StatusCode::ACCEPTED, "{:?}", posted.body);
-    let frames = stream.until("done").await;
-    assert!(
-        frames.iter().any(|f| f.event == "action_result" && f.data.contains("\"ok\":true")),
-        "{frames:?}"
-    );
+    chat_in_text(&w).await;
 
     w.script.push_for(
         &bead,
@@ -191,4 +172,96 @@ async fn a_tool_calling_model_that_replies_in_words_is_told_to_call_a_tool() {
         w.script.completions()[0]["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
     assert!(system.contains("You work by calling the tools you are offered"), "{system}");
     assert!(!system.contains("A reply is one JSON object"), "{system}");
+}
+
+/// Whether a chat-completion request carried tools.
+fn has_tools(call: &Value) -> bool {
+    call["tools"].as_array().is_some_and(|t| !t.is_empty())
+}
+
+/// A conversation asks to make `a.txt` Spanish; the reply edits it with JSON written in the
+/// text and says so.
+async fn chat_in_text(w: &Work) {
+    use reqwest::{Method, StatusCode};
+    let body = json!({"project": "web", "persona": "software-engineer"});
+    let started =
+        w.app.call(Method::POST, "/api/v1/conversations", Some(&w.app.member), Some(body)).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{:?}", started.body);
+    let conversation = started.body["id"].as_str().expect("id").to_owned();
+    let edit = json!({"action": "edit_file", "path": "a.txt", "old": "one", "new": "uno"});
+    w.script
+        .push_for("Spanish", Reply::text(format!("I'll edit it:\n```json\n{edit}\n```")))
+        .push_for("Spanish", Reply::text("Done: a.txt says uno now."));
+    let url = format!("{}/api/v1/conversations/{conversation}/stream", w.app.base);
+    let mut stream = crate::support::sse::SseClient::open(&url, &w.app.viewer, Some("0")).await;
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let said = json!({"body": "Make it Spanish."});
+    let posted = w.app.call(Method::POST, &path, Some(&w.app.member), Some(said)).await;
+    assert_eq!(posted.status, StatusCode::ACCEPTED, "{:?}", posted.body);
+    let frames = stream.until("done").await;
+    assert!(
+        frames.iter().any(|f| f.event == "action_result" && f.data.contains("\"ok\":true")),
+        "the chat acted on JSON in its text: {frames:?}"
+    );
+}
+
+/// A bead worked with a read written as JSON text, then `done`.
+async fn run_in_text(w: &mut Work) {
+    let bead = w.bead("Read it").await;
+    w.script.push_for(&bead, Reply::text("{\"action\": \"read_file\", \"path\": \"a.txt\"}"));
+    w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Read it."})));
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["status"], "closed", "{shown}");
+    assert_eq!(shown["attempts"], 0, "the refusal cost no attempt: {shown}");
+}
+
+const NO_TOOLS: &str = "registry.ollama.ai/library/gemma:2b does not support tools";
+
+/// In `auto` (the default), a gateway that refuses tools is asked again without them: the
+/// run starts over in JSON text, free of charge and without a canary, and the runs after it
+/// talk to it in text from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_a_gateway_without_tools_starts_over_in_json_text_and_later_runs_start_there() {
+    let mut w =
+        Work::with_tools(&[("a.txt", "one\n")], Limits::default(), ToolsSetting::Auto).await;
+    w.script.refuse_tools(NO_TOOLS);
+    run_in_text(&mut w).await;
+    let calls = w.script.completions();
+    assert!(has_tools(&calls[0]), "the first request offered tools");
+    let system = calls[1]["messages"][0]["content"].as_str().unwrap_or_default();
+    assert!(system.contains("A reply is one JSON object"), "taught the format: {system}");
+    assert_eq!(calls[1]["messages"].as_array().map(Vec::len), Some(2), "started over");
+    run_in_text(&mut w).await;
+    let calls = w.script.completions();
+    assert_eq!(calls.len(), 5, "two runs of two turns, one refusal");
+    assert!(calls[1..].iter().all(|c| !has_tools(c)), "none after the refusal");
+    assert_eq!(w.script.canaries(), 0, "a refusal of tools is not a question of health");
+}
+
+/// A chat that meets the refusal goes on in JSON text too; with `native` configured, a
+/// refusal of tools is the run's failure, never a switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_on_a_gateway_without_tools_goes_on_in_json_text_unless_native_is_required() {
+    let w = Work::with_tools(&[("a.txt", "one\n")], Limits::default(), ToolsSetting::Auto).await;
+    w.script.refuse_tools(NO_TOOLS);
+    chat_in_text(&w).await;
+    let calls = w.script.completions();
+    assert!(has_tools(&calls[0]), "the first request offered tools");
+    assert!(calls.len() == 3 && calls[1..].iter().all(|c| !has_tools(c)), "{calls:?}");
+    let system = calls[1]["messages"][0]["content"].as_str().unwrap_or_default();
+    assert!(system.contains("A reply is one JSON object"), "taught the format: {system}");
+
+    let mut w =
+        Work::with_tools(&[("a.txt", "one\n")], Limits::default(), ToolsSetting::Native).await;
+    w.script.refuse_tools(NO_TOOLS);
+    let bead = w.bead("Read it").await;
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_ne!(shown["status"], "closed", "{shown}");
+    assert!(
+        shown["last_error"].as_str().unwrap_or_default().contains("does not support tools"),
+        "{shown}"
+    );
+    assert!(w.script.completions().iter().all(has_tools), "native stays native");
 }

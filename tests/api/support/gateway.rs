@@ -150,6 +150,8 @@ struct State {
     canary: Option<Reply>,
     down: bool,
     key: Option<String>,
+    /// Refuses every request carrying tools with a 400 saying this (a model without tools).
+    refuse_tools: Option<String>,
     received: Vec<Received>,
 }
 
@@ -226,6 +228,12 @@ impl ScriptedGateway {
         self.state().down = down;
     }
 
+    /// Refuses every request that carries tools with a 400 saying `message`, as a server or a
+    /// model without tool calling does.
+    pub fn refuse_tools(&self, message: &str) {
+        self.state().refuse_tools = Some(message.to_owned());
+    }
+
     /// Requires `Authorization: Bearer <key>`; others get a 401 that echoes what they sent.
     pub fn require_key(&self, key: &str) {
         self.state().key = Some(key.to_owned());
@@ -294,6 +302,10 @@ impl ScriptedGateway {
         }
         if !req.path.ends_with("/chat/completions") || req.method != "POST" {
             return Answer::Json(404, error_body("no such route"), None);
+        }
+        let has_tools = req.body["tools"].as_array().is_some_and(|t| !t.is_empty());
+        if let Some(message) = s.refuse_tools.as_ref().filter(|_| has_tools) {
+            return Answer::Json(400, error_body(message), None);
         }
         if is_canary(&req.body) {
             let derived = s.responder.as_ref().map(|respond| respond(&req.body));

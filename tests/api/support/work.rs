@@ -15,7 +15,7 @@ use loom::dispatch::{DispatchConfig, Dispatcher, Nudge};
 use loom::executor::{ExecutorConfig, Executors, Limits};
 use loom::gateway::retry::RetryPolicy as GatewayRetry;
 use loom::gateway::{Gateway, GatewayConfig, HealthState};
-use loom::workbench::actions::ReplyMode;
+use loom::workbench::actions::ToolsSetting;
 
 use super::gateway::ScriptedGateway;
 use super::{TestApp, spawn_with};
@@ -138,7 +138,7 @@ impl Work {
             limits,
             false,
             loom::workbench::Sandbox::default(),
-            ReplyMode::Native,
+            ToolsSetting::Auto,
         )
         .await
     }
@@ -146,8 +146,13 @@ impl Work {
     /// The same, chats included, with replies carrying their actions as JSON in the text
     /// (`LOOM_GATEWAY_TOOLS=text`): no tools are sent.
     pub async fn replying_in_text(files: &[(&str, &str)], limits: Limits) -> Work {
+        Work::with_tools(files, limits, ToolsSetting::Text).await
+    }
+
+    /// The same, chats included, with `LOOM_GATEWAY_TOOLS` set to `tools`.
+    pub async fn with_tools(files: &[(&str, &str)], limits: Limits, tools: ToolsSetting) -> Work {
         let sandbox = loom::workbench::Sandbox::default();
-        Work::build(files, 1, limits, true, sandbox, ReplyMode::Text).await
+        Work::build(files, 1, limits, true, sandbox, tools).await
     }
 
     /// The same, with agents' commands run in `sandbox` (its limits, its user, or `off`).
@@ -157,7 +162,7 @@ impl Work {
         limits: Limits,
         sandbox: loom::workbench::Sandbox,
     ) -> Work {
-        Work::build(files, agents, limits, false, sandbox, ReplyMode::Native).await
+        Work::build(files, agents, limits, false, sandbox, ToolsSetting::Auto).await
     }
 
     /// The same, with the app itself talking to the scripted gateway too (for chat replies).
@@ -168,7 +173,7 @@ impl Work {
             limits,
             true,
             loom::workbench::Sandbox::default(),
-            ReplyMode::Native,
+            ToolsSetting::Auto,
         )
         .await
     }
@@ -179,7 +184,7 @@ impl Work {
         limits: Limits,
         chat: bool,
         sandbox: loom::workbench::Sandbox,
-        mode: ReplyMode,
+        tools: ToolsSetting,
     ) -> Work {
         // The app and the executors share the data dir, so pages read the clones they make.
         let data = tempfile::tempdir().expect("tempdir");
@@ -192,7 +197,7 @@ impl Work {
             if chat {
                 c.gateway = Some(gateway_config(&url));
             }
-            c.chat.reply_mode = mode;
+            c.chat.tools = tools;
         })
         .await;
         let upstream = Upstream::new(files);
@@ -219,8 +224,7 @@ impl Work {
                 .expect("gateway");
         let dispatcher =
             Dispatcher::new(app.pool.clone(), DispatchConfig::default(), Nudge::default());
-        let config =
-            ExecutorConfig { limits, sandbox, reply_mode: mode, ..ExecutorConfig::default() };
+        let config = ExecutorConfig { limits, sandbox, tools, ..ExecutorConfig::default() };
         let executors = Executors::start(
             app.pool.clone(),
             gateway.clone(),
