@@ -64,6 +64,11 @@ fn upstream(root: &Path) -> String {
     for i in 0..FILES {
         std::fs::write(work.join(format!("f{i}.txt")), format!("file {i}\n").repeat(40)).unwrap();
     }
+    // The same 1,000 lines of Rust twice: edits of the .rs are syntax-checked, of the .txt not.
+    let code: String =
+        (0..250).map(|i| format!("fn f{i}() -> u32 {{\n    // slot {i}:\n    {i}\n}}\n")).collect();
+    std::fs::write(work.join("big.rs"), &code).unwrap();
+    std::fs::write(work.join("big.txt"), &code).unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "start"]);
     git(root, &["clone", "-q", "--bare", "work", "origin.git"]);
@@ -118,9 +123,23 @@ async fn setup() -> Env {
     Env { pool, script, dispatcher, executors, repos: Repos::new(data), repo, _dir: dir }
 }
 
+/// What a bench bead's agent does before `done`.
+#[derive(Clone, Copy)]
+enum Turns {
+    /// Reads this many different files.
+    Reads(usize),
+    /// Edits this many different lines of the file.
+    Edits(usize, &'static str),
+}
+
 impl Env {
     /// Files a bead whose scripted agent reads `reads` different files, then finishes.
     async fn bead(&self, reads: usize) -> String {
+        self.bead_doing(Turns::Reads(reads)).await
+    }
+
+    /// Files a bead whose scripted agent does `turns`, then finishes.
+    async fn bead_doing(&self, turns: Turns) -> String {
         let new = NewBead {
             project: "b".into(),
             title: format!("bench {}", uuid::Uuid::now_v7()),
@@ -134,9 +153,20 @@ impl Env {
         };
         let bead =
             Bead::create(&mut self.pool.get().await.unwrap(), new, Actor::System).await.unwrap();
-        for i in 0..reads {
-            let read = json!({"action": "read_file", "path": format!("f{}.txt", i % FILES)});
-            self.script.push_for(&bead.id, Reply::action(read));
+        let actions: Vec<_> = match turns {
+            Turns::Reads(n) => (0..n)
+                .map(|i| json!({"action": "read_file", "path": format!("f{}.txt", i % FILES)}))
+                .collect(),
+            // Each bead appends to the slots (its work is merged), so `old` always matches once.
+            Turns::Edits(n, path) => (0..n)
+                .map(|i| {
+                    let (old, new) = (format!("// slot {i}:"), format!("// slot {i}: x"));
+                    json!({"action": "edit_file", "path": path, "old": old, "new": new})
+                })
+                .collect(),
+        };
+        for action in actions {
+            self.script.push_for(&bead.id, Reply::action(action));
         }
         self.script
             .push_for(&bead.id, Reply::action(json!({"action": "done", "summary": "Read."})));
@@ -166,7 +196,12 @@ impl Env {
 
 /// Seconds for one bead of `reads` reads, from filing to closed.
 async fn one(env: &mut Env, reads: usize) -> f64 {
-    env.bead(reads).await;
+    one_doing(env, Turns::Reads(reads)).await
+}
+
+/// Seconds for one bead doing `turns`, from filing to closed.
+async fn one_doing(env: &mut Env, turns: Turns) -> f64 {
+    env.bead_doing(turns).await;
     let t = Instant::now();
     env.work().await;
     assert_eq!(env.open_beads().await, 0, "every bead closed");
@@ -176,6 +211,8 @@ async fn one(env: &mut Env, reads: usize) -> f64 {
 struct Report {
     short: Vec<f64>,
     long: Vec<f64>,
+    edits_rs: Vec<f64>,
+    edits_txt: Vec<f64>,
     commit: Vec<f64>,
     merge: Vec<f64>,
     push: Vec<f64>,
@@ -233,6 +270,18 @@ fn table(r: &Report, rounds: usize) -> String {
         "| the loop's cost per turn: the difference / {TURNS} | {} |\n",
         ms((long - short) / TURNS as f64)
     );
+    let (rs, txt) = (median(r.edits_rs.clone()), median(r.edits_txt.clone()));
+    out += &format!(
+        "| a bead of {} turns ({TURNS} edits of a 1,000-line .rs file, syntax-checked) | {} |\n",
+        TURNS + 1,
+        ms(rs)
+    );
+    out +=
+        &format!("| the same edits of the same lines in a .txt file (no parser) | {} |\n", ms(txt));
+    out += &format!(
+        "| the syntax guard's cost per edit: the difference / {TURNS} | {} |\n",
+        ms((rs - txt) / TURNS as f64)
+    );
     out +=
         &format!("| commit of one new file in a worktree | {} |\n", ms(median(r.commit.clone())));
     out += &format!(
@@ -250,7 +299,7 @@ fn table(r: &Report, rounds: usize) -> String {
         );
     }
     out += &format!(
-        "| rounds (1-turn and {}-turn beads; git operations) | {rounds}; {rounds} |\n",
+        "| rounds (1-turn and {}-turn beads; edit beads; git operations) | {rounds}; {rounds}; {rounds} |\n",
         TURNS + 1
     );
     out
@@ -266,6 +315,8 @@ fn main() {
         let mut r = Report {
             short: vec![],
             long: vec![],
+            edits_rs: vec![],
+            edits_txt: vec![],
             commit: vec![],
             merge: vec![],
             push: vec![],
@@ -282,6 +333,15 @@ fn main() {
                 r.short[i] * 1e3,
                 TURNS + 1,
                 r.long[i] * 1e3
+            );
+        }
+        for i in 0..rounds {
+            r.edits_rs.push(one_doing(&mut env, Turns::Edits(TURNS, "big.rs")).await);
+            r.edits_txt.push(one_doing(&mut env, Turns::Edits(TURNS, "big.txt")).await);
+            println!(
+                "round {i}: {TURNS} edits .rs {:.1} ms, .txt {:.1} ms",
+                r.edits_rs[i] * 1e3,
+                r.edits_txt[i] * 1e3
             );
         }
         git_ops(&env, rounds, &mut r).await;

@@ -95,6 +95,33 @@ async fn a_failing_edit_stops_its_batch_and_the_done_after_it_is_not_performed()
     );
 }
 
+/// A rename of three occurrences in one edit, then an edit that would unbalance a brace:
+/// refused with the error lines shown, the file left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_replaces_every_occurrence_and_an_edit_that_breaks_the_syntax_is_refused() {
+    let code = "fn total(xs: &[u32]) -> u32 {\n    xs.iter().sum()\n}\n\nfn twice(xs: &[u32]) -> u32 {\n    total(xs) + total(xs)\n}\n";
+    let mut w = Work::new(&[("src/lib.rs", code)], 1, Limits::default()).await;
+    let bead = w.bead("Rename total to sum_all").await;
+    let rename =
+        json!({"path": "src/lib.rs", "old": "total", "new": "sum_all", "replace_all": true});
+    w.script.push_for(&bead, Reply::tool_call("edit_file", rename));
+    let broken = json!({"path": "src/lib.rs", "old": "    xs.iter().sum()\n}", "new": "    xs.iter().sum()"});
+    w.script.push_for(&bead, Reply::tool_call("edit_file", broken));
+    w.script.push_for(&bead, Reply::tool_call("done", json!({"summary": "Renamed."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+
+    let renamed = last_message(&w, 1);
+    assert!(
+        renamed.starts_with("Edited \"src/lib.rs\" (3 occurrences replaced). Lines 1-6 changed"),
+        "{renamed}"
+    );
+    assert!(renamed.contains("     6\t    sum_all(xs) + sum_all(xs)"), "{renamed}");
+    let refused = last_message(&w, 2);
+    assert!(refused.starts_with("error: The edit was not applied: it would leave \"src/lib.rs\" with syntax errors (0 before,"), "{refused}");
+    assert_eq!(w.upstream.file("src/lib.rs"), code.replace("total", "sum_all"), "unchanged");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_skips_what_gitignore_excludes_and_unknown_arguments_are_named() {
     let files = [
@@ -264,4 +291,49 @@ async fn a_chat_on_a_gateway_without_tools_goes_on_in_json_text_unless_native_is
         "{shown}"
     );
     assert!(w.script.completions().iter().all(has_tools), "native stays native");
+}
+
+/// A retry is told how the last attempt ended and what the bead's branch already holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_told_how_the_last_attempt_ended_and_the_commits_on_its_branch() {
+    use diesel_async::RunQueryDsl;
+    let limits = Limits { max_turns: 2, ..Limits::default() };
+    let mut w = Work::new(&[("a.txt", "one\n")], 1, limits).await;
+    let bead = w.bead("Write the parser").await;
+    let s = &w.script;
+    s.push_for(
+        &bead,
+        Reply::tool_calls(&[
+            (
+                "write_file",
+                json!({"path": "parser.py", "content": "def parse(s):\n    return s\n"}),
+            ),
+            ("commit", json!({"message": "Start the parser"})),
+        ]),
+    );
+    s.push_for(&bead, Reply::tool_call("read_file", json!({"path": "a.txt"})));
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["runs"][0]["outcome"], "turn_limit", "{shown}");
+    assert_eq!((shown["status"].as_str(), shown["attempts"].as_i64()), (Some("open"), Some(1)));
+
+    let mut conn = w.app.pool.get().await.expect("a connection");
+    diesel::sql_query("UPDATE beads SET not_before = NULL").execute(&mut conn).await.expect("sql");
+    drop(conn);
+    w.script.push_for(&bead, Reply::tool_call("done", json!({"summary": "Parser written."})));
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    let retry = &w.script.completions()[2];
+    let task = retry["messages"][1]["content"].as_str().unwrap_or_default();
+    assert!(
+        task.contains(
+            "This is attempt 2. The last run ended: the run reached its limit of 2 turns"
+        ),
+        "how the last attempt ended: {task}"
+    );
+    let listed = task.split("Start the parser").next().unwrap_or_default();
+    assert!(
+        listed.len() < task.len() && listed.contains("1 commit"),
+        "the branch's commit: {task}"
+    );
 }

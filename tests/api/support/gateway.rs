@@ -134,6 +134,18 @@ pub struct Received {
     pub body: Value,
 }
 
+impl Received {
+    /// The same without its body.
+    fn clone_head(&self) -> Received {
+        Received {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            authorization: self.authorization.clone(),
+            body: Value::Null,
+        }
+    }
+}
+
 /// Makes the reply from the request's body: a model whose answers follow its input.
 type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
 
@@ -152,7 +164,10 @@ struct State {
     key: Option<String>,
     /// Refuses every request carrying tools with a 400 saying this (a model without tools).
     refuse_tools: Option<String>,
-    received: Vec<Received>,
+    /// Every request, its body as it came (parsed when a test asks: keeping a parsed copy of
+    /// each would make the server's own cost grow with the conversation, which the
+    /// executor benchmark must not measure).
+    received: Vec<(Received, Arc<str>)>,
 }
 
 #[derive(Clone)]
@@ -240,7 +255,14 @@ impl ScriptedGateway {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.state().received.clone()
+        let received = self.state().received.clone();
+        received
+            .into_iter()
+            .map(|(head, raw)| Received {
+                body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+                ..head
+            })
+            .collect()
     }
 
     /// The chat-completion requests received, in order.
@@ -258,11 +280,11 @@ impl ScriptedGateway {
     }
 
     async fn serve(&self, mut socket: TcpStream) {
-        let Some(req) = read_request(&mut socket).await else { return };
+        let Some((req, raw)) = read_request(&mut socket).await else { return };
         let (reply, stream) = {
             let mut s = self.state();
-            s.received.push(req.clone());
-            (self.choose(&mut s, &req), req.body["stream"] == json!(true))
+            s.received.push((req.clone_head(), raw.clone()));
+            (self.choose(&mut s, &req, &raw), req.body["stream"] == json!(true))
         };
         let _ = match reply {
             Answer::Json(status, body, retry_after) => {
@@ -279,7 +301,7 @@ impl ScriptedGateway {
         let _ = socket.shutdown().await;
     }
 
-    fn choose(&self, s: &mut State, req: &Received) -> Answer {
+    fn choose(&self, s: &mut State, req: &Received, raw: &str) -> Answer {
         if s.down {
             return Answer::Json(503, error_body("scripted outage"), None);
         }
@@ -312,8 +334,7 @@ impl ScriptedGateway {
             let reply = s.canary.clone().or(derived).or_else(|| s.fallback.clone());
             return Answer::Script(reply.unwrap_or_else(|| Reply::text("pong")));
         }
-        let text = req.body.to_string();
-        let keyed = s.keyed.iter_mut().find(|(k, q)| !q.is_empty() && text.contains(k.as_str()));
+        let keyed = s.keyed.iter_mut().find(|(k, q)| !q.is_empty() && raw.contains(k.as_str()));
         let next = match keyed {
             Some((_, q)) => q.pop_front(),
             None => s.queue.pop_front(),
@@ -340,7 +361,8 @@ fn error_body(message: &str) -> Value {
     json!({"error": {"message": message, "type": "scripted"}})
 }
 
-async fn read_request(socket: &mut TcpStream) -> Option<Received> {
+/// A request, parsed, and its body as it came.
+async fn read_request(socket: &mut TcpStream) -> Option<(Received, Arc<str>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -375,8 +397,9 @@ async fn read_request(socket: &mut TcpStream) -> Option<Received> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let body = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
-    Some(Received { method, path, authorization, body })
+    let raw: Arc<str> = String::from_utf8_lossy(&buf[head_end..head_end + length]).into();
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Some((Received { method, path, authorization, body }, raw))
 }
 
 async fn write_json(
