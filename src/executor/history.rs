@@ -21,8 +21,9 @@ pub(super) struct History {
     task: String,
     /// The actions of the folded turns, oldest first.
     folded: Vec<Answered>,
-    /// The last turn folded into the summary (0: none).
-    folded_through: u32,
+    /// The first and the last turn folded into the summary (a resumed run's first turn is
+    /// not 1).
+    folded_turns: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -188,7 +189,8 @@ impl History {
             return;
         }
         for meta in self.meta.drain(2..end) {
-            self.folded_through = self.folded_through.max(meta.turn);
+            let (first, _) = self.folded_turns.unwrap_or((meta.turn, meta.turn));
+            self.folded_turns = Some((first, meta.turn));
             self.folded.extend(meta.answered);
         }
         self.messages.drain(2..end);
@@ -220,9 +222,9 @@ impl History {
                 _ => failed.push(a.stub()),
             }
         }
-        let turns = match self.folded_through {
-            1 => "Turn 1 was".to_owned(),
-            n => format!("Turns 1–{n} were"),
+        let turns = match self.folded_turns.unwrap_or_default() {
+            (first, last) if first == last => format!("Turn {first} was"),
+            (first, last) => format!("Turns {first}–{last} were"),
         };
         let mut s = format!(
             "## Earlier in this run\n\n{turns} compacted to save space; repeat an action if \

@@ -485,3 +485,17 @@ fn one_reply_of_many_reads_is_cut_to_fit_the_window() {
         "every read is there, each cut"
     );
 }
+
+#[test]
+fn a_resumed_runs_summary_names_the_turns_it_folded() {
+    let limits = Limits { max_context_chars: 8_000, max_turns: 100, ..Limits::default() };
+    let mut m = Machine::resumed(limits, 5, 0);
+    m.step(Event::Start { system: "You are an engineer.".into(), task: "Fix it.".into() });
+    for i in 0..20 {
+        m.step(json_reply(json!({"action": "read_file", "path": format!("f{i}")})));
+        assert_eq!(m.step(ok(&format!("{i}{}", "r".repeat(1_500)))), Effect::Ask);
+    }
+    let task = m.messages()[1].content.clone().unwrap_or_default();
+    assert!(task.contains("Turns 6–"), "the run went on from turn 6: {task}");
+    assert!(task.contains("  - read_file f0\n"), "{task}");
+}
