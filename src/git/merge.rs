@@ -126,7 +126,7 @@ pub(super) fn merge_into(
     Ok(MergeOutcome::Merged { sha: sha.to_string() })
 }
 
-fn conflict_paths(index: &git2::Index) -> Result<Vec<String>> {
+pub(super) fn conflict_paths(index: &git2::Index) -> Result<Vec<String>> {
     let mut paths = BTreeSet::new();
     for conflict in index.conflicts().ctx("listing conflicts")? {
         let conflict = conflict.ctx("listing conflicts")?;

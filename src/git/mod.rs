@@ -17,6 +17,10 @@
 //!   merges origin's branch into Loom's with a merge commit by Loom; when that merge
 //!   conflicts, Loom's branch stays as it was and the caller is told the paths.
 //! - `remove_worktree` deletes `loom/<bead-id>` only when the project branch contains it.
+//! - The merge queue (`train.rs`) builds a train of bead commits at `refs/loom/train`,
+//!   beside the project branch, and lands exactly that commit: a push that must be a
+//!   fast-forward of the tip the train was built on (else nothing lands and the train is
+//!   built again), after which Loom's branch moves there too.
 //! - `push` never moves a branch that a local origin has checked out (see [`Repos::push`]).
 //! - Remotes: local paths, `file://`, `git://`, `http(s)://`, `ssh://` and `user@host:path`.
 //!   Fetches and pushes go to the URL in the project's record, never to a URL read from the
@@ -41,6 +45,7 @@ mod own_config;
 mod probe;
 mod push;
 mod read;
+mod train;
 mod upstream;
 mod worktree;
 
@@ -53,6 +58,7 @@ use std::sync::{Arc, Mutex};
 
 pub use error::{GitError, Result};
 pub use names::{has_redacted_credentials, missing_local_repository, redact as redact_url};
+pub use train::{Car, Landed, Train, Waiting};
 
 use own_config::OwnConfig;
 

@@ -49,7 +49,8 @@ impl Repos {
                 }
                 origin => origin,
             };
-            let target = Target { url: &url, branch: &branch, config: &config };
+            let source = format!("refs/heads/{branch}");
+            let target = Target { url: &url, branch: &branch, config: &config, source: &source };
             let tip = push_integrating(&clone, &origin, &target)?;
             info!(sha = %tip, "pushed the project branch to origin");
             Ok(PushOutcome::Pushed { sha: tip.to_string() })
@@ -58,17 +59,19 @@ impl Repos {
     }
 }
 
-/// Where a push goes: the project's URL and branch, with Loom's git configuration.
-struct Target<'a> {
-    url: &'a str,
-    branch: &'a str,
-    config: &'a OwnConfig,
+/// Where a push goes: the project's URL and branch, with Loom's git configuration, and
+/// which ref of the clone it sends (the project branch, or a train to land).
+pub(super) struct Target<'a> {
+    pub url: &'a str,
+    pub branch: &'a str,
+    pub config: &'a OwnConfig,
+    pub source: &'a str,
 }
 
 /// Pushes the branch; when origin refuses a non-fast-forward, fetches it, merges its branch
 /// into Loom's and pushes once more. Returns what origin's branch now points at.
 fn push_integrating(clone: &Repository, origin: &LocalOrigin, target: &Target<'_>) -> Result<Oid> {
-    let Target { url, branch, config } = *target;
+    let Target { url, branch, config, .. } = *target;
     let tip = branch_tip(clone, branch)?;
     if let Sent::Pushed = send(clone, origin, target, tip)? {
         return Ok(tip);
@@ -90,23 +93,27 @@ fn push_integrating(clone: &Repository, origin: &LocalOrigin, target: &Target<'_
     }
 }
 
-enum Sent {
+pub(super) enum Sent {
     Pushed,
     /// Origin has commits the branch does not; why, for the error.
     NotFastForward(String),
 }
 
-fn send(clone: &Repository, origin: &LocalOrigin, target: &Target<'_>, tip: Oid) -> Result<Sent> {
+/// Sends `tip` (what `target.source` points at) to origin's branch as a fast-forward.
+pub(super) fn send(
+    clone: &Repository,
+    origin: &LocalOrigin,
+    target: &Target<'_>,
+    tip: Oid,
+) -> Result<Sent> {
     match origin {
-        LocalOrigin::NonBare(origin) => {
-            push_into_non_bare(origin, clone, target.url, target.branch, tip)
-        }
+        LocalOrigin::NonBare(origin) => push_into_non_bare(origin, clone, target, tip),
         LocalOrigin::CheckedOut(_) | LocalOrigin::Other => push_branch(clone, target),
     }
 }
 
 /// What origin is, when it is a repository on this machine.
-enum LocalOrigin {
+pub(super) enum LocalOrigin {
     /// The branch is checked out there: why Loom does not push.
     CheckedOut(String),
     /// A repository with a working tree (on another branch), which libgit2 cannot push into.
@@ -115,7 +122,7 @@ enum LocalOrigin {
     Other,
 }
 
-fn local_origin(config: &OwnConfig, url: &str, branch: &str) -> LocalOrigin {
+pub(super) fn local_origin(config: &OwnConfig, url: &str, branch: &str) -> LocalOrigin {
     let Some(path) = local_path(url) else { return LocalOrigin::Other };
     let Ok(opened) = config.open(&path) else { return LocalOrigin::Other };
     let reason = if opened.is_worktree() {
@@ -172,9 +179,9 @@ fn head_is(repo: &Repository, refname: &str) -> bool {
 /// Pushes the branch to an anonymous remote of the project's URL: no `remote.origin.*`,
 /// `pushurl` or `insteadOf` of the clone's config is read (see `own_config.rs`).
 fn push_branch(clone: &Repository, target: &Target<'_>) -> Result<Sent> {
-    let Target { url, branch, config } = *target;
+    let Target { url, branch, config, source } = *target;
     // No '+': libgit2 refuses a non-fast-forward update instead of forcing it.
-    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let refspec = format!("{source}:refs/heads/{branch}");
     let auth = Auth::new(url, config);
     let mut remote =
         clone.remote_anonymous(url).map_err(|source| auth.error("pushing to", source))?;
@@ -220,17 +227,17 @@ fn rejected(url: &str, branch: &str, reason: String) -> GitError {
 fn push_into_non_bare(
     origin: &Repository,
     clone: &Repository,
-    url: &str,
-    branch: &str,
+    target: &Target<'_>,
     tip: Oid,
 ) -> Result<Sent> {
+    let (url, branch, source) = (target.url, target.branch, target.source);
     let refname = format!("refs/heads/{branch}");
     let clone_url = file_url(clone.path());
     let mut options = FetchOptions::new();
     options.update_fetchhead(false).download_tags(AutotagOption::None);
     origin
         .remote_anonymous(&clone_url)
-        .and_then(|mut remote| remote.fetch(&[refname.as_str()], Some(&mut options), None))
+        .and_then(|mut remote| remote.fetch(&[source], Some(&mut options), None))
         .map_err(|source| GitError::remote("copying commits into", redact(url), source))?;
     match ref_target(origin, &refname)? {
         Some(theirs) if theirs == tip => Ok(Sent::Pushed),

@@ -1,0 +1,134 @@
+//! Trains: bead commits merged onto the tip in Loom's clone, then landed as one push.
+
+use super::push::bare_origin;
+use super::*;
+use crate::git::{Car, Landed, Waiting};
+
+fn waiting(bead: &str, sha: &str) -> Waiting {
+    Waiting { bead_id: bead.into(), sha: sha.into() }
+}
+
+#[tokio::test]
+async fn a_train_is_built_beside_the_branch_and_lands_as_one_fast_forward_push() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let before = tip(&fx.path("origin.git"), "main").expect("main");
+    let first = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    let second = bead_commits(&fx, &project, "b2", &[("two.txt", "2\n")]).await;
+
+    let train = fx
+        .repos
+        .train(&project, &[waiting("b1", &first), waiting("b2", &second)])
+        .await
+        .expect("train");
+
+    assert_eq!(train.base, before);
+    let [Car::Merged { tip: after_first, .. }, Car::Merged { tip: after_second, .. }] =
+        train.cars.as_slice()
+    else {
+        panic!("both merged: {train:?}")
+    };
+    assert_eq!(*after_first, first, "the first car is a fast-forward");
+    assert_eq!(*after_second, train.tip);
+    let clone = fx.clone_repo("web");
+    let merge = clone.find_commit(git2::Oid::from_str(&train.tip).expect("oid"));
+    let merge = merge.expect("the merge commit");
+    assert_eq!(merge.message().ok(), Some("Merge loom/b2 into main\n\nBead: b2\n"));
+    let parents: Vec<String> = merge.parent_ids().map(|p| p.to_string()).collect();
+    assert_eq!(parents, [first.clone(), second.clone()]);
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(before.clone()), "nothing moved yet");
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(before));
+
+    let landed = fx.repos.land(&project, &train).await.expect("land");
+
+    assert_eq!(landed, Landed::Pushed { sha: train.tip.clone() });
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(train.tip.clone()));
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(train.tip.clone()));
+    // The same work again (a replica that lost track of it): it is there already.
+    let again = fx
+        .repos
+        .train(&project, &[waiting("b1", &first), waiting("b2", &second)])
+        .await
+        .expect("train again");
+    assert_eq!(
+        again.cars,
+        [Car::Landed { bead_id: "b1".into() }, Car::Landed { bead_id: "b2".into() }]
+    );
+    assert_eq!(again.tip, again.base);
+}
+
+#[tokio::test]
+async fn a_conflicting_or_missing_commit_is_left_out_of_the_train() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let ours = bead_commits(&fx, &project, "b1", &[("README.md", "ours\n")]).await;
+    let theirs = bead_commits(&fx, &project, "b2", &[("README.md", "theirs\n")]).await;
+    let other = bead_commits(&fx, &project, "b3", &[("three.txt", "3\n")]).await;
+    let gone = "0123456789abcdef0123456789abcdef01234567";
+
+    let train = fx
+        .repos
+        .train(
+            &project,
+            &[
+                waiting("b1", &ours),
+                waiting("b2", &theirs),
+                waiting("b4", gone),
+                waiting("b3", &other),
+            ],
+        )
+        .await
+        .expect("train");
+
+    assert_eq!(train.cars[0], Car::Merged { bead_id: "b1".into(), tip: ours.clone() });
+    assert_eq!(
+        train.cars[1],
+        Car::Conflict { bead_id: "b2".into(), paths: vec!["README.md".into()] }
+    );
+    assert_eq!(train.cars[2], Car::Missing { bead_id: "b4".into() });
+    let Car::Merged { tip: last, .. } = &train.cars[3] else { panic!("{train:?}") };
+    assert_eq!(*last, train.tip, "the train goes on past the cars left out");
+    let landed = fx.repos.land(&project, &train).await.expect("land");
+    assert_eq!(landed, Landed::Pushed { sha: train.tip.clone() });
+    let readme = fx.repos.read_file(&project, "README.md").await.expect("read");
+    assert_eq!(readme.as_deref(), Some(&b"ours\n"[..]));
+}
+
+#[tokio::test]
+async fn a_train_whose_base_moved_on_origin_does_not_land() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let work = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    let train = fx.repos.train(&project, &[waiting("b1", &work)]).await.expect("train");
+    let origin = Repository::open(fx.path("origin.git")).expect("origin");
+    let moved = commit_to_ref(&origin, "main", &[("elsewhere.txt", "x\n")]).to_string();
+
+    let landed = fx.repos.land(&project, &train).await.expect("land");
+
+    assert_eq!(landed, Landed::Moved);
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(moved.clone()), "origin untouched");
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(train.base.clone()));
+    // Built again, the train starts from origin's new tip and lands.
+    let again = fx.repos.train(&project, &[waiting("b1", &work)]).await.expect("train");
+    assert_eq!(again.base, moved);
+    assert_eq!(
+        fx.repos.land(&project, &again).await.expect("land"),
+        Landed::Pushed { sha: again.tip.clone() }
+    );
+}
+
+#[tokio::test]
+async fn an_origin_with_the_branch_checked_out_is_left_alone_and_loom_keeps_the_landing() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "hi\n")]).await;
+    let before = tip(&fx.path("src"), "main");
+    let work = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    let train = fx.repos.train(&project, &[waiting("b1", &work)]).await.expect("train");
+
+    let landed = fx.repos.land(&project, &train).await.expect("land");
+
+    let Landed::Kept { reason } = landed else { panic!("{landed:?}") };
+    assert!(reason.contains("checked out"), "{reason}");
+    assert_eq!(tip(&fx.path("src"), "main"), before);
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(work));
+}

@@ -1,0 +1,234 @@
+//! The merge queue's git work: a **train** of bead commits merged one after another onto the
+//! project branch's tip, in Loom's clone only (a ref of its own, `refs/loom/train`), so it
+//! can be checked before anything lands; and **landing** a train: pushing exactly that
+//! commit to origin as a fast-forward of the tip it was built on, then moving Loom's branch
+//! there. Nothing lands that was not the checked commit: when origin moved on meanwhile the
+//! push is refused and the caller builds the train again.
+
+use git2::{Oid, Repository};
+use tracing::{info, instrument};
+
+use super::clone::{branch_tip, ref_target};
+use super::error::{GitContext, GitError, Result};
+use super::merge::conflict_paths;
+use super::names::{Source, check_branch, check_id};
+use super::push::{LocalOrigin, Sent, Target, local_origin, send};
+use super::upstream::{fetch_origin, integrate};
+use super::{LOOM_EMAIL, LOOM_NAME, MergeOutcome, ProjectRepo, Repos, blocking, open_clone};
+
+/// Where a train is kept in Loom's clone while it is checked.
+const TRAIN_REF: &str = "refs/loom/train";
+
+/// A bead's work waiting to land: the commit its agent finished on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub bead_id: String,
+    pub sha: String,
+}
+
+/// What became of one bead's commit in a train.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Car {
+    /// Merged: `tip` is the train's commit once it is on (the commit itself when the train
+    /// could fast-forward to it).
+    Merged { bead_id: String, tip: String },
+    /// The project branch holds it already (it landed before, here or on another replica).
+    Landed { bead_id: String },
+    /// Merging it onto what is before it conflicts in these paths; it is left out.
+    Conflict { bead_id: String, paths: Vec<String> },
+    /// Loom's clone does not have the commit (nor origin, fetched just before).
+    Missing { bead_id: String },
+}
+
+/// A train: cars merged in order onto `base`, the project branch's tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Train {
+    pub base: String,
+    /// The last car's tip (`base` when no car was merged).
+    pub tip: String,
+    pub cars: Vec<Car>,
+}
+
+/// How landing a train went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landed {
+    /// Origin's project branch is at `sha`, and so is Loom's.
+    Pushed { sha: String },
+    /// Origin's branch is no longer the train's base: nothing was pushed; build it again.
+    Moved,
+    /// Origin is a local repository with the branch checked out: Loom's branch moved, origin
+    /// was left alone (as a push does), for this reason.
+    Kept { reason: String },
+}
+
+impl Repos {
+    /// Brings the clone up to date with origin (as `ensure` does) and merges `waiting` in order
+    /// onto the project branch's tip, each commit as it is: a fast-forward when the train
+    /// has nothing of its own yet, else a merge commit by Loom naming the bead. The project
+    /// branch does not move; the train is kept at `refs/loom/train`.
+    #[instrument(skip_all, fields(project.id = %project.id, cars = waiting.len()))]
+    pub async fn train(&self, project: &ProjectRepo, waiting: &[Waiting]) -> Result<Train> {
+        check_id("project id", &project.id)?;
+        check_branch(&project.branch)?;
+        for c in waiting {
+            check_id("bead id", &c.bead_id)?;
+        }
+        let (path, repo, branch, config) = (
+            self.clone_path(&project.id),
+            project.repo.clone(),
+            project.branch.clone(),
+            self.git_config(),
+        );
+        let (project_id, waiting) = (project.id.clone(), waiting.to_vec());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let clone = open_clone(&config, &path, &project_id)?;
+            let url = Source::parse(&repo)?.url();
+            fetch_origin(&clone, &url, &config, "fetching")?;
+            if let MergeOutcome::Conflict { paths } = integrate(&clone, &branch)? {
+                return Err(GitError::UpstreamConflict {
+                    branch,
+                    url: super::names::redact(&url),
+                    paths,
+                });
+            }
+            let base = branch_tip(&clone, &branch)?;
+            let train = build(&clone, &branch, base, &waiting)?;
+            let tip = Oid::from_str(&train.tip).ctx("reading the train's tip")?;
+            clone
+                .reference(TRAIN_REF, tip, true, "loom: a train to check")
+                .ctx("keeping the train")?;
+            info!(base = %train.base, tip = %train.tip, "built a train");
+            Ok(train)
+        })
+        .await
+    }
+
+    /// Lands `train`: pushes its tip to origin's project branch, which must still be at its
+    /// base (a fast-forward; never forced), then moves Loom's branch there too.
+    #[instrument(skip_all, fields(project.id = %project.id, tip = %train.tip))]
+    pub async fn land(&self, project: &ProjectRepo, train: &Train) -> Result<Landed> {
+        check_id("project id", &project.id)?;
+        check_branch(&project.branch)?;
+        let (path, repo, branch, config) = (
+            self.clone_path(&project.id),
+            project.repo.clone(),
+            project.branch.clone(),
+            self.git_config(),
+        );
+        let (project_id, base, tip) = (project.id.clone(), train.base.clone(), train.tip.clone());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let clone = open_clone(&config, &path, &project_id)?;
+            let base = Oid::from_str(&base).ctx("reading the train's base")?;
+            let tip = Oid::from_str(&tip).ctx("reading the train's tip")?;
+            clone.reference(TRAIN_REF, tip, true, "loom: the train to land").ctx("keeping it")?;
+            let url = Source::parse(&repo)?.url();
+            let origin = local_origin(&config, &url, &branch);
+            if let LocalOrigin::CheckedOut(reason) = origin {
+                advance(&clone, &branch, base, tip)?;
+                info!(reason, "landed in Loom's clone only");
+                return Ok(Landed::Kept { reason });
+            }
+            let target = Target { url: &url, branch: &branch, config: &config, source: TRAIN_REF };
+            match send(&clone, &origin, &target, tip)? {
+                Sent::NotFastForward(detail) => {
+                    info!(detail, "origin moved on since the train was built: not landed");
+                    Ok(Landed::Moved)
+                }
+                Sent::Pushed => {
+                    advance(&clone, &branch, base, tip)?;
+                    let remote = format!("refs/remotes/origin/{branch}");
+                    clone.reference(&remote, tip, true, "loom: pushed").ctx("noting the push")?;
+                    info!(sha = %tip, "landed the train");
+                    Ok(Landed::Pushed { sha: tip.to_string() })
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Merges each car onto the train, starting at `base`.
+fn build(clone: &Repository, branch: &str, base: Oid, waiting: &[Waiting]) -> Result<Train> {
+    let mut tip = base;
+    let mut cars = Vec::with_capacity(waiting.len());
+    for c in waiting {
+        let bead_id = c.bead_id.clone();
+        let car = match Oid::from_str(&c.sha).ok().filter(|sha| clone.find_commit(*sha).is_ok()) {
+            None => Car::Missing { bead_id },
+            Some(sha) if contains(clone, base, sha)? => Car::Landed { bead_id },
+            Some(sha) if contains(clone, tip, sha)? => {
+                Car::Merged { bead_id, tip: tip.to_string() }
+            }
+            Some(sha) if contains(clone, sha, tip)? => {
+                tip = sha;
+                Car::Merged { bead_id, tip: tip.to_string() }
+            }
+            Some(sha) => match merge_commit(clone, branch, &bead_id, tip, sha)? {
+                Ok(merged) => {
+                    tip = merged;
+                    Car::Merged { bead_id, tip: tip.to_string() }
+                }
+                Err(paths) => Car::Conflict { bead_id, paths },
+            },
+        };
+        cars.push(car);
+    }
+    Ok(Train { base: base.to_string(), tip: tip.to_string(), cars })
+}
+
+/// Whether `ancestor` is `commit` or one of its ancestors.
+fn contains(clone: &Repository, commit: Oid, ancestor: Oid) -> Result<bool> {
+    Ok(commit == ancestor
+        || clone.graph_descendant_of(commit, ancestor).ctx("comparing commits")?)
+}
+
+/// A merge commit by Loom of `theirs` onto `ours`, or the conflicting paths.
+fn merge_commit(
+    clone: &Repository,
+    branch: &str,
+    bead_id: &str,
+    ours: Oid,
+    theirs: Oid,
+) -> Result<std::result::Result<Oid, Vec<String>>> {
+    let ours = clone.find_commit(ours).ctx("reading the train")?;
+    let theirs = clone.find_commit(theirs).ctx("reading a bead's commit")?;
+    let mut index = clone.merge_commits(&ours, &theirs, None).ctx("merging into the train")?;
+    if index.has_conflicts() {
+        return Ok(Err(conflict_paths(&index)?));
+    }
+    let tree = index.write_tree_to(clone).ctx("writing the merged tree")?;
+    let tree = clone.find_tree(tree).ctx("reading the merged tree")?;
+    let loom = git2::Signature::now(LOOM_NAME, LOOM_EMAIL).ctx("making Loom's signature")?;
+    let message = format!("Merge loom/{bead_id} into {branch}\n\nBead: {bead_id}\n");
+    let sha = clone
+        .commit(None, &loom, &loom, &message, &tree, &[&ours, &theirs])
+        .ctx("writing a merge commit")?;
+    Ok(Ok(sha))
+}
+
+/// Moves Loom's project branch from `base` to `tip`; if it moved meanwhile (origin's branch
+/// integrated by another operation), brings `tip` into it instead.
+fn advance(clone: &Repository, branch: &str, base: Oid, tip: Oid) -> Result<()> {
+    let refname = format!("refs/heads/{branch}");
+    match ref_target(clone, &refname)? {
+        Some(now) if now == base => {
+            clone
+                .reference_matching(&refname, tip, true, base, "loom: landed a train")
+                .ctx("moving the project branch")?;
+        }
+        Some(now) if contains(clone, now, tip)? => {}
+        _ => {
+            let merged = super::merge::merge_into(clone, branch, tip, "Merge a landed train")?;
+            if let MergeOutcome::Conflict { paths } = merged {
+                return Err(GitError::UpstreamConflict {
+                    branch: branch.to_owned(),
+                    url: "Loom's clone".into(),
+                    paths,
+                });
+            }
+        }
+    }
+    Ok(())
+}
