@@ -20,6 +20,7 @@ pub mod executor;
 pub mod gateway;
 pub mod git;
 pub mod http;
+pub mod landing;
 pub mod metrics;
 pub mod notifications;
 pub mod personas;
