@@ -14,10 +14,16 @@ use super::merge::conflict_paths;
 use super::names::{Source, check_branch, check_id};
 use super::push::{LocalOrigin, Sent, Target, local_origin, send};
 use super::upstream::{fetch_origin, integrate};
-use super::{LOOM_EMAIL, LOOM_NAME, MergeOutcome, ProjectRepo, Repos, blocking, open_clone};
+use super::worktree::{create, discard, is_valid};
+use super::{
+    LOOM_EMAIL, LOOM_NAME, MergeOutcome, ProjectRepo, Repos, Worktree, blocking, open_clone,
+};
 
 /// Where a train is kept in Loom's clone while it is checked.
 const TRAIN_REF: &str = "refs/loom/train";
+/// The worktree checks run in, `<data>/worktrees/<project>/_check` on branch `loom/_check`
+/// (no bead id has an underscore, so no bead's worktree or branch is ever this one).
+const CHECK_WORKTREE: &str = "_check";
 
 /// A bead's work waiting to land: the commit its agent finished on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +150,42 @@ impl Repos {
                     Ok(Landed::Pushed { sha: tip.to_string() })
                 }
             }
+        })
+        .await
+    }
+}
+
+impl Repos {
+    /// The project's check worktree with `sha` checked out: its tracked files as in `sha`,
+    /// files the last check left that git does not ignore removed, ignored ones (build
+    /// caches such as `target/` or `node_modules/`) kept, so checks build incrementally.
+    #[instrument(skip_all, fields(project.id = %project.id, sha))]
+    pub async fn check_worktree(&self, project: &ProjectRepo, sha: &str) -> Result<Worktree> {
+        check_id("project id", &project.id)?;
+        let (config, clone_path, project_id) =
+            (self.git_config(), self.clone_path(&project.id), project.id.clone());
+        let path = self.worktree_path(&project.id, CHECK_WORKTREE);
+        let sha = sha.to_owned();
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let clone = open_clone(&config, &clone_path, &project_id)?;
+            let commit = Oid::from_str(&sha)
+                .ok()
+                .and_then(|oid| clone.find_commit(oid).ok())
+                .ok_or_else(|| GitError::invalid_input(format!("no commit {sha} to check")))?;
+            let worktree = Worktree { path, branch: format!("loom/{CHECK_WORKTREE}") };
+            clone.branch(&worktree.branch, &commit, true).ctx("pointing the check branch")?;
+            if is_valid(&config, &clone, CHECK_WORKTREE, &worktree.path) {
+                let repo = config.open(&worktree.path).ctx("opening the check worktree")?;
+                let mut checkout = git2::build::CheckoutBuilder::new();
+                checkout.force().remove_untracked(true);
+                repo.set_head(&format!("refs/heads/{}", worktree.branch)).ctx("checking out")?;
+                repo.checkout_head(Some(&mut checkout)).ctx("checking out the commit")?;
+            } else {
+                discard(&clone, CHECK_WORKTREE, &worktree.path)?;
+                create(&clone, CHECK_WORKTREE, &worktree, &worktree.branch)?;
+            }
+            Ok(worktree)
         })
         .await
     }

@@ -128,7 +128,7 @@ pub(crate) fn bead_branch(bead_id: &str) -> String {
 }
 
 /// A worktree of this clone, registered under `name`, checked out at `path`.
-fn is_valid(config: &OwnConfig, clone: &Repository, name: &str, path: &Path) -> bool {
+pub(super) fn is_valid(config: &OwnConfig, clone: &Repository, name: &str, path: &Path) -> bool {
     let Ok(entry) = clone.find_worktree(name) else { return false };
     if entry.validate().is_err() || !same_dir(entry.path(), path) {
         return false;
@@ -144,7 +144,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 }
 
 /// Clears whatever is left of a broken worktree: its directory and the clone's entry.
-fn discard(clone: &Repository, name: &str, path: &Path) -> Result<()> {
+pub(super) fn discard(clone: &Repository, name: &str, path: &Path) -> Result<()> {
     if std::fs::symlink_metadata(path).is_ok() {
         warn!(path = %path.display(), "the worktree is broken: recreating it");
         remove_path(path)?;
@@ -165,7 +165,12 @@ fn prune_entry(clone: &Repository, name: &str) -> Result<()> {
     remove_path(&clone.path().join("worktrees").join(name))
 }
 
-fn create(clone: &Repository, name: &str, worktree: &Worktree, base: &str) -> Result<()> {
+pub(super) fn create(
+    clone: &Repository,
+    name: &str,
+    worktree: &Worktree,
+    base: &str,
+) -> Result<()> {
     let full = format!("refs/heads/{}", worktree.branch);
     if ref_target(clone, &full)?.is_none() {
         let base_id = ref_target(clone, &format!("refs/heads/{base}"))?.ok_or_else(|| {

@@ -39,6 +39,7 @@ use crate::events::{Bus, Kind};
 use crate::git::{Repos, Signature, Worktree};
 use actions::Action;
 pub use identity::{agent_email, git_identity, toolchain_env};
+pub use run::{Ended, Ran};
 pub use sandbox::{Sandbox, SandboxConfig, SandboxMode, SandboxStatus};
 use tracker::Discovered;
 use workspace::{Resolved, io_failed, touches_git};

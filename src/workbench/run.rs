@@ -55,6 +55,25 @@ impl Workspace {
         }
         let wanted = timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
         let limit = wanted.clamp(1, MAX_TIMEOUT_S);
+        let ran = self.execute(command, limit, network).await?;
+        let mut text = ran.ended.to_string();
+        if wanted > MAX_TIMEOUT_S {
+            text.push_str(&format!(" [timeout_s is at most {MAX_TIMEOUT_S}; used that]"));
+        }
+        text.push('\n');
+        text.push_str(&ran.output);
+        Ok(text)
+    }
+
+    /// Runs a project's check (`check_command`) for at most `timeout_s` seconds, with the
+    /// project's network, as an agent's command runs: how it ended and its output's head and
+    /// tail.
+    pub async fn check(&self, command: &str, timeout_s: u64) -> Result<Ran, ToolError> {
+        self.execute(command, timeout_s.max(1), self.cell.network).await
+    }
+
+    /// `sh -c command` in the sandbox for at most `limit` seconds.
+    async fn execute(&self, command: &str, limit: u64, network: Network) -> Result<Ran, ToolError> {
         let env = environment(&self.cell.cache, &self.extra_env);
         // CPU time per process: as much as all cores could spend over the wall-clock limit.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
@@ -77,23 +96,71 @@ impl Workspace {
             }
         };
         let drained = drain(&mut output, &mut capture).await;
-        let mut text = match status {
-            Some(Ok(status)) => describe(status),
-            Some(Err(e)) => format!("[could not wait for the command: {e}]"),
-            None => format!("[killed after {limit} s: timed out]"),
+        let ended = match status {
+            Some(Ok(status)) => Ended::of(status),
+            Some(Err(e)) => Ended::Unknown(format!("could not wait for the command: {e}")),
+            None => Ended::TimedOut(limit),
         };
-        if wanted > MAX_TIMEOUT_S {
-            text.push_str(&format!(" [timeout_s is at most {MAX_TIMEOUT_S}; used that]"));
-        }
-        text.push('\n');
-        text.push_str(&capture.text());
+        let mut output = capture.text();
         if !drained {
-            text.push_str(
+            output.push_str(
                 "\n[stopped reading: a process the command started outside its process group \
                  still holds the output open]",
             );
         }
-        Ok(text)
+        Ok(Ran { ended, output })
+    }
+}
+
+/// A command that was run: how it ended, and its output (stdout and stderr interleaved, its
+/// head and tail when long).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    pub ended: Ended,
+    pub output: String,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Killed {
+        signal: i32,
+    },
+    /// Killed at the time limit, in seconds.
+    TimedOut(u64),
+    Unknown(String),
+}
+
+impl Ended {
+    fn of(status: ExitStatus) -> Ended {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Ended::Exited(code),
+            (None, Some(signal)) => Ended::Killed { signal },
+            (None, None) => Ended::Unknown(status.to_string()),
+        }
+    }
+
+    /// Exit code 0.
+    pub fn succeeded(&self) -> bool {
+        *self == Ended::Exited(0)
+    }
+
+    /// The shell could not find or execute the command (exit codes 127 and 126).
+    pub fn not_runnable(&self) -> bool {
+        matches!(self, Ended::Exited(126 | 127))
+    }
+}
+
+/// As a result starts: `[exit code 3]`, `[killed after 120 s: timed out]`.
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Exited(code) => write!(f, "[exit code {code}]"),
+            Ended::Killed { signal } => write!(f, "[killed by signal {signal}]"),
+            Ended::TimedOut(limit) => write!(f, "[killed after {limit} s: timed out]"),
+            Ended::Unknown(what) => write!(f, "[{what}]"),
+        }
     }
 }
 
@@ -173,14 +240,6 @@ async fn drain(output: &mut pipe::Receiver, capture: &mut Capture) -> bool {
 /// Whether a `run` result (as `Workspace::run` writes it) tells of a command that exited 0.
 pub(super) fn succeeded(result: &str) -> bool {
     result.starts_with("[exit code 0]")
-}
-
-fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("[exit code {code}]"),
-        (None, Some(signal)) => format!("[killed by signal {signal}]"),
-        (None, None) => format!("[{status}]"),
-    }
 }
 
 /// The command's process group, killed explicitly when the command ends and, should the run

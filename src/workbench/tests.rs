@@ -311,6 +311,23 @@ async fn run_reports_the_exit_code_and_both_streams() {
 }
 
 #[tokio::test]
+async fn a_check_says_how_it_ended_in_the_sandbox_and_a_missing_command_is_not_runnable() {
+    let f = sandboxed().await;
+    let green = f.ws.check("grep -q Hello README.md && echo fine", 60).await.unwrap();
+    assert_eq!(green, Ran { ended: Ended::Exited(0), output: "fine\n".into() });
+    assert!(green.ended.succeeded() && !green.ended.not_runnable());
+    let red = f.ws.check("echo 2 failed; exit 1", 60).await.unwrap();
+    assert_eq!((red.ended.clone(), red.output.as_str()), (Ended::Exited(1), "2 failed\n"));
+    assert!(!red.ended.succeeded() && !red.ended.not_runnable());
+    let missing = f.ws.check("no-such-check-tool --all", 60).await.unwrap();
+    assert!(missing.ended.not_runnable(), "{missing:?}");
+    assert!(missing.output.contains("not found"), "{missing:?}");
+    let slow = f.ws.check("sleep 30", 1).await.unwrap();
+    assert_eq!(slow.ended, Ended::TimedOut(1));
+    assert_eq!(slow.ended.to_string(), "[killed after 1 s: timed out]");
+}
+
+#[tokio::test]
 async fn a_timeout_kills_the_command_and_its_children() {
     let f = fixture();
     let command = "sleep 100 & echo $! > bg.pid; sh -c 'echo $$ > fg.pid; exec sleep 100'";

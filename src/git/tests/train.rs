@@ -132,3 +132,33 @@ async fn an_origin_with_the_branch_checked_out_is_left_alone_and_loom_keeps_the_
     assert_eq!(tip(&fx.path("src"), "main"), before);
     assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(work));
 }
+
+#[tokio::test]
+async fn the_check_worktree_follows_the_commit_to_check_keeping_only_ignored_leftovers() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let files = [(".gitignore", "target/\n"), ("a.txt", "1\n"), ("gone.txt", "x\n")];
+    let first = bead_commits(&fx, &project, "b1", &files).await;
+    let wt = fx.repos.check_worktree(&project, &first).await.expect("check worktree");
+    assert!(wt.path.ends_with("worktrees/web/_check"), "{}", wt.path.display());
+    assert_eq!(std::fs::read_to_string(wt.path.join("a.txt")).expect("a.txt"), "1\n");
+    write(&wt, "target/cache.bin", "built");
+    write(&wt, "stray.txt", "left by the check");
+    write(&wt, "a.txt", "changed by the check");
+    // The bead goes on: b.txt added, gone.txt deleted.
+    let bead = fx.repos.worktree(&project, "b1").await.expect("bead worktree");
+    std::fs::remove_file(bead.path.join("gone.txt")).expect("rm");
+    let second = bead_commits(&fx, &project, "b1", &[("b.txt", "2\n")]).await;
+
+    let again = fx.repos.check_worktree(&project, &second).await.expect("again");
+
+    assert_eq!(again, wt, "the same worktree, reused");
+    let read = |rel: &str| std::fs::read_to_string(wt.path.join(rel)).ok();
+    assert_eq!(read("a.txt").as_deref(), Some("1\n"), "tracked files as committed");
+    assert_eq!(read("b.txt").as_deref(), Some("2\n"));
+    assert_eq!(read("gone.txt"), None, "deleted in the commit");
+    assert_eq!(read("stray.txt"), None, "untracked files go");
+    assert_eq!(read("target/cache.bin").as_deref(), Some("built"), "ignored ones stay");
+    let bad = fx.repos.check_worktree(&project, "0123456789abcdef0123456789abcdef01234567").await;
+    assert!(bad.is_err());
+}
