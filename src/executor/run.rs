@@ -416,8 +416,6 @@ async fn ensure_ours(env: &RunEnv, live: &Live) -> Result<()> {
     })
 }
 
-/// One call to the model. While the gateway is known to be down no call is made: the run
-/// parks at once rather than spend its lease waiting.
 /// The conversation's start, its replies expected in `mode`, counting `turns` and `spent`
 /// tokens already.
 fn begin(env: &RunEnv, live: &Live, mode: ReplyMode, turns: u32, spent: u64) -> (Machine, Effect) {
@@ -428,6 +426,8 @@ fn begin(env: &RunEnv, live: &Live, mode: ReplyMode, turns: u32, spent: u64) -> 
     (machine, effect)
 }
 
+/// One call to the model, with the tools in native mode. While the gateway is known to be
+/// down no call is made: the run parks at once rather than spend its lease waiting.
 async fn ask(env: &RunEnv, live: &mut Live, machine: &Machine) -> Event {
     if env.gateway.health().get() == Health::Down {
         let why = env.gateway.health().report().reason.unwrap_or_else(|| "it is down".into());
