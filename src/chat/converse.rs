@@ -16,6 +16,7 @@ use super::reply::Chat;
 use super::writer::{Halt, Writer};
 use crate::activity::Actor;
 use crate::beads::{Bead, BeadStatus};
+use crate::executor::history::{Answered, History};
 use crate::gateway::{CallContext, Completion, Gateway, GatewayError, Health, Message};
 use crate::workbench::actions::{ReplyMode, parse_reply};
 use crate::workbench::clip::clip;
@@ -70,12 +71,12 @@ impl Chat {
         let agents_md = bench.agents_md().await;
         let mut mode = inner.config.tools.mode(gateway.refuses_tools());
         let branch = &bench.worktree.branch;
-        let start = async |mode| -> Result<Vec<Message>, Halt> {
+        let start = async |mode| -> Result<History, Halt> {
             let mut conn = inner.pool.get().await.map_err(crate::Error::from)?;
             let system = ctx.system_prompt(&mut conn, branch, agents_md.as_deref(), mode).await?;
-            Ok(ctx.messages(system))
+            Ok(History::chat(ctx.messages(system)))
         };
-        let mut messages = start(mode).await?;
+        let mut history = start(mode).await?;
         let billed = CallContext { run_id: None, agent_id: conversation.agent_id };
         for _ in 0..inner.config.max_turns {
             let spent = ctx.spent + (writer.prompt_tokens + writer.completion_tokens).max(0) as u64;
@@ -96,7 +97,9 @@ impl Chat {
             if writer.said {
                 writer.text("\n\n");
             }
-            let reply = match self.ask(&gateway, &messages, mode, billed, writer).await? {
+            history.fit(inner.config.max_context_chars);
+            let messages = history.messages();
+            let reply = match self.ask(&gateway, messages, mode, billed, writer).await? {
                 Ok(reply) => reply,
                 Err(e)
                     if e.refuses_tools()
@@ -107,13 +110,14 @@ impl Chat {
                     // whatever its actions did).
                     gateway.learn_refuses_tools(&e);
                     mode = ReplyMode::Text;
-                    messages = start(mode).await?;
+                    history = start(mode).await?;
                     continue;
                 }
                 Err(e) => return Err(gateway_failed(&e)),
             };
             writer.prompt_tokens += reply.usage.prompt_tokens as i64;
             writer.completion_tokens += reply.usage.completion_tokens as i64;
+            let turn = history.last_turn() + 1;
             if reply.tool_calls.is_empty() {
                 // Without native tools, actions come as JSON in the text; a reply with none is
                 // the answer.
@@ -124,8 +128,8 @@ impl Chat {
                 let Some(actions) = written.filter(|a| !a.is_empty()) else {
                     return writer.finish().await;
                 };
-                messages.push(Message::assistant(reply.content.clone()));
-                let mut results = Vec::new();
+                history.push(Message::assistant(reply.content.clone()), turn, Vec::new());
+                let (mut results, mut answered) = (Vec::new(), Vec::new());
                 for (i, action) in actions.iter().enumerate() {
                     self.still_open(&conversation).await?;
                     writer.action(bench::shown(action)).await?;
@@ -134,37 +138,42 @@ impl Chat {
                     writer.action_result(ok, &clip(&output, SHOWN_OUTPUT)).await?;
                     let output = clip(&output, inner.config.max_result_chars);
                     let output = if ok { output } else { format!("error: {output}") };
+                    answered.push(Answered::new(action, ok, &output));
                     results.push(format!("[{}] {} → {output}", i + 1, action.name()));
                 }
-                messages.push(Message::user(results.join("\n\n")));
+                history.push(Message::user(results.join("\n\n")), turn, answered);
                 continue;
             }
-            messages.push(Message {
+            let said = Message {
                 content: Some(reply.content.clone()).filter(|c| !c.is_empty()),
                 tool_calls: reply.tool_calls.clone(),
                 ..Message::assistant("")
-            });
+            };
+            history.push(said, turn, Vec::new());
             for call in &reply.tool_calls {
                 self.still_open(&conversation).await?;
                 let native = [(call.function.name.clone(), call.function.arguments.clone())];
-                let (ok, output) = match parse_reply("", &native) {
+                let (ok, output, action) = match parse_reply("", &native) {
                     Ok(mut actions) if !actions.is_empty() => {
                         let action = actions.remove(0);
                         writer.action(bench::shown(&action)).await?;
-                        self.renewing(writer, bench::perform(&bench, &action)).await?
+                        let (ok, output) =
+                            self.renewing(writer, bench::perform(&bench, &action)).await?;
+                        (ok, output, Some(action))
                     }
-                    Ok(_) => (false, "no action".to_owned()),
+                    Ok(_) => (false, "no action".to_owned(), None),
                     Err(e) => {
                         let shown = serde_json::json!({
                             "action": call.function.name, "arguments": call.function.arguments,
                         });
                         writer.action(shown).await?;
-                        (false, e.message)
+                        (false, e.message, None)
                     }
                 };
                 writer.action_result(ok, &clip(&output, SHOWN_OUTPUT)).await?;
-                let max = inner.config.max_result_chars;
-                messages.push(Message::tool(call.id.clone(), clip(&output, max)));
+                let output = clip(&output, inner.config.max_result_chars);
+                let answered = action.iter().map(|a| Answered::new(a, ok, &output)).collect();
+                history.push(Message::tool(call.id.clone(), output), turn, answered);
             }
         }
         Err(Halt::failed(

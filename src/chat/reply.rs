@@ -36,6 +36,9 @@ pub struct ChatConfig {
     pub poll: Duration,
     /// Longest action result given back to the model, in characters.
     pub max_result_chars: usize,
+    /// A reply's conversation is kept inside this many characters (the model's context
+    /// window, `LOOM_GATEWAY_CONTEXT_TOKENS`, as for runs).
+    pub max_context_chars: usize,
     /// Variables of Loom's environment that `run` gets too (as for runs).
     pub run_pass_env: Vec<String>,
     /// How replies carry actions: native tool calls, JSON in the text, or native until the
@@ -51,6 +54,7 @@ impl Default for ChatConfig {
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(2),
             max_result_chars: 12_000,
+            max_context_chars: crate::executor::Limits::default().max_context_chars,
             run_pass_env: Vec::new(),
             tools: ToolsSetting::Auto,
         }

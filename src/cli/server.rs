@@ -105,8 +105,8 @@ pub struct ServerArgs {
     /// Replies from the model a run may take.
     #[arg(long, env = "LOOM_MAX_TURNS", default_value_t = 40)]
     pub max_turns: u32,
-    /// The model's context window, in tokens: a run's conversation is kept inside it (old
-    /// results are elided first).
+    /// The model's context window, in tokens: a run's conversation and a chat reply's are
+    /// kept inside it (old results are elided first, then a run's old turns summarised).
     #[arg(long, env = "LOOM_GATEWAY_CONTEXT_TOKENS", default_value_t = crate::executor::DEFAULT_CONTEXT_TOKENS)]
     pub gateway_context_tokens: u64,
     /// How the model's replies carry actions: `native` tool calls (the tools are sent with
@@ -246,6 +246,7 @@ impl ServerArgs {
             chat: crate::chat::ChatConfig {
                 token_budget: self.chat_token_budget,
                 max_turns: self.chat_max_turns.max(1),
+                max_context_chars: Limits::context_chars(self.gateway_context_tokens),
                 run_pass_env: self.run_pass_env.clone(),
                 tools: self.gateway_tools,
                 ..Default::default()

@@ -5,7 +5,8 @@
 //! confirmation kept. When the stubs themselves take too much room, the oldest stubbed turns
 //! are folded away whole (a reply with every result that answers it, so native calls still
 //! match) into a summary of what they did, kept under the task. The newest message is never
-//! elided, only cut to half the window.
+//! elided, only cut to half the window. A chat reply keeps its conversation the same way,
+//! without the summary: it has no task to keep it under, and a person reads along.
 
 use crate::gateway::{Message, Role};
 use crate::workbench::actions::Action;
@@ -13,12 +14,14 @@ use crate::workbench::clip::clip;
 
 /// The conversation, each message with what it is remembered by.
 #[derive(Debug, Clone, Default)]
-pub(super) struct History {
+pub(crate) struct History {
     messages: Vec<Message>,
     /// Parallel to `messages`.
     meta: Vec<Meta>,
-    /// The task as first given; the summary of folded turns is kept under it.
-    task: String,
+    /// The first messages, never elided: the system prompt (and a run's task).
+    pinned: usize,
+    /// A run's task as first given; the summary of folded turns is kept under it.
+    task: Option<String>,
     /// The actions of the folded turns, oldest first.
     folded: Vec<Answered>,
     /// The first and the last turn folded into the summary (a resumed run's first turn is
@@ -37,7 +40,7 @@ struct Meta {
 
 /// One action a result message answered, remembered for its stub and the summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Answered {
+pub(crate) struct Answered {
     label: String,
     kind: Kind,
     ok: bool,
@@ -56,7 +59,7 @@ enum Kind {
 impl Answered {
     /// `action` was performed; `ok` says whether it succeeded and `text` is what the model
     /// was told.
-    pub(super) fn new(action: &Action, ok: bool, text: &str) -> Answered {
+    pub(crate) fn new(action: &Action, ok: bool, text: &str) -> Answered {
         let kind = match action {
             Action::WriteFile { path, .. }
             | Action::EditFile { path, .. }
@@ -97,27 +100,41 @@ const SUMMARY_RUNS: usize = 12;
 const SUMMARY_LOOKS: usize = 20;
 
 impl History {
-    pub(super) fn start(system: String, task: String) -> History {
+    /// A run's conversation: the system prompt and the task.
+    pub(crate) fn start(system: String, task: String) -> History {
         History {
             messages: vec![Message::system(system), Message::user(task.clone())],
             meta: vec![Meta::default(), Meta::default()],
-            task,
+            pinned: 2,
+            task: Some(task),
             ..History::default()
         }
     }
 
-    pub(super) fn messages(&self) -> &[Message] {
+    /// A chat's conversation: the system prompt, then what was said before (each message its
+    /// own turn, so the oldest go first).
+    pub(crate) fn chat(messages: Vec<Message>) -> History {
+        let meta = (0..messages.len()).map(|i| Meta { turn: i as u32, ..Meta::default() });
+        History { meta: meta.collect(), messages, pinned: 1, ..History::default() }
+    }
+
+    pub(crate) fn messages(&self) -> &[Message] {
         &self.messages
     }
 
+    /// The turn the newest message belongs to.
+    pub(crate) fn last_turn(&self) -> u32 {
+        self.meta.last().map_or(0, |m| m.turn)
+    }
+
     /// Adds a message of reply `turn`, holding the results of `answered`.
-    pub(super) fn push(&mut self, message: Message, turn: u32, answered: Vec<Answered>) {
+    pub(crate) fn push(&mut self, message: Message, turn: u32, answered: Vec<Answered>) {
         self.messages.push(message);
         self.meta.push(Meta { turn, answered, elided: false });
     }
 
     /// The newest message, unless it is the model's.
-    pub(super) fn last_result_mut(&mut self) -> Option<&mut String> {
+    pub(crate) fn last_result_mut(&mut self) -> Option<&mut String> {
         self.messages.last_mut().filter(|m| m.role != Role::Assistant)?.content.as_mut()
     }
 
@@ -127,24 +144,26 @@ impl History {
     }
 
     /// Brings the conversation under `max` characters (see the module's description).
-    pub(super) fn fit(&mut self, max: usize) {
+    pub(crate) fn fit(&mut self, max: usize) {
         self.elide_oldest(max);
-        self.fold_stubbed_turns(max);
+        if self.task.is_some() {
+            self.fold_stubbed_turns(max);
+        }
         let half = max / 2;
         let last = self.messages.len().saturating_sub(1);
-        if let Some(newest) = self.messages.get_mut(last).filter(|_| last >= 2)
+        if let Some(newest) = self.messages.get_mut(last).filter(|_| last >= self.pinned)
             && let Some(text) = newest.content.as_mut().filter(|t| t.chars().count() > half)
         {
             *text = clip(text, half);
         }
     }
 
-    /// Replaces the oldest messages (after the system prompt and the task, before the newest)
-    /// by stubs until the conversation fits.
+    /// Replaces the oldest messages (after the pinned ones, before the newest) by stubs
+    /// until the conversation fits.
     fn elide_oldest(&mut self, max: usize) {
         let mut total = self.size();
         let last = self.messages.len().saturating_sub(1);
-        for i in 2..last {
+        for i in self.pinned..last {
             if total <= max {
                 break;
             }
@@ -195,7 +214,8 @@ impl History {
         }
         self.messages.drain(2..end);
         let summary = clip(&self.summary(), (max / SUMMARY_SHARE).max(SUMMARY_MIN_CHARS));
-        self.messages[1].content = Some(format!("{}\n\n{summary}", self.task));
+        let task = self.task.as_deref().unwrap_or_default();
+        self.messages[1].content = Some(format!("{task}\n\n{summary}"));
     }
 
     /// What the folded turns did, as the model reads it under the task.
@@ -281,7 +301,7 @@ fn list(s: &mut String, title: &str, items: &[String], most: usize) {
 }
 
 /// Characters a message puts into the context: its text and its calls' arguments.
-pub(super) fn message_size(m: &Message) -> usize {
+pub(crate) fn message_size(m: &Message) -> usize {
     let args: usize = m.tool_calls.iter().map(|c| c.function.arguments.len()).sum();
     m.content.as_ref().map_or(0, String::len) + args
 }
@@ -310,10 +330,9 @@ fn elide(m: &mut Message, answered: &[Answered]) {
             let before = m.content.as_ref().map_or(0, String::len);
             let what: Vec<String> = answered.iter().map(Answered::stub).collect();
             m.content = Some(match what.is_empty() {
-                true => format!(
-                    "[an earlier result of {before} characters, elided to save space; repeat the \
-                     action if you need it]"
-                ),
+                true => {
+                    format!("[an earlier message of {before} characters, elided to save space]")
+                }
                 false => format!(
                     "[elided to save space, {before} characters; repeat an action if you need \
                      its result again: {}]",
@@ -321,5 +340,38 @@ fn elide(m: &mut Message, answered: &[Answered]) {
                 ),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_is_kept_inside_the_window_oldest_first_without_a_summary() {
+        let said = vec![
+            Message::system("You pair with Pat."),
+            Message::user("a".repeat(5_000)),
+            Message::assistant("b".repeat(5_000)),
+            Message::user("Now read the big file."),
+        ];
+        let mut h = History::chat(said);
+        let turn = h.last_turn() + 1;
+        let read = Action::ReadFile { path: "big.txt".into(), start_line: None, end_line: None };
+        h.push(Message::assistant("Reading."), turn, Vec::new());
+        let page = format!("big.txt L1-200 of 900\n{}", "c".repeat(8_000));
+        h.push(Message::user(page.clone()), turn, vec![Answered::new(&read, true, &page)]);
+        h.fit(12_000);
+
+        assert!(h.size() <= 12_000, "{}", h.size());
+        let texts: Vec<&str> =
+            h.messages().iter().map(|m| m.content.as_deref().unwrap_or_default()).collect();
+        assert_eq!(texts[0], "You pair with Pat.", "the system prompt stays");
+        assert_eq!(texts[1], "[an earlier message of 5000 characters, elided to save space]");
+        assert_eq!(texts[3], "Now read the big file.", "short messages stay");
+        assert!(texts[5].starts_with("big.txt L1-200 of 900\n"), "the newest stays: {}", texts[5]);
+        assert!(texts[5].contains("left out here"), "cut to half the window");
+        assert!(!texts.iter().any(|t| t.contains("Earlier in this run")), "nothing folded");
+        assert_eq!(h.messages().len(), 6);
     }
 }

@@ -11,7 +11,7 @@
 mod active;
 pub(crate) mod brief;
 mod finish;
-mod history;
+pub(crate) mod history;
 pub mod machine;
 mod ownership;
 mod pickup;
