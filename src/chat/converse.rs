@@ -78,7 +78,8 @@ impl Chat {
         };
         let mut history = start(mode).await?;
         let billed = CallContext { run_id: None, agent_id: conversation.agent_id };
-        for _ in 0..inner.config.max_turns {
+        let mut replies = 0;
+        while replies < inner.config.max_turns {
             let spent = ctx.spent + (writer.prompt_tokens + writer.completion_tokens).max(0) as u64;
             if spent >= inner.config.token_budget {
                 return Err(Halt::failed(
@@ -115,6 +116,7 @@ impl Chat {
                 }
                 Err(e) => return Err(gateway_failed(&e)),
             };
+            replies += 1;
             writer.prompt_tokens += reply.usage.prompt_tokens as i64;
             writer.completion_tokens += reply.usage.completion_tokens as i64;
             let turn = history.last_turn() + 1;

@@ -20,6 +20,8 @@ pub(crate) struct History {
     meta: Vec<Meta>,
     /// The first messages, never elided: the system prompt (and a run's task).
     pinned: usize,
+    /// A message never elided either: the person's message a chat reply answers.
+    protected: Option<usize>,
     /// A run's task as first given; the summary of folded turns is kept under it.
     task: Option<String>,
     /// The actions of the folded turns, oldest first.
@@ -53,6 +55,11 @@ enum Kind {
     /// Changed the file at the path (none: a commit).
     Change(Option<String>),
     Run,
+    /// Filed a bead or commented: done outside the worktree, so said with its result (the
+    /// new bead's id), lest it be done twice.
+    Tracker,
+    /// `update_plan`: the plan itself stays in view.
+    Plan,
     Look,
 }
 
@@ -68,9 +75,11 @@ impl Answered {
             | Action::DeleteFile { path } => Kind::Change(Some(path.clone())),
             Action::Commit { .. } => Kind::Change(None),
             Action::Run { .. } => Kind::Run,
+            Action::CreateBead { .. } | Action::Comment { .. } => Kind::Tracker,
+            Action::UpdatePlan { .. } => Kind::Plan,
             _ => Kind::Look,
         };
-        let kept = (ok && action.changes_files())
+        let kept = (ok && (action.changes_files() || kind == Kind::Tracker))
             .then(|| text.lines().next().unwrap_or_default().to_owned());
         Answered { label: action.label(), kind, ok, kept }
     }
@@ -112,10 +121,12 @@ impl History {
     }
 
     /// A chat's conversation: the system prompt, then what was said before (each message its
-    /// own turn, so the oldest go first).
+    /// own turn, so the oldest go first), the last being the person's message the reply
+    /// answers, which is kept whole.
     pub(crate) fn chat(messages: Vec<Message>) -> History {
         let meta = (0..messages.len()).map(|i| Meta { turn: i as u32, ..Meta::default() });
-        History { meta: meta.collect(), messages, pinned: 1, ..History::default() }
+        let protected = messages.len().checked_sub(1).filter(|&last| last >= 1);
+        History { meta: meta.collect(), messages, pinned: 1, protected, ..History::default() }
     }
 
     pub(crate) fn messages(&self) -> &[Message] {
@@ -169,7 +180,7 @@ impl History {
             }
             let m = &mut self.messages[i];
             let before = message_size(m);
-            if before < 200 || self.meta[i].elided {
+            if before < 200 || self.meta[i].elided || self.protected == Some(i) {
                 continue;
             }
             elide(m, &self.meta[i].answered);
@@ -185,7 +196,8 @@ impl History {
         let Some(frontier) = self.meta.iter().rposition(|m| m.elided) else { return };
         let newest_turn = self.meta.last().map_or(0, |m| m.turn);
         let stubs: usize = self.messages[2..=frontier].iter().map(message_size).sum();
-        if stubs <= max / STUBS_SHARE && self.size() <= max {
+        let size = self.size();
+        if stubs <= max / STUBS_SHARE && size <= max {
             return;
         }
         let mut end = 2;
@@ -200,7 +212,7 @@ impl History {
             folded_size += self.messages[end..turn_end].iter().map(message_size).sum::<usize>();
             end = turn_end;
             let left = stubs - folded_size;
-            if left <= max / STUBS_SHARE_AFTER && self.size() - folded_size <= max {
+            if left <= max / STUBS_SHARE_AFTER && size - folded_size <= max {
                 break;
             }
         }
@@ -223,6 +235,7 @@ impl History {
         let mut changed: Vec<(String, Vec<&Answered>)> = Vec::new();
         let mut commits = Vec::new();
         let mut runs = Vec::new();
+        let mut tracked = Vec::new();
         let mut looks: Vec<String> = Vec::new();
         let mut failed = Vec::new();
         for a in &self.folded {
@@ -235,6 +248,8 @@ impl History {
                 }
                 Kind::Change(None) if a.ok => commits.push(a.stub()),
                 Kind::Run => runs.push(a.stub()),
+                Kind::Tracker if a.ok => tracked.push(a.stub()),
+                Kind::Plan if a.ok => {}
                 Kind::Look if a.ok => {
                     looks.retain(|l| *l != a.label);
                     looks.push(a.label.clone());
@@ -262,10 +277,17 @@ impl History {
             }
         }
         list(&mut s, "Committed", &commits, usize::MAX);
+        list(&mut s, "Filed or commented", &tracked, usize::MAX);
         list(&mut s, "Ran (latest last)", &runs, SUMMARY_RUNS);
         list(&mut s, "Looked at (latest last)", &looks, SUMMARY_LOOKS);
         list(&mut s, "Failed", &failed, SUMMARY_RUNS);
-        let all = [commits.is_empty(), runs.is_empty(), looks.is_empty(), failed.is_empty()];
+        let all = [
+            commits.is_empty(),
+            tracked.is_empty(),
+            runs.is_empty(),
+            looks.is_empty(),
+            failed.is_empty(),
+        ];
         if changed.is_empty() && all.iter().all(|e| *e) {
             s.push_str(" nothing that changed or showed anything.");
         }
@@ -353,7 +375,7 @@ mod tests {
             Message::system("You pair with Pat."),
             Message::user("a".repeat(5_000)),
             Message::assistant("b".repeat(5_000)),
-            Message::user("Now read the big file."),
+            Message::user(format!("Now read the big file. {}", "q".repeat(300))),
         ];
         let mut h = History::chat(said);
         let turn = h.last_turn() + 1;
@@ -368,7 +390,7 @@ mod tests {
             h.messages().iter().map(|m| m.content.as_deref().unwrap_or_default()).collect();
         assert_eq!(texts[0], "You pair with Pat.", "the system prompt stays");
         assert_eq!(texts[1], "[an earlier message of 5000 characters, elided to save space]");
-        assert_eq!(texts[3], "Now read the big file.", "short messages stay");
+        assert!(texts[3].starts_with("Now read the big file. qqq"), "the question stays whole");
         assert!(texts[5].starts_with("big.txt L1-200 of 900\n"), "the newest stays: {}", texts[5]);
         assert!(texts[5].contains("left out here"), "cut to half the window");
         assert!(!texts.iter().any(|t| t.contains("Earlier in this run")), "nothing folded");

@@ -490,6 +490,9 @@ fn stopped(outcome: RunOutcome, reason: impl Into<String>) -> Ending {
 fn gateway_ending(e: GatewayError) -> Ending {
     match e {
         GatewayError::Unavailable(m) => stopped(RunOutcome::GatewayUnavailable, m),
+        // Refused for its tools with `native` required (`auto` asks again without them):
+        // whatever its status, no later run would fare better.
+        e if e.refuses_tools() => stopped(RunOutcome::Failed, e.to_string()),
         e @ GatewayError::Rejected { status: 401 | 403 | 404, .. } => {
             stopped(RunOutcome::GatewayUnavailable, e.to_string())
         }

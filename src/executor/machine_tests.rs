@@ -491,11 +491,32 @@ fn a_resumed_runs_summary_names_the_turns_it_folded() {
     let limits = Limits { max_context_chars: 8_000, max_turns: 100, ..Limits::default() };
     let mut m = Machine::resumed(limits, 5, 0);
     m.step(Event::Start { system: "You are an engineer.".into(), task: "Fix it.".into() });
+    m.step(json_reply(json!({"action": "create_bead", "title": "Fix the parser"})));
+    assert_eq!(m.step(ok(&format!("Filed web-ab12.\n{}", "f".repeat(1_500)))), Effect::Ask);
+    m.step(json_reply(json!({"action": "update_plan", "plan": ["one", "two"]})));
     for i in 0..20 {
         m.step(json_reply(json!({"action": "read_file", "path": format!("f{i}")})));
         assert_eq!(m.step(ok(&format!("{i}{}", "r".repeat(1_500)))), Effect::Ask);
     }
     let task = m.messages()[1].content.clone().unwrap_or_default();
     assert!(task.contains("Turns 6–"), "the run went on from turn 6: {task}");
+    assert!(
+        task.contains("- Filed or commented:\n  - create_bead \"Fix the parser\": Filed web-ab12."),
+        "what was filed is said with its id: {task}"
+    );
+    assert!(!task.contains("update_plan"), "the plan stays in view on its own: {task}");
     assert!(task.contains("  - read_file f0\n"), "{task}");
+}
+
+#[test]
+fn a_refusal_of_the_tools_fails_the_run_whatever_its_status_rather_than_parking_it() {
+    for status in [400, 404] {
+        let mut m = machine(Limits::default());
+        let refused = GatewayError::Rejected { status, message: "does not support tools".into() };
+        let Effect::Finish(Ending::Stopped { outcome, .. }) = m.step(Event::GatewayFailed(refused))
+        else {
+            panic!("a refusal ends the run")
+        };
+        assert_eq!(outcome, RunOutcome::Failed, "{status}");
+    }
 }

@@ -285,7 +285,9 @@ async fn drive(
                     // The conversation starts again in JSON text (the worktree keeps what
                     // was done); its turns and tokens still count.
                     env.gateway.learn_refuses_tools(e);
-                    let spent = live.prompt_tokens + live.completion_tokens;
+                    // The machine's count includes its estimates for a gateway that reports no
+                    // usage.
+                    let spent = machine.tokens().max(live.prompt_tokens + live.completion_tokens);
                     (machine, effect) = begin(env, &live, ReplyMode::Text, machine.turns(), spent);
                     continue;
                 }

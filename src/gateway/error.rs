@@ -25,10 +25,10 @@ impl GatewayError {
         let m = message.to_lowercase();
         let about_tools =
             ["tool", "function call", "function_call", "functions"].iter().any(|w| m.contains(w));
+        // Not "not allowed" or "not permitted": a schema error in Loom's own tool specs says
+        // that, and must not switch the process to text.
         let unsupported =
-            ["support", "enable", "requires", "not allowed", "not permitted", "unrecognized"]
-                .iter()
-                .any(|w| m.contains(w));
+            ["support", "enable", "requires", "unrecognized"].iter().any(|w| m.contains(w));
         about_tools && unsupported
     }
 
@@ -64,6 +64,7 @@ mod tests {
             ),
             (422, "Function calling is not supported by this model"),
             (501, "tools are not supported"),
+            (400, "Unrecognized request argument supplied: tools"),
         ];
         for (status, message) in refusals {
             assert!(rejected(status, message).refuses_tools(), "{message}");
@@ -74,6 +75,10 @@ mod tests {
                 "messages with role 'tool' must be a response to a preceding message with 'tool_calls'",
             ),
             (400, "This model's maximum context length is 8192 tokens"),
+            (
+                400,
+                "Additional properties are not allowed ('x' was unexpected) in tools[3].function",
+            ),
             (401, "tools are not supported"),
             (500, "tools are not supported"),
         ];

@@ -1,12 +1,15 @@
 //! The merge queue's git work: a **train** of bead commits merged one after another onto the
 //! project branch's tip, in Loom's clone only (a ref of its own, `refs/loom/train`), so it
 //! can be checked before anything lands; and **landing** a train: pushing exactly that
-//! commit to origin as a fast-forward of the tip it was built on, then moving Loom's branch
-//! there. Nothing lands that was not the checked commit: when origin moved on meanwhile the
-//! push is refused and the caller builds the train again.
+//! commit to origin as a fast-forward (never forced), then moving Loom's branch there.
+//! Nothing lands that was not the checked commit: when origin moved on meanwhile the push
+//! is refused and the caller builds the train again. (A push only checks that it is a
+//! fast-forward of origin's branch: had someone rewound origin's branch to an ancestor of
+//! the train's base since, the landing would bring the commits they removed back, as any
+//! plain push of a branch built on them would.)
 
 use git2::{Oid, Repository};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::clone::{branch_tip, ref_target};
 use super::error::{GitContext, GitError, Result};
@@ -42,7 +45,7 @@ pub enum Car {
     Landed { bead_id: String },
     /// Merging it onto what is before it conflicts in these paths; it is left out.
     Conflict { bead_id: String, paths: Vec<String> },
-    /// Loom's clone does not have the commit (nor origin, fetched just before).
+    /// Loom's clone does not have the commit.
     Missing { bead_id: String },
 }
 
@@ -110,8 +113,9 @@ impl Repos {
         .await
     }
 
-    /// Lands `train`: pushes its tip to origin's project branch, which must still be at its
-    /// base (a fast-forward; never forced), then moves Loom's branch there too.
+    /// Lands `train`: pushes its tip to origin's project branch as a fast-forward (never
+    /// forced), then moves Loom's branch there too. Once origin has it the landing is done,
+    /// whatever happens to Loom's branch after.
     #[instrument(skip_all, fields(project.id = %project.id, tip = %train.tip))]
     pub async fn land(&self, project: &ProjectRepo, train: &Train) -> Result<Landed> {
         check_id("project id", &project.id)?;
@@ -143,10 +147,16 @@ impl Repos {
                     Ok(Landed::Moved)
                 }
                 Sent::Pushed => {
-                    advance(&clone, &branch, base, tip)?;
-                    let remote = format!("refs/remotes/origin/{branch}");
-                    clone.reference(&remote, tip, true, "loom: pushed").ctx("noting the push")?;
                     info!(sha = %tip, "landed the train");
+                    // Origin has it: that is the landing. Loom's own refs follow as they can;
+                    // the next train's fetch and integration bring them level otherwise.
+                    let remote = format!("refs/remotes/origin/{branch}");
+                    if let Err(e) = clone.reference(&remote, tip, true, "loom: pushed") {
+                        warn!(error = %e.message(), "could not note the push in Loom's clone");
+                    }
+                    if let Err(e) = advance(&clone, &branch, base, tip) {
+                        warn!(error = %e, "the train landed on origin, but Loom's branch could not follow yet");
+                    }
                     Ok(Landed::Pushed { sha: tip.to_string() })
                 }
             }
@@ -159,6 +169,8 @@ impl Repos {
     /// The project's check worktree with `sha` checked out: its tracked files as in `sha`,
     /// files the last check left that git does not ignore removed, ignored ones (build
     /// caches such as `target/` or `node_modules/`) kept, so checks build incrementally.
+    /// One check at a time per project: the lock is held only while checking out, so the
+    /// caller (the project's one queue) must not run two checks at once.
     #[instrument(skip_all, fields(project.id = %project.id, sha))]
     pub async fn check_worktree(&self, project: &ProjectRepo, sha: &str) -> Result<Worktree> {
         check_id("project id", &project.id)?;

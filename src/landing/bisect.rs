@@ -2,7 +2,10 @@
 //! first half on the tip; a green half lands and the red is in the other half (narrowed
 //! without checking it whole); a red half is narrowed and the other half set aside,
 //! unchecked, to go back to the queue as one batch once the red bead is found. One red bead
-//! in a batch of n costs at most 1 + log2(n) checks, plus one for the batch set aside.
+//! in a batch of n costs at most 1 + ⌈log2 n⌉ checks, plus one for the batch set aside. The
+//! last suspect is sent back without a check of its own: the beads landed before it plus it
+//! are what was checked red. (A flaky check can so send back a bead that is fine; its next
+//! landing checks it again.)
 //!
 //! A pure state machine: the queue asks `next_check`, runs the check on a train of exactly
 //! those beads on the current tip, and reports the verdict; `verdict` says what to land,
@@ -93,7 +96,8 @@ impl<T> Bisection<T> {
                 decision.requeue = aside;
             }
             n => {
-                let right = suspect.split_off(n / 2);
+                // The larger half first: each check at least halves the suspects.
+                let right = suspect.split_off(n.div_ceil(2));
                 self.state = State::Narrowing { left: suspect, right, aside };
             }
         }
@@ -145,6 +149,18 @@ mod tests {
         assert_eq!(first, 6, "the first bead red: found in 5, the other 15 land in 1");
         let (_, _, last) = run(16, &[15]);
         assert_eq!(last, 5, "the last bead red: the halves before it land as they pass");
+    }
+
+    #[test]
+    fn one_red_bead_in_a_batch_of_any_size_costs_at_most_two_plus_log2_n_checks() {
+        for n in 1..=20usize {
+            let bound = 2 + n.next_power_of_two().trailing_zeros() as usize;
+            for red in 0..n {
+                let (landed, rejected, checks) = run(n, &[red]);
+                assert_eq!((rejected, landed.len()), (vec![red], n - 1), "n {n}, red {red}");
+                assert!(checks <= bound, "n {n}, red {red}: {checks} checks, bound {bound}");
+            }
+        }
     }
 
     #[test]
