@@ -19,7 +19,7 @@ use crate::beads::{Bead, BeadStatus};
 use crate::executor::history::{Answered, History};
 use crate::gateway::{CallContext, Completion, Gateway, GatewayError, Health, Message};
 use crate::workbench::actions::{ReplyMode, parse_reply};
-use crate::workbench::clip::clip;
+use crate::workbench::clip::{self, clip};
 
 /// Longest a reply waits for a run taken back from its bead to stop working in the worktree.
 const RUN_WAIT: Duration = Duration::from_secs(120);
@@ -138,10 +138,9 @@ impl Chat {
                     let (ok, output) =
                         self.renewing(writer, bench::perform(&bench, action)).await?;
                     writer.action_result(ok, &clip(&output, SHOWN_OUTPUT)).await?;
-                    let output = clip(&output, inner.config.max_result_chars);
-                    let output = if ok { output } else { format!("error: {output}") };
+                    let output = clip::result(ok, &output, inner.config.max_result_chars);
                     answered.push(Answered::new(action, ok, &output));
-                    results.push(format!("[{}] {} → {output}", i + 1, action.name()));
+                    results.push(clip::numbered(i + 1, action.name(), &output));
                 }
                 history.push(Message::user(results.join("\n\n")), turn, answered);
                 continue;

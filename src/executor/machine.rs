@@ -12,7 +12,7 @@ use crate::beads::RunOutcome;
 use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
 
 use crate::workbench::actions::{Action, ReplyMode, parse_reply};
-use crate::workbench::clip::{RESULT_MAX_CHARS, clip};
+use crate::workbench::clip::{self, RESULT_MAX_CHARS, clip};
 
 /// When a run is stopped whatever the model says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,7 +386,7 @@ impl Machine {
             Some(id) => self.history.push(Message::tool(id, text), self.turns, vec![answered]),
             None => {
                 let n = self.results.len() + 1;
-                self.results.push(format!("[{n}] {} → {text}", done.action.name()));
+                self.results.push(clip::numbered(n, done.action.name(), &text));
                 self.answering.push(answered);
             }
         }
@@ -418,7 +418,7 @@ impl Machine {
                 Some(id) => self.history.push(Message::tool(id, text), self.turns, Vec::new()),
                 None => {
                     let k = self.results.len() + 1;
-                    self.results.push(format!("[{k}] {name} → {text}"));
+                    self.results.push(clip::numbered(k, name, &text));
                 }
             }
         }
@@ -462,12 +462,7 @@ impl Machine {
 
     /// A result as the model will read it: marked when it failed, cut when long.
     fn clip(&self, result: &ActionResult) -> String {
-        let max = self.limits.max_result_chars;
-        let text = match result.ok {
-            true => result.text.clone(),
-            false => format!("error: {}", result.text),
-        };
-        clip(&text, max)
+        clip::result(result.ok, &result.text, self.limits.max_result_chars)
     }
 }
 

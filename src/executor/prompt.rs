@@ -70,9 +70,6 @@ pub struct Pairing {
     pub earlier: bool,
 }
 
-/// The longest AGENTS.md put into the prompt; the rest is left for the agent to read.
-const MAX_AGENTS_MD: usize = 16_000;
-
 /// The system message.
 pub fn system_prompt(brief: &Brief, vocabulary: &str) -> String {
     let mut s = String::new();
@@ -93,13 +90,8 @@ pub fn system_prompt(brief: &Brief, vocabulary: &str) -> String {
     );
     let _ = write!(s, "\n# Your instructions\n\n{}\n", brief.persona_instructions.trim());
     if let Some(md) = brief.agents_md.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
-        let _ = write!(s, "\n# The project's rules (AGENTS.md)\n\n");
-        if md.chars().count() > MAX_AGENTS_MD {
-            let head: String = md.chars().take(MAX_AGENTS_MD).collect();
-            let _ = writeln!(s, "{head}\n\n[AGENTS.md continues; read it with read_file]");
-        } else {
-            let _ = writeln!(s, "{md}");
-        }
+        // Cut where it is read (`Workspace::agents_md`), by the one truncation policy.
+        let _ = write!(s, "\n# The project's rules (AGENTS.md)\n\n{md}\n");
     }
     let _ = write!(s, "\n# How to act\n\n{}\n", vocabulary.trim());
     s
@@ -322,8 +314,6 @@ mod tests {
             assert!(s.contains(part), "{part} missing from:\n{s}");
         }
         assert!(!system_prompt(&brief(), "v").contains("AGENTS.md"));
-        b.agents_md = Some("x".repeat(MAX_AGENTS_MD + 10));
-        assert!(system_prompt(&b, "v").contains("[AGENTS.md continues"));
     }
 
     #[test]

@@ -239,10 +239,8 @@ fn write_canonical(value: &Value, out: &mut String) {
 /// How a model's replies carry actions: as native tool calls (the tools are sent with every
 /// request), or as JSON written in the text, for gateways and models without tool calling.
 /// Runs and chats alike prompt, offer and parse by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyMode {
-    #[default]
     Native,
     Text,
 }

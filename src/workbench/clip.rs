@@ -3,6 +3,8 @@
 //! was left out between them; the trailing notes a tool ends its result with (`[exit code
 //! 3]`-style lines in brackets: where to read on, why a search stopped) are always kept. The
 //! tools size their own output to fit (`RESULT_MAX_CHARS`), so this cut is the exception.
+//! (`run` keeps its output's head and tail as it streams, by bytes, with a marker of its own:
+//! it cannot hold a command's whole output to cut it afterwards.)
 
 /// The most characters of one result a model is shown, unless configured otherwise
 /// (`Limits::max_result_chars`). `read_file` pages and `run` output are sized under it.
@@ -13,6 +15,21 @@ const HEAD_SHARE: f64 = 0.4;
 /// Trailing note lines kept at most, and their length at most.
 const NOTES_MAX: usize = 4;
 const NOTE_MAX_CHARS: usize = 400;
+
+/// An action's result as the model reads it: `error: ` before a failure's text, cut to
+/// `max`.
+pub fn result(ok: bool, text: &str, max: usize) -> String {
+    match ok {
+        true => clip(text, max),
+        false => clip(&format!("error: {text}"), max),
+    }
+}
+
+/// One of a reply's results as they go back together (text mode), numbered in the order the
+/// reply asked for them: `[2] run → …`.
+pub fn numbered(n: usize, action: &str, result: &str) -> String {
+    format!("[{n}] {action} → {result}")
+}
 
 /// `text`, at most about `max` characters of it: whole when it fits, else head, marker, tail
 /// and the trailing notes.

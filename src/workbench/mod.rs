@@ -190,9 +190,9 @@ impl Workbench {
         Some(match action {
             // A command that did not exit 0 failed: a batch stops there (its output is read
             // all the same).
-            Action::Run { command, timeout_s } => match ws.run(command, *timeout_s).await {
-                Ok(text) if !run::succeeded(&text) => Outcome::Failed(text),
-                ran => ran.into(),
+            Action::Run { command, timeout_s } => match ws.run_ended(command, *timeout_s).await {
+                Ok((ended, text)) if !ended.succeeded() => Outcome::Failed(text),
+                ran => ran.map(|(_, text)| text).into(),
             },
             Action::ListFiles { .. }
             | Action::ReadFile { .. }

@@ -35,13 +35,23 @@ impl Workspace {
     /// killed) and its output, stdout and stderr interleaved. Whatever it leaves running in its
     /// process group is killed when it ends. A non-zero exit is a result, not an error.
     pub async fn run(&self, command: &str, timeout_s: Option<u64>) -> Result<String, ToolError> {
+        self.run_ended(command, timeout_s).await.map(|(_, text)| text)
+    }
+
+    /// As `run`, with how the command ended.
+    pub(super) async fn run_ended(
+        &self,
+        command: &str,
+        timeout_s: Option<u64>,
+    ) -> Result<(Ended, String), ToolError> {
         self.run_in(command, timeout_s, self.cell.network).await
     }
 
     /// Runs the project's setup command: as `run`, with the network open and the longest
     /// timeout.
     pub async fn setup(&self, command: &str) -> Result<String, ToolError> {
-        self.run_in(command, Some(MAX_TIMEOUT_S), Network::Open).await
+        let ran = self.run_in(command, Some(MAX_TIMEOUT_S), Network::Open).await;
+        ran.map(|(_, text)| text)
     }
 
     async fn run_in(
@@ -49,7 +59,7 @@ impl Workspace {
         command: &str,
         timeout_s: Option<u64>,
         network: Network,
-    ) -> Result<String, ToolError> {
+    ) -> Result<(Ended, String), ToolError> {
         if command.trim().is_empty() {
             return Err(ToolError::Failed("run needs a command.".into()));
         }
@@ -62,7 +72,7 @@ impl Workspace {
         }
         text.push('\n');
         text.push_str(&ran.output);
-        Ok(text)
+        Ok((ran.ended, text))
     }
 
     /// Runs a project's check (`check_command`) for at most `timeout_s` seconds, with the
@@ -235,11 +245,6 @@ async fn drain(output: &mut pipe::Receiver, capture: &mut Capture) -> bool {
             Err(_) => return false,
         }
     }
-}
-
-/// Whether a `run` result (as `Workspace::run` writes it) tells of a command that exited 0.
-pub(super) fn succeeded(result: &str) -> bool {
-    result.starts_with("[exit code 0]")
 }
 
 /// The command's process group, killed explicitly when the command ends and, should the run

@@ -535,3 +535,15 @@ fn a_directory_swapped_for_a_symlink_mid_action_never_lets_a_write_or_read_out()
     assert!(!outside.join("x").exists(), "a write went out ({wrote} written, {refused} refused)");
     assert!(wrote + refused > 10, "the race was tried: {wrote} written, {refused} refused");
 }
+
+#[tokio::test]
+async fn a_big_agents_md_is_cut_by_the_one_truncation_policy_and_a_missing_one_is_none() {
+    let f = fixture();
+    assert_eq!(f.ws.agents_md().await, None);
+    let rules: String = (1..=2_000).map(|i| format!("rule {i}: be careful\n")).collect();
+    fs::write(f.ws.root().join("AGENTS.md"), &rules).unwrap();
+    let read = f.ws.agents_md().await.expect("read");
+    assert!(read.chars().count() <= 10_000, "{}", read.chars().count());
+    assert!(read.starts_with("rule 1: be careful\n") && read.contains("left out here"), "cut");
+    assert!(read.ends_with("rule 2000: be careful\n"), "the end is kept");
+}

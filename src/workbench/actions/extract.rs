@@ -54,10 +54,12 @@ pub(super) fn find_actions(
     if text.is_empty() {
         return Err(NotFound::Empty);
     }
-    if let Ok(v @ (Value::Object(_) | Value::Array(_))) = parse_lenient(text) {
+    if text.starts_with(['{', '['])
+        && let Ok(v @ (Value::Object(_) | Value::Array(_))) = parse_lenient(text)
+    {
         return Ok(vec![v]);
     }
-    let mut first_problem = fence_problem(text);
+    let mut first_problem = None;
     let (mut found, mut fallback) = (Vec::new(), None);
     let mut from = 0;
     while let Some(start) = text[from..].find('{').map(|i| from + i) {
@@ -86,7 +88,8 @@ pub(super) fn find_actions(
     if !found.is_empty() {
         return Ok(found);
     }
-    match (first_problem, fallback) {
+    // A broken fence says most about what went wrong: only looked for when nothing was found.
+    match (fence_problem(text).or(first_problem), fallback) {
         (Some(problem), _) => Err(problem),
         (None, Some(v)) => Ok(vec![v]),
         (None, None) => Err(NotFound::NoJson),
@@ -141,7 +144,7 @@ fn looks_like_action(
     is_action: &dyn Fn(&str) -> bool,
 ) -> bool {
     let named = |key: &str| map.get(key).and_then(Value::as_str).is_some_and(is_action);
-    map.get("actions").is_some_and(Value::is_array) || named("action") || named("name")
+    map.get("actions").is_some_and(Value::is_array) || named("name")
         // A misspelt action is still an action: its error says which names there are.
         || map.get("action").is_some_and(Value::is_string)
 }
