@@ -19,20 +19,29 @@ pub enum Column {
     /// What the dispatcher hands out next.
     Ready,
     InProgress,
+    /// Done by their agents: in review, or in the landing queue.
+    Landing,
     Blocked,
     /// Closed, newest first.
     Closed,
 }
 
 impl Column {
-    pub const ALL: [Column; 5] =
-        [Column::Open, Column::Ready, Column::InProgress, Column::Blocked, Column::Closed];
+    pub const ALL: [Column; 6] = [
+        Column::Open,
+        Column::Ready,
+        Column::InProgress,
+        Column::Landing,
+        Column::Blocked,
+        Column::Closed,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
             Column::Open => "open",
             Column::Ready => "ready",
             Column::InProgress => "in_progress",
+            Column::Landing => "landing",
             Column::Blocked => "blocked",
             Column::Closed => "closed",
         }
@@ -43,6 +52,7 @@ impl Column {
             Column::Open => "Open",
             Column::Ready => "Ready",
             Column::InProgress => "In progress",
+            Column::Landing => "Review & landing",
             Column::Blocked => "Blocked",
             Column::Closed => "Closed",
         }
@@ -54,6 +64,7 @@ impl Column {
             BeadStatus::Open if bead.is_ready(now) => Column::Ready,
             BeadStatus::Open | BeadStatus::Deferred => Column::Open,
             BeadStatus::InProgress => Column::InProgress,
+            BeadStatus::Review | BeadStatus::Landing => Column::Landing,
             BeadStatus::Blocked => Column::Blocked,
             BeadStatus::Closed => Column::Closed,
         }
@@ -74,6 +85,9 @@ impl Column {
                 .filter(beads::status.eq_any([BeadStatus::Open, BeadStatus::Deferred]))
                 .filter(diesel::dsl::not(ready)),
             Column::InProgress => q.filter(beads::status.eq(BeadStatus::InProgress)),
+            Column::Landing => {
+                q.filter(beads::status.eq_any([BeadStatus::Review, BeadStatus::Landing]))
+            }
             Column::Blocked => q.filter(beads::status.eq(BeadStatus::Blocked)),
             Column::Closed => q.filter(beads::status.eq(BeadStatus::Closed)),
         }

@@ -90,6 +90,17 @@ pub enum AfterRun {
     Blocked(BlockedReason),
     /// The bead had been changed by someone else meanwhile; only the run was recorded.
     Untouched,
+    /// Its work waits in `review` or in the landing queue (`landing`).
+    Finished(BeadStatus),
+}
+
+/// Where a bead goes when its agent is done: its committed work, and whether the project
+/// wants a review before it lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// The commit the agent finished on (the tip of `loom/<bead-id>`).
+    pub sha: String,
+    pub review: bool,
 }
 
 /// The readiness rules of DESIGN.md on `beads`' own columns: the `beads_ready*` partial
@@ -215,6 +226,32 @@ impl Bead {
                 .await?;
         }
         Ok(n > 0)
+    }
+
+    /// Ends a run whose agent is done, in one transaction: the run succeeds with its
+    /// summary, the agent is freed, and the bead goes to `review` or to the landing queue
+    /// with its commit (not `closed`: that is the queue's, once the work has landed). A bead
+    /// with children still open is blocked instead, as `release` does. `None` when the run
+    /// had ended already.
+    pub async fn finish(
+        conn: &mut Conn,
+        run_id: Uuid,
+        summary: Option<String>,
+        finish: Finish,
+    ) -> Result<Option<AfterRun>> {
+        conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
+            end_run(
+                conn,
+                run_id,
+                RunOutcome::Success,
+                summary,
+                RetryPolicy::default(),
+                Some(finish),
+            )
+            .await
+        })
+        .await
     }
 
     /// Ends a run with its outcome, in one transaction: the run is recorded, the agent is
@@ -401,6 +438,18 @@ pub(crate) async fn release_in(
     error: Option<String>,
     retry: RetryPolicy,
 ) -> Result<Option<AfterRun>> {
+    end_run(conn, run_id, outcome, error, retry, None).await
+}
+
+/// `release_in`, or with `finish` a done run's way into review or landing.
+async fn end_run(
+    conn: &mut Conn,
+    run_id: Uuid,
+    outcome: RunOutcome,
+    error: Option<String>,
+    retry: RetryPolicy,
+    finish: Option<Finish>,
+) -> Result<Option<AfterRun>> {
     let run: Option<Run> = runs::table
         .find(run_id)
         .filter(runs::outcome.is_null())
@@ -427,7 +476,7 @@ pub(crate) async fn release_in(
         .await?;
     let ours = bead.status == BeadStatus::InProgress && bead.assignee_agent_id == run.agent_id;
     let after = if ours {
-        settle_bead(conn, bead, &run, outcome, error.clone(), retry).await?
+        settle_bead(conn, bead, &run, (outcome, finish), error.clone(), retry).await?
     } else {
         AfterRun::Untouched
     };
@@ -460,7 +509,7 @@ async fn settle_bead(
     conn: &mut Conn,
     bead: Bead,
     run: &Run,
-    outcome: RunOutcome,
+    (outcome, finish): (RunOutcome, Option<Finish>),
     error: Option<String>,
     retry: RetryPolicy,
 ) -> Result<AfterRun> {
@@ -474,7 +523,12 @@ async fn settle_bead(
                 .count()
                 .get_result(conn)
                 .await?;
-            if open_children == 0 {
+            if open_children == 0
+                && let Some(finish) = finish
+            {
+                let status = super::landing::enter(conn, &bead, run, finish).await?;
+                AfterRun::Finished(status)
+            } else if open_children == 0 {
                 let reason = error.clone().unwrap_or_else(|| "done".into());
                 status::close(conn, bead, Some(reason), actor).await?;
                 AfterRun::Closed

@@ -56,6 +56,10 @@ pub struct Bead {
     pub schedule_id: Option<Uuid>,
     /// The open conversation a person is pairing on this bead in: no agent works it meanwhile.
     pub paired_in: Option<Uuid>,
+    /// In review or landing: the commit its agent finished on (the tip of `loom/<id>`).
+    pub landing_sha: Option<String>,
+    /// When it entered the landing queue (the queue serves priority first, then this).
+    pub landing_since: Option<DateTime<Utc>>,
 }
 
 impl From<i16> for Priority {
@@ -150,6 +154,12 @@ pub enum Hold {
     /// Claimed by an agent.
     InProgress {
         assignee: Option<Uuid>,
+    },
+    /// Done by its agent, waiting for a review (a member's or a reviewing agent's).
+    Review,
+    /// Approved, in the project's landing queue: merged onto the tip, checked, then pushed.
+    Landing {
+        since: Option<DateTime<Utc>>,
     },
     /// An epic is a container, worked through its children.
     Epic,

@@ -264,6 +264,8 @@ pub(super) async fn holds_for(conn: &mut Conn, page: &[Bead]) -> Result<Vec<Vec<
                     holds.push(Hold::InProgress { assignee: b.assignee_agent_id })
                 }
                 BeadStatus::Closed => holds.push(Hold::Closed),
+                BeadStatus::Review => holds.push(Hold::Review),
+                BeadStatus::Landing => holds.push(Hold::Landing { since: b.landing_since }),
                 BeadStatus::Open => {}
             }
             if b.bead_type == BeadType::Epic && b.status == BeadStatus::Open {

@@ -29,6 +29,10 @@ pub(crate) async fn apply(
     if bead.status == BeadStatus::InProgress {
         take_back(conn, &bead, actor).await?;
     }
+    if bead.landing_sha.is_some() {
+        // Out of review or the landing queue: its work stays on its branch, unlanded.
+        leave_landing(conn, &bead.id).await?;
+    }
     match change {
         StatusChange::Close { reason } => close(conn, bead, reason, actor).await,
         StatusChange::Reopen { reason } => reopen(conn, bead, reason, Attempts::Reset, actor).await,
@@ -68,7 +72,19 @@ async fn take_back(conn: &mut Conn, bead: &Bead, actor: Actor) -> Result<()> {
     Ok(())
 }
 
-async fn record(
+/// Takes a bead out of review and the landing queue (its status is set by the caller).
+pub(super) async fn leave_landing(conn: &mut Conn, id: &str) -> Result<()> {
+    diesel::update(beads::table.find(id))
+        .set((
+            beads::landing_sha.eq(None::<String>),
+            beads::landing_since.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn record(
     conn: &mut Conn,
     bead: &Bead,
     kind: Kind,

@@ -112,6 +112,12 @@ impl Bead {
                     "in_progress is set by the dispatcher when an agent claims a bead",
                 ));
             }
+            Some(BeadStatus::Review | BeadStatus::Landing) => {
+                return Err(Error::invalid(
+                    "invalid_status",
+                    "review and landing follow an agent's done (and an approval); they are not set by hand",
+                ));
+            }
         };
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {

@@ -14,6 +14,8 @@ crate::db_enum!(
     Blocked => "blocked",
     Deferred => "deferred",
     Closed => "closed",
+    Review => "review",
+    Landing => "landing",
 });
 
 crate::db_enum!(BeadType, BeadType, "snake_case", {
@@ -35,6 +37,7 @@ crate::db_enum!(
     MergeConflict => "merge_conflict",
     Manual => "manual",
     SandboxUnavailable => "sandbox_unavailable",
+    CheckUnavailable => "check_unavailable",
 });
 
 impl BlockedReason {
@@ -63,6 +66,11 @@ impl BlockedReason {
             BlockedReason::SandboxUnavailable => {
                 "Loom could not confine the agent's commands: an admin repairs the sandbox (see \
                  the overview), then reopen the bead"
+            }
+            BlockedReason::CheckUnavailable => {
+                "the project's check could not run (it timed out, its command was not found, or \
+                 no sandbox could be made): fix the check or the sandbox, then reopen the bead \
+                 (its work waits on its branch)"
             }
             BlockedReason::GatewayUnavailable => return None,
         })

@@ -135,6 +135,26 @@ diesel::table! {
         closed_at -> Nullable<Timestamptz>,
         schedule_id -> Nullable<Uuid>,
         paired_in -> Nullable<Uuid>,
+        landing_sha -> Nullable<Text>,
+        landing_since -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    checks (id) {
+        id -> Uuid,
+        project_id -> Text,
+        beads -> Array<Text>,
+        base_sha -> Text,
+        tip_sha -> Text,
+        command -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        exit_code -> Nullable<Int4>,
+        output -> Text,
+        landed -> Bool,
+        worker -> Uuid,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -294,6 +314,11 @@ diesel::table! {
         repo_state -> Text,
         repo_error -> Nullable<Text>,
         repo_checked_at -> Nullable<Timestamptz>,
+        check_command -> Nullable<Text>,
+        check_timeout_s -> Int4,
+        review -> Text,
+        max_train -> Int4,
+        max_review_rounds -> Int4,
     }
 }
 
@@ -404,6 +429,7 @@ diesel::joinable!(beads -> projects (project_id));
 diesel::joinable!(beads -> schedules (schedule_id));
 diesel::joinable!(beads -> users (created_by_user_id));
 diesel::joinable!(chat_events -> chat_messages (message_id));
+diesel::joinable!(checks -> projects (project_id));
 diesel::joinable!(chat_events -> conversations (conversation_id));
 diesel::joinable!(chat_messages -> agents (author_agent_id));
 diesel::joinable!(chat_messages -> conversations (conversation_id));
@@ -435,6 +461,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     beads,
     chat_events,
     chat_messages,
+    checks,
     comments,
     conversations,
     executor_leases,

@@ -43,6 +43,10 @@ kinds! {
     BeadBlocked = "bead.blocked";
     BeadDeferred = "bead.deferred";
     BeadReopened = "bead.reopened";
+    BeadReview = "bead.review";
+    BeadLanding = "bead.landing";
+    BeadApproved = "bead.approved";
+    BeadChangesRequested = "bead.changes_requested";
     DependencyAdded = "dependency.added";
     DependencyRemoved = "dependency.removed";
     CommentAdded = "comment.added";
@@ -59,6 +63,7 @@ kinds! {
     RunEnded = "run.ended";
     GitCommit = "git.commit";
     GitMerged = "git.merged";
+    CheckFinished = "check.finished";
     GatewayHealth = "gateway.health";
     ScheduleCreated = "schedule.created";
     ScheduleUpdated = "schedule.updated";

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::pickup::OpenRun;
 use super::prompt::{Brief, Pairing, REVIEWERS, Reviewed};
 use crate::agents::Agent;
-use crate::beads::{Bead, Comment, DependencyKind, Link, Run, RunOutcome};
+use crate::beads::{Bead, Comment, DependencyKind, LANDING_CONFLICT, Link, Run, RunOutcome};
 use crate::chat::{ChatRole, ChatState, Conversation, Transcript};
 use crate::db::Conn;
 use crate::error::Result;
@@ -77,7 +77,9 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
             // Reopening by hand clears the bead's last error; the last run still says.
             None => ending(last.as_ref()),
         },
-        merge_conflict: last.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::MergeConflict),
+        // Its work conflicted with the project branch, when it last ended or in the queue.
+        merge_conflict: last.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::MergeConflict)
+            || bead.last_error.as_deref().is_some_and(|e| e.starts_with(LANDING_CONFLICT)),
         resumed: run.resumes > 0,
         on_branch: Vec::new(),
         pairing,

@@ -1,7 +1,7 @@
-//! The end of a run: on `done`, what is left is committed, the bead's branch merged into the
-//! project branch and pushed, and the bead closed with the summary; on a merge conflict the
-//! bead is blocked with the conflicting paths in a comment; otherwise the run is released
-//! with its outcome (which counts an attempt or parks the bead, per `Bead::release`).
+//! The end of a run: on `done`, what is left is committed, the bead's branch published to
+//! origin and the bead handed on to review or the landing queue (`Bead::finish`; the
+//! queue, not the run, merges and closes it); otherwise the run is released with its
+//! outcome (which counts an attempt or parks the bead, per `Bead::release`).
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -10,12 +10,10 @@ use super::machine::Ending;
 use super::pickup::{self, OpenRun};
 use super::run::{Live, RunEnv};
 use crate::activity::Actor;
-use crate::beads::{Bead, RunOutcome};
+use crate::beads::{Bead, Finish, RunOutcome};
 use crate::db::schema::runs;
 use crate::error::Result;
-use crate::events::Kind;
-use crate::git::{MergeOutcome, PushOutcome};
-use crate::projects::{RepoState, repo_state};
+use crate::projects::{RepoState, Review, repo_state};
 use crate::workbench::tracker;
 
 pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<()> {
@@ -91,76 +89,32 @@ pub(super) async fn repository_unreachable(env: &RunEnv, open: &OpenRun, why: &s
 async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
     live.commit(&commit_message(&summary)).await?;
     let repo = &live.start.repo;
-    // A bead taken back while the agent finished is not merged (its commits stay on the
-    // bead's branch).
+    let bead = &live.open.bead_id;
+    // A bead taken back while the agent finished keeps its commits on its branch.
     if !pickup::still_ours(&mut *env.pool.get().await?, live.open.id, env.worker).await? {
-        tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, "a finished run's claim was lost; not merged");
+        tracing::info!(run.id = %live.open.id, bead.id = %bead, "a finished run's claim was lost; its work stays on its branch");
         return Ok(());
     }
-    let sha = match env.repos.merge(repo, &live.open.bead_id).await? {
-        MergeOutcome::Conflict { paths } => {
-            let body = format!(
-                "Merging `loom/{}` into `{}` conflicts in:\n{}\n\nThe branch is kept as it is; \
-                 resolve the conflict and reopen the bead, or merge the branch by hand.",
-                live.open.bead_id,
-                repo.branch,
-                paths.iter().map(|p| format!("- `{p}`")).collect::<Vec<_>>().join("\n")
-            );
-            comment(env, live, body).await?;
-            let why = format!("merge conflict in {}", paths.join(", "));
-            return release(env, &live.open, RunOutcome::MergeConflict, Some(why)).await;
-        }
-        MergeOutcome::UpToDate => None,
-        MergeOutcome::FastForward { sha } | MergeOutcome::Merged { sha } => Some(sha),
+    let branch = &live.bench.worktree.branch;
+    let tip = env.repos.ahead(repo, branch, 1).await?.into_iter().next().map(|c| c.sha);
+    let Some(sha) = tip else {
+        // Nothing of its own to land (the work was there already): done is done.
+        release(env, &live.open, RunOutcome::Success, Some(summary)).await?;
+        return env.repos.remove_worktree(repo, bead).await.map_err(Into::into);
     };
-    // Out at once, before anything is recorded: a merge left only in this replica's clone
-    // (the database went away, the process died) would be done again by the run's next
-    // owner and come back later as a second merge. Pushed, the next owner finds it by the
-    // run's trailer and finishes without working again.
-    push(env, live).await;
-    if let Some(sha) = &sha {
-        let data = serde_json::json!({ "run": live.open.id, "sha": sha, "branch": repo.branch });
-        live.record(Kind::GitMerged, data).await?;
+    // Published before it is recorded: whichever replica runs the project's queue fetches
+    // it from origin. Unpublished, the queue of this replica still has it.
+    if let Err(e) = env.repos.publish(repo, bead).await {
+        tracing::warn!(bead.id = %bead, error = %e, "could not publish the bead's branch; only this replica can land it");
     }
-    if let Some(sha) = &sha {
-        diesel::update(runs::table.find(live.open.id))
-            .set(runs::merged_sha.eq(sha))
-            .execute(&mut *env.pool.get().await?)
-            .await?;
-    }
+    let finish = Finish { sha, review: live.start.project.review != Review::None };
     let mut conn = env.pool.get().await?;
-    let after =
-        Bead::release(&mut conn, live.open.id, RunOutcome::Success, Some(summary), env.retry)
-            .await?;
-    env.bus.committed();
-    if !matches!(after, Some(crate::beads::AfterRun::Closed)) {
-        // Taken back between the check above and the merge: say so where people look.
-        let sha = sha.as_deref().unwrap_or("nothing new");
-        let body = format!(
-            "This bead was taken back while its agent finished; the work was merged anyway \
-             ({sha}). Revert it on `{}` if it is not wanted.",
-            repo.branch
-        );
-        tracing::warn!(run.id = %live.open.id, bead.id = %live.open.bead_id, "merged work of a bead taken back");
-        comment(env, live, body).await?;
-    }
+    let after = Bead::finish(&mut conn, live.open.id, Some(summary), finish).await?;
     drop(conn);
-    env.repos.remove_worktree(repo, &live.open.bead_id).await?;
+    env.bus.committed();
+    tracing::info!(run.id = %live.open.id, bead.id = %bead, after = ?after, "a run finished its bead");
+    env.repos.remove_worktree(repo, bead).await?;
     Ok(())
-}
-
-/// Pushes the project branch; a push that fails or is skipped is said on the bead, but the
-/// work is merged in Loom's clone and goes out with the next push.
-async fn push(env: &RunEnv, live: &Live) {
-    let note = match env.repos.push(&live.start.repo).await {
-        Ok(PushOutcome::Pushed { .. }) => return,
-        Ok(PushOutcome::Skipped { reason }) => format!("The merge was not pushed: {reason}"),
-        Err(e) => format!("Pushing `{}` failed: {e}", live.start.repo.branch),
-    };
-    tracing::warn!(bead.id = %live.open.bead_id, note, "a merge was not pushed");
-    if let Err(e) = comment(env, live, note).await {
-        tracing::warn!(error = %e, "could not comment on a push that failed");
-    }
 }
 
 async fn comment(env: &RunEnv, live: &Live, body: String) -> Result<()> {

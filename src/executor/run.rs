@@ -85,11 +85,6 @@ impl Live {
         self.bench.commit(message).await
     }
 
-    /// Writes an activity row about this run, by its agent, and wakes the feed.
-    pub async fn record(&self, kind: Kind, data: serde_json::Value) -> Result<()> {
-        self.bench.record(kind, data).await
-    }
-
     /// Streams a step to whoever watches (not stored as activity: `run_steps` has it).
     fn stream_step(&self, env: &RunEnv, step: &StepRecord<'_>, action: &str) {
         let mut event = BusEvent::live(
@@ -242,15 +237,6 @@ async fn drive(
     live.prompt_tokens = prompt.max(0) as u64;
     live.completion_tokens = completion.max(0) as u64;
     let spent = live.prompt_tokens + live.completion_tokens;
-    // A run that got this far before (its process died, or the database went away) may
-    // have merged already: its work is done, and doing it again would merge it twice.
-    if turns > 0
-        && let Some(sha) = merged_already(env, &live).await?
-    {
-        tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, sha, "a resumed run had merged already; it finishes without working again");
-        let summary = format!("Merged before the run was interrupted ({sha}).");
-        return Ok((live, Ending::Done { summary }));
-    }
     if turns == 0 {
         live.start.brief.on_branch = live.bench.ahead(ON_BRANCH_SHOWN).await?;
         if live.start.brief.merge_conflict {
@@ -464,19 +450,6 @@ async fn perform(live: &Live, action: &Action) -> ActionResult {
 
 /// Commits of an earlier attempt listed in a run's task, at most.
 const ON_BRANCH_SHOWN: usize = 20;
-
-/// Commits of the project branch searched for a resumed run's merge.
-const MERGED_LOOKBACK: usize = 500;
-
-/// The project branch's commit carrying this run's `Run:` trailer, if its merge landed.
-async fn merged_already(env: &RunEnv, live: &Live) -> Result<Option<String>> {
-    let run = live.open.id.to_string();
-    let log = env.repos.log(&live.start.repo, MERGED_LOOKBACK).await?;
-    Ok(log
-        .into_iter()
-        .find(|c| c.trailers.iter().any(|(k, v)| k == "Run" && *v == run))
-        .map(|c| c.sha))
-}
 
 #[cfg(test)]
 mod tests {

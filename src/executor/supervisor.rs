@@ -1,6 +1,7 @@
 //! The executors of one process: which projects it owns (`ownership`), the runs it picked up
 //! in them, one task per run up to each project's `max_parallel`, and their leases kept
-//! alive. `step()` does one round and says whether it started anything; `run` loops it.
+//! alive; and each owned project's landing queue (`landing`), one task per project at a
+//! time. `step()` does one round and says whether it started anything; `run` loops it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -80,6 +81,19 @@ struct Running {
     handle: JoinHandle<run::Left>,
 }
 
+/// A project's landing queue as this process runs it: the step under way, and how the
+/// last one ended.
+#[derive(Default)]
+struct Queue {
+    step: Option<JoinHandle<Result<crate::landing::Stepped>>>,
+    /// When the last step ended and whether it got anywhere: one that did not (origin
+    /// unreachable, say) is tried again after `QUEUE_RETRY`, not every tick.
+    last: Option<(Instant, bool)>,
+}
+
+/// How long a landing queue that could not make progress waits before it tries again.
+const QUEUE_RETRY: Duration = Duration::from_secs(10);
+
 pub struct Executors {
     env: Arc<RunEnv>,
     owner: Owner,
@@ -97,10 +111,23 @@ pub struct Executors {
     checkpoint: CancellationToken,
     /// Runs started again after the database went away under them, and how often.
     restarts: HashMap<Uuid, u32>,
+    /// Lands finished work in the projects this process owns.
+    lander: crate::landing::Lander,
+    queues: HashMap<String, Queue>,
 }
 
 impl Executors {
     fn new(env: Arc<RunEnv>, owner: Owner, config: ExecutorConfig) -> Executors {
+        let lander = crate::landing::Lander {
+            pool: env.pool.clone(),
+            repos: env.repos.clone(),
+            sandbox: env.sandbox.clone(),
+            homes: env.homes.with_file_name("check-homes"),
+            run_env: env.run_env.clone(),
+            bus: env.bus.clone(),
+            worker: owner.id,
+            retry: env.retry,
+        };
         Executors {
             env,
             owner,
@@ -113,6 +140,8 @@ impl Executors {
             wake: Arc::default(),
             checkpoint: CancellationToken::new(),
             restarts: HashMap::new(),
+            lander,
+            queues: HashMap::new(),
         }
     }
 
@@ -156,9 +185,10 @@ impl Executors {
     /// the executors start working.
     pub fn publishing_to(mut self, bus: crate::events::Bus) -> Executors {
         match Arc::get_mut(&mut self.env) {
-            Some(env) => env.bus = bus,
+            Some(env) => env.bus = bus.clone(),
             None => tracing::warn!("executors already running: their events stay in the process"),
         }
+        self.lander.bus = bus;
         self
     }
 
@@ -210,7 +240,64 @@ impl Executors {
                 self.renew_leases().await?;
             }
         }
-        self.start_queued().await
+        let runs = self.start_queued().await?;
+        let landings = self.step_queues().await?;
+        Ok(match (runs, landings) {
+            (Step::Idle, 0) => Step::Idle,
+            (Step::Idle, n) => Step::Worked(n),
+            (Step::Worked(n), m) => Step::Worked(n + m),
+        })
+    }
+
+    /// Starts a step of each owned project's landing queue that has beads waiting and no
+    /// step under way; returns how many started.
+    async fn step_queues(&mut self) -> Result<usize> {
+        self.collect_queues();
+        if self.owned.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.env.pool.get().await?;
+        let waiting = crate::beads::Bead::projects_landing(&mut conn, &self.owned()).await?;
+        drop(conn);
+        let mut started = 0;
+        for project in waiting {
+            let queue = self.queues.entry(project.clone()).or_default();
+            let due =
+                queue.last.is_none_or(|(at, progressed)| progressed || at.elapsed() >= QUEUE_RETRY);
+            if queue.step.is_some() || !due {
+                continue;
+            }
+            let lander = self.lander.clone();
+            queue.step = Some(tokio::spawn(async move { lander.step(&project).await }));
+            started += 1;
+        }
+        Ok(started)
+    }
+
+    /// Notes how the queue steps that ended went.
+    fn collect_queues(&mut self) {
+        use futures_util::FutureExt;
+        for (project, queue) in &mut self.queues {
+            if let Some(step) = queue.step.take_if(|h| h.is_finished()) {
+                queue.last = Some((Instant::now(), progressed(project, step.now_or_never())));
+            }
+        }
+    }
+
+    /// Waits for one queue step under way to end, and notes how it went.
+    async fn wait_for_a_queue(&mut self) {
+        let Some((project, queue)) = self.queues.iter_mut().find(|(_, q)| q.step.is_some()) else {
+            return;
+        };
+        if let Some(step) = queue.step.take() {
+            let joined = step.await;
+            queue.last = Some((Instant::now(), progressed(project, Some(joined))));
+        }
+    }
+
+    /// Whether a landing queue step is under way.
+    fn landing(&self) -> bool {
+        self.queues.values().any(|q| q.step.is_some())
     }
 
     /// Forgets the runs whose task ended; one the database went away under goes back in
@@ -257,7 +344,14 @@ impl Executors {
             tracing::warn!(project.id = %p, "lost the executor of a project to another process");
         }
         self.owned = limits.into_iter().map(|(p, n)| (p, n.max(1) as usize)).collect();
-        // Runs of a project owned elsewhere now are that owner's to adopt.
+        // A project owned elsewhere now: its queue is that owner's, as are its runs.
+        self.queues.retain(|p, q| {
+            let keep = self.owned.contains_key(p);
+            if !keep && let Some(step) = &q.step {
+                step.abort();
+            }
+            keep
+        });
         self.running.retain(|_, r| {
             let keep = self.owned.contains_key(&r.open.project_id);
             if !keep {
@@ -334,20 +428,21 @@ impl Executors {
         Ok(())
     }
 
-    /// Steps and waits for the runs it started, until nothing is left to do (tests).
+    /// Steps and waits for the runs and landing queue steps it started, until nothing is
+    /// left to do (tests). A queue that cannot make progress counts as idle.
     pub async fn run_until_idle(&mut self) -> Result<()> {
         loop {
             let step = self.step().await?;
             let next = self.running.keys().next().copied();
             match (step, next) {
-                (Step::Idle, None) if self.queued.is_empty() => return Ok(()),
+                (Step::Idle, None) if self.queued.is_empty() && !self.landing() => return Ok(()),
                 (_, Some(id)) => {
                     if let Some(r) = self.running.remove(&id) {
                         let left = r.handle.await.ok();
                         self.ended(r.open, left);
                     }
                 }
-                _ => {}
+                _ => self.wait_for_a_queue().await,
             }
         }
     }
@@ -390,6 +485,14 @@ impl Executors {
             let all = futures_util::future::join_all(handles.iter_mut());
             let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
         }
+        // A check under way is stopped with its sandbox; the next owner of the project runs
+        // it again (a push under way either happened, and is recorded by the next owner,
+        // or did not).
+        for queue in self.queues.values() {
+            if let Some(step) = &queue.step {
+                step.abort();
+            }
+        }
         match self.env.pool.get().await {
             Ok(mut conn) => {
                 // A clean hand-over is not a crash: the next owner picks these runs up as
@@ -403,5 +506,29 @@ impl Executors {
             }
             Err(e) => tracing::warn!(error = %e, "could not give up the executor leases"),
         }
+    }
+}
+
+/// Whether a queue step that ended got anywhere, logging what it did or why it failed.
+fn progressed(
+    project: &str,
+    joined: Option<std::result::Result<Result<crate::landing::Stepped>, tokio::task::JoinError>>,
+) -> bool {
+    match joined {
+        Some(Ok(Ok(stepped))) => {
+            if !stepped.landed.is_empty() || stepped.returned > 0 {
+                tracing::info!(project.id = %project, landed = stepped.landed.len(), returned = stepped.returned, checks = stepped.checks, "a landing queue stepped");
+            }
+            stepped.progressed
+        }
+        Some(Ok(Err(e))) => {
+            tracing::warn!(project.id = %project, error = %e, "a landing queue step failed; trying again shortly");
+            false
+        }
+        Some(Err(e)) => {
+            tracing::warn!(project.id = %project, error = %e, "a landing queue step stopped");
+            false
+        }
+        None => false,
     }
 }

@@ -58,7 +58,8 @@ use std::sync::{Arc, Mutex};
 
 pub use error::{GitError, Result};
 pub use names::{has_redacted_credentials, missing_local_repository, redact as redact_url};
-pub use train::{Car, Landed, Train, Waiting};
+pub use push::Published;
+pub use train::{CHECK_WORKTREE, Car, Landed, Train, Waiting};
 
 use own_config::OwnConfig;
 

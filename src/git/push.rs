@@ -68,6 +68,122 @@ pub(super) struct Target<'a> {
     pub source: &'a str,
 }
 
+/// Where a bead's work was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Origin has `loom/<bead-id>` at the commit.
+    Pushed,
+    /// Origin is a local repository with the project branch checked out: Loom's clone is
+    /// where work lands, so the branch stays there.
+    Kept,
+}
+
+impl Repos {
+    /// Publishes a bead's branch `loom/<bead-id>` to origin as it is in Loom's clone (the
+    /// branch is Loom's own: it is replaced, not merged, when origin's differs), so that
+    /// whichever replica runs the project's landing queue can fetch the work. Nothing is
+    /// published to a local origin that has the project branch checked out (see
+    /// [`Repos::push`]): work lands in Loom's clone then.
+    #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
+    pub async fn publish(&self, project: &ProjectRepo, bead_id: &str) -> Result<Published> {
+        self.bead_ref(project, bead_id, true).await
+    }
+
+    /// Deletes `loom/<bead-id>` from origin once the work has landed: a forge or a shared
+    /// repository does not fill up with Loom's branches. Missing is fine.
+    #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
+    pub async fn unpublish(&self, project: &ProjectRepo, bead_id: &str) -> Result<Published> {
+        self.bead_ref(project, bead_id, false).await
+    }
+
+    async fn bead_ref(&self, project: &ProjectRepo, bead_id: &str, put: bool) -> Result<Published> {
+        check_id("project id", &project.id)?;
+        check_id("bead id", bead_id)?;
+        check_branch(&project.branch)?;
+        let clone_path = self.clone_path(&project.id);
+        let (project_id, branch, bead) =
+            (project.id.clone(), project.branch.clone(), super::worktree::bead_branch(bead_id));
+        let (repo, config) = (project.repo.clone(), self.git_config());
+        let _guard = self.lock(&project.id).await;
+        blocking(move || {
+            let clone = open_clone(&config, &clone_path, &project_id)?;
+            let url = Source::parse(&repo)?.url();
+            if let LocalOrigin::CheckedOut(_) = local_origin(&config, &url, &branch) {
+                return Ok(Published::Kept);
+            }
+            let local = format!("refs/heads/{bead}");
+            let tip = if put { Some(branch_tip(&clone, &bead)?) } else { None };
+            match local_origin(&config, &url, &bead) {
+                LocalOrigin::NonBare(origin) => set_in_non_bare(&origin, &clone, &local, tip)?,
+                _ => {
+                    let refspec = match tip {
+                        Some(_) => format!("+{local}:{local}"),
+                        None => format!(":{local}"),
+                    };
+                    push_refspec(&clone, &url, &config, &refspec)?;
+                }
+            }
+            info!(branch = %bead, put, "published the bead's branch");
+            Ok(Published::Pushed)
+        })
+        .await
+    }
+}
+
+/// `git push <url> <refspec>` for one of Loom's own branches, which it may replace or delete.
+fn push_refspec(clone: &Repository, url: &str, config: &OwnConfig, refspec: &str) -> Result<()> {
+    let auth = Auth::new(url, config);
+    let mut remote =
+        clone.remote_anonymous(url).map_err(|source| auth.error("pushing to", source))?;
+    let mut refused: Option<String> = None;
+    let result = {
+        let mut callbacks = auth.callbacks();
+        callbacks.push_update_reference(|_, status| {
+            if let Some(status) = status {
+                refused = Some(status.to_owned());
+            }
+            Ok(())
+        });
+        let mut options = PushOptions::new();
+        options.remote_callbacks(callbacks);
+        remote.push(&[refspec], Some(&mut options))
+    };
+    result.map_err(|source| auth.error("pushing to", source))?;
+    match refused {
+        Some(status) => Err(GitError::PushRejected {
+            branch: refspec.rsplit(':').next().unwrap_or(refspec).to_owned(),
+            url: redact(url),
+            reason: format!("origin refused it: {status}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Sets (or with `None` deletes) `refname` in a local non-bare origin, which libgit2 cannot
+/// push into: the commits are fetched from Loom's clone first.
+fn set_in_non_bare(
+    origin: &Repository,
+    clone: &Repository,
+    refname: &str,
+    tip: Option<Oid>,
+) -> Result<()> {
+    let Some(tip) = tip else {
+        return match origin.find_reference(refname) {
+            Ok(mut r) => r.delete().ctx("deleting the bead's branch in origin"),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
+            Err(e) => Err(e).ctx("reading the bead's branch in origin"),
+        };
+    };
+    let mut options = FetchOptions::new();
+    options.update_fetchhead(false).download_tags(AutotagOption::None);
+    origin
+        .remote_anonymous(&file_url(clone.path()))
+        .and_then(|mut remote| remote.fetch(&[refname], Some(&mut options), None))
+        .map_err(|source| GitError::remote("copying commits into", "origin".into(), source))?;
+    origin.reference(refname, tip, true, "loom: the bead's work").ctx("setting the branch")?;
+    Ok(())
+}
+
 /// Pushes the branch; when origin refuses a non-fast-forward, fetches it, merges its branch
 /// into Loom's and pushes once more. Returns what origin's branch now points at.
 fn push_integrating(clone: &Repository, origin: &LocalOrigin, target: &Target<'_>) -> Result<Oid> {

@@ -26,7 +26,7 @@ use super::{
 const TRAIN_REF: &str = "refs/loom/train";
 /// The worktree checks run in, `<data>/worktrees/<project>/_check` on branch `loom/_check`
 /// (no bead id has an underscore, so no bead's worktree or branch is ever this one).
-const CHECK_WORKTREE: &str = "_check";
+pub const CHECK_WORKTREE: &str = "_check";
 
 /// A bead's work waiting to land: the commit its agent finished on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +71,15 @@ pub enum Landed {
 }
 
 impl Repos {
-    /// Brings the clone up to date with origin (as `ensure` does) and merges `waiting` in order
-    /// onto the project branch's tip, each commit as it is: a fast-forward when the train
-    /// has nothing of its own yet, else a merge commit by Loom naming the bead. The project
-    /// branch does not move; the train is kept at `refs/loom/train`.
+    /// Fetches origin and merges `waiting` in order onto the tip of origin's project branch,
+    /// each commit as it is: a fast-forward when the train has nothing of its own yet, else
+    /// a merge commit by Loom naming the bead. Loom's project branch follows origin's first:
+    /// work lands only by being pushed, so a commit Loom's branch has and origin's lacks is
+    /// a merge a replica made and never pushed (it died first, and the bead landed again
+    /// since): it is dropped, never pushed late as a second landing. When origin is a local
+    /// repository with the branch checked out (work lands in Loom's clone then), origin's
+    /// branch is brought into Loom's as `ensure` does and the train starts from Loom's. The
+    /// train is kept at `refs/loom/train`.
     #[instrument(skip_all, fields(project.id = %project.id, cars = waiting.len()))]
     pub async fn train(&self, project: &ProjectRepo, waiting: &[Waiting]) -> Result<Train> {
         check_id("project id", &project.id)?;
@@ -94,12 +99,19 @@ impl Repos {
             let clone = open_clone(&config, &path, &project_id)?;
             let url = Source::parse(&repo)?.url();
             fetch_origin(&clone, &url, &config, "fetching")?;
-            if let MergeOutcome::Conflict { paths } = integrate(&clone, &branch)? {
-                return Err(GitError::UpstreamConflict {
-                    branch,
-                    url: super::names::redact(&url),
-                    paths,
-                });
+            let remote = ref_target(&clone, &format!("refs/remotes/origin/{branch}"))?;
+            let kept = matches!(local_origin(&config, &url, &branch), LocalOrigin::CheckedOut(_));
+            match remote {
+                Some(theirs) if !kept => follow(&clone, &branch, theirs)?,
+                _ => {
+                    if let MergeOutcome::Conflict { paths } = integrate(&clone, &branch)? {
+                        return Err(GitError::UpstreamConflict {
+                            branch,
+                            url: super::names::redact(&url),
+                            paths,
+                        });
+                    }
+                }
             }
             let base = branch_tip(&clone, &branch)?;
             let train = build(&clone, &branch, base, &waiting)?;
@@ -154,7 +166,7 @@ impl Repos {
                     if let Err(e) = clone.reference(&remote, tip, true, "loom: pushed") {
                         warn!(error = %e.message(), "could not note the push in Loom's clone");
                     }
-                    if let Err(e) = advance(&clone, &branch, base, tip) {
+                    if let Err(e) = follow(&clone, &branch, tip) {
                         warn!(error = %e, "the train landed on origin, but Loom's branch could not follow yet");
                     }
                     Ok(Landed::Pushed { sha: tip.to_string() })
@@ -255,11 +267,34 @@ fn merge_commit(
     let tree = index.write_tree_to(clone).ctx("writing the merged tree")?;
     let tree = clone.find_tree(tree).ctx("reading the merged tree")?;
     let loom = git2::Signature::now(LOOM_NAME, LOOM_EMAIL).ctx("making Loom's signature")?;
-    let message = format!("Merge loom/{bead_id} into {branch}\n\nBead: {bead_id}\n");
+    // No `Bead:` trailer: that names the bead's own commits, which a reader counts.
+    let message = format!("Merge loom/{bead_id} into {branch}\n");
     let sha = clone
         .commit(None, &loom, &loom, &message, &tree, &[&ours, &theirs])
         .ctx("writing a merge commit")?;
     Ok(Ok(sha))
+}
+
+/// Points Loom's project branch at `theirs`, origin's: what it had that origin lacks was
+/// never landed (see `Repos::train`) and is dropped, with a warning.
+fn follow(clone: &Repository, branch: &str, theirs: Oid) -> Result<()> {
+    let refname = format!("refs/heads/{branch}");
+    let ours = ref_target(clone, &refname)?;
+    if ours == Some(theirs) {
+        return Ok(());
+    }
+    if let Some(ours) = ours
+        && !contains(clone, theirs, ours)?
+    {
+        let (ahead, _) = clone.graph_ahead_behind(ours, theirs).ctx("comparing with origin")?;
+        warn!(
+            branch,
+            ahead,
+            "dropping commits of Loom's branch that origin never got (merges a replica did not push)"
+        );
+    }
+    clone.reference(&refname, theirs, true, "loom: follow origin").ctx("moving the branch")?;
+    Ok(())
 }
 
 /// Moves Loom's project branch from `base` to `tip`; if it moved meanwhile (origin's branch

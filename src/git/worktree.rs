@@ -172,6 +172,7 @@ pub(super) fn create(
     base: &str,
 ) -> Result<()> {
     let full = format!("refs/heads/{}", worktree.branch);
+    adopt_published(clone, &worktree.branch)?;
     if ref_target(clone, &full)?.is_none() {
         let base_id = ref_target(clone, &format!("refs/heads/{base}"))?.ok_or_else(|| {
             GitError::BranchNotFound { branch: base.to_owned(), repo: "Loom's clone".into() }
@@ -189,6 +190,25 @@ pub(super) fn create(
     clone
         .worktree(name, &worktree.path, Some(&options))
         .with_ctx(|| format!("adding the worktree at {}", worktree.path.display()))?;
+    Ok(())
+}
+
+/// Takes origin's `loom/<bead-id>` (published by whichever replica last finished the bead)
+/// as the bead's branch when Loom's is missing, behind it, or diverged from it (a run that
+/// died before publishing left commits that never landed); keeps Loom's when it is ahead
+/// (commits of an attempt that failed here, which the next attempt builds on).
+fn adopt_published(clone: &Repository, branch: &str) -> Result<()> {
+    let Some(theirs) = ref_target(clone, &format!("refs/remotes/origin/{branch}"))? else {
+        return Ok(());
+    };
+    let full = format!("refs/heads/{branch}");
+    if let Some(ours) = ref_target(clone, &full)?
+        && (ours == theirs || clone.graph_descendant_of(ours, theirs).ctx("comparing branches")?)
+    {
+        return Ok(());
+    }
+    clone.reference(&full, theirs, true, "loom: the bead's published work").ctx("taking it")?;
+    info!(branch, "took the bead's branch as origin has it");
     Ok(())
 }
 

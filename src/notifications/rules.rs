@@ -121,6 +121,9 @@ impl Trigger {
                     Some(BlockedReason::SandboxUnavailable) => {
                         "no sandbox could be made for the agent's commands".into()
                     }
+                    Some(BlockedReason::CheckUnavailable) => {
+                        "the project's check could not run".into()
+                    }
                     Some(BlockedReason::Manual) | None => match text(data, "note") {
                         Some(note) if !note.trim().is_empty() => shortened(&note),
                         _ => "by hand".to_owned(),

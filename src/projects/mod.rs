@@ -1,5 +1,6 @@
 //! Projects: a repository Loom works on, its branch, and the prefix of its bead ids.
 
+mod landing;
 mod repo;
 pub mod repo_state;
 mod sandbox;
@@ -15,6 +16,11 @@ use crate::db::Conn;
 use crate::db::schema::{beads, projects};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+pub use landing::Review;
+use landing::{
+    DEFAULT_CHECK_TIMEOUT_S, DEFAULT_MAX_REVIEW_ROUNDS, DEFAULT_MAX_TRAIN, check_check_command,
+    check_landing_limits, parse_review,
+};
 pub use repo_state::RepoState;
 pub use sandbox::Network;
 use sandbox::{check_setup_command, parse_network};
@@ -53,6 +59,17 @@ pub struct Project {
     pub repo_error: Option<String>,
     /// When the state was last set (null: never checked).
     pub repo_checked_at: Option<DateTime<Utc>>,
+    /// Run in the sandbox on every merged tree before it lands; it must exit 0 (null: merges
+    /// are serialised and pushed unchecked).
+    pub check_command: Option<String>,
+    /// A check running longer is stopped and lands nothing (`check_unavailable`).
+    pub check_timeout_s: i32,
+    /// Who reviews work before it lands: `none`, `agent` or `human`.
+    pub review: Review,
+    /// Most beads checked together in one merge train.
+    pub max_train: i32,
+    /// Review rounds a bead may take before it waits for a person.
+    pub max_review_rounds: i32,
 }
 
 impl Project {
@@ -75,7 +92,7 @@ impl std::fmt::Debug for Project {
 }
 
 /// A new project, as the API receives it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     pub id: String,
@@ -101,6 +118,20 @@ pub struct NewProject {
     pub network: Option<String>,
     #[serde(default)]
     pub setup_command: Option<String>,
+    #[serde(default)]
+    pub check_command: Option<String>,
+    /// Seconds (default 1800).
+    #[serde(default)]
+    pub check_timeout_s: Option<i32>,
+    /// `none` (the default), `agent` or `human`.
+    #[serde(default)]
+    pub review: Option<String>,
+    /// Default 8.
+    #[serde(default)]
+    pub max_train: Option<i32>,
+    /// Default 3.
+    #[serde(default)]
+    pub max_review_rounds: Option<i32>,
 }
 
 /// Changes to a project; absent fields stay as they are.
@@ -131,6 +162,26 @@ pub struct ProjectPatch {
     #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
     #[schema(value_type = Option<String>)]
     pub setup_command: Option<Option<String>>,
+    /// null (or "") removes it.
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub check_command: Option<Option<String>>,
+    /// null goes back to the default (1800).
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<i32>)]
+    pub check_timeout_s: Option<Option<i32>>,
+    /// `none`, `agent` or `human`; null goes back to `none`.
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub review: Option<Option<String>>,
+    /// null goes back to the default (8).
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<i32>)]
+    pub max_train: Option<Option<i32>>,
+    /// null goes back to the default (3).
+    #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
+    #[schema(value_type = Option<i32>)]
+    pub max_review_rounds: Option<Option<i32>>,
 }
 
 /// A slug: 1–32 lowercase letters, digits and single dashes, starting with a letter.
@@ -230,6 +281,9 @@ impl Project {
         check_work_limits(new.token_budget, new.max_in_progress, new.max_awaiting_merge)?;
         let network = new.network.as_deref().map(parse_network).transpose()?.unwrap_or_default();
         let setup_command = check_setup_command(new.setup_command.as_deref())?;
+        let check_command = check_check_command(new.check_command.as_deref())?;
+        check_landing_limits(new.check_timeout_s, new.max_train, new.max_review_rounds)?;
+        let review = new.review.as_deref().map(parse_review).transpose()?.unwrap_or_default();
         conn.transaction::<_, Error, _>(async move |conn| {
             let inserted = diesel::insert_into(projects::table)
                 .values((
@@ -245,6 +299,13 @@ impl Project {
                     projects::max_awaiting_merge.eq(new.max_awaiting_merge),
                     projects::network.eq(network),
                     projects::setup_command.eq(&setup_command),
+                    projects::check_command.eq(&check_command),
+                    projects::check_timeout_s
+                        .eq(new.check_timeout_s.unwrap_or(DEFAULT_CHECK_TIMEOUT_S)),
+                    projects::review.eq(review),
+                    projects::max_train.eq(new.max_train.unwrap_or(DEFAULT_MAX_TRAIN)),
+                    projects::max_review_rounds
+                        .eq(new.max_review_rounds.unwrap_or(DEFAULT_MAX_REVIEW_ROUNDS)),
                 ))
                 .on_conflict_do_nothing()
                 .returning(Project::as_returning())
@@ -318,6 +379,25 @@ impl Project {
             Some(c) => Some(check_setup_command(c.as_deref())?),
             None => None,
         };
+        let check_command = match &patch.check_command {
+            Some(c) => Some(check_check_command(c.as_deref())?),
+            None => None,
+        };
+        let review = match &patch.review {
+            Some(Some(r)) => Some(parse_review(r)?),
+            Some(None) => Some(Review::None),
+            None => None,
+        };
+        check_landing_limits(
+            patch.check_timeout_s.flatten(),
+            patch.max_train.flatten(),
+            patch.max_review_rounds.flatten(),
+        )?;
+        // null goes back to the default; absent keeps what is there.
+        let or_default = |v: Option<Option<i32>>, default: i32| v.map(|v| v.unwrap_or(default));
+        let check_timeout_s = or_default(patch.check_timeout_s, DEFAULT_CHECK_TIMEOUT_S);
+        let max_train = or_default(patch.max_train, DEFAULT_MAX_TRAIN);
+        let max_review_rounds = or_default(patch.max_review_rounds, DEFAULT_MAX_REVIEW_ROUNDS);
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
             let current = projects::table
@@ -353,6 +433,13 @@ impl Project {
                         .eq(patch.max_awaiting_merge.unwrap_or(current.max_awaiting_merge)),
                     projects::network.eq(network.unwrap_or(current.network)),
                     projects::setup_command.eq(setup_command.unwrap_or(current.setup_command)),
+                    projects::check_command.eq(check_command.unwrap_or(current.check_command)),
+                    projects::check_timeout_s
+                        .eq(check_timeout_s.unwrap_or(current.check_timeout_s)),
+                    projects::review.eq(review.unwrap_or(current.review)),
+                    projects::max_train.eq(max_train.unwrap_or(current.max_train)),
+                    projects::max_review_rounds
+                        .eq(max_review_rounds.unwrap_or(current.max_review_rounds)),
                     projects::repo_state.eq(repo_state),
                     projects::repo_error.eq(repo_error),
                     projects::repo_checked_at.eq(repo_checked_at),

@@ -32,8 +32,8 @@ pub enum Network {
 
 crate::pg_enum!(Network, diesel::sql_types::Text, { None => "none", Open => "open" });
 
-/// The longest `setup_command`.
-const SETUP_MAX_CHARS: usize = 10_000;
+/// The longest `setup_command` or `check_command`.
+const COMMAND_MAX_CHARS: usize = 10_000;
 
 /// `network` as the API gives it.
 pub fn parse_network(value: &str) -> Result<Network> {
@@ -44,13 +44,22 @@ pub fn parse_network(value: &str) -> Result<Network> {
 
 /// A `setup_command`: a shell command line; an empty one means none.
 pub fn check_setup_command(command: Option<&str>) -> Result<Option<String>> {
+    command_line(command, "invalid_setup_command", "setup_command")
+}
+
+/// A project's command setting named `field`: a shell command line; an empty one means none.
+pub(super) fn command_line(
+    command: Option<&str>,
+    code: &'static str,
+    field: &str,
+) -> Result<Option<String>> {
     let Some(command) = command.map(str::trim).filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
-    if command.chars().count() > SETUP_MAX_CHARS || command.contains('\0') {
+    if command.chars().count() > COMMAND_MAX_CHARS || command.contains('\0') {
         return Err(Error::invalid(
-            "invalid_setup_command",
-            format!("setup_command is a shell command of at most {SETUP_MAX_CHARS} characters"),
+            code,
+            format!("{field} is a shell command of at most {COMMAND_MAX_CHARS} characters"),
         ));
     }
     Ok(Some(command.to_owned()))

@@ -106,12 +106,7 @@ pub async fn create(
             branch: Some(form.branch.trim().to_owned()).filter(|b| !b.is_empty()),
             prefix: None,
             max_parallel: number(&form.max_parallel, "invalid_max_parallel", "max parallel runs")?,
-            max_attempts: None,
-            token_budget: None,
-            max_in_progress: None,
-            max_awaiting_merge: None,
-            network: None,
-            setup_command: None,
+            ..NewProject::default()
         };
         Project::create(&mut *viewer.state.pool.get().await?, new, viewer.actor()).await
     }
@@ -147,6 +142,14 @@ pub struct SettingsForm {
     setup_command: String,
     #[serde(default)]
     max_awaiting_merge: String,
+    #[serde(default)]
+    check_command: String,
+    #[serde(default)]
+    check_timeout_s: String,
+    #[serde(default)]
+    max_train: String,
+    #[serde(default)]
+    review: String,
 }
 
 fn number<N: std::str::FromStr>(
@@ -198,6 +201,15 @@ pub async fn settings(
             )?),
             network: Some(text(&form.network)),
             setup_command: Some(text(&form.setup_command)),
+            check_command: Some(text(&form.check_command)),
+            check_timeout_s: Some(number(
+                &form.check_timeout_s,
+                "invalid_check_timeout_s",
+                "the check timeout",
+            )?),
+            max_train: Some(number(&form.max_train, "invalid_max_train", "beads per train")?),
+            review: Some(text(&form.review)),
+            max_review_rounds: None,
         };
         Project::update(&mut *viewer.state.pool.get().await?, &id, patch, viewer.actor()).await
     }

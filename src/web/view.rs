@@ -25,6 +25,8 @@ pub fn status_label(s: BeadStatus) -> &'static str {
         BeadStatus::Blocked => "Blocked",
         BeadStatus::Deferred => "Deferred",
         BeadStatus::Closed => "Closed",
+        BeadStatus::Review => "In review",
+        BeadStatus::Landing => "Landing",
     }
 }
 

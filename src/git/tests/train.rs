@@ -33,7 +33,7 @@ async fn a_train_is_built_beside_the_branch_and_lands_as_one_fast_forward_push()
     let clone = fx.clone_repo("web");
     let merge = clone.find_commit(git2::Oid::from_str(&train.tip).expect("oid"));
     let merge = merge.expect("the merge commit");
-    assert_eq!(merge.message().ok(), Some("Merge loom/b2 into main\n\nBead: b2\n"));
+    assert_eq!(merge.message().ok(), Some("Merge loom/b2 into main\n"));
     let parents: Vec<String> = merge.parent_ids().map(|p| p.to_string()).collect();
     assert_eq!(parents, [first.clone(), second.clone()]);
     assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(before.clone()), "nothing moved yet");

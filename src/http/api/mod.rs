@@ -5,6 +5,7 @@ pub mod agents;
 pub mod auth;
 pub mod beads;
 pub mod conversations;
+pub mod landing;
 pub mod links;
 pub mod meta;
 pub mod metrics;
@@ -26,7 +27,8 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(projects::show)
         .service(projects::update)
         .service(projects::delete)
-        .service(projects::graph);
+        .service(projects::graph)
+        .service(landing::queue);
     cfg.service(agents::list)
         .service(agents::create)
         .service(agents::show)
@@ -49,7 +51,9 @@ pub fn v1(cfg: &mut ServiceConfig) {
         .service(beads::update)
         .service(beads::close)
         .service(beads::reopen)
-        .service(beads::block);
+        .service(beads::block)
+        .service(landing::approve)
+        .service(landing::request_changes);
     cfg.service(links::add_dependency)
         .service(links::remove_dependency)
         .service(links::list_comments)

@@ -1,0 +1,351 @@
+//! A finished bead's way to `closed` (DESIGN.md, "Landing"): into `review` or the landing
+//! queue when its agent is done (`enter`, from `Bead::finish`), and out of the queue, each
+//! in one transaction with its activity: landed (closed, with the commit it landed in),
+//! sent back to its agent (open, with why as a comment, an attempt charged when its check
+//! failed) or blocked (its check could not run). Every exit checks that the bead is still
+//! in the queue with the commit that was checked: a person may have taken it out meanwhile.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::claims::{Finish, RetryPolicy};
+use super::comments::{Comment, NewComment};
+use super::graph::lock_graph;
+use super::model::Bead;
+use super::runs::{Run, RunOutcome};
+use super::status::{self, Attempts, record};
+use super::transitions::bump_version;
+use super::types::{BeadStatus, BlockedReason};
+use crate::activity::Actor;
+use crate::db::Conn;
+use crate::db::schema::{beads, projects, runs};
+use crate::error::{Error, Result};
+use crate::events::Kind;
+
+/// What a bead sent back because its work conflicts with the project branch has as its
+/// last error; its next run merges the project branch into its branch first.
+pub const LANDING_CONFLICT: &str = "merge conflict with the project branch";
+
+/// A bead in the landing queue: its id and the commit its agent finished on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub id: String,
+    pub sha: String,
+    pub priority: i16,
+    pub since: DateTime<Utc>,
+}
+
+/// Moves a finished run's bead (locked, `in_progress`, the run's) to `review` or `landing`.
+pub(super) async fn enter(
+    conn: &mut Conn,
+    bead: &Bead,
+    run: &Run,
+    finish: Finish,
+) -> Result<BeadStatus> {
+    let to = if finish.review { BeadStatus::Review } else { BeadStatus::Landing };
+    let since = (to == BeadStatus::Landing).then(Utc::now);
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::status.eq(to),
+            beads::landing_sha.eq(&finish.sha),
+            beads::landing_since.eq(since),
+            beads::assignee_agent_id.eq(None::<Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    let kind = if finish.review { Kind::BeadReview } else { Kind::BeadLanding };
+    let actor = run.agent_id.map(Actor::Agent).unwrap_or(Actor::System);
+    record(conn, bead, kind, actor, json!({ "sha": finish.sha, "run": run.id })).await?;
+    Ok(to)
+}
+
+impl Bead {
+    /// Which of `projects` have beads waiting in their landing queue.
+    pub async fn projects_landing(conn: &mut Conn, projects: &[String]) -> Result<Vec<String>> {
+        Ok(beads::table
+            .filter(beads::project_id.eq_any(projects))
+            .filter(beads::status.eq(BeadStatus::Landing))
+            .select(beads::project_id)
+            .distinct()
+            .load(conn)
+            .await?)
+    }
+
+    /// The project's landing queue in the order it is served: priority first, then the time
+    /// each bead entered it (never newest first), at most `limit`.
+    pub async fn landing_queue(conn: &mut Conn, project: &str, limit: i64) -> Result<Vec<Queued>> {
+        type Row = (String, Option<String>, i16, Option<DateTime<Utc>>);
+        let rows: Vec<Row> = beads::table
+            .filter(beads::project_id.eq(project))
+            .filter(beads::status.eq(BeadStatus::Landing))
+            .filter(beads::landing_sha.is_not_null())
+            .order((beads::priority.asc(), beads::landing_since.asc(), beads::id.asc()))
+            .limit(limit)
+            .select((beads::id, beads::landing_sha, beads::priority, beads::landing_since))
+            .load(conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, sha, priority, since)| {
+                Some(Queued { id, sha: sha?, priority, since: since.unwrap_or_else(Utc::now) })
+            })
+            .collect())
+    }
+
+    /// Closes the beads of a train that landed as `merged` on `branch`: each still waiting
+    /// with the commit that was checked is closed with its agent's summary and a
+    /// `git.merged` row; the others (taken out of the queue meanwhile) are told on the bead
+    /// that their work landed anyway. One transaction; returns the beads closed.
+    pub async fn land(
+        conn: &mut Conn,
+        landed: &[Queued],
+        merged: &str,
+        branch: &str,
+        check: Uuid,
+    ) -> Result<Vec<String>> {
+        let (landed, merged, branch) = (landed.to_vec(), merged.to_owned(), branch.to_owned());
+        conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
+            let mut closed = Vec::new();
+            for q in &landed {
+                let bead = Bead::lock(conn, &q.id).await?;
+                if !waiting(&bead, &q.sha) {
+                    let body = format!(
+                        "This bead's work (`{}`) landed on `{branch}` in {merged} after it had \
+                         left the landing queue. Revert it there if it is not wanted.",
+                        q.sha
+                    );
+                    Comment::add(conn, &q.id, NewComment { body }, Actor::System).await?;
+                    continue;
+                }
+                let summary: Option<String> = runs::table
+                    .filter(runs::bead_id.eq(&q.id))
+                    .filter(runs::outcome.eq(RunOutcome::Success))
+                    .order(runs::ended_at.desc())
+                    .select(runs::summary)
+                    .first::<Option<String>>(conn)
+                    .await
+                    .optional()?
+                    .flatten();
+                diesel::update(
+                    runs::table
+                        .filter(runs::bead_id.eq(&q.id))
+                        .filter(runs::outcome.eq(RunOutcome::Success))
+                        .filter(runs::merged_sha.is_null()),
+                )
+                .set(runs::merged_sha.eq(&merged))
+                .execute(conn)
+                .await?;
+                let data =
+                    json!({ "sha": merged, "commit": q.sha, "branch": branch, "check": check });
+                record(conn, &bead, Kind::GitMerged, Actor::System, data).await?;
+                status::leave_landing(conn, &q.id).await?;
+                let reason = summary.unwrap_or_else(|| "landed".into());
+                status::close(conn, bead, Some(reason), Actor::System).await?;
+                bump_version(conn, &q.id).await?;
+                closed.push(q.id.clone());
+            }
+            Ok(closed)
+        })
+        .await
+    }
+
+    /// Sends a queued bead back to its agent with `body` as a comment: open again (the next
+    /// run continues on its branch and reads the comment). With `charge`, as for a red
+    /// check, an attempt is counted and the bead waits out the retry back-off (blocked
+    /// `too_many_attempts` once they are spent). False when the bead had left the queue.
+    pub async fn send_back(
+        conn: &mut Conn,
+        queued: &Queued,
+        body: String,
+        error: String,
+        charge: Option<RetryPolicy>,
+    ) -> Result<bool> {
+        let queued = queued.clone();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
+            let bead = Bead::lock(conn, &queued.id).await?;
+            if !waiting(&bead, &queued.sha) {
+                return Ok(false);
+            }
+            Comment::add(conn, &queued.id, NewComment { body }, Actor::System).await?;
+            status::leave_landing(conn, &queued.id).await?;
+            let attempts = bead.attempts + i32::from(charge.is_some());
+            let max: i32 = projects::table
+                .find(&bead.project_id)
+                .select(projects::max_attempts)
+                .first(conn)
+                .await?;
+            if charge.is_some() && attempts >= max {
+                diesel::update(beads::table.find(&queued.id))
+                    .set(beads::attempts.eq(attempts))
+                    .execute(conn)
+                    .await?;
+                let note = Some(error.clone());
+                status::block(conn, bead, BlockedReason::TooManyAttempts, note, Actor::System)
+                    .await?;
+            } else {
+                let not_before = charge.map(|retry| {
+                    let wait = chrono::Duration::from_std(retry.delay(attempts))
+                        .unwrap_or(chrono::Duration::zero());
+                    Utc::now() + wait
+                });
+                let reason = Some(error.clone());
+                status::reopen(conn, bead, reason, Attempts::Keep, Actor::System).await?;
+                diesel::update(beads::table.find(&queued.id))
+                    .set((
+                        beads::attempts.eq(attempts),
+                        beads::not_before.eq(not_before),
+                        beads::last_error.eq(Some(&error)),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            bump_version(conn, &queued.id).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Blocks a queued bead whose landing cannot go on without a person (its check could
+    /// not run), with `body` as a comment; its work stays on its branch, and reopening it
+    /// sends it through its agent and the queue again. False when it had left the queue.
+    pub async fn hold_landing(
+        conn: &mut Conn,
+        queued: &Queued,
+        reason: BlockedReason,
+        note: String,
+        body: String,
+    ) -> Result<bool> {
+        let queued = queued.clone();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
+            let bead = Bead::lock(conn, &queued.id).await?;
+            if !waiting(&bead, &queued.sha) {
+                return Ok(false);
+            }
+            Comment::add(conn, &queued.id, NewComment { body }, Actor::System).await?;
+            status::leave_landing(conn, &queued.id).await?;
+            status::block(conn, bead, reason, Some(note), Actor::System).await?;
+            bump_version(conn, &queued.id).await?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+/// What a reviewer decided about a bead in `review`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// On to the landing queue, with an optional comment.
+    Approve { comment: Option<String> },
+    /// Back to its agent with `body` as a comment: what to change.
+    RequestChanges { body: String },
+}
+
+/// The longest review comment or request.
+const REVIEW_MAX_BYTES: usize = 65_536;
+
+impl Bead {
+    /// A reviewer's decision on a bead in `review`, in one transaction with its comment and
+    /// activity: approved, it enters the landing queue; with changes requested it goes back
+    /// to `open` (its next run continues on its branch and is told what to change), or,
+    /// once the project's `max_review_rounds` requests have been made, waits for a person
+    /// (blocked `needs_human`). 409 `not_in_review` when the bead is not in review.
+    pub async fn review(
+        conn: &mut Conn,
+        id: &str,
+        decision: Decision,
+        actor: Actor,
+    ) -> Result<Bead> {
+        let text = match &decision {
+            Decision::Approve { comment } => comment.as_deref().unwrap_or_default(),
+            Decision::RequestChanges { body } => body,
+        };
+        if text.len() > REVIEW_MAX_BYTES {
+            return Err(Error::invalid("body_too_long", "a review is at most 65536 bytes"));
+        }
+        if let Decision::RequestChanges { body } = &decision
+            && body.trim().is_empty()
+        {
+            return Err(Error::invalid("body_required", "say what should change"));
+        }
+        let id = id.to_owned();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
+            let bead = Bead::lock(conn, &id).await?;
+            if bead.status != BeadStatus::Review {
+                return Err(Error::conflict(
+                    "not_in_review",
+                    format!("{id} is {}, not in review", bead.status),
+                ));
+            }
+            match decision {
+                Decision::Approve { comment } => approve(conn, bead, comment, actor).await?,
+                Decision::RequestChanges { body } => {
+                    request_changes(conn, bead, body, actor).await?
+                }
+            }
+            bump_version(conn, &id).await
+        })
+        .await
+    }
+}
+
+async fn approve(conn: &mut Conn, bead: Bead, comment: Option<String>, actor: Actor) -> Result<()> {
+    let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+    if let Some(c) = &comment {
+        let body = format!("**Approved.** {c}");
+        Comment::add(conn, &bead.id, NewComment { body }, actor).await?;
+    }
+    diesel::update(beads::table.find(&bead.id))
+        .set((beads::status.eq(BeadStatus::Landing), beads::landing_since.eq(Utc::now())))
+        .execute(conn)
+        .await?;
+    record(conn, &bead, Kind::BeadApproved, actor, json!({ "comment": comment })).await?;
+    let data = json!({ "sha": bead.landing_sha, "from": "review" });
+    record(conn, &bead, Kind::BeadLanding, actor, data).await
+}
+
+async fn request_changes(conn: &mut Conn, bead: Bead, body: String, actor: Actor) -> Result<()> {
+    let body = body.trim().to_owned();
+    let comment = format!("**Changes requested in review:**\n\n{body}");
+    Comment::add(conn, &bead.id, NewComment { body: comment }, actor).await?;
+    let earlier: i64 = crate::db::schema::activity::table
+        .filter(crate::db::schema::activity::bead_id.eq(&bead.id))
+        .filter(crate::db::schema::activity::kind.eq(Kind::BeadChangesRequested.as_str()))
+        .count()
+        .get_result(conn)
+        .await?;
+    let round = earlier + 1;
+    let max: i32 = projects::table
+        .find(&bead.project_id)
+        .select(projects::max_review_rounds)
+        .first(conn)
+        .await?;
+    record(conn, &bead, Kind::BeadChangesRequested, actor, json!({ "round": round })).await?;
+    status::leave_landing(conn, &bead.id).await?;
+    let error =
+        format!("changes requested in review: {}", crate::workbench::clip::clip(&body, 2_000));
+    if round >= i64::from(max) {
+        let note = format!("review asked for changes {round} times; a person decides what next");
+        status::block(conn, bead, BlockedReason::NeedsHuman, Some(note), actor).await?;
+        return Ok(());
+    }
+    let id = bead.id.clone();
+    status::reopen(conn, bead, Some(error.clone()), Attempts::Keep, actor).await?;
+    diesel::update(beads::table.find(&id))
+        .set((beads::last_error.eq(Some(&error)), beads::not_before.eq(None::<DateTime<Utc>>)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Still in the queue with the commit that was merged and checked.
+fn waiting(bead: &Bead, sha: &str) -> bool {
+    bead.status == BeadStatus::Landing && bead.landing_sha.as_deref() == Some(sha)
+}
