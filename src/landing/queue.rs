@@ -70,6 +70,9 @@ impl Lander {
         };
         let mut bisection = Bisection::new(queue);
         let mut bisecting = false;
+        // The narrowest red check so far: what the red bead, once found, is told. (It may
+        // be found by a green check, of the beads before it.)
+        let mut last_red: Option<Checked> = None;
         while let Some(batch) = bisection.next_check().map(<[Queued]>::to_vec) {
             let train = self.repos.train(&repo, &waiting(&batch)).await?;
             if self.settle_odd_cars(&project, &batch, &train, &mut stepped).await? {
@@ -105,14 +108,18 @@ impl Lander {
                 }
             }
             bisecting = !green || bisecting;
+            if !green {
+                last_red = Some(checked.clone());
+            }
             let decision = bisection.verdict(green);
             if let Some(red) = decision.reject {
-                match &checked.verdict {
+                let judged = last_red.as_ref().unwrap_or(&checked);
+                match &judged.verdict {
                     Verdict::TimedOut { ended } => {
                         let why = format!("the check {ended} with this bead's work in the train");
-                        self.unavailable(&project, &red, &checked, &why).await?;
+                        self.unavailable(&project, &red, judged, &why).await?;
                     }
-                    verdict => self.red(&project, &red, &checked, verdict).await?,
+                    verdict => self.red(&project, &red, judged, verdict).await?,
                 }
                 stepped.returned += 1;
             }

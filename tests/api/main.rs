@@ -24,6 +24,7 @@ mod gateway_parks;
 mod gateway_refusals;
 mod harness;
 mod invariants;
+mod landing;
 mod limits;
 mod litellm;
 mod metrics;

@@ -1,0 +1,252 @@
+//! Verified landing: a finished bead lands only through the project's merge queue, whose
+//! check runs in the sandbox on the merged tree; reviews by people gate it when asked for.
+//! Real git, the real sandbox, the scripted gateway.
+
+use serde_json::{Value, json};
+
+use crate::support::gateway::Reply;
+use crate::support::work::Work;
+use loom::executor::Limits;
+
+/// A project whose queue runs `check` (with `settings` on top).
+async fn work_with(files: &[(&str, &str)], agents: usize, settings: Value) -> Work {
+    let w = Work::new(files, agents, Limits::default()).await;
+    let admin = w.app.admin.clone();
+    let res = w
+        .app
+        .call(reqwest::Method::PATCH, "/api/v1/projects/web", Some(&admin), Some(settings))
+        .await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    w
+}
+
+/// The agent of `bead` writes `path` and is done.
+fn writes(w: &Work, bead: &str, path: &str, content: &str) {
+    let write = json!({"action": "write_file", "path": path, "content": content});
+    w.script.push_for(bead, Reply::action(write));
+    let done = json!({"action": "done", "summary": format!("Wrote {path}.")});
+    w.script.push_for(bead, Reply::action(done));
+}
+
+async fn queue(w: &Work) -> Value {
+    let res = w.app.get("/api/v1/projects/web/queue").await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    res.body
+}
+
+fn comments(bead: &Value) -> String {
+    let all = bead["comments"].as_array().cloned().unwrap_or_default();
+    all.iter().filter_map(|c| c["body"].as_str()).collect::<Vec<_>>().join("\n---\n")
+}
+
+#[tokio::test]
+async fn a_green_check_lands_the_work_and_records_the_check() {
+    let check = "test -f done.txt && echo all good";
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"check_command": check})).await;
+    let bead = w.bead("Finish it").await;
+    writes(&w, &bead, "done.txt", "done\n");
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["status"], "closed", "{shown}");
+    assert_eq!(shown["close_reason"], "Wrote done.txt.");
+    assert_eq!(w.upstream.file("done.txt"), "done\n");
+    let q = queue(&w).await;
+    assert_eq!(q["depth"], 0);
+    let check = &q["recent"][0];
+    assert_eq!(
+        (check["outcome"].as_str(), check["exit_code"].as_i64(), check["landed"].as_bool()),
+        (Some("green"), Some(0), Some(true)),
+        "{q}"
+    );
+    assert_eq!(check["beads"], json!([bead]));
+    assert_eq!(check["tip_sha"].as_str(), Some(w.upstream.git(&["rev-parse", "main"]).trim()));
+    let history = w.app.get(&format!("/api/v1/activity?bead={bead}")).await.body;
+    let kinds: Vec<&str> =
+        history["items"].as_array().unwrap().iter().filter_map(|i| i["kind"].as_str()).collect();
+    for kind in ["bead.landing", "git.merged", "bead.closed"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    // Origin keeps no branch of a bead that landed.
+    let branches = w.upstream.git(&["branch", "--list", "loom/*"]);
+    assert_eq!(branches.trim(), "", "{branches}");
+}
+
+#[tokio::test]
+async fn a_red_check_lands_nothing_and_its_output_reaches_the_bead_and_the_next_run() {
+    let check = "grep -q fixed app.txt || { echo \"test_app FAILED: app.txt says $(cat app.txt)\"; exit 3; }";
+    let mut w = work_with(&[("app.txt", "old\n")], 1, json!({"check_command": check})).await;
+    let before = w.upstream.git(&["rev-parse", "main"]);
+    let bead = w.bead("Fix the app").await;
+    writes(&w, &bead, "app.txt", "broken\n");
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!((shown["status"].as_str(), shown["attempts"].as_i64()), (Some("open"), Some(1)));
+    assert_eq!(w.upstream.git(&["rev-parse", "main"]), before, "nothing landed");
+    let said = comments(&shown);
+    assert!(said.contains("test_app FAILED: app.txt says broken"), "{said}");
+    assert!(said.contains("[exit code 3]"), "{said}");
+    let q = queue(&w).await;
+    assert_eq!(
+        (q["recent"][0]["outcome"].as_str(), q["recent"][0]["landed"].as_bool()),
+        (Some("red"), Some(false)),
+        "{q}"
+    );
+
+    // Its next run (after the back-off) is told why, continues on its branch, and lands.
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("UPDATE beads SET not_before = NULL")
+        .execute(&mut w.app.pool.get().await.unwrap())
+        .await
+        .unwrap();
+    writes(&w, &bead, "app.txt", "fixed\n");
+    let asked = w.script.completions().len();
+    w.settle().await;
+    let task = w.script.completions()[asked]["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(task.contains("test_app FAILED"), "{task}");
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    assert_eq!(w.upstream.file("app.txt"), "fixed\n");
+}
+
+#[tokio::test]
+async fn a_check_that_times_out_blocks_the_bead_check_unavailable_and_lands_nothing() {
+    let settings = json!({"check_command": "echo checking; sleep 30", "check_timeout_s": 1});
+    let mut w = work_with(&[("a.txt", "a\n")], 1, settings).await;
+    let before = w.upstream.git(&["rev-parse", "main"]);
+    let bead = w.bead("Hang the check").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["blocked_reason"].as_str()),
+        (Some("blocked"), Some("check_unavailable")),
+        "{shown}"
+    );
+    assert_eq!(w.upstream.git(&["rev-parse", "main"]), before, "nothing landed");
+    let said = comments(&shown);
+    assert!(said.contains("timed out") && said.contains("checking"), "{said}");
+    assert_eq!(queue(&w).await["recent"][0]["outcome"], "unavailable");
+}
+
+#[tokio::test]
+async fn a_check_command_that_is_not_there_blocks_the_bead_and_lands_nothing() {
+    let settings = json!({"check_command": "no-such-checker --all"});
+    let mut w = work_with(&[("a.txt", "a\n")], 1, settings).await;
+    let before = w.upstream.git(&["rev-parse", "main"]);
+    let bead = w.bead("Check with nothing").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["blocked_reason"], "check_unavailable", "{shown}");
+    assert!(comments(&shown).contains("could not be run"), "{}", comments(&shown));
+    assert_eq!(w.upstream.git(&["rev-parse", "main"]), before, "nothing landed");
+}
+
+#[tokio::test]
+async fn a_human_review_approves_or_asks_for_changes_and_viewers_cannot() {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "human"})).await;
+    let before = w.upstream.git(&["rev-parse", "main"]);
+    let bead = w.bead("Reviewed work").await;
+    writes(&w, &bead, "b.txt", "first\n");
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["status"], "review", "{shown}");
+    assert!(shown["landing_sha"].as_str().is_some_and(|s| s.len() == 40), "{shown}");
+    assert_eq!(w.upstream.git(&["rev-parse", "main"]), before, "nothing lands unreviewed");
+    let q = queue(&w).await;
+    assert_eq!(q["in_review"][0]["id"], bead, "{q}");
+
+    // Viewers cannot review; a request needs a body; approval is for beads in review.
+    let approve = format!("/api/v1/beads/{bead}/approve");
+    let changes = format!("/api/v1/beads/{bead}/request-changes");
+    let res =
+        w.app.call(reqwest::Method::POST, &approve, Some(&w.app.viewer), Some(json!({}))).await;
+    assert_eq!(res.status.as_u16(), 403, "{:?}", res.body);
+    let res = w.app.post(&changes, json!({"body": "  "})).await;
+    assert_eq!(
+        (res.status.as_u16(), res.body["error"]["code"].as_str()),
+        (422, Some("body_required"))
+    );
+
+    let res = w.app.post(&changes, json!({"body": "Say second, not first."})).await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    assert_eq!(res.body["status"], "open");
+    writes(&w, &bead, "b.txt", "second\n");
+    let asked = w.script.completions().len();
+    w.settle().await;
+    let task = w.script.completions()[asked]["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(task.contains("Say second, not first."), "{task}");
+    assert_eq!(w.show(&bead).await["status"], "review");
+
+    let res = w.app.post(&approve, json!({"comment": "Good."})).await;
+    assert_eq!((res.status.as_u16(), res.body["status"].as_str()), (200, Some("landing")));
+    let res = w.app.post(&approve, json!({})).await;
+    assert_eq!(
+        (res.status.as_u16(), res.body["error"]["code"].as_str()),
+        (409, Some("not_in_review"))
+    );
+    w.settle().await;
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    assert_eq!(w.upstream.file("b.txt"), "second\n");
+}
+
+#[tokio::test]
+async fn review_rounds_are_bounded_then_a_person_decides() {
+    let settings = json!({"review": "human", "max_review_rounds": 1});
+    let mut w = work_with(&[("a.txt", "a\n")], 1, settings).await;
+    let bead = w.bead("Never quite right").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    let res =
+        w.app.post(&format!("/api/v1/beads/{bead}/request-changes"), json!({"body": "No."})).await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    assert_eq!(
+        (res.body["status"].as_str(), res.body["blocked_reason"].as_str()),
+        (Some("blocked"), Some("needs_human")),
+        "{}",
+        res.body
+    );
+}
+
+/// Eight beads wait at once and one breaks the check: the train lands the seven green ones
+/// and sends the red one back, in at most 1 + log2(8) + 1 checks.
+#[tokio::test]
+async fn a_train_of_eight_with_one_red_bead_lands_the_seven_and_sends_back_the_red() {
+    let check = "if grep -l BROKEN *.txt; then echo 'a file is broken'; exit 1; fi";
+    let settings = json!({"check_command": check, "review": "human"});
+    let mut w = work_with(&[("a.txt", "a\n")], 4, settings).await;
+    let mut beads = Vec::new();
+    for i in 0..8 {
+        let bead = w.bead(&format!("File {i}")).await;
+        let content = if i == 5 { "BROKEN\n" } else { "fine\n" };
+        writes(&w, &bead, &format!("f{i}.txt"), content);
+        beads.push(bead);
+    }
+    // Reviews hold them until all eight wait; approved, they enter the queue together.
+    w.settle().await;
+    for bead in &beads {
+        let res = w.app.post(&format!("/api/v1/beads/{bead}/approve"), json!({})).await;
+        assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    }
+    assert_eq!(queue(&w).await["depth"], 8);
+    w.settle().await;
+    for (i, bead) in beads.iter().enumerate() {
+        let shown = w.show(bead).await;
+        if i == 5 {
+            assert_eq!(
+                (shown["status"].as_str(), shown["attempts"].as_i64()),
+                (Some("open"), Some(1))
+            );
+            assert!(comments(&shown).contains("f5.txt"), "{}", comments(&shown));
+        } else {
+            assert_eq!(shown["status"], "closed", "{i}: {shown}");
+            assert_eq!(w.upstream.file(&format!("f{i}.txt")), "fine\n");
+        }
+    }
+    let checks = queue(&w).await["recent"].as_array().cloned().unwrap_or_default();
+    assert!((2..=5).contains(&checks.len()), "{checks:#?}");
+    assert_eq!(
+        checks.last().unwrap()["beads"].as_array().map(Vec::len),
+        Some(8),
+        "the first check took all eight"
+    );
+}
