@@ -62,6 +62,9 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Histogram,
     spend_refusals: Counter,
+    check_duration: Histograms<OutcomeLabel>,
+    train_size: Histogram,
+    train_bisections: Counter,
 }
 
 /// Seconds from 5 ms to about 40 s: requests, gateway calls, dispatch rounds.
@@ -104,6 +107,9 @@ impl Metrics {
             http_requests: Family::default(),
             http_duration: short(),
             spend_refusals: Counter::default(),
+            check_duration: Family::new_with_constructor(long),
+            train_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
+            train_bisections: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -179,6 +185,22 @@ impl Metrics {
             "Dispatch rounds that claimed nothing new because a token budget was spent.",
             m.spend_refusals.clone(),
         );
+        r.register_with_unit(
+            "loom_check_duration",
+            "Project checks this replica's landing queues ran, by outcome (green, red, unavailable).",
+            Unit::Seconds,
+            m.check_duration.clone(),
+        );
+        r.register(
+            "loom_train_size",
+            "Beads in each train a landing queue checked first (before any bisection).",
+            m.train_size.clone(),
+        );
+        r.register(
+            "loom_train_bisections",
+            "Trains of several beads whose check failed, so that the queue bisected them.",
+            m.train_bisections.clone(),
+        );
         m.registry = registry;
         m
     }
@@ -208,6 +230,24 @@ impl Metrics {
                 }
                 if outcome == "lease_expired" {
                     self.lease_expiries.inc();
+                }
+            }
+            Kind::CheckFinished => {
+                let outcome =
+                    event.data.get("outcome").and_then(|o| o.as_str()).unwrap_or("unknown");
+                if event.data.get("command").and_then(serde_json::Value::as_bool) == Some(true)
+                    && let Some(s) = seconds("seconds")
+                {
+                    let label = OutcomeLabel { outcome: outcome.to_owned() };
+                    self.check_duration.get_or_create(&label).observe(s.max(0.0));
+                }
+                let beads = event.data.get("beads").and_then(|b| b.as_array()).map_or(0, Vec::len);
+                let bisecting = event.data.get("bisecting").and_then(serde_json::Value::as_bool);
+                if bisecting == Some(false) {
+                    self.train_size.observe(beads as f64);
+                    if outcome != "green" && beads > 1 {
+                        self.train_bisections.inc();
+                    }
                 }
             }
             _ => {}

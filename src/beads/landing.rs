@@ -145,7 +145,8 @@ impl Bead {
                 record(conn, &bead, Kind::GitMerged, Actor::System, data).await?;
                 status::leave_landing(conn, &q.id).await?;
                 let reason = summary.unwrap_or_else(|| "landed".into());
-                status::close(conn, bead, Some(reason), Actor::System).await?;
+                status::close_saying(conn, bead, Some(reason), Actor::System, Some(&branch))
+                    .await?;
                 bump_version(conn, &q.id).await?;
                 closed.push(q.id.clone());
             }
@@ -157,12 +158,14 @@ impl Bead {
     /// Sends a queued bead back to its agent with `body` as a comment: open again (the next
     /// run continues on its branch and reads the comment). With `charge`, as for a red
     /// check, an attempt is counted and the bead waits out the retry back-off (blocked
-    /// `too_many_attempts` once they are spent). False when the bead had left the queue.
+    /// `too_many_attempts` once they are spent). `why` is a stable code for the
+    /// `bead.sent_back` row (`check_failed`, `conflict`, `lost`). False when the bead had
+    /// left the queue.
     pub async fn send_back(
         conn: &mut Conn,
         queued: &Queued,
-        body: String,
-        error: String,
+        why: &'static str,
+        (body, error): (String, String),
         charge: Option<RetryPolicy>,
     ) -> Result<bool> {
         let queued = queued.clone();
@@ -173,6 +176,8 @@ impl Bead {
                 return Ok(false);
             }
             Comment::add(conn, &queued.id, NewComment { body }, Actor::System).await?;
+            let data = json!({ "why": why, "error": error, "sha": queued.sha });
+            record(conn, &bead, Kind::BeadSentBack, Actor::System, data).await?;
             status::leave_landing(conn, &queued.id).await?;
             let attempts = bead.attempts + i32::from(charge.is_some());
             let max: i32 = projects::table

@@ -105,6 +105,17 @@ pub(super) async fn close(
     reason: Option<String>,
     actor: Actor,
 ) -> Result<()> {
+    close_saying(conn, bead, reason, actor, None).await
+}
+
+/// `close`, with the branch its work landed on said in the `bead.closed` row.
+pub(super) async fn close_saying(
+    conn: &mut Conn,
+    bead: Bead,
+    reason: Option<String>,
+    actor: Actor,
+    landed_on: Option<&str>,
+) -> Result<()> {
     if bead.status == BeadStatus::Closed {
         return Err(Error::conflict("already_closed", format!("{} is already closed", bead.id)));
     }
@@ -135,7 +146,11 @@ pub(super) async fn close(
     recount_dependents(conn, &bead.id).await?;
     // A closed bead holds nothing back, even if it closed with blockers open.
     refresh_holds(conn, std::slice::from_ref(&bead.id)).await?;
-    record(conn, &bead, Kind::BeadClosed, actor, serde_json::json!({ "reason": reason })).await?;
+    let mut data = serde_json::json!({ "reason": reason });
+    if let Some(branch) = landed_on {
+        data["landed_on"] = branch.into();
+    }
+    record(conn, &bead, Kind::BeadClosed, actor, data).await?;
     close_finished_epic(conn, bead.parent_id.as_deref()).await
 }
 

@@ -47,6 +47,7 @@ kinds! {
     BeadLanding = "bead.landing";
     BeadApproved = "bead.approved";
     BeadChangesRequested = "bead.changes_requested";
+    BeadSentBack = "bead.sent_back";
     DependencyAdded = "dependency.added";
     DependencyRemoved = "dependency.removed";
     CommentAdded = "comment.added";

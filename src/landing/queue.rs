@@ -169,7 +169,7 @@ impl Lander {
                     );
                     let error =
                         format!("{} in {}", crate::beads::LANDING_CONFLICT, paths.join(", "));
-                    Bead::send_back(&mut conn, q, body, error, None).await?;
+                    Bead::send_back(&mut conn, q, "conflict", (body, error), None).await?;
                     stepped.returned += 1;
                 }
                 Car::Missing { .. } => {
@@ -180,7 +180,7 @@ impl Lander {
                         q.sha
                     );
                     let error = "its finished work was lost before it was published".to_owned();
-                    Bead::send_back(&mut conn, q, body, error, None).await?;
+                    Bead::send_back(&mut conn, q, "lost", (body, error), None).await?;
                     stepped.returned += 1;
                 }
             }
@@ -228,7 +228,7 @@ impl Lander {
         );
         let error = format!("the project's check failed {ended}");
         let mut conn = self.pool.get().await?;
-        Bead::send_back(&mut conn, q, body, error, Some(self.retry)).await?;
+        Bead::send_back(&mut conn, q, "check_failed", (body, error), Some(self.retry)).await?;
         self.bus.committed();
         Ok(())
     }

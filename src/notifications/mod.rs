@@ -35,7 +35,8 @@ use crate::error::{Error, Result};
 pub struct Notification {
     pub id: i64,
     pub user_id: Uuid,
-    /// `bead_closed`, `bead_blocked`, `needs_human`, `mention`, `p0_filed`, `gateway_down`
+    /// `bead_closed`, `landed`, `bead_blocked`, `needs_human`, `review_requested`,
+    /// `changes_requested`, `check_failed`, `mention`, `p0_filed`, `gateway_down`
     /// or `gateway_up`.
     pub reason: String,
     /// What it is about: a bead id, or `gateway`.

@@ -7,6 +7,10 @@
 //!   parks it for an unavailable gateway: that heals itself and `gateway_down` says it);
 //! - a bead asks for a human (blocked `needs_human`): `needs_human` to its creator and to
 //!   every watcher of its project;
+//! - a bead's work waits for a review: `review_requested` to its creator and the watchers;
+//!   a review asks for changes: `changes_requested` to its creator;
+//! - a bead's work lands (closed by the merge queue): `landed`, instead of `bead_closed`;
+//!   the project's check fails on it: `check_failed`, both to its creator;
 //! - an `@username` in a comment: `mention` to that user;
 //! - a P0 bead filed in a watched project: `p0_filed` to the watchers;
 //! - the gateway goes down or comes back: `gateway_down` / `gateway_up` to every user.
@@ -38,6 +42,10 @@ pub enum Reason {
     GatewayUp,
     SpendLimited,
     SpendResumed,
+    ReviewRequested,
+    ChangesRequested,
+    Landed,
+    CheckFailed,
 }
 
 impl Reason {
@@ -52,6 +60,10 @@ impl Reason {
             Reason::GatewayUp => "gateway_up",
             Reason::SpendLimited => "spend_limited",
             Reason::SpendResumed => "spend_resumed",
+            Reason::ReviewRequested => "review_requested",
+            Reason::ChangesRequested => "changes_requested",
+            Reason::Landed => "landed",
+            Reason::CheckFailed => "check_failed",
         }
     }
 }
@@ -63,6 +75,13 @@ pub const GATEWAY: &str = "gateway";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     Closed,
+    /// Closed by the merge queue: its work is on `branch`.
+    Landed {
+        branch: String,
+    },
+    ReviewRequested,
+    ChangesRequested,
+    CheckFailed,
     /// Blocked for a reason other than a question for a human; `why` reads after "blocked: ".
     Blocked {
         why: String,
@@ -109,7 +128,17 @@ impl Trigger {
         let data = &row.data;
         let on_bead = row.bead_id.is_some();
         match kind {
-            Kind::BeadClosed if on_bead => Some(Trigger::Closed),
+            Kind::BeadClosed if on_bead => Some(match text(data, "landed_on") {
+                Some(branch) => Trigger::Landed { branch },
+                None => Trigger::Closed,
+            }),
+            Kind::BeadReview if on_bead => Some(Trigger::ReviewRequested),
+            Kind::BeadChangesRequested if on_bead => Some(Trigger::ChangesRequested),
+            Kind::BeadSentBack
+                if on_bead && text(data, "why").as_deref() == Some("check_failed") =>
+            {
+                Some(Trigger::CheckFailed)
+            }
             Kind::BeadBlocked if on_bead => {
                 let reason = text(data, "reason").and_then(|r| r.parse::<BlockedReason>().ok());
                 let why = match reason {
@@ -176,8 +205,16 @@ impl Facts {
     pub async fn load(conn: &mut Conn, row: &Activity, trigger: &Trigger) -> Result<Facts> {
         let mut facts = Facts::default();
         // The rules about a bead's state name it and tell whoever filed it.
-        let of_bead =
-            matches!(trigger, Trigger::Closed | Trigger::Blocked { .. } | Trigger::NeedsHuman);
+        let of_bead = matches!(
+            trigger,
+            Trigger::Closed
+                | Trigger::Landed { .. }
+                | Trigger::Blocked { .. }
+                | Trigger::NeedsHuman
+                | Trigger::ReviewRequested
+                | Trigger::ChangesRequested
+                | Trigger::CheckFailed
+        );
         if let Some(bead) = row.bead_id.as_ref().filter(|_| of_bead) {
             facts.bead = beads::table
                 .find(bead)
@@ -187,7 +224,7 @@ impl Facts {
                 .optional()?;
         }
         match trigger {
-            Trigger::NeedsHuman | Trigger::P0Filed { .. } => {
+            Trigger::NeedsHuman | Trigger::P0Filed { .. } | Trigger::ReviewRequested => {
                 if let Some(project) = &row.project_id {
                     facts.watchers = project_watchers::table
                         .filter(project_watchers::project_id.eq(project))
@@ -209,7 +246,11 @@ impl Facts {
                 facts.everyone =
                     users::table.order(users::created_at).select(users::id).load(conn).await?;
             }
-            Trigger::Closed | Trigger::Blocked { .. } => {}
+            Trigger::Closed
+            | Trigger::Landed { .. }
+            | Trigger::Blocked { .. }
+            | Trigger::ChangesRequested
+            | Trigger::CheckFailed => {}
         }
         Ok(facts)
     }
@@ -278,6 +319,21 @@ fn audience(
     let current = || facts.bead.as_ref().map(|(t, _)| named(t));
     Some(match trigger {
         Trigger::Closed => (Reason::BeadClosed, creator(), format!("{} was closed", current()?)),
+        Trigger::Landed { branch } => {
+            (Reason::Landed, creator(), format!("{} landed on {branch}", current()?))
+        }
+        Trigger::ReviewRequested => {
+            let users = creator().into_iter().chain(facts.watchers.iter().copied()).collect();
+            (Reason::ReviewRequested, users, format!("{} is ready for review", current()?))
+        }
+        Trigger::ChangesRequested => (
+            Reason::ChangesRequested,
+            creator(),
+            format!("Changes were requested on {}", current()?),
+        ),
+        Trigger::CheckFailed => {
+            (Reason::CheckFailed, creator(), format!("{} failed the project's check", current()?))
+        }
         Trigger::Blocked { why } => {
             (Reason::BeadBlocked, creator(), format!("{} is blocked: {why}", current()?))
         }

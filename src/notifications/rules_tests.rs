@@ -135,3 +135,32 @@ fn other_kinds_and_unknown_kinds_notify_nobody() {
         assert_eq!(Trigger::of(&row(kind, Some("lm-3"), None, json!({}))), None, "{kind}");
     }
 }
+
+#[test]
+fn landing_tells_the_creator_of_reviews_landings_and_failed_checks() {
+    let [ana, bob] = users(2)[..] else { unreachable!() };
+    let landed =
+        row("bead.closed", Some("lm-3"), None, json!({ "reason": "done", "landed_on": "main" }));
+    assert_eq!(
+        derived(&landed, &filed_by(ana)),
+        vec![(ana, Reason::Landed, "lm-3 \"Fix login\" landed on main".to_owned())]
+    );
+    let review = row("bead.review", Some("lm-3"), None, json!({ "sha": "abc" }));
+    let facts = Facts { watchers: vec![bob, ana], ..filed_by(ana) };
+    let asked = derived(&review, &facts);
+    assert_eq!(asked.iter().map(|t| t.0).collect::<Vec<_>>(), [ana, bob]);
+    assert_eq!(asked[0].2, "lm-3 \"Fix login\" is ready for review");
+    let changes = row("bead.changes_requested", Some("lm-3"), Some(bob), json!({ "round": 1 }));
+    assert_eq!(derived(&changes, &filed_by(ana))[0].1, Reason::ChangesRequested);
+    let red = row("bead.sent_back", Some("lm-3"), None, json!({ "why": "check_failed" }));
+    assert_eq!(
+        derived(&red, &filed_by(ana)),
+        vec![(
+            ana,
+            Reason::CheckFailed,
+            "lm-3 \"Fix login\" failed the project's check".to_owned()
+        )]
+    );
+    let conflict = row("bead.sent_back", Some("lm-3"), None, json!({ "why": "conflict" }));
+    assert_eq!(Trigger::of(&conflict), None, "a conflict is the agent's to resolve");
+}

@@ -65,6 +65,10 @@ fn reason_label(reason: &str) -> &'static str {
         "p0_filed" => "P0 filed",
         "gateway_down" => "gateway down",
         "gateway_up" => "gateway back",
+        "review_requested" => "review requested",
+        "changes_requested" => "changes requested",
+        "landed" => "landed",
+        "check_failed" => "check failed",
         _ => "notice",
     }
 }

@@ -34,6 +34,20 @@ async fn queue(w: &Work) -> Value {
     res.body
 }
 
+/// Waits until the member (who files the beads) is notified `reason` about `bead`.
+async fn notified(w: &Work, bead: &str, reason: &str) {
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = w.app.get("/api/v1/notifications").await.body;
+        let items = seen["items"].as_array().cloned().unwrap_or_default();
+        if items.iter().any(|n| n["reason"] == reason && n["subject"] == bead) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no {reason} notification for {bead}: {seen}");
+}
+
 fn comments(bead: &Value) -> String {
     let all = bead["comments"].as_array().cloned().unwrap_or_default();
     all.iter().filter_map(|c| c["body"].as_str()).collect::<Vec<_>>().join("\n---\n")
@@ -59,6 +73,7 @@ async fn a_green_check_lands_the_work_and_records_the_check() {
         "{q}"
     );
     assert_eq!(check["beads"], json!([bead]));
+    notified(&w, &bead, "landed").await;
     assert_eq!(check["tip_sha"].as_str(), Some(w.upstream.git(&["rev-parse", "main"]).trim()));
     let history = w.app.get(&format!("/api/v1/activity?bead={bead}")).await.body;
     let kinds: Vec<&str> =
@@ -85,6 +100,7 @@ async fn a_red_check_lands_nothing_and_its_output_reaches_the_bead_and_the_next_
     let said = comments(&shown);
     assert!(said.contains("test_app FAILED: app.txt says broken"), "{said}");
     assert!(said.contains("[exit code 3]"), "{said}");
+    notified(&w, &bead, "check_failed").await;
     let q = queue(&w).await;
     assert_eq!(
         (q["recent"][0]["outcome"].as_str(), q["recent"][0]["landed"].as_bool()),
@@ -154,6 +170,7 @@ async fn a_human_review_approves_or_asks_for_changes_and_viewers_cannot() {
     assert_eq!(w.upstream.git(&["rev-parse", "main"]), before, "nothing lands unreviewed");
     let q = queue(&w).await;
     assert_eq!(q["in_review"][0]["id"], bead, "{q}");
+    notified(&w, &bead, "review_requested").await;
 
     // Viewers cannot review; a request needs a body; approval is for beads in review.
     let approve = format!("/api/v1/beads/{bead}/approve");

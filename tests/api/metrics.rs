@@ -104,3 +104,52 @@ async fn a_metrics_token_closes_the_endpoint_to_anyone_without_it() {
     assert_eq!(right.status, StatusCode::OK);
     assert!(right.body.as_str().unwrap().ends_with("# EOF\n"));
 }
+
+/// The landing queue is measured: its depth, each check's duration by outcome, the size of
+/// the trains it checks and the trains it had to bisect.
+#[tokio::test]
+async fn the_landing_queue_is_counted_from_depth_to_bisections() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 2, Default::default()).await;
+    let settings = json!({"check_command": "! grep -q BAD *.txt", "review": "human"});
+    let admin = w.app.admin.clone();
+    let res = w.app.call(Method::PATCH, "/api/v1/projects/web", Some(&admin), Some(settings)).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let mut beads = Vec::new();
+    for (i, content) in ["good", "BAD"].into_iter().enumerate() {
+        let bead = w.bead(&format!("Bead {i}")).await;
+        let write =
+            json!({"action": "write_file", "path": format!("b{i}.txt"), "content": content});
+        w.script.push_for(&bead, Reply::action(write));
+        w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "ok"})));
+        beads.push(bead);
+    }
+    w.settle().await;
+    for bead in &beads {
+        let res = w.app.post(&format!("/api/v1/beads/{bead}/approve"), json!({})).await;
+        assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    }
+    let res = w.app.call(Method::GET, "/metrics", None, None).await;
+    let text = res.body.as_str().unwrap().to_owned();
+    assert_eq!(sample(&text, "loom_landing_queue_depth{project=\"web\"}"), Some(2.0), "{text}");
+    w.settle().await;
+    let mut text = String::new();
+    for _ in 0..200 {
+        let res = w.app.call(Method::GET, "/metrics", None, None).await;
+        text = res.body.as_str().unwrap().to_owned();
+        if sample(&text, "loom_train_bisections_total").is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_well_formed(&text);
+    for series in [
+        "loom_check_duration_seconds_count{outcome=\"red\"}",
+        "loom_check_duration_seconds_count{outcome=\"green\"}",
+        "loom_train_size_count",
+        "loom_train_bisections_total",
+    ] {
+        assert!(sample(&text, series).is_some_and(|n| n >= 1.0), "{series} in {text}");
+    }
+    assert_eq!(w.app.show(&beads[0]).await["status"], "closed");
+    assert_eq!(w.app.show(&beads[1]).await["status"], "open");
+}

@@ -75,10 +75,19 @@ async fn shared_state(state: &AppState) -> Result<Registry> {
     let mut r = Registry::default();
 
     let beads = Family::<ProjectStatus, Gauge>::default();
+    let landing = Family::<ProjectLabel, Gauge>::default();
     for (project, status, n) in by_status {
+        if status == crate::beads::BeadStatus::Landing {
+            landing.get_or_create(&ProjectLabel { project: project.clone() }).set(n);
+        }
         beads.get_or_create(&ProjectStatus { project, status: status.to_string() }).set(n);
     }
     r.register("loom_beads", "Beads by project and status.", beads);
+    r.register(
+        "loom_landing_queue_depth",
+        "Beads waiting in each project's landing queue (checked or not yet).",
+        landing,
+    );
     let depth = Family::<ProjectLabel, Gauge>::default();
     for (project, n) in ready {
         depth.get_or_create(&ProjectLabel { project }).set(n);
