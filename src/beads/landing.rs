@@ -64,11 +64,13 @@ pub(super) async fn enter(
 }
 
 impl Bead {
-    /// Which of `projects` have beads waiting in their landing queue.
+    /// Which of `projects` have beads their landing queue may take now.
     pub async fn projects_landing(conn: &mut Conn, projects: &[String]) -> Result<Vec<String>> {
         Ok(beads::table
             .filter(beads::project_id.eq_any(projects))
             .filter(beads::status.eq(BeadStatus::Landing))
+            .filter(beads::open_blockers.eq(0))
+            .filter(beads::held_by.is_null())
             .select(beads::project_id)
             .distinct()
             .load(conn)
@@ -76,13 +78,18 @@ impl Bead {
     }
 
     /// The project's landing queue in the order it is served: priority first, then the time
-    /// each bead entered it (never newest first), at most `limit`.
+    /// each bead entered it (never newest first), at most `limit`. A bead that gained a
+    /// `blocks` dependency while its agent worked (or while it waited) stays in the queue
+    /// but is not taken until every blocker has closed, nor while an ancestor holds it: its
+    /// work never lands before the work it waits for.
     pub async fn landing_queue(conn: &mut Conn, project: &str, limit: i64) -> Result<Vec<Queued>> {
         type Row = (String, Option<String>, i16, Option<DateTime<Utc>>);
         let rows: Vec<Row> = beads::table
             .filter(beads::project_id.eq(project))
             .filter(beads::status.eq(BeadStatus::Landing))
             .filter(beads::landing_sha.is_not_null())
+            .filter(beads::open_blockers.eq(0))
+            .filter(beads::held_by.is_null())
             .order((beads::priority.asc(), beads::landing_since.asc(), beads::id.asc()))
             .limit(limit)
             .select((beads::id, beads::landing_sha, beads::priority, beads::landing_since))

@@ -98,6 +98,19 @@ pub enum BeadCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Approve a bead in review: its work enters the project's landing queue.
+    Approve {
+        id: String,
+        /// Said on the bead with the approval.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Send a bead in review back to its agent with what should change.
+    RequestChanges {
+        id: String,
+        /// What should change (the bead's next run reads it).
+        body: String,
+    },
     /// Block a bead by hand.
     Block {
         id: String,
@@ -258,6 +271,12 @@ pub async fn run(remote: Remote, command: BeadCommand) -> anyhow::Result<()> {
         BeadCommand::Reopen { id, reason } => {
             client.post(&bead_path(&id, "/reopen")?, &json!({ "reason": reason })).await?
         }
+        BeadCommand::Approve { id, comment } => {
+            client.post(&bead_path(&id, "/approve")?, &json!({ "comment": comment })).await?
+        }
+        BeadCommand::RequestChanges { id, body } => {
+            client.post(&bead_path(&id, "/request-changes")?, &json!({ "body": body })).await?
+        }
         BeadCommand::Block { id, reason } => {
             client.post(&bead_path(&id, "/block")?, &json!({ "reason": reason })).await?
         }
@@ -328,6 +347,8 @@ fn describe_holds(holds: &Value) -> String {
             Some("deferred") => format!("deferred until {}", cell(&h["until"])),
             Some("ancestor") => format!("held by {} ({})", cell(&h["id"]), cell(&h["status"])),
             Some("backoff") => format!("retry after {}", cell(&h["until"])),
+            Some("review") => "waiting for a review".to_owned(),
+            Some("landing") => "in the landing queue".to_owned(),
             Some("paired") => {
                 format!("a person is pairing on it (conversation {})", cell(&h["conversation"]))
             }

@@ -79,8 +79,9 @@ const LIMITED: &str = "SELECT p.id, \
        p.max_in_progress - (SELECT count(*) FROM beads b \
                              WHERE b.project_id = p.id AND b.status = 'in_progress')::int AS room, \
        (p.max_awaiting_merge IS NOT NULL AND (SELECT count(*) FROM beads b \
-           WHERE b.project_id = p.id AND b.status = 'blocked' \
-             AND b.blocked_reason = 'merge_conflict') >= p.max_awaiting_merge) AS merges_full, \
+           WHERE b.project_id = p.id AND (b.status IN ('review', 'landing') \
+             OR (b.status = 'blocked' AND b.blocked_reason IN ('merge_conflict', 'check_unavailable')))) \
+           >= p.max_awaiting_merge) AS merges_full, \
        EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id) AS spent, \
        CASE WHEN p.max_in_progress IS NULL THEN true \
             ELSE pg_try_advisory_xact_lock(hashtext('loom.wip'), hashtext(p.id)) END AS locked, \

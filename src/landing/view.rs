@@ -44,6 +44,9 @@ pub struct WaitingBead {
     /// When it entered the queue (null while in review).
     #[diesel(column_name = landing_since)]
     pub since: Option<DateTime<Utc>>,
+    /// Blockers not closed yet: the queue does not take it until they are.
+    #[diesel(column_name = open_blockers)]
+    pub waiting_on: i32,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, Queryable, Selectable)]

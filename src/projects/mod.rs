@@ -45,8 +45,9 @@ pub struct Project {
     pub token_budget: Option<i64>,
     /// Most beads in progress at once (null: as many as there are agents).
     pub max_in_progress: Option<i32>,
-    /// Most finished beads waiting to merge (blocked as `merge_conflict`) before no more
-    /// work is claimed (null: no limit).
+    /// Most finished beads waiting to land (in review or the landing queue, or blocked on a
+    /// merge conflict or a check that could not run) before no more work is claimed (null:
+    /// no limit).
     pub max_awaiting_merge: Option<i32>,
     /// Whether agents' commands may reach the network (`none` or `open`).
     pub network: Network,

@@ -267,3 +267,64 @@ async fn a_train_of_eight_with_one_red_bead_lands_the_seven_and_sends_back_the_r
         "the first check took all eight"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_approves_and_requests_changes() {
+    use crate::support::cli::Cli;
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "human"})).await;
+    let bead = w.bead("Reviewed from a terminal").await;
+    writes(&w, &bead, "b.txt", "one\n");
+    w.settle().await;
+    let viewer = Cli::with_token(&w.app.base, &w.app.viewer);
+    let (ok, _, err) = viewer.run(&["bead", "approve", &bead], None);
+    assert!(!ok && err.contains("forbidden"), "{err}");
+    let member = Cli::with_token(&w.app.base, &w.app.member);
+    let (ok, out, err) = member.run(&["bead", "request-changes", &bead, "Write two."], None);
+    assert!(ok && out.contains("[open]"), "{out}{err}");
+    writes(&w, &bead, "b.txt", "two\n");
+    w.settle().await;
+    let (ok, out, _) = member.run(&["bead", "show", &bead], None);
+    assert!(ok && out.contains("review"), "{out}");
+    let (ok, out, err) = member.run(&["bead", "approve", &bead, "--comment", "Good."], None);
+    assert!(ok && out.contains("[landing]"), "{out}{err}");
+    let (ok, _, err) = member.run(&["bead", "approve", &bead], None);
+    assert!(!ok && err.contains("not_in_review"), "{err}");
+    w.settle().await;
+    assert_eq!(w.upstream.file("b.txt"), "two\n");
+}
+
+/// A `blocks` dependency added to a bead whose work already waits (in review, or in the
+/// queue) holds its landing back until the blocker has closed: its work never lands before
+/// the work it waits for. (A bead in progress finishes its run the same way and waits in
+/// the queue.)
+#[tokio::test]
+async fn a_blocker_added_to_a_bead_in_the_queue_holds_its_landing_until_it_closes() {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "human"})).await;
+    let late = w.bead("Depends on something filed late").await;
+    writes(&w, &late, "late.txt", "late\n");
+    w.settle().await;
+    assert_eq!(w.show(&late).await["status"], "review");
+    let first = w.bead("Has to land first").await;
+    let dep = json!({"depends_on": first, "kind": "blocks"});
+    let res = w.app.post(&format!("/api/v1/beads/{late}/dependencies"), dep).await;
+    assert!(res.status.is_success(), "{:?}", res.body);
+    let res = w.app.post(&format!("/api/v1/beads/{late}/approve"), json!({})).await;
+    assert_eq!(res.body["status"], "landing", "{:?}", res.body);
+    // Nothing else to do: the queue leaves it waiting.
+    w.executors.run_until_idle().await.unwrap();
+    assert_eq!(w.show(&late).await["status"], "landing");
+    assert_eq!(queue(&w).await["waiting"][0]["waiting_on"], 1);
+
+    writes(&w, &first, "first.txt", "first\n");
+    w.settle().await;
+    let res = w.app.post(&format!("/api/v1/beads/{first}/approve"), json!({})).await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    w.settle().await;
+    let (a, b) = (w.show(&first).await, w.show(&late).await);
+    assert_eq!((a["status"].as_str(), b["status"].as_str()), (Some("closed"), Some("closed")));
+    assert!(a["closed_at"].as_str() < b["closed_at"].as_str(), "{a}\n{b}");
+    let subjects = w.upstream.git(&["log", "--format=%s", "main"]);
+    let pos = |what: &str| subjects.lines().position(|l| l.contains(what));
+    let merged_late = pos(&format!("Merge loom/{late} into main"));
+    assert!(merged_late.is_some() && merged_late < pos("first.txt"), "newest first: {subjects}");
+}

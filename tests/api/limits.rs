@@ -67,15 +67,21 @@ async fn a_project_never_has_more_beads_in_progress_than_its_limit_even_with_two
 async fn beads_waiting_to_merge_hold_new_claims_back_until_they_are_dealt_with() {
     let w = Work::new(&[("a.txt", "a\n")], 2, Default::default()).await;
     let stuck = w.bead("Conflicted").await;
+    let queued = w.bead("In the queue").await;
     w.bead("Next").await;
     sql(&w, &format!(
         "UPDATE beads SET status = 'blocked', blocked_reason = 'merge_conflict' WHERE id = '{stuck}'"
     ))
     .await;
-    set(&w, json!({"max_awaiting_merge": 1})).await;
-    let d = dispatcher(&w, None);
-    assert_eq!(d.run_until_idle().await.unwrap(), 0, "one bead waits to merge already");
+    sql(&w, &format!(
+        "UPDATE beads SET status = 'landing', landing_sha = repeat('a', 40), landing_since = now() \
+         WHERE id = '{queued}'"
+    ))
+    .await;
     set(&w, json!({"max_awaiting_merge": 2})).await;
+    let d = dispatcher(&w, None);
+    assert_eq!(d.run_until_idle().await.unwrap(), 0, "two beads wait to land already");
+    set(&w, json!({"max_awaiting_merge": 3})).await;
     assert_eq!(d.run_until_idle().await.unwrap(), 1);
 }
 
