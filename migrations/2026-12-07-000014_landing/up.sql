@@ -29,8 +29,8 @@ CREATE INDEX beads_landing ON beads (project_id, priority, landing_since)
 
 -- Each run of a project's check over a train of beads (a train of one when they land one at
 -- a time): what was merged onto what, and how it ended. A row without an outcome is a check
--- under way, on the replica `worker`; one its worker left behind (it died) is ended
--- `interrupted` by the queue's next owner.
+-- under way, on the replica `worker`, which beats `heartbeat_at` while it runs; one whose
+-- heartbeat stopped (its worker died) is ended `interrupted` by the queue's next owner.
 CREATE TABLE checks (
     id uuid PRIMARY KEY,
     project_id text NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
@@ -46,9 +46,13 @@ CREATE TABLE checks (
     -- Whether this check's train was pushed (its beads landed).
     landed boolean NOT NULL DEFAULT false,
     worker uuid NOT NULL,
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
     started_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
     CHECK ((outcome IS NULL) = (finished_at IS NULL))
 );
 CREATE INDEX checks_project ON checks (project_id, started_at DESC);
+-- One check at a time per project, across replicas: a replica that lost the project's lease
+-- while its check ran (cut off, not dead) finishes it before the new owner starts one.
+CREATE UNIQUE INDEX checks_one_running ON checks (project_id) WHERE outcome IS NULL;
 CREATE INDEX checks_beads ON checks USING gin (beads);

@@ -153,6 +153,7 @@ diesel::table! {
         output -> Text,
         landed -> Bool,
         worker -> Uuid,
+        heartbeat_at -> Timestamptz,
         started_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
     }

@@ -127,6 +127,7 @@ impl Executors {
             bus: env.bus.clone(),
             worker: owner.id,
             retry: env.retry,
+            lease: config.ownership_lease,
         };
         Executors {
             env,
@@ -344,14 +345,10 @@ impl Executors {
             tracing::warn!(project.id = %p, "lost the executor of a project to another process");
         }
         self.owned = limits.into_iter().map(|(p, n)| (p, n.max(1) as usize)).collect();
-        // A project owned elsewhere now: its queue is that owner's, as are its runs.
-        self.queues.retain(|p, q| {
-            let keep = self.owned.contains_key(p);
-            if !keep && let Some(step) = &q.step {
-                step.abort();
-            }
-            keep
-        });
+        // A project owned elsewhere now: its queue is that owner's, as are its runs. A queue
+        // step under way is left to finish its check (the new owner's waits for it): it
+        // stops before its next one, and its push could only land what it checked.
+        self.queues.retain(|p, q| self.owned.contains_key(p) || q.step.is_some());
         self.running.retain(|_, r| {
             let keep = self.owned.contains_key(&r.open.project_id);
             if !keep {

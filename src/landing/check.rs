@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 use uuid::Uuid;
@@ -56,7 +57,9 @@ pub struct Checked {
 
 impl Lander {
     /// Runs `project`'s check on `train` (its beads `beads`) and records it. Without a check
-    /// command the train is green at once, recorded all the same.
+    /// command the train is green at once, recorded all the same. `None` when another
+    /// replica's check of the project is still running (one that lost the project while
+    /// its check ran): nothing is checked.
     pub(super) async fn check(
         &self,
         project: &Project,
@@ -64,10 +67,10 @@ impl Lander {
         beads: &[String],
         train: &Train,
         bisecting: bool,
-    ) -> Result<Checked> {
+    ) -> Result<Option<Checked>> {
         let id = Uuid::now_v7();
         let command = project.check_command.clone();
-        diesel::insert_into(checks::table)
+        let started = diesel::insert_into(checks::table)
             .values((
                 checks::id.eq(id),
                 checks::project_id.eq(&project.id),
@@ -78,11 +81,21 @@ impl Lander {
                 checks::worker.eq(self.worker),
             ))
             .execute(&mut *self.pool.get().await?)
-            .await?;
+            .await;
+        match started {
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                tracing::info!(project.id = %project.id, "another replica's check of the project is still running");
+                return Ok(None);
+            }
+            started => started?,
+        };
         let started = Instant::now();
         let (verdict, output) = match &command {
             None => (Verdict::Green, String::new()),
-            Some(command) => self.run_check(project, repo, &train.tip, command).await?,
+            Some(command) => {
+                let run = self.run_check(project, repo, &train.tip, command);
+                self.beating(id, run).await?
+            }
         };
         let seconds = started.elapsed().as_secs_f64();
         let exit_code = match &verdict {
@@ -106,7 +119,33 @@ impl Lander {
         };
         Activity::record(&mut conn, record).await?;
         self.bus.committed();
-        Ok(Checked { id, verdict, output })
+        Ok(Some(Checked { id, verdict, output }))
+    }
+
+    /// Runs `work`, beating the check's heartbeat meanwhile: a replica that is cut off or
+    /// slow keeps its check its own; one that died stops beating.
+    async fn beating<T>(&self, id: Uuid, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let every = (self.lease / 3).max(std::time::Duration::from_millis(100));
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = ticks.tick() => {
+                    let beat = diesel::update(checks::table.find(id))
+                        .set(checks::heartbeat_at.eq(Utc::now()));
+                    match self.pool.get().await {
+                        Ok(mut conn) => {
+                            if let Err(e) = beat.execute(&mut conn).await {
+                                tracing::warn!(error = %e, "could not beat a check's heartbeat");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not beat a check's heartbeat"),
+                    }
+                }
+            }
+        }
     }
 
     /// The check command in the project's check worktree, moved to `tip`, in the sandbox.
@@ -178,11 +217,22 @@ async fn finish_row(
     Ok(())
 }
 
-/// Ends the checks a replica left running when it died (or was cut off): whoever runs the
-/// project's queue now runs one check at a time, and this is called before it starts one.
-pub(super) async fn interrupt_leftovers(conn: &mut Conn, project: &str) -> Result<usize> {
+/// Ends the checks left running by this process (a queue step stopped at shutdown) or by a
+/// replica whose heartbeat stopped for `stale` (it died): called by the project's queue
+/// before it starts a check. A live replica's check is left to finish
+/// (`checks_one_running` then keeps a second from starting).
+pub(super) async fn interrupt_leftovers(
+    conn: &mut Conn,
+    project: &str,
+    me: Uuid,
+    stale: std::time::Duration,
+) -> Result<usize> {
+    let since = Utc::now() - chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::zero());
     let n = diesel::update(
-        checks::table.filter(checks::project_id.eq(project)).filter(checks::outcome.is_null()),
+        checks::table
+            .filter(checks::project_id.eq(project))
+            .filter(checks::outcome.is_null())
+            .filter(checks::worker.eq(me).or(checks::heartbeat_at.lt(since))),
     )
     .set((checks::outcome.eq("interrupted"), checks::finished_at.eq(Utc::now())))
     .execute(conn)

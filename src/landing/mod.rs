@@ -35,4 +35,7 @@ pub struct Lander {
     pub worker: Uuid,
     /// The back-off a bead sent back by a red check waits out.
     pub retry: crate::beads::RetryPolicy,
+    /// A running check beats its heartbeat three times in this long; one silent this long
+    /// belongs to a replica that died (the executors' ownership lease).
+    pub lease: std::time::Duration,
 }

@@ -55,7 +55,7 @@ impl Lander {
     pub async fn step(&self, project: &str) -> Result<Stepped> {
         let mut conn = self.pool.get().await?;
         let project = Project::find(&mut conn, project).await?;
-        interrupt_leftovers(&mut conn, &project.id).await?;
+        interrupt_leftovers(&mut conn, &project.id, self.worker, self.lease).await?;
         let limit = i64::from(project.max_train.max(1));
         let queue = Bead::landing_queue(&mut conn, &project.id, limit).await?;
         drop(conn);
@@ -74,12 +74,18 @@ impl Lander {
         // be found by a green check, of the beads before it.)
         let mut last_red: Option<Checked> = None;
         while let Some(batch) = bisection.next_check().map(<[Queued]>::to_vec) {
+            if !self.owns(&project.id).await? {
+                tracing::info!(project.id = %project.id, "the project's queue moved to another replica");
+                break;
+            }
             let train = self.repos.train(&repo, &waiting(&batch)).await?;
             if self.settle_odd_cars(&project, &batch, &train, &mut stepped).await? {
                 break;
             }
             let ids: Vec<String> = batch.iter().map(|q| q.id.clone()).collect();
-            let checked = self.check(&project, &repo, &ids, &train, bisecting).await?;
+            let Some(checked) = self.check(&project, &repo, &ids, &train, bisecting).await? else {
+                break;
+            };
             stepped.checks += 1;
             stepped.progressed = true;
             let green = match &checked.verdict {
@@ -257,6 +263,17 @@ impl Lander {
         Bead::hold_landing(&mut conn, q, reason, why.to_owned(), body).await?;
         self.bus.committed();
         Ok(())
+    }
+
+    /// Whether this process still holds the project's executor lease (and so its queue).
+    async fn owns(&self, project: &str) -> Result<bool> {
+        use crate::db::schema::executor_leases as leases;
+        let held = leases::table
+            .filter(leases::project_id.eq(project))
+            .filter(leases::owner.eq(self.worker))
+            .filter(leases::expires_at.gt(diesel::dsl::now));
+        let mut conn = self.pool.get().await?;
+        Ok(diesel::select(diesel::dsl::exists(held)).get_result(&mut conn).await?)
     }
 
     /// Origin keeps no `loom/<id>` branch of a bead that landed.

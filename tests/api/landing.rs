@@ -328,3 +328,137 @@ async fn a_blocker_added_to_a_bead_in_the_queue_holds_its_landing_until_it_close
     let merged_late = pos(&format!("Merge loom/{late} into main"));
     assert!(merged_late.is_some() && merged_late < pos("first.txt"), "newest first: {subjects}");
 }
+
+/// `kill -9` of the replica running a project's check: nothing lands meanwhile, the next
+/// owner of the project ends the check it left `interrupted`, checks the train again and
+/// lands the bead exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_check_lands_nothing_and_the_next_owner_lands_it_once() {
+    use diesel_async::RunQueryDsl;
+    use std::time::Duration;
+    let settings = json!({"check_command": "echo checking; sleep 60"});
+    let mut w = work_with(&[("a.txt", "a\n")], 1, settings).await;
+    let before = w.upstream.git(&["rev-parse", "main"]);
+    let bead = w.bead("Outlive a crash in the check").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    let env = [
+        ("LOOM_DATA_DIR", w.data.path().to_string_lossy().into_owned()),
+        ("LOOM_GATEWAY_URL", w.script.url()),
+        ("LOOM_GATEWAY_MODEL", "scripted-model".to_owned()),
+        ("LOOM_GATEWAY_API_KEY", crate::support::work::KEY.to_owned()),
+        ("LOOM_EXECUTOR_LEASE_SECONDS", "3".to_owned()),
+        ("LOOM_DISPATCH_INTERVAL_SECONDS", "1".to_owned()),
+    ];
+    let mut server = crate::support::serve::Server::start(w.app.database_url(), &env);
+    #[derive(diesel::QueryableByName)]
+    struct Running {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let running = "SELECT count(*) AS n FROM checks WHERE outcome IS NULL";
+    for _ in 0..600 {
+        let mut conn = w.app.pool.get().await.unwrap();
+        let found: Running = diesel::sql_query(running).get_result(&mut conn).await.unwrap();
+        if found.n > 0 {
+            break;
+        }
+        server.assert_running();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(queue(&w).await["checking"]["beads"], json!([bead]), "{}", server.log());
+    server.kill_hard().await;
+    assert_eq!(w.upstream.git(&["rev-parse", "main"]), before, "nothing landed mid-check");
+
+    // A quick check now; this process takes the project over once the dead owner's lease
+    // lapses (3 s).
+    let admin = w.app.admin.clone();
+    let quick = json!({"check_command": "test -f b.txt"});
+    w.app.call(reqwest::Method::PATCH, "/api/v1/projects/web", Some(&admin), Some(quick)).await;
+    let config = loom::executor::ExecutorConfig {
+        ownership_lease: Duration::from_secs(3),
+        ..Default::default()
+    };
+    w.executors = loom::executor::Executors::start(
+        w.app.pool.clone(),
+        w.gateway.clone(),
+        w.data.path(),
+        loom::beads::RetryPolicy::default(),
+        config,
+    );
+    for _ in 0..200 {
+        w.executors.run_until_idle().await.unwrap();
+        if w.show(&bead).await["status"] == "closed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = w.show(&bead).await;
+    assert_eq!((shown["status"].as_str(), shown["attempts"].as_i64()), (Some("closed"), Some(0)));
+    let q = queue(&w).await;
+    let outcomes: Vec<&str> =
+        q["recent"].as_array().unwrap().iter().filter_map(|c| c["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["green", "interrupted"], "newest first: {q}");
+    let with_trailer =
+        w.upstream.git(&["log", "--format=%B", "main"]).matches(&format!("Bead: {bead}")).count();
+    assert_eq!(with_trailer, 1, "the bead's work is in the history once");
+    let merged = w.app.get(&format!("/api/v1/activity?bead={bead}&kind=git.merged")).await;
+    assert_eq!(merged.body["items"].as_array().map(Vec::len), Some(1), "{}", merged.body);
+}
+
+/// A replica that loses a project while its check runs (cut off, not dead) finishes that
+/// check; the project's new owner does not start a second one meanwhile, and the bead lands
+/// once: two replicas never run one project's queue at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_never_check_one_project_at_once() {
+    use diesel_async::RunQueryDsl;
+    use std::time::Duration;
+    let settings = json!({"check_command": "sleep 2; test -f b.txt"});
+    let mut w = work_with(&[("a.txt", "a\n")], 1, settings).await;
+    let bead = w.bead("Checked once").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.dispatcher.run_until_idle().await.unwrap();
+    // The first replica runs the bead and starts its check.
+    for _ in 0..200 {
+        w.executors.step().await.unwrap();
+        if !queue(&w).await["checking"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!queue(&w).await["checking"].is_null(), "a check runs");
+    // Its lease lapses under it: a second replica takes the project over.
+    diesel::sql_query("UPDATE executor_leases SET expires_at = now() - interval '1 second'")
+        .execute(&mut w.app.pool.get().await.unwrap())
+        .await
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let mut second = loom::executor::Executors::start(
+        w.app.pool.clone(),
+        w.gateway.clone(),
+        other.path(),
+        loom::beads::RetryPolicy::default(),
+        Default::default(),
+    );
+    second.run_until_idle().await.unwrap();
+    assert_eq!(second.owned(), ["web"]);
+    let q = queue(&w).await;
+    assert_eq!(q["recent"].as_array().map(Vec::len), Some(0), "no second check: {q}");
+    // The first replica's check ends and lands the bead; the second has nothing left.
+    for _ in 0..100 {
+        w.executors.step().await.unwrap();
+        if w.show(&bead).await["status"] == "closed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.run_until_idle().await.unwrap();
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    let checks = queue(&w).await["recent"].as_array().cloned().unwrap_or_default();
+    assert_eq!(checks.len(), 1, "{checks:#?}");
+    assert_eq!(
+        (checks[0]["outcome"].as_str(), checks[0]["landed"].as_bool()),
+        (Some("green"), Some(true))
+    );
+    let merged = w.app.get(&format!("/api/v1/activity?bead={bead}&kind=git.merged")).await;
+    assert_eq!(merged.body["items"].as_array().map(Vec::len), Some(1), "{}", merged.body);
+}

@@ -83,6 +83,16 @@ const CHECKS: &[(&str, &str)] = &[
            FROM activity WHERE kind = 'git.merged' GROUP BY bead_id HAVING count(*) > 1",
     ),
     (
+        "every bead landed through a green check of the merged tree",
+        "SELECT b.id AS line FROM beads b WHERE NOT EXISTS (SELECT 1 FROM checks c
+          WHERE b.id = ANY(c.beads) AND c.outcome = 'green' AND c.command IS NOT NULL)",
+    ),
+    (
+        "no check was left running",
+        "SELECT 'check ' || id || ' of ' || array_to_string(beads, ',') AS line
+           FROM checks WHERE outcome IS NULL",
+    ),
+    (
         "no agent is left working",
         "SELECT name || ' is ' || status::text AS line FROM agents WHERE status <> 'idle'",
     ),

@@ -137,11 +137,16 @@ async fn project(api: &Api, id: &str) -> Project {
     api.post(
         "/api/v1/projects",
         json!({"id": id, "name": format!("Chaos {id}"), "repo": repo, "branch": "main",
-               "max_parallel": 3}),
+               "max_parallel": 3, "check_command": CHECK}),
     )
     .await;
     Project { id: id.to_owned(), upstream }
 }
+
+/// Every project's check, run on each train before it lands: each bead's file says its
+/// bead.
+const CHECK: &str = "for f in *-*.txt; do [ -e \"$f\" ] || continue; \
+     [ \"$(cat \"$f\")\" = \"${f%.txt}\" ] || { echo \"$f is wrong\"; exit 1; }; done";
 
 /// The file a bead's agent writes, named after the bead.
 pub fn file_of(bead: &str) -> String {
