@@ -462,3 +462,63 @@ async fn two_replicas_never_check_one_project_at_once() {
     let merged = w.app.get(&format!("/api/v1/activity?bead={bead}&kind=git.merged")).await;
     assert_eq!(merged.body["items"].as_array().map(Vec::len), Some(1), "{}", merged.body);
 }
+
+#[tokio::test]
+async fn landing_settings_are_checked_shown_and_reset_with_null() {
+    let w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let admin = w.app.admin.clone();
+    let patch = |body: Value| {
+        w.app.call(reqwest::Method::PATCH, "/api/v1/projects/web", Some(&admin), Some(body))
+    };
+    let shown = w.app.get("/api/v1/projects/web").await.body;
+    assert_eq!(
+        (&shown["check_command"], &shown["check_timeout_s"], &shown["review"], &shown["max_train"]),
+        (&Value::Null, &json!(1800), &json!("none"), &json!(8)),
+        "{shown}"
+    );
+    for (body, code) in [
+        (json!({"check_timeout_s": 0}), "invalid_check_timeout_s"),
+        (json!({"max_train": 65}), "invalid_max_train"),
+        (json!({"max_review_rounds": 0}), "invalid_max_review_rounds"),
+        (json!({"review": "bogus"}), "invalid_review"),
+        (json!({"review": "agent"}), "review_agent_unavailable"),
+        (json!({"check_command": "x".repeat(10_001)}), "invalid_check_command"),
+    ] {
+        let res = patch(body.clone()).await;
+        assert_eq!(
+            (res.status.as_u16(), res.body["error"]["code"].as_str()),
+            (422, Some(code)),
+            "{body}: {:?}",
+            res.body
+        );
+    }
+    let set = json!({"check_command": " cargo test ", "check_timeout_s": 60, "max_train": 4, "review": "human"});
+    let res = patch(set).await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    assert_eq!(
+        (
+            &res.body["check_command"],
+            &res.body["check_timeout_s"],
+            &res.body["max_train"],
+            &res.body["review"]
+        ),
+        (&json!("cargo test"), &json!(60), &json!(4), &json!("human"))
+    );
+    let reset =
+        json!({"check_command": null, "check_timeout_s": null, "max_train": null, "review": null});
+    let res = patch(reset).await;
+    assert_eq!(
+        (
+            &res.body["check_command"],
+            &res.body["check_timeout_s"],
+            &res.body["max_train"],
+            &res.body["review"]
+        ),
+        (&Value::Null, &json!(1800), &json!(8), &json!("none"))
+    );
+    // Members do not change a project's landing.
+    let res = w.app.patch("/api/v1/projects/web", json!({"check_command": "true"})).await;
+    assert_eq!(res.status.as_u16(), 403);
+    let res = w.app.get("/api/v1/projects/nope/queue").await;
+    assert_eq!(res.status.as_u16(), 404);
+}
