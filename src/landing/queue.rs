@@ -32,7 +32,7 @@ use crate::beads::{Bead, BlockedReason, Queued};
 use crate::db::schema::checks;
 use crate::error::Result;
 use crate::git::{Car, Landed, ProjectRepo, Train, Waiting};
-use crate::projects::Project;
+use crate::projects::{Project, RepoState, repo_state};
 
 /// How much of a failed check's output goes into the comment on the bead.
 const COMMENT_OUTPUT_CHARS: usize = 4_000;
@@ -78,7 +78,10 @@ impl Lander {
                 tracing::info!(project.id = %project.id, "the project's queue moved to another replica");
                 break;
             }
-            let train = self.repos.train(&repo, &waiting(&batch)).await?;
+            let train = match self.repos.train(&repo, &waiting(&batch)).await {
+                Ok(train) => train,
+                Err(e) => return Err(self.unreachable(&project, e).await),
+            };
             if self.settle_odd_cars(&project, &batch, &train, &mut stepped).await? {
                 break;
             }
@@ -263,6 +266,26 @@ impl Lander {
         Bead::hold_landing(&mut conn, q, reason, why.to_owned(), body).await?;
         self.bus.committed();
         Ok(())
+    }
+
+    /// A train that could not be built: when the repository itself cannot be reached, the
+    /// project is marked `unreachable` with why (as a run that cannot fetch marks it), so
+    /// people see it and the ticker tries it again.
+    async fn unreachable(&self, project: &Project, e: crate::git::GitError) -> crate::Error {
+        if e.is_source_unusable() {
+            let why = e.to_string();
+            let marked = match self.pool.get().await {
+                Ok(mut conn) => {
+                    let (id, repo) = (&project.id, Some(project.repo.as_str()));
+                    repo_state::mark(&mut conn, id, repo, RepoState::Unreachable, Some(&why)).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = marked {
+                tracing::warn!(project.id = %project.id, error = %e, "could not mark the repository unreachable");
+            }
+        }
+        e.into()
     }
 
     /// Whether this process still holds the project's executor lease (and so its queue).

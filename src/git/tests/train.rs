@@ -2,7 +2,7 @@
 
 use super::push::bare_origin;
 use super::*;
-use crate::git::{Car, Landed, Waiting};
+use crate::git::{Car, Landed, Published, Waiting};
 
 fn waiting(bead: &str, sha: &str) -> Waiting {
     Waiting { bead_id: bead.into(), sha: sha.into() }
@@ -161,4 +161,55 @@ async fn the_check_worktree_follows_the_commit_to_check_keeping_only_ignored_lef
     assert_eq!(read("target/cache.bin").as_deref(), Some("built"), "ignored ones stay");
     let bad = fx.repos.check_worktree(&project, "0123456789abcdef0123456789abcdef01234567").await;
     assert!(bad.is_err());
+}
+
+/// A merge a replica made in its clone and never pushed (it died; the bead landed again
+/// through another replica since) is dropped when the next train is built: it never reaches
+/// origin as a second landing.
+#[tokio::test]
+async fn a_merge_loom_never_pushed_is_dropped_not_landed_late() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let origin_tip = tip(&fx.path("origin.git"), "main").expect("main");
+    let stale = commit_to_ref(&fx.clone_repo("web"), "main", &[("stale.txt", "twice\n")]);
+    let work = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+
+    let train = fx.repos.train(&project, &[waiting("b1", &work)]).await.expect("train");
+
+    assert_eq!(train.base, origin_tip, "built on origin's tip, not Loom's stale branch");
+    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(origin_tip), "Loom's branch follows origin");
+    let landed = fx.repos.land(&project, &train).await.expect("land");
+    assert!(matches!(landed, Landed::Pushed { .. }), "{landed:?}");
+    let origin = git2::Repository::open(fx.path("origin.git")).expect("origin");
+    let head = origin.refname_to_id("refs/heads/main").expect("main");
+    assert!(
+        !origin.graph_descendant_of(head, stale).unwrap_or(false) && head != stale,
+        "the stale merge never reached origin"
+    );
+}
+
+/// A finished bead's branch is published to origin so another replica's queue can fetch
+/// it, and a replica whose own copy of the branch is older takes origin's; once landed it
+/// is removed from origin.
+#[tokio::test]
+async fn a_published_bead_branch_is_taken_by_another_clone_and_removed_once_landed() {
+    let fx = Fixture::new();
+    let project = bare_origin(&fx).await;
+    let work = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
+    assert_eq!(fx.repos.publish(&project, "b1").await.expect("publish"), Published::Pushed);
+    assert_eq!(tip(&fx.path("origin.git"), "loom/b1"), Some(work.clone()));
+
+    // Another replica: its own data dir, the same origin.
+    let other = Repos::new(fx.path("other-data"));
+    other.ensure(&project).await.expect("ensure");
+    let train = other.train(&project, &[waiting("b1", &work)]).await.expect("train");
+    assert!(matches!(train.cars.as_slice(), [Car::Merged { .. }]), "{train:?}");
+    let worktree = other.worktree(&project, "b1").await.expect("worktree");
+    let head = git2::Repository::open(&worktree.path).expect("open").head().expect("head");
+    assert_eq!(head.target().map(|o| o.to_string()), Some(work.clone()), "origin's branch taken");
+
+    other.land(&project, &train).await.expect("land");
+    other.unpublish(&project, "b1").await.expect("unpublish");
+    assert_eq!(tip(&fx.path("origin.git"), "loom/b1"), None);
+    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(work));
 }
