@@ -186,6 +186,34 @@ pub struct CommitPatch {
     pub truncated: bool,
 }
 
+/// What a bead's branch changes: a unified diff from where it left the project branch (their
+/// merge base) to its tip, for a reviewer to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeadDiff {
+    /// The branch's tip.
+    pub sha: String,
+    /// Whole lines of the patch, within the limit asked for.
+    pub patch: String,
+    /// Files changed.
+    pub files: usize,
+    /// What the limit left out of the patch (both zero when it is whole).
+    pub omitted_bytes: usize,
+    pub omitted_lines: usize,
+}
+
+impl BeadDiff {
+    pub fn truncated(&self) -> bool {
+        self.omitted_bytes > 0
+    }
+}
+
+/// How much of a patch to keep: it is cut before the line that would pass either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchLimit {
+    pub bytes: usize,
+    pub lines: usize,
+}
+
 /// Loom's clones and worktrees under one data dir. Cheap to clone.
 #[derive(Clone)]
 pub struct Repos {

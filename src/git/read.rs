@@ -1,16 +1,20 @@
 //! Read helpers on the project branch of Loom's clone: its recent commits, a file's content
-//! at its head, and one commit with its patch.
+//! at its head, one commit with its patch, and what a bead's branch changes.
 
 use std::path::{Path, PathBuf};
 
-use git2::{Commit, ErrorCode, ObjectType, Repository, Sort};
+use git2::{Commit, DiffLine, ErrorCode, ObjectType, Oid, Repository, Sort};
 use tracing::instrument;
 
-use super::clone::branch_tip;
+use super::clone::{branch_tip, ref_target};
 use super::error::{GitContext, GitError, Result};
 use super::names::{check_branch, check_id};
 use super::own_config::OwnConfig;
-use super::{CommitInfo, CommitPatch, ProjectRepo, Repos, Signature, blocking, open_clone};
+use super::worktree::bead_branch;
+use super::{
+    BeadDiff, CommitInfo, CommitPatch, PatchLimit, ProjectRepo, Repos, Signature, blocking,
+    open_clone,
+};
 
 impl Repos {
     /// The project branch's head commit.
@@ -158,6 +162,46 @@ impl Repos {
         .await
     }
 
+    /// What bead `bead_id`'s branch changes since it left the project branch (the diff from
+    /// their merge base to its tip), cut at `limit`. The branch is Loom's `loom/<bead-id>`, or
+    /// origin's when this clone has none (another replica did the work); `None` when neither
+    /// exists or the project is not cloned here.
+    #[instrument(skip_all, fields(project.id = %project.id, bead.id = bead_id))]
+    pub async fn bead_diff(
+        &self,
+        project: &ProjectRepo,
+        bead_id: &str,
+        limit: PatchLimit,
+    ) -> Result<Option<BeadDiff>> {
+        let (config, clone_path, project_id, base) = self.read_args(project)?;
+        check_id("bead id", bead_id)?;
+        let branch = bead_branch(bead_id);
+        blocking(move || {
+            let clone = match open_clone(&config, &clone_path, &project_id) {
+                Ok(c) => c,
+                Err(GitError::NotCloned(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let Some(tip) = bead_tip(&clone, &branch)? else { return Ok(None) };
+            let base = branch_tip(&clone, &base)?;
+            let from = match clone.merge_base(tip, base) {
+                Ok(oid) => Some(clone.find_commit(oid).and_then(|c| c.tree()).ctx("reading")?),
+                // Unrelated histories: everything on the branch is its change.
+                Err(e) if e.code() == ErrorCode::NotFound => None,
+                Err(e) => return Err(e).ctx("finding where the bead's branch began"),
+            };
+            let to = clone.find_commit(tip).and_then(|c| c.tree()).ctx("reading the tip")?;
+            let diff = clone
+                .diff_tree_to_tree(from.as_ref(), Some(&to), None)
+                .ctx("diffing the bead's branch")?;
+            let mut cut = PatchCut::new(limit);
+            diff.print(git2::DiffFormat::Patch, |_, _, line| cut.push(&line))
+                .ctx("printing the patch")?;
+            Ok(Some(cut.finish(tip, diff.deltas().len())))
+        })
+        .await
+    }
+
     fn read_args(&self, project: &ProjectRepo) -> Result<(OwnConfig, PathBuf, String, String)> {
         check_id("project id", &project.id)?;
         check_branch(&project.branch)?;
@@ -202,4 +246,60 @@ fn changed_files(repo: &Repository, commit: &Commit<'_>) -> Result<Vec<String>> 
         .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()).map(Path::to_owned))
         .map(|p| p.to_string_lossy().into_owned())
         .collect())
+}
+
+/// A bead branch's tip: Loom's own branch, else origin's.
+fn bead_tip(clone: &Repository, branch: &str) -> Result<Option<Oid>> {
+    match ref_target(clone, &format!("refs/heads/{branch}"))? {
+        Some(tip) => Ok(Some(tip)),
+        None => ref_target(clone, &format!("refs/remotes/origin/{branch}")),
+    }
+}
+
+/// A patch as it is printed, kept in whole lines up to a limit and counted past it.
+struct PatchCut {
+    limit: PatchLimit,
+    kept: Vec<u8>,
+    kept_lines: usize,
+    omitted_bytes: usize,
+    omitted_lines: usize,
+}
+
+impl PatchCut {
+    fn new(limit: PatchLimit) -> Self {
+        PatchCut { limit, kept: Vec::new(), kept_lines: 0, omitted_bytes: 0, omitted_lines: 0 }
+    }
+
+    /// Takes one printed piece (a file's header is several lines); always asks for more, so
+    /// the whole patch is counted.
+    fn push(&mut self, line: &DiffLine<'_>) -> bool {
+        let origin = line.origin();
+        let prefix = matches!(origin, '+' | '-' | ' ');
+        let bytes = line.content().len() + usize::from(prefix);
+        let lines = line.content().iter().filter(|&&b| b == b'\n').count();
+        let fits = self.omitted_bytes == 0
+            && self.kept.len() + bytes <= self.limit.bytes
+            && self.kept_lines + lines <= self.limit.lines;
+        if fits {
+            if prefix {
+                self.kept.push(origin as u8);
+            }
+            self.kept.extend_from_slice(line.content());
+            self.kept_lines += lines;
+        } else {
+            self.omitted_bytes += bytes;
+            self.omitted_lines += lines;
+        }
+        true
+    }
+
+    fn finish(self, tip: Oid, files: usize) -> BeadDiff {
+        BeadDiff {
+            sha: tip.to_string(),
+            patch: String::from_utf8_lossy(&self.kept).into_owned(),
+            files,
+            omitted_bytes: self.omitted_bytes,
+            omitted_lines: self.omitted_lines,
+        }
+    }
 }

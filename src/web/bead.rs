@@ -1,6 +1,6 @@
 //! A bead's page: what it is (its description rendered safely), how it connects (both ways),
-//! what people said, what agents did (each run turn by turn), its history, and the actions a
-//! member may take on it.
+//! what people said, what agents did (each run turn by turn), its review and checks, its
+//! history, and the actions a member may take on it.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -8,13 +8,14 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::bead_parts::{self as parts, CommentView, LinkView, RunView};
+use super::landing::{self, CheckLine, ReviewView};
 use super::markdown;
 use super::page::{Layout, Nav, PageError, Viewer, html, see_other, urlencode};
 use super::view::{ActivityLine, status_label};
 use crate::agents::Agent;
 use crate::beads::{
-    Bead, BeadDetails, BeadPatch, BeadType, BlockedReason, Comment, Dependency, DependencyKind,
-    NewComment, PriorityInput, StatusChange,
+    Bead, BeadDetails, BeadPatch, BeadType, BlockedReason, Comment, Decision, Dependency,
+    DependencyKind, NewComment, PriorityInput, StatusChange,
 };
 use crate::error::Error;
 use crate::git::ProjectRepo;
@@ -34,6 +35,10 @@ struct BeadPage {
     holds: Vec<String>,
     comments: Vec<CommentView>,
     runs: Vec<RunView>,
+    /// Its diff and its agent's summary, while it is in review.
+    review: Option<ReviewView>,
+    /// The merge queue's checks of its work, newest first.
+    checks: Vec<CheckLine>,
     history: Vec<ActivityLine>,
     /// The history's live stream filter: this bead.
     feed_query: String,
@@ -59,6 +64,8 @@ async fn render(
     let comments = parts::comments(&mut conn, &details.comments, &agents).await?;
     let project = Project::find(&mut conn, &details.bead.bead.project_id).await?;
     let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
+    let review = landing::review(viewer, &repo, &details.bead.bead, &details.runs).await;
+    let checks = landing::checks(&mut conn, id).await?;
     let runs = parts::runs(viewer, &mut conn, &repo, details.runs, &agents).await?;
     let conversations =
         crate::chat::Conversation::list(&mut conn, None, Some(id), None, 20).await?;
@@ -83,6 +90,8 @@ async fn render(
         holds: details.holds.iter().map(parts::hold_line).collect(),
         comments,
         runs,
+        review,
+        checks,
         history: details.history.iter().rev().map(ActivityLine::from).collect(),
         feed_query: format!("?bead={}", urlencode(&bead.id)),
         can_write: viewer.can_write(),
@@ -105,6 +114,7 @@ pub struct ActionForm {
     csrf: String,
     #[serde(default)]
     reason: String,
+    /// A comment, an approval's comment, or the changes a review asks for.
     #[serde(default)]
     body: String,
     #[serde(default)]
@@ -160,8 +170,8 @@ impl ActionForm {
     }
 }
 
-/// `POST /beads/{id}/{action}`: edit, close, reopen, block, comment or depend; then the page
-/// again (with the reason when it was refused).
+/// `POST /beads/{id}/{action}`: edit, close, reopen, block, comment, depend, approve or
+/// request changes; then the page again (with the reason when it was refused).
 pub async fn act(
     viewer: Viewer,
     path: web::Path<(String, String)>,
@@ -197,6 +207,14 @@ pub async fn act(
             Ok(patch) => Bead::patch(&mut conn, &id, patch, actor).await.map(drop),
             Err(e) => Err(e),
         },
+        "approve" => {
+            let decision = Decision::Approve { comment: Some(form.body.clone()) };
+            Bead::review(&mut conn, &id, decision, actor).await.map(drop)
+        }
+        "request-changes" => {
+            let decision = Decision::RequestChanges { body: form.body.clone() };
+            Bead::review(&mut conn, &id, decision, actor).await.map(drop)
+        }
         "comment" => {
             let new = NewComment { body: form.body.clone() };
             Comment::add(&mut conn, &id, new, actor).await.map(drop)

@@ -110,7 +110,8 @@ pub fn hold_line(h: &Hold) -> String {
     }
 }
 
-fn diff_lines(patch: &str) -> Vec<DiffLine> {
+/// A patch as lines classed for showing (file headers, hunks, additions, deletions).
+pub fn diff_lines(patch: &str) -> Vec<DiffLine> {
     patch
         .lines()
         .map(|l| DiffLine {

@@ -1,7 +1,7 @@
 //! A project's page: its board (columns by where each bead is, cards with what a person needs
-//! to see at a glance), filters, and filing a bead. The board is also served alone
-//! (`/projects/{id}/board`), which the page's script fetches again whenever the project's
-//! activity stream says something changed.
+//! to see at a glance), filters, its landing queue, and filing a bead. The board is also
+//! served alone (`/projects/{id}/board`), which the page's script fetches again whenever the
+//! project's activity stream says something changed.
 
 use std::collections::HashMap;
 
@@ -11,10 +11,13 @@ use askama::Template;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::landing::QueuePanel;
 use super::page::{Layout, Nav, PageError, Viewer, html, see_other, urlencode};
 use crate::agents::Agent;
 use crate::beads::board::{ColumnPage, board};
-use crate::beads::{Bead, BeadFilter, BeadType, BlockedReason, Hold, NewBead, PriorityInput};
+use crate::beads::{
+    Bead, BeadFilter, BeadStatus, BeadType, BlockedReason, Hold, NewBead, PriorityInput,
+};
 use crate::error::Error;
 use crate::projects::Project;
 use crate::users::Role;
@@ -71,6 +74,14 @@ pub struct Card {
     pub blockers: Vec<String>,
     /// Why it waits or is blocked, in words.
     pub hold: Option<String>,
+    /// Which step of landing it is in (the landing column holds two).
+    pub stage: Option<Stage>,
+}
+
+/// A step of landing, as a card's label and what the label means.
+pub struct Stage {
+    pub key: &'static str,
+    pub means: &'static str,
 }
 
 pub struct ColumnView {
@@ -110,6 +121,11 @@ fn card(held: crate::beads::HeldBead, agents: &HashMap<Uuid, String>) -> Card {
     let hold = held.holds.iter().find_map(hold_text);
     let b: Bead = held.bead;
     Card {
+        stage: match b.status {
+            BeadStatus::Review => Some(Stage { key: "review", means: "Waiting for a review" }),
+            BeadStatus::Landing => Some(Stage { key: "landing", means: "In the merge queue" }),
+            _ => None,
+        },
         assignee: b.assignee_agent_id.and_then(|a| agents.get(&a).cloned()),
         id: b.id,
         title: b.title,
@@ -160,6 +176,7 @@ struct ProjectPage {
     query: BoardQuery,
     board_url: String,
     columns: Vec<ColumnView>,
+    queue: QueuePanel,
     can_write: bool,
     is_admin: bool,
     form: BeadForm,
@@ -197,6 +214,7 @@ async fn render(
         (Err(PageError::Failed(e @ Error::Invalid { .. })), None) => (Vec::new(), Some(e)),
         (Err(e), _) => return Err(e),
     };
+    let queue = QueuePanel::load(&mut *viewer.state.pool.get().await?, &project).await?;
     let status = super::page::status_of(error.as_ref());
     let page = ProjectPage {
         layout,
@@ -205,6 +223,7 @@ async fn render(
         project,
         query,
         columns,
+        queue,
         can_write: viewer.can_write(),
         is_admin: viewer.is_admin(),
         form,

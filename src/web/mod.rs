@@ -15,6 +15,7 @@ mod board;
 mod charts;
 mod chat;
 mod graph;
+mod landing;
 mod markdown;
 mod notifications;
 mod overview;
@@ -53,6 +54,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects", web::post().to(projects::create))
         .route("/projects/{id}", web::get().to(board::page))
         .route("/projects/{id}/board", web::get().to(board::fragment))
+        .route("/projects/{id}/queue", web::get().to(landing::fragment))
         .route("/projects/{id}/graph", web::get().to(graph::page))
         .route("/projects/{id}/beads", web::post().to(board::file_bead))
         .route("/projects/{id}/settings", web::post().to(projects::settings))

@@ -9,7 +9,7 @@ use crate::support::work::Work;
 use loom::executor::Limits;
 
 /// A project whose queue runs `check` (with `settings` on top).
-async fn work_with(files: &[(&str, &str)], agents: usize, settings: Value) -> Work {
+pub(crate) async fn work_with(files: &[(&str, &str)], agents: usize, settings: Value) -> Work {
     let w = Work::new(files, agents, Limits::default()).await;
     let admin = w.app.admin.clone();
     let res = w
@@ -21,7 +21,7 @@ async fn work_with(files: &[(&str, &str)], agents: usize, settings: Value) -> Wo
 }
 
 /// The agent of `bead` writes `path` and is done.
-fn writes(w: &Work, bead: &str, path: &str, content: &str) {
+pub(crate) fn writes(w: &Work, bead: &str, path: &str, content: &str) {
     let write = json!({"action": "write_file", "path": path, "content": content});
     w.script.push_for(bead, Reply::action(write));
     let done = json!({"action": "done", "summary": format!("Wrote {path}.")});

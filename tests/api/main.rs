@@ -53,5 +53,6 @@ mod web;
 mod web_admin;
 mod web_chat;
 mod web_first_hour;
+mod web_landing;
 mod web_pages;
 mod web_work;

@@ -10,6 +10,7 @@ mod http;
 mod merge;
 mod probe;
 mod push;
+mod read;
 mod train;
 mod upstream;
 mod worktree;
