@@ -9,6 +9,8 @@ use tracing::{info, instrument, warn};
 use super::error::{GitContext, GitError, Result};
 use super::names::{Source, check_branch, check_id, redact};
 use super::own_config::OwnConfig;
+use super::push::{LocalOrigin, local_origin};
+use super::train::follow;
 use super::upstream::{fetch_origin, integrate};
 use super::{
     EnsureOutcome, LOOM_EMAIL, LOOM_NAME, MergeOutcome, ProjectRepo, Repos, blocking, remove_path,
@@ -17,10 +19,14 @@ use super::{
 impl Repos {
     /// Makes sure `<data_dir>/repos/<id>` is a bare clone of the project with its branch:
     /// clones it when absent (or when a crash left something that is not a usable clone),
-    /// otherwise fetches origin and brings origin's branch into Loom's: a fast-forward when
-    /// Loom's has nothing of its own, a merge commit by Loom when the two have diverged.
-    /// When that merge conflicts Loom's branch is kept as it was and the outcome says so.
-    /// Origin is always the project's `repo`, whatever the clone's config says.
+    /// otherwise fetches origin and points Loom's branch at origin's: work lands only by
+    /// being pushed (the landing queue), so commits Loom's branch has and origin's lacks are
+    /// merges a replica never pushed, dropped with a warning. When origin is a local
+    /// repository with the branch checked out (work lands in Loom's clone), origin's branch
+    /// is brought into Loom's instead: a fast-forward when Loom's has nothing of its own, a
+    /// merge commit by Loom when the two have diverged; when that merge conflicts Loom's
+    /// branch is kept as it was and the outcome says so. Origin is always the project's
+    /// `repo`, whatever the clone's config says.
     #[instrument(skip_all, fields(project.id = %project.id))]
     pub async fn ensure(&self, project: &ProjectRepo) -> Result<EnsureOutcome> {
         check_id("project id", &project.id)?;
@@ -35,7 +41,17 @@ impl Repos {
                 Some(clone) => {
                     forget_origin(&path)?;
                     fetch_origin(&clone, &url, &config, "fetching")?;
-                    settle_branch(&clone, &url, &branch)
+                    let lands_by_push =
+                        !matches!(local_origin(&config, &url, &branch), LocalOrigin::CheckedOut(_));
+                    match ref_target(&clone, &format!("refs/remotes/origin/{branch}"))? {
+                        // Work lands only by being pushed: what Loom's branch has that
+                        // origin's lacks never landed, and new worktrees must not build on it.
+                        Some(theirs) if lands_by_push => {
+                            follow(&clone, &branch, theirs)?;
+                            Ok(EnsureOutcome::Ready)
+                        }
+                        _ => settle_branch(&clone, &url, &branch),
+                    }
                 }
                 None => fresh_clone(&config, &path, &url, &branch),
             }

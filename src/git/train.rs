@@ -277,7 +277,7 @@ fn merge_commit(
 
 /// Points Loom's project branch at `theirs`, origin's: what it had that origin lacks was
 /// never landed (see `Repos::train`) and is dropped, with a warning.
-fn follow(clone: &Repository, branch: &str, theirs: Oid) -> Result<()> {
+pub(super) fn follow(clone: &Repository, branch: &str, theirs: Oid) -> Result<()> {
     let refname = format!("refs/heads/{branch}");
     let ours = ref_target(clone, &refname)?;
     if ours == Some(theirs) {

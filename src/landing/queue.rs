@@ -28,7 +28,8 @@ use diesel_async::RunQueryDsl;
 use super::Lander;
 use super::bisect::Bisection;
 use super::check::{Checked, Verdict, interrupt_leftovers, mark_landed};
-use crate::beads::{Bead, BlockedReason, Queued};
+use crate::activity::Actor;
+use crate::beads::{Bead, BlockedReason, Comment, NewComment, Queued};
 use crate::db::schema::checks;
 use crate::error::Result;
 use crate::git::{Car, Landed, ProjectRepo, Train, Waiting};
@@ -112,6 +113,7 @@ impl Lander {
                     Landed::Kept { reason } => {
                         tracing::info!(project.id = %project.id, reason, "landed in Loom's clone only");
                         let closed = self.record(&project, &batch, &train.tip, &checked).await?;
+                        self.say_kept(&closed, &reason).await?;
                         stepped.landed.extend(closed);
                     }
                 }
@@ -215,6 +217,19 @@ impl Lander {
         let closed = Bead::land(&mut conn, batch, sha, &project.branch, checked.id).await?;
         self.bus.committed();
         Ok(closed)
+    }
+
+    /// Beads that landed in Loom's clone only are told so, with where to pull them from.
+    async fn say_kept(&self, closed: &[String], reason: &str) -> Result<()> {
+        let mut conn = self.pool.get().await?;
+        for id in closed {
+            let body = format!(
+                "Landed in Loom's clone only, not pushed: {reason}. Pull it from Loom's clone \
+                 of the project (`repos/<project>` under Loom's data directory)."
+            );
+            Comment::add(&mut conn, id, NewComment { body }, Actor::System).await?;
+        }
+        Ok(())
     }
 
     /// A red check's bead goes back to its agent with the end of the output.

@@ -522,3 +522,31 @@ async fn landing_settings_are_checked_shown_and_reset_with_null() {
     let res = w.app.get("/api/v1/projects/nope/queue").await;
     assert_eq!(res.status.as_u16(), 404);
 }
+
+/// A project whose repository is someone's working copy with the branch checked out: the
+/// queue lands in Loom's clone only, never moves the person's branch, and says so on the bead.
+#[tokio::test]
+async fn work_for_a_checked_out_working_copy_lands_in_loom_s_clone_and_says_so() {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({})).await;
+    let working_copy = w.upstream.dir.path().join("work");
+    let before = crate::support::work::git(&working_copy, &["rev-parse", "main"]);
+    let repo = working_copy.to_string_lossy().into_owned();
+    let admin = w.app.admin.clone();
+    let body =
+        json!({"id": "mine", "name": "Mine", "repo": repo, "check_command": "test -f b.txt"});
+    let res = w.app.call(reqwest::Method::POST, "/api/v1/projects", Some(&admin), Some(body)).await;
+    assert_eq!(res.status.as_u16(), 201, "{:?}", res.body);
+    let bead = w.app.bead("mine", "Work on my copy", json!({})).await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!(shown["status"], "closed", "{shown}");
+    assert!(comments(&shown).contains("Landed in Loom's clone only"), "{}", comments(&shown));
+    let after = crate::support::work::git(&working_copy, &["rev-parse", "main"]);
+    assert_eq!(after, before, "the person's checked-out branch is untouched");
+    let branches = crate::support::work::git(&working_copy, &["branch", "--list", "loom/*"]);
+    assert_eq!(branches.trim(), "", "no bead branch is published into a working copy");
+    let clone = w.data.path().join("repos/mine");
+    let landed = crate::support::work::git(&clone, &["show", "main:b.txt"]);
+    assert_eq!(landed, "b\n");
+}

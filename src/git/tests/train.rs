@@ -172,6 +172,8 @@ async fn a_merge_loom_never_pushed_is_dropped_not_landed_late() {
     let project = bare_origin(&fx).await;
     let origin_tip = tip(&fx.path("origin.git"), "main").expect("main");
     let stale = commit_to_ref(&fx.clone_repo("web"), "main", &[("stale.txt", "twice\n")]);
+    // As a run does before it makes its worktree.
+    fx.repos.ensure(&project).await.expect("ensure");
     let work = bead_commits(&fx, &project, "b1", &[("one.txt", "1\n")]).await;
 
     let train = fx.repos.train(&project, &[waiting("b1", &work)]).await.expect("train");
@@ -205,8 +207,9 @@ async fn a_published_bead_branch_is_taken_by_another_clone_and_removed_once_land
     let train = other.train(&project, &[waiting("b1", &work)]).await.expect("train");
     assert!(matches!(train.cars.as_slice(), [Car::Merged { .. }]), "{train:?}");
     let worktree = other.worktree(&project, "b1").await.expect("worktree");
-    let head = git2::Repository::open(&worktree.path).expect("open").head().expect("head");
-    assert_eq!(head.target().map(|o| o.to_string()), Some(work.clone()), "origin's branch taken");
+    let opened = git2::Repository::open(&worktree.path).expect("open");
+    let head = opened.head().expect("head").target().map(|o| o.to_string());
+    assert_eq!(head, Some(work.clone()), "origin's branch taken");
 
     other.land(&project, &train).await.expect("land");
     other.unpublish(&project, "b1").await.expect("unpublish");

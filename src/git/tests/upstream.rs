@@ -1,5 +1,6 @@
-//! Origin moving on while Loom holds merges it has not pushed: `push` and `ensure` merge
-//! origin's branch in, and a conflicting one is reported, never forced.
+//! Origin moving on while Loom holds merges it has not pushed: `push` merges origin's branch
+//! in (a conflicting one is reported, never forced); `ensure` follows origin's branch, where
+//! work lands only by being pushed.
 
 use super::push::bare_origin;
 use super::*;
@@ -68,38 +69,27 @@ async fn a_same_line_conflict_with_upstream_pushes_nothing_and_names_the_path() 
     assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
 }
 
+/// Work lands only by being pushed: a merge Loom's branch holds that origin never got (a
+/// replica died before pushing it) is dropped when the clone is brought up to date, even
+/// one that would conflict, so no new worktree builds on it and no push sends it late.
 #[tokio::test]
-async fn ensure_after_divergence_merges_upstream_and_the_next_push_sends_it() {
-    let fx = Fixture::new();
-    let project = bare_origin(&fx).await;
-    let (ours, theirs) = diverge(&fx, ("ours.txt", "o\n"), ("theirs.txt", "t\n")).await;
+async fn ensure_after_divergence_follows_origin_and_drops_what_loom_never_pushed() {
+    for (ours, theirs) in [
+        (("ours.txt", "o\n"), ("theirs.txt", "t\n")),
+        (("README.md", "ours\n"), ("README.md", "theirs\n")),
+    ] {
+        let fx = Fixture::new();
+        let project = bare_origin(&fx).await;
+        let (_, theirs) = diverge(&fx, ours, theirs).await;
 
-    let outcome = fx.repos.ensure(&project).await.expect("ensure");
+        let outcome = fx.repos.ensure(&project).await.expect("ensure");
 
-    let EnsureOutcome::MergedUpstream { sha } = outcome else { panic!("{outcome:?}") };
-    assert_upstream_merge(&fx, &sha, &ours, &theirs);
-    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(sha.clone()));
-    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(theirs), "ensure pushes nothing");
-    let readme = fx.repos.read_file(&project, "theirs.txt").await.expect("read");
-    assert_eq!(readme.as_deref(), Some(&b"t\n"[..]));
-    assert_eq!(fx.repos.ensure(&project).await.expect("again"), EnsureOutcome::Ready);
-    let pushed = fx.repos.push(&project).await.expect("push");
-    assert_eq!(pushed, PushOutcome::Pushed { sha: sha.clone() });
-    assert_eq!(tip(&fx.path("origin.git"), "main"), Some(sha));
-}
-
-#[tokio::test]
-async fn ensure_with_a_conflicting_upstream_keeps_loom_branch_and_names_the_path() {
-    let fx = Fixture::new();
-    let project = bare_origin(&fx).await;
-    let (ours, _) = diverge(&fx, ("README.md", "ours\n"), ("README.md", "theirs\n")).await;
-
-    let outcome = fx.repos.ensure(&project).await.expect("ensure");
-
-    assert_eq!(outcome, EnsureOutcome::UpstreamConflict { paths: vec!["README.md".into()] });
-    assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(ours));
-    let clone = fx.clone_repo("web");
-    assert!(clone.refname_to_id("refs/remotes/origin/main").is_ok(), "origin was fetched");
+        assert_eq!(outcome, EnsureOutcome::Ready);
+        assert_eq!(tip(&fx.clone_dir("web"), "main"), Some(theirs.clone()), "Loom follows origin");
+        assert_eq!(tip(&fx.path("origin.git"), "main"), Some(theirs), "ensure pushes nothing");
+        let dropped = fx.repos.read_file(&project, ours.0).await.expect("read");
+        assert_ne!(dropped.as_deref(), Some(ours.1.as_bytes()), "the unpushed merge is gone");
+    }
 }
 
 #[tokio::test]
