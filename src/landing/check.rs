@@ -51,6 +51,8 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub id: Uuid,
+    /// The beads of the train it judged, in queue order.
+    pub beads: Vec<String>,
     pub verdict: Verdict,
     pub output: String,
 }
@@ -119,7 +121,7 @@ impl Lander {
         };
         Activity::record(&mut conn, record).await?;
         self.bus.committed();
-        Ok(Some(Checked { id, verdict, output }))
+        Ok(Some(Checked { id, beads: beads.to_vec(), verdict, output }))
     }
 
     /// Runs `work`, beating the check's heartbeat meanwhile: a replica that is cut off or

@@ -244,9 +244,19 @@ impl Lander {
             Verdict::Red { ended } => ended.to_string(),
             _ => String::new(),
         };
+        let others: Vec<&str> =
+            checked.beads.iter().map(String::as_str).filter(|b| *b != q.id).collect();
+        let train = match others.as_slice() {
+            [] => String::new(),
+            others => format!(
+                " It failed on a train of this bead's work with {}; narrowing that train down \
+                 showed this bead's work is what breaks it.",
+                others.join(", ")
+            ),
+        };
         let body = format!(
             "The project's check failed on this bead's work merged onto `{}` {ended}; \
-             nothing landed. The end of its output:\n\n```\n{}\n```",
+             nothing of it landed.{train} The end of the check's output:\n\n```\n{}\n```",
             project.branch,
             tail(&checked.output, COMMENT_OUTPUT_CHARS)
         );

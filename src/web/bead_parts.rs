@@ -112,10 +112,20 @@ pub fn hold_line(h: &Hold) -> String {
 
 /// A patch as lines classed for showing (file headers, hunks, additions, deletions).
 pub fn diff_lines(patch: &str) -> Vec<DiffLine> {
+    // `---`/`+++` name files only in a file's header, before its first hunk: inside a hunk
+    // they are a removed `-- …` or an added `++ …` line.
+    let mut in_header = false;
     patch
         .lines()
-        .map(|l| DiffLine {
-            class: if l.starts_with("diff --git") || l.starts_with("+++") || l.starts_with("---") {
+        .map(|l| {
+            if l.starts_with("diff --git") {
+                in_header = true;
+            } else if l.starts_with("@@") {
+                in_header = false;
+            }
+            let class = if l.starts_with("diff --git")
+                || (in_header && (l.starts_with("+++") || l.starts_with("---")))
+            {
                 "file"
             } else if l.starts_with("@@") {
                 "hunk"
@@ -125,8 +135,8 @@ pub fn diff_lines(patch: &str) -> Vec<DiffLine> {
                 "del"
             } else {
                 "ctx"
-            },
-            text: l.to_owned(),
+            };
+            DiffLine { class, text: l.to_owned() }
         })
         .collect()
 }
@@ -237,4 +247,17 @@ pub async fn runs(
         });
     }
     Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff_lines;
+
+    #[test]
+    fn dashes_and_pluses_name_files_only_in_a_file_header() {
+        let patch = "diff --git a/x.sql b/x.sql\n--- a/x.sql\n+++ b/x.sql\n@@ -1,2 +1,2 @@\n\
+                     --- a comment removed\n+++ a line added\n keep\n";
+        let classes: Vec<&str> = diff_lines(patch).iter().map(|l| l.class).collect();
+        assert_eq!(classes, ["file", "file", "file", "hunk", "del", "add", "ctx"]);
+    }
 }

@@ -253,7 +253,8 @@ async fn a_train_of_eight_with_one_red_bead_lands_the_seven_and_sends_back_the_r
                 (shown["status"].as_str(), shown["attempts"].as_i64()),
                 (Some("open"), Some(1))
             );
-            assert!(comments(&shown).contains("f5.txt"), "{}", comments(&shown));
+            let said = comments(&shown);
+            assert!(said.contains("f5.txt") && said.contains("narrowing that train"), "{said}");
         } else {
             assert_eq!(shown["status"], "closed", "{i}: {shown}");
             assert_eq!(w.upstream.file(&format!("f{i}.txt")), "fine\n");
