@@ -268,8 +268,13 @@ impl Executors {
             if queue.step.is_some() || !due {
                 continue;
             }
-            let lander = self.lander.clone();
-            queue.step = Some(tokio::spawn(async move { lander.step(&project).await }));
+            let (lander, wake) = (self.lander.clone(), self.wake.clone());
+            queue.step = Some(tokio::spawn(async move {
+                let stepped = lander.step(&project).await;
+                // The loop starts the next step (or takes note of this one) at once.
+                wake.notify_one();
+                stepped
+            }));
             started += 1;
         }
         Ok(started)
@@ -404,7 +409,14 @@ impl Executors {
             }
             let cancel = CancellationToken::new();
             let stop = run::Stop { now: cancel.clone(), at_checkpoint: self.checkpoint.clone() };
-            let handle = tokio::spawn(run::work(self.env.clone(), open.clone(), stop));
+            let (env, wake) = (self.env.clone(), self.wake.clone());
+            let work = run::work(env, open.clone(), stop);
+            let handle = tokio::spawn(async move {
+                let left = work.await;
+                // Its bead may wait in the landing queue now: the loop steps it at once.
+                wake.notify_one();
+                left
+            });
             self.running.insert(open.id, Running { open, cancel, handle });
             started += 1;
         }
