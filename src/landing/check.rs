@@ -96,7 +96,17 @@ impl Lander {
             None => (Verdict::Green, String::new()),
             Some(command) => {
                 let run = self.run_check(project, repo, &train.tip, command);
-                self.beating(id, run).await?
+                match self.beating(id, run).await {
+                    Ok(ran) => ran,
+                    Err(e) => {
+                        // Loom could not prepare it (the check worktree, the database): not
+                        // the train's fault; the row ends and the queue tries again.
+                        let why = format!("Loom could not run the check: {e}");
+                        let mut conn = self.pool.get().await?;
+                        finish_row(&mut conn, id, "interrupted", None, &why).await?;
+                        return Err(e);
+                    }
+                }
             }
         };
         let seconds = started.elapsed().as_secs_f64();
