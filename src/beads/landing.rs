@@ -151,6 +151,23 @@ impl Bead {
                     json!({ "sha": merged, "commit": q.sha, "branch": branch, "check": check });
                 record(conn, &bead, Kind::GitMerged, Actor::System, data).await?;
                 status::leave_landing(conn, &q.id).await?;
+                let open_children: i64 = beads::table
+                    .filter(beads::parent_id.eq(&q.id))
+                    .filter(beads::status.ne(BeadStatus::Closed))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                if open_children > 0 {
+                    // Children filed under it while it waited: it cannot close before them.
+                    let note = format!(
+                        "its work landed in {merged}, but {open_children} child bead(s) are \
+                         still open"
+                    );
+                    let reason = BlockedReason::NeedsHuman;
+                    status::block(conn, bead, reason, Some(note), Actor::System).await?;
+                    bump_version(conn, &q.id).await?;
+                    continue;
+                }
                 let reason = summary.unwrap_or_else(|| "landed".into());
                 status::close_saying(conn, bead, Some(reason), Actor::System, Some(&branch))
                     .await?;

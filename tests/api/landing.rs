@@ -551,3 +551,28 @@ async fn work_for_a_checked_out_working_copy_lands_in_loom_s_clone_and_says_so()
     let landed = crate::support::work::git(&clone, &["show", "main:b.txt"]);
     assert_eq!(landed, "b\n");
 }
+
+/// A child filed under a bead whose work waits in the queue: the work lands, but the bead
+/// cannot close before its child, so it waits for a person instead of failing the queue.
+#[tokio::test]
+async fn a_bead_that_gained_an_open_child_lands_its_work_and_waits_for_a_person() {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "human"})).await;
+    let parent = w.bead("Parent whose work waits").await;
+    writes(&w, &parent, "p.txt", "p\n");
+    w.settle().await;
+    let child = w.app.bead("web", "Filed under it meanwhile", json!({"parent": parent})).await;
+    // Held back, so no agent works it in this test.
+    let res = w.app.post(&format!("/api/v1/beads/{child}/block"), json!({"reason": "later"})).await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    let res = w.app.post(&format!("/api/v1/beads/{parent}/approve"), json!({})).await;
+    assert_eq!(res.body["status"], "landing", "{:?}", res.body);
+    w.settle().await;
+    let shown = w.show(&parent).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["blocked_reason"].as_str()),
+        (Some("blocked"), Some("needs_human")),
+        "{shown}"
+    );
+    assert!(shown["blocked_note"].as_str().unwrap_or_default().contains("child"), "{shown}");
+    assert_eq!(w.upstream.file("p.txt"), "p\n", "its work landed");
+}
