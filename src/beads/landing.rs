@@ -34,8 +34,6 @@ pub const LANDING_CONFLICT: &str = "merge conflict with the project branch";
 pub struct Queued {
     pub id: String,
     pub sha: String,
-    pub priority: i16,
-    pub since: DateTime<Utc>,
 }
 
 /// Moves a finished run's bead (locked, `in_progress`, the run's) to `review` or `landing`.
@@ -83,24 +81,17 @@ impl Bead {
     /// but is not taken until every blocker has closed, nor while an ancestor holds it: its
     /// work never lands before the work it waits for.
     pub async fn landing_queue(conn: &mut Conn, project: &str, limit: i64) -> Result<Vec<Queued>> {
-        type Row = (String, Option<String>, i16, Option<DateTime<Utc>>);
-        let rows: Vec<Row> = beads::table
+        let rows: Vec<(String, Option<String>)> = beads::table
             .filter(beads::project_id.eq(project))
             .filter(beads::status.eq(BeadStatus::Landing))
-            .filter(beads::landing_sha.is_not_null())
             .filter(beads::open_blockers.eq(0))
             .filter(beads::held_by.is_null())
             .order((beads::priority.asc(), beads::landing_since.asc(), beads::id.asc()))
             .limit(limit)
-            .select((beads::id, beads::landing_sha, beads::priority, beads::landing_since))
+            .select((beads::id, beads::landing_sha))
             .load(conn)
             .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, sha, priority, since)| {
-                Some(Queued { id, sha: sha?, priority, since: since.unwrap_or_else(Utc::now) })
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(|(id, sha)| Some(Queued { id, sha: sha? })).collect())
     }
 
     /// Closes the beads of a train that landed as `merged` on `branch`: each still waiting
@@ -194,15 +185,9 @@ impl Bead {
     ) -> Result<bool> {
         let queued = queued.clone();
         conn.transaction::<_, Error, _>(async move |conn| {
-            lock_graph(conn).await?;
-            let bead = Bead::lock(conn, &queued.id).await?;
-            if !waiting(&bead, &queued.sha) {
-                return Ok(false);
-            }
-            Comment::add(conn, &queued.id, NewComment { body }, Actor::System).await?;
+            let Some(bead) = leave_queue(conn, &queued, body).await? else { return Ok(false) };
             let data = json!({ "why": why, "error": error, "sha": queued.sha });
             record(conn, &bead, Kind::BeadSentBack, Actor::System, data).await?;
-            status::leave_landing(conn, &queued.id).await?;
             let attempts = bead.attempts + i32::from(charge.is_some());
             let max: i32 = projects::table
                 .find(&bead.project_id)
@@ -252,13 +237,7 @@ impl Bead {
     ) -> Result<bool> {
         let queued = queued.clone();
         conn.transaction::<_, Error, _>(async move |conn| {
-            lock_graph(conn).await?;
-            let bead = Bead::lock(conn, &queued.id).await?;
-            if !waiting(&bead, &queued.sha) {
-                return Ok(false);
-            }
-            Comment::add(conn, &queued.id, NewComment { body }, Actor::System).await?;
-            status::leave_landing(conn, &queued.id).await?;
+            let Some(bead) = leave_queue(conn, &queued, body).await? else { return Ok(false) };
             status::block(conn, bead, reason, Some(note), Actor::System).await?;
             bump_version(conn, &queued.id).await?;
             Ok(true)
@@ -372,6 +351,21 @@ async fn request_changes(conn: &mut Conn, bead: Bead, body: String, actor: Actor
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The first half of every way out of the queue but landing, inside the caller's
+/// transaction: under the graph lock, the bead locked and still waiting with the commit
+/// that was checked, `body` said on it and its landing columns cleared. `None` (nothing
+/// done) when it had left the queue.
+async fn leave_queue(conn: &mut Conn, queued: &Queued, body: String) -> Result<Option<Bead>> {
+    lock_graph(conn).await?;
+    let bead = Bead::lock(conn, &queued.id).await?;
+    if !waiting(&bead, &queued.sha) {
+        return Ok(None);
+    }
+    Comment::add(conn, &queued.id, NewComment { body }, Actor::System).await?;
+    status::leave_landing(conn, &queued.id).await?;
+    Ok(Some(bead))
 }
 
 /// Still in the queue with the commit that was merged and checked.

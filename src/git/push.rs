@@ -133,6 +133,27 @@ impl Repos {
 /// `git push <url> <refspec>` for one of Loom's own branches, which it may replace or delete.
 fn push_refspec(clone: &Repository, url: &str, config: &OwnConfig, refspec: &str) -> Result<()> {
     let auth = Auth::new(url, config);
+    let (result, refused) = push_once(clone, &auth, url, refspec)?;
+    result.map_err(|source| auth.error("pushing to", source))?;
+    match refused {
+        Some(status) => Err(GitError::PushRejected {
+            branch: refspec.rsplit(':').next().unwrap_or(refspec).to_owned(),
+            url: redact(url),
+            reason: format!("origin refused it: {status}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One push of `refspec` to an anonymous remote of `url` (no `remote.origin.*`, `pushurl`
+/// or `insteadOf` of the clone's config is read; see `own_config.rs`): libgit2's result, and
+/// the status origin refused the update with, if it did.
+fn push_once(
+    clone: &Repository,
+    auth: &Auth,
+    url: &str,
+    refspec: &str,
+) -> Result<(std::result::Result<(), git2::Error>, Option<String>)> {
     let mut remote =
         clone.remote_anonymous(url).map_err(|source| auth.error("pushing to", source))?;
     let mut refused: Option<String> = None;
@@ -148,15 +169,7 @@ fn push_refspec(clone: &Repository, url: &str, config: &OwnConfig, refspec: &str
         options.remote_callbacks(callbacks);
         remote.push(&[refspec], Some(&mut options))
     };
-    result.map_err(|source| auth.error("pushing to", source))?;
-    match refused {
-        Some(status) => Err(GitError::PushRejected {
-            branch: refspec.rsplit(':').next().unwrap_or(refspec).to_owned(),
-            url: redact(url),
-            reason: format!("origin refused it: {status}"),
-        }),
-        None => Ok(()),
-    }
+    Ok((result, refused))
 }
 
 /// Sets (or with `None` deletes) `refname` in a local non-bare origin, which libgit2 cannot
@@ -299,21 +312,7 @@ fn push_branch(clone: &Repository, target: &Target<'_>) -> Result<Sent> {
     // No '+': libgit2 refuses a non-fast-forward update instead of forcing it.
     let refspec = format!("{source}:refs/heads/{branch}");
     let auth = Auth::new(url, config);
-    let mut remote =
-        clone.remote_anonymous(url).map_err(|source| auth.error("pushing to", source))?;
-    let mut refused: Option<String> = None;
-    let result = {
-        let mut callbacks = auth.callbacks();
-        callbacks.push_update_reference(|_, status| {
-            if let Some(status) = status {
-                refused = Some(status.to_owned());
-            }
-            Ok(())
-        });
-        let mut options = PushOptions::new();
-        options.remote_callbacks(callbacks);
-        remote.push(&[refspec.as_str()], Some(&mut options))
-    };
+    let (result, refused) = push_once(clone, &auth, url, &refspec)?;
     match result {
         Err(e) if e.code() == ErrorCode::NotFastForward => {
             Ok(Sent::NotFastForward(format!("{NOT_FAST_FORWARD}: {}", e.message())))
