@@ -45,6 +45,8 @@ pub struct Application {
     chat_stop: CancellationToken,
     /// Ends the SSE streams at shutdown.
     streams: CancellationToken,
+    /// The data dir, this process's alone until it has stopped.
+    _claim: crate::data_dir::Claim,
 }
 
 /// Resolves the database URL, starting the private cluster when none is configured.
@@ -66,6 +68,12 @@ impl Application {
             &config.data_dir,
             crate::data_dir::server_user_traverses(embedded),
         )?;
+        let claim = crate::data_dir::claim(&config.data_dir)?;
+        // Alone in the data dir and before any clone is touched: a git lock there is stale.
+        crate::git::Repos::new(config.data_dir.clone())
+            .clear_stale_locks()
+            .await
+            .context("removing the git locks a stopped process left")?;
         let (url, local_pg) = open_database(&config).await?;
         let applied = db::migrate(&url).await.context("applying database migrations")?;
         if !applied.is_empty() {
@@ -245,6 +253,7 @@ impl Application {
             chat,
             chat_stop,
             streams,
+            _claim: claim,
         })
     }
 
@@ -331,6 +340,9 @@ impl Application {
         // Background loops live as long as the runtime (tests end with it).
         drop(self.workers);
         drop((self.dispatch, self.executors));
+        // The data dir is let go: a test runs a `loom serve` on it to take this one's work
+        // over, as the next replica would.
+        drop(self._claim);
         tokio::spawn(self.server);
         (self.port, self.pool, handle)
     }

@@ -93,6 +93,43 @@ pub fn secure(dir: &Path, server_user_traverses: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file in the data dir whose lock says a `loom serve` is using it.
+pub const IN_USE: &str = "in-use.lock";
+
+/// A process's hold on its data dir, until it is dropped (or the process ends, however it
+/// ends: the lock is the kernel's).
+#[derive(Debug)]
+pub struct Claim {
+    _file: std::fs::File,
+}
+
+/// Takes the data dir for this process alone, or says which other process has it. Two
+/// processes on one data dir would work in each other's clones and worktrees (and a starting
+/// one would remove the other's git locks as stale): each replica needs a data dir of its
+/// own.
+pub fn claim(dir: &Path) -> anyhow::Result<Claim> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(IN_USE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Claim { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Loom process is using the data directory {}: give each replica a data \
+             directory of its own (LOOM_DATA_DIR)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// Sets `path`'s permission bits.
 pub fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -130,6 +167,20 @@ mod tests {
         assert_eq!(mode(&data.join("gitconfig")), 0o600);
         assert_ne!(mode(Path::new("/etc")) & 0o005, 0, "a link is not followed");
         assert_eq!(mode(&data.join("worktrees/web")), 0o755, "deeper entries are left alone");
+    }
+
+    #[test]
+    fn a_data_dir_is_claimed_by_one_process_at_a_time() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let first = claim(tmp.path()).expect("the first claim");
+        assert_eq!(mode(&tmp.path().join(IN_USE)), 0o600);
+
+        let second = claim(tmp.path()).expect_err("a second claim").to_string();
+        assert!(second.contains("another Loom process is using the data directory"), "{second}");
+        assert!(second.contains("LOOM_DATA_DIR"), "{second}");
+
+        drop(first);
+        claim(tmp.path()).expect("claimed again once the first is dropped");
     }
 
     #[test]

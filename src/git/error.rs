@@ -108,6 +108,10 @@ impl GitError {
             _ => false,
         };
         let message = source.message();
+        // Writing what was fetched into Loom's own clone failed: not the remote's doing.
+        if source.class() == git2::ErrorClass::Os && message.starts_with("failed to lock file") {
+            return GitError::Git { context: format!("{op} {url}"), source };
+        }
         let unreachable = matches!(source.class(), git2::ErrorClass::Net | git2::ErrorClass::Os)
             && (message.starts_with("failed to connect to")
                 || message.starts_with("failed to resolve address"));

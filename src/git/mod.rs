@@ -28,6 +28,8 @@
 //!   the ssh-agent, `~/.ssh/id_ed25519` / `id_rsa` or a credential helper in Loom's own git
 //!   config (see `auth.rs`); an ssh host must be in `~/.ssh/known_hosts`. Errors and logs
 //!   show URLs through [`redact_url`], which hides passwords and tokens.
+//! - A process killed mid-write leaves libgit2's `*.lock` files behind; `loom serve` removes
+//!   them from its clones as it starts, holding the data dir alone (`recover.rs`).
 //! - libgit2 reads no git configuration but Loom's own file, `<data dir>/gitconfig`: see
 //!   `own_config.rs` for why and how.
 
@@ -45,6 +47,7 @@ mod own_config;
 mod probe;
 mod push;
 mod read;
+mod recover;
 mod train;
 mod upstream;
 mod worktree;

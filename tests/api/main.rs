@@ -15,6 +15,7 @@ mod cli_chat;
 mod cli_feed;
 mod cli_first_run;
 mod cli_schedules;
+mod data_dir;
 mod dependencies;
 mod dispatch;
 mod embedded;

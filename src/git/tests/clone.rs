@@ -236,3 +236,30 @@ async fn operations_before_ensure_say_the_project_is_not_cloned() {
     assert!(matches!(fx.repos.push(&project).await, Err(GitError::NotCloned(_))));
     assert!(matches!(fx.repos.log(&project, 5).await, Err(GitError::NotCloned(_))));
 }
+
+#[tokio::test]
+async fn the_locks_a_killed_process_left_wedge_the_clone_until_a_start_clears_them() {
+    let fx = Fixture::new();
+    let project = fx.ready("src", &[("README.md", "one\n")]).await;
+    let source = Repository::open(fx.path("src")).expect("source");
+    let upstream = commit_files(&source, &[("NEW.md", "two\n")], "Upstream work");
+    let clone = fx.clone_dir("web");
+    let left = ["refs/remotes/origin/main.lock", "packed-refs.lock", "worktrees/b1/index.lock"];
+    for path in left {
+        std::fs::create_dir_all(clone.join(path).parent().expect("a parent")).expect("mkdir");
+        std::fs::write(clone.join(path), "").expect("a lock");
+    }
+
+    let wedged = fx.repos.ensure(&project).await.expect_err("a fetch through a stale lock");
+    assert!(!wedged.is_source_unusable(), "Loom's own clone, not origin: {wedged:?}");
+    assert!(wedged.to_string().contains("failed to lock file"), "{wedged}");
+
+    let mut removed = fx.repos.clear_stale_locks().await.expect("clear");
+    removed.sort();
+    let mut expected: Vec<_> = left.iter().map(|p| clone.join(p)).collect();
+    expected.sort();
+    assert_eq!(removed, expected);
+    fx.repos.ensure(&project).await.expect("ensure once the locks are gone");
+    assert_eq!(tip(&clone, "main"), Some(upstream.to_string()));
+    assert!(fx.repos.clear_stale_locks().await.expect("clear").is_empty());
+}
