@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::graph::{lock_graph, refresh_holds};
 use super::model::Bead;
-use super::runs::{Run, RunOutcome};
+use super::runs::{Run, RunKind, RunOutcome};
 use super::status;
 use super::types::{BeadStatus, BlockedReason, EdgeKind};
 use crate::activity::{Activity, Actor, Record};
@@ -75,7 +75,7 @@ impl RetryPolicy {
     }
 }
 
-fn lease_end(lease: Duration) -> DateTime<Utc> {
+pub(crate) fn lease_end(lease: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
 }
 
@@ -450,15 +450,7 @@ async fn end_run(
     retry: RetryPolicy,
     finish: Option<Finish>,
 ) -> Result<Option<AfterRun>> {
-    let run: Option<Run> = runs::table
-        .find(run_id)
-        .filter(runs::outcome.is_null())
-        .select(Run::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
-    let Some(run) = run else { return Ok(None) };
+    let Some(run) = Run::lock_open(conn, run_id).await? else { return Ok(None) };
     let bead = Bead::lock(conn, &run.bead_id).await?;
     // On success the note is the run's summary, otherwise its error.
     let (summary, failure) = match outcome {
@@ -474,11 +466,15 @@ async fn end_run(
         ))
         .execute(conn)
         .await?;
-    let ours = bead.status == BeadStatus::InProgress && bead.assignee_agent_id == run.agent_id;
-    let after = if ours {
-        settle_bead(conn, bead, &run, (outcome, finish), error.clone(), retry).await?
-    } else {
-        AfterRun::Untouched
+    let held = bead.assignee_agent_id.is_some() && bead.assignee_agent_id == run.agent_id;
+    let after = match (run.kind, bead.status) {
+        (RunKind::Work, BeadStatus::InProgress) if held => {
+            settle_bead(conn, bead, &run, (outcome, finish), error.clone(), retry).await?
+        }
+        (RunKind::Review, BeadStatus::Review) if held => {
+            super::landing::end_review(conn, &bead, outcome, error.as_deref()).await?
+        }
+        _ => AfterRun::Untouched,
     };
     if let Some(agent) = run.agent_id {
         diesel::update(agents::table.find(agent).filter(agents::status.eq(AgentStatus::Working)))

@@ -52,10 +52,11 @@ async fn healed(
 }
 
 impl Bead {
-    /// Beads in progress whose lease has run out, longest expired first.
+    /// Beads held under a lease (in progress, or in an agent's review) whose lease has run
+    /// out, longest expired first.
     pub async fn expired_leases(conn: &mut Conn, limit: i64) -> Result<Vec<String>> {
         Ok(beads::table
-            .filter(beads::status.eq(BeadStatus::InProgress))
+            .filter(beads::status.eq_any(BeadStatus::HELD))
             .filter(beads::lease_expires_at.lt(diesel::dsl::now))
             .order(beads::lease_expires_at)
             .select(beads::id)
@@ -90,7 +91,7 @@ impl Bead {
             // this find nothing.
             let lapsed: Option<Bead> = beads::table
                 .find(&bead_id)
-                .filter(beads::status.eq(BeadStatus::InProgress))
+                .filter(beads::status.eq_any(BeadStatus::HELD))
                 .filter(beads::lease_expires_at.lt(diesel::dsl::now))
                 .select(Bead::as_select())
                 .for_update()
@@ -107,6 +108,7 @@ impl Bead {
                         .unwrap_or(AfterRun::Untouched);
                     Expired { bead: bead_id.clone(), run: Some(run), agent, after }
                 }
+                None if bead.status == BeadStatus::Review => orphan_review(conn, bead).await?,
                 None => orphan(conn, bead, retry).await?,
             };
             healed(conn, Some(&project), Some(&bead_id), serde_json::json!({
@@ -186,6 +188,26 @@ async fn lock_if_exists(conn: &mut Conn, id: &str) -> Result<Option<Bead>> {
     }
 }
 
+/// A bead in review held by no open run: it waits for its next review, uncharged.
+async fn orphan_review(conn: &mut Conn, bead: Bead) -> Result<Expired> {
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::assignee_agent_id.eq(None::<Uuid>),
+            beads::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            beads::version.eq(beads::version + 1),
+            beads::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    if let Some(agent) = bead.assignee_agent_id
+        && !has_live_claim(conn, agent).await?
+    {
+        free_if_working(conn, agent).await?;
+    }
+    let after = AfterRun::Finished(BeadStatus::Review);
+    Ok(Expired { bead: bead.id, run: None, agent: bead.assignee_agent_id, after })
+}
+
 /// A bead in progress with no open run cannot be finished by anyone: the lost attempt is
 /// counted like any failed run (back-off, or `too_many_attempts` at the project's limit) and
 /// its agent is freed unless it holds a live claim elsewhere.
@@ -233,14 +255,14 @@ async fn free_if_working(conn: &mut Conn, agent: Uuid) -> Result<bool> {
     Ok(n > 0)
 }
 
-/// Agents marked working that hold no live claim (an open run on a bead in progress that
-/// is assigned to them).
+/// Agents marked working that hold no live claim (an open run on a bead held under a
+/// lease that is assigned to them).
 pub async fn zombie_agents(conn: &mut Conn, limit: i64) -> Result<Vec<Uuid>> {
     let live = runs::table
         .inner_join(beads::table)
         .filter(runs::agent_id.eq(agents::id.nullable()))
         .filter(runs::outcome.is_null())
-        .filter(beads::status.eq(BeadStatus::InProgress))
+        .filter(beads::status.eq_any(BeadStatus::HELD))
         .filter(beads::assignee_agent_id.eq(agents::id.nullable()));
     Ok(agents::table
         .filter(agents::status.eq(AgentStatus::Working))
@@ -252,13 +274,13 @@ pub async fn zombie_agents(conn: &mut Conn, limit: i64) -> Result<Vec<Uuid>> {
         .await?)
 }
 
-/// Whether the agent holds an open run on a bead in progress that is assigned to it.
+/// Whether the agent holds an open run on a bead held under a lease that is assigned to it.
 async fn has_live_claim(conn: &mut Conn, agent: Uuid) -> Result<bool> {
     let live: i64 = runs::table
         .inner_join(beads::table)
         .filter(runs::agent_id.eq(agent))
         .filter(runs::outcome.is_null())
-        .filter(beads::status.eq(BeadStatus::InProgress))
+        .filter(beads::status.eq_any(BeadStatus::HELD))
         .filter(beads::assignee_agent_id.eq(agent))
         .count()
         .get_result(conn)

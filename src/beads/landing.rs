@@ -11,11 +11,11 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::claims::{Finish, RetryPolicy};
+use super::claims::{AfterRun, Finish, RetryPolicy, release_in};
 use super::comments::{Comment, NewComment};
 use super::graph::lock_graph;
 use super::model::Bead;
-use super::runs::{Run, RunOutcome};
+use super::runs::{Run, RunKind, RunOutcome};
 use super::status::{self, Attempts, record};
 use super::transitions::bump_version;
 use super::types::{BeadStatus, BlockedReason};
@@ -44,12 +44,11 @@ pub(super) async fn enter(
     finish: Finish,
 ) -> Result<BeadStatus> {
     let to = if finish.review { BeadStatus::Review } else { BeadStatus::Landing };
-    let since = (to == BeadStatus::Landing).then(Utc::now);
     diesel::update(beads::table.find(&bead.id))
         .set((
             beads::status.eq(to),
             beads::landing_sha.eq(&finish.sha),
-            beads::landing_since.eq(since),
+            beads::landing_since.eq(Utc::now()),
             beads::assignee_agent_id.eq(None::<Uuid>),
             beads::lease_expires_at.eq(None::<DateTime<Utc>>),
         ))
@@ -122,6 +121,7 @@ impl Bead {
                 }
                 let summary: Option<String> = runs::table
                     .filter(runs::bead_id.eq(&q.id))
+                    .filter(runs::kind.eq(RunKind::Work))
                     .filter(runs::outcome.eq(RunOutcome::Success))
                     .order(runs::ended_at.desc())
                     .select(runs::summary)
@@ -132,6 +132,7 @@ impl Bead {
                 diesel::update(
                     runs::table
                         .filter(runs::bead_id.eq(&q.id))
+                        .filter(runs::kind.eq(RunKind::Work))
                         .filter(runs::outcome.eq(RunOutcome::Success))
                         .filter(runs::merged_sha.is_null()),
                 )
@@ -255,8 +256,32 @@ pub enum Decision {
     RequestChanges { body: String },
 }
 
+impl Decision {
+    /// What the reviewer said: the approval's comment (maybe empty) or the changes asked for.
+    fn text(&self) -> &str {
+        match self {
+            Decision::Approve { comment } => comment.as_deref().unwrap_or_default(),
+            Decision::RequestChanges { body } => body,
+        }
+    }
+}
+
 /// The longest review comment or request.
 const REVIEW_MAX_BYTES: usize = 65_536;
+
+/// 422 `body_too_long` past `REVIEW_MAX_BYTES`, `body_required` for a request for changes
+/// that says none.
+fn check(decision: &Decision) -> Result<()> {
+    if decision.text().len() > REVIEW_MAX_BYTES {
+        return Err(Error::invalid("body_too_long", "a review is at most 65536 bytes"));
+    }
+    if let Decision::RequestChanges { body } = decision
+        && body.trim().is_empty()
+    {
+        return Err(Error::invalid("body_required", "say what should change"));
+    }
+    Ok(())
+}
 
 impl Bead {
     /// A reviewer's decision on a bead in `review`, in one transaction with its comment and
@@ -270,18 +295,7 @@ impl Bead {
         decision: Decision,
         actor: Actor,
     ) -> Result<Bead> {
-        let text = match &decision {
-            Decision::Approve { comment } => comment.as_deref().unwrap_or_default(),
-            Decision::RequestChanges { body } => body,
-        };
-        if text.len() > REVIEW_MAX_BYTES {
-            return Err(Error::invalid("body_too_long", "a review is at most 65536 bytes"));
-        }
-        if let Decision::RequestChanges { body } = &decision
-            && body.trim().is_empty()
-        {
-            return Err(Error::invalid("body_required", "say what should change"));
-        }
+        check(&decision)?;
         let id = id.to_owned();
         conn.transaction::<_, Error, _>(async move |conn| {
             lock_graph(conn).await?;
@@ -292,15 +306,118 @@ impl Bead {
                     format!("{id} is {}, not in review", bead.status),
                 ));
             }
-            match decision {
-                Decision::Approve { comment } => approve(conn, bead, comment, actor).await?,
-                Decision::RequestChanges { body } => {
-                    request_changes(conn, bead, body, actor).await?
-                }
+            // A person decides over an agent's review under way: it ends, uncharged.
+            if bead.assignee_agent_id.is_some() {
+                status::take_back(conn, &bead, actor).await?;
             }
+            decide_in(conn, bead, decision, actor).await?;
             bump_version(conn, &id).await
         })
         .await
+    }
+
+    /// The decision a review run ended with, in one transaction: the run succeeds with the
+    /// decision's text as its summary, its agent is freed, and the decision is applied as a
+    /// member's would be, by the reviewing agent. When the run no longer holds the bead (a
+    /// person decided first) it ends `cancelled` and nothing is decided. `None` when the
+    /// run had ended already.
+    pub async fn decide(
+        conn: &mut Conn,
+        run_id: Uuid,
+        decision: Decision,
+    ) -> Result<Option<AfterRun>> {
+        check(&decision)?;
+        conn.transaction::<_, Error, _>(async move |conn| {
+            lock_graph(conn).await?;
+            let Some(run) = Run::lock_open(conn, run_id).await? else { return Ok(None) };
+            let bead = Bead::lock(conn, &run.bead_id).await?;
+            let agent = run.agent_id.filter(|_| holds_review(&bead, &run));
+            let Some(agent) = agent else {
+                let why = Some("a person decided the review first".to_owned());
+                return release_in(
+                    conn,
+                    run_id,
+                    RunOutcome::Cancelled,
+                    why,
+                    RetryPolicy::default(),
+                )
+                .await;
+            };
+            let summary = Some(decision.text().to_owned());
+            let ended =
+                release_in(conn, run_id, RunOutcome::Success, summary, RetryPolicy::default())
+                    .await?;
+            let bead = Bead::lock(conn, &run.bead_id).await?;
+            let after = match &decision {
+                Decision::Approve { .. } => AfterRun::Finished(BeadStatus::Landing),
+                Decision::RequestChanges { .. } => AfterRun::Retry { attempts: bead.attempts },
+            };
+            decide_in(conn, bead, decision, Actor::Agent(agent)).await?;
+            bump_version(conn, &run.bead_id).await?;
+            Ok(ended.map(|_| after))
+        })
+        .await
+    }
+}
+
+/// Whether `run` is an agent's review that still holds `bead`, waiting in review.
+fn holds_review(bead: &Bead, run: &Run) -> bool {
+    run.kind == RunKind::Review
+        && bead.status == BeadStatus::Review
+        && bead.assignee_agent_id.is_some()
+        && bead.assignee_agent_id == run.agent_id
+}
+
+/// Reviews by agents of one bead's work that may end without a decision; after that many,
+/// the bead waits for a member's.
+pub const AGENT_REVIEW_TRIES: i64 = 3;
+
+/// A review run's end on the bead it held (inside `release_in`'s transaction, the run's
+/// outcome written): the bead stays in review, no longer held. The `AGENT_REVIEW_TRIES`-th
+/// review of its work to end without a decision hands it to people, with a comment and a
+/// `bead.review` row (`review_requested` to its filer and watchers).
+pub(super) async fn end_review(
+    conn: &mut Conn,
+    bead: &Bead,
+    outcome: RunOutcome,
+    error: Option<&str>,
+) -> Result<AfterRun> {
+    diesel::update(beads::table.find(&bead.id))
+        .set((
+            beads::assignee_agent_id.eq(None::<Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    if outcome == RunOutcome::Success {
+        return Ok(AfterRun::Finished(BeadStatus::Review));
+    }
+    let undecided: i64 = runs::table
+        .filter(runs::bead_id.eq(&bead.id))
+        .filter(runs::kind.eq(RunKind::Review))
+        .filter(runs::outcome.ne(RunOutcome::Success))
+        .filter(runs::started_at.nullable().ge(bead.landing_since))
+        .count()
+        .get_result(conn)
+        .await?;
+    if undecided == AGENT_REVIEW_TRIES {
+        let why = error.unwrap_or("no reason was recorded");
+        let body = format!(
+            "The agent review of this work ended without a decision {undecided} times (the \
+             last: {why}). A member approves it or requests changes."
+        );
+        Comment::add(conn, &bead.id, NewComment { body }, Actor::System).await?;
+        let data = json!({ "sha": bead.landing_sha, "by": "people", "reviews": undecided });
+        record(conn, bead, Kind::BeadReview, Actor::System, data).await?;
+    }
+    Ok(AfterRun::Finished(BeadStatus::Review))
+}
+
+/// Applies a review decision to a bead in review, locked, under the graph lock.
+async fn decide_in(conn: &mut Conn, bead: Bead, decision: Decision, actor: Actor) -> Result<()> {
+    match decision {
+        Decision::Approve { comment } => approve(conn, bead, comment, actor).await,
+        Decision::RequestChanges { body } => request_changes(conn, bead, body, actor).await,
     }
 }
 
@@ -311,7 +428,12 @@ async fn approve(conn: &mut Conn, bead: Bead, comment: Option<String>, actor: Ac
         Comment::add(conn, &bead.id, NewComment { body }, actor).await?;
     }
     diesel::update(beads::table.find(&bead.id))
-        .set((beads::status.eq(BeadStatus::Landing), beads::landing_since.eq(Utc::now())))
+        .set((
+            beads::status.eq(BeadStatus::Landing),
+            beads::landing_since.eq(Utc::now()),
+            beads::assignee_agent_id.eq(None::<Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
         .execute(conn)
         .await?;
     record(conn, &bead, Kind::BeadApproved, actor, json!({ "comment": comment })).await?;

@@ -20,6 +20,7 @@ mod transitions;
 mod types;
 
 pub use crate::db::Page;
+pub(crate) use claims::lease_end;
 pub(crate) use claims::release_in;
 pub use claims::{AfterRun, Claim, Finish, RetryPolicy};
 pub use comments::{Comment, NewComment};
@@ -27,11 +28,11 @@ pub use create::NewBead;
 pub use graph::Dependency;
 pub(crate) use graph::lock_graph;
 pub use heal::{Expired, free_zombie, zombie_agents};
-pub use landing::{Decision, LANDING_CONFLICT, Queued};
+pub use landing::{AGENT_REVIEW_TRIES, Decision, LANDING_CONFLICT, Queued};
 pub use model::{Bead, BeadDetails, BeadView, HeldBead, Hold, Link};
 pub use project_graph::{Edge, Graph, Node, project_graph};
 pub use query::{BeadFilter, Cursor};
-pub use runs::{Run, RunOutcome, RunStep, RunWithSteps};
+pub use runs::{Run, RunKind, RunOutcome, RunStep, RunWithSteps};
 pub(crate) use status::apply as apply_status_change;
 pub use transitions::{BeadPatch, StatusChange};
 pub use types::{

@@ -29,6 +29,32 @@ crate::db_enum!(
     SandboxUnavailable => "sandbox_unavailable",
 });
 
+/// What a run is for.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// An agent works on the bead in its worktree (`in_progress`).
+    #[default]
+    Work,
+    /// An agent reviews the work of a bead in `review` and approves it or asks for changes;
+    /// the bead stays in review meanwhile and no attempt is charged.
+    Review,
+}
+
+crate::pg_enum!(RunKind, diesel::sql_types::Text, { Work => "work", Review => "review" });
+
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = runs)]
 pub struct Run {
@@ -49,6 +75,7 @@ pub struct Run {
     pub summary: Option<String>,
     /// The project-branch commit its work was merged as.
     pub merged_sha: Option<String>,
+    pub kind: RunKind,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
@@ -75,6 +102,18 @@ pub struct RunWithSteps {
 }
 
 impl Run {
+    /// The run, locked, while it is open; `None` once it has ended.
+    pub(crate) async fn lock_open(conn: &mut Conn, id: Uuid) -> Result<Option<Run>> {
+        Ok(runs::table
+            .find(id)
+            .filter(runs::outcome.is_null())
+            .select(Run::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?)
+    }
+
     /// A bead's runs, newest first.
     pub async fn for_bead(conn: &mut Conn, bead_id: &str) -> Result<Vec<Run>> {
         Ok(runs::table

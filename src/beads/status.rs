@@ -26,7 +26,8 @@ pub(crate) async fn apply(
     change: StatusChange,
     actor: Actor,
 ) -> Result<()> {
-    if bead.status == BeadStatus::InProgress {
+    // In progress, or in review with an agent reviewing it.
+    if bead.status == BeadStatus::InProgress || bead.assignee_agent_id.is_some() {
         take_back(conn, &bead, actor).await?;
     }
     if bead.landing_sha.is_some() {
@@ -44,7 +45,7 @@ pub(crate) async fn apply(
 /// A person changing the status of a bead an agent holds takes it back: the open run ends
 /// `cancelled` (no attempt is charged) and the agent is free again, in the same transaction,
 /// so the bead can be claimed afresh and the old run can neither renew nor release it.
-async fn take_back(conn: &mut Conn, bead: &Bead, actor: Actor) -> Result<()> {
+pub(super) async fn take_back(conn: &mut Conn, bead: &Bead, actor: Actor) -> Result<()> {
     let ended: Vec<(uuid::Uuid, Option<uuid::Uuid>)> = diesel::update(
         runs::table.filter(runs::bead_id.eq(&bead.id)).filter(runs::outcome.is_null()),
     )

@@ -18,6 +18,12 @@ crate::db_enum!(
     Landing => "landing",
 });
 
+impl BeadStatus {
+    /// The statuses in which an agent holds a bead under a lease: its work (`in_progress`)
+    /// or an agent's review of that work (`review`, with an assignee).
+    pub const HELD: [BeadStatus; 2] = [BeadStatus::InProgress, BeadStatus::Review];
+}
+
 crate::db_enum!(BeadType, BeadType, "snake_case", {
     Task => "task",
     Bug => "bug",

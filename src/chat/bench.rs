@@ -14,12 +14,12 @@ use crate::executor::run::RunEnv;
 use crate::gateway::Tool;
 use crate::git::Repos;
 use crate::projects::Project;
-use crate::workbench::actions::Action;
+use crate::workbench::actions::{Action, Toolset};
 use crate::workbench::{Acting, Opening, Outcome, Sandbox, Workbench};
 
 /// The actions a conversation's agent is offered: all but a run's endings.
 pub fn tools() -> Vec<Tool> {
-    RunEnv::tools()
+    RunEnv::tools(Toolset::Work)
         .into_iter()
         .filter(|t| !matches!(t.function.name.as_str(), "done" | "block"))
         .collect()
@@ -89,9 +89,11 @@ pub async fn perform(bench: &Workbench, action: &Action) -> (bool, String) {
         Some(outcome) => (false, outcome.text().to_owned()),
         None => (
             false,
-            "done and block end an autonomous run; in a conversation the person decides when \
-             the bead goes back to autonomous work"
-                .to_owned(),
+            format!(
+                "{} ends an autonomous run; in a conversation the person decides when the bead \
+                 goes back to autonomous work",
+                action.name()
+            ),
         ),
     }
 }

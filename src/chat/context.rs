@@ -19,7 +19,7 @@ use crate::executor::prompt::{Brief, bead_context};
 use crate::gateway::Message;
 use crate::personas::Persona;
 use crate::projects::Project;
-use crate::workbench::actions::{ReplyMode, vocabulary_text};
+use crate::workbench::actions::{ReplyMode, Toolset, vocabulary_text};
 
 /// Earlier messages put before the new one; older ones are left out.
 const HISTORY: i64 = 60;
@@ -129,7 +129,7 @@ impl Context {
                 s,
                 "\n{}\nIn a conversation, done and block are not available: when you have \
                  nothing to do, answer in words without an action.\n",
-                vocabulary_text(mode)
+                vocabulary_text(mode, Toolset::Work)
             );
         }
         let _ = write!(s, "\n# Your instructions\n\n{}\n", self.persona.instructions.trim());

@@ -358,6 +358,7 @@ diesel::table! {
         resumes -> Int4,
         summary -> Nullable<Text>,
         merged_sha -> Nullable<Text>,
+        kind -> Text,
     }
 }
 

@@ -47,8 +47,14 @@ impl Default for SpendPolicy {
 pub struct Gate {
     /// The fleet's budget is spent: nothing is claimed.
     pub fleet_held: bool,
+    /// Some bead waits for an agent's review (`dispatch::review`).
+    pub reviews_waiting: bool,
     /// Projects nothing is claimed for this round.
     closed: Vec<String>,
+    /// Of those, the projects not even a review is claimed for: their spend is held or
+    /// their repository unreachable. (WIP and awaiting-merge limits do not hold reviews
+    /// back: a review moves work on towards landing.)
+    held: Vec<String>,
     /// Claims left this round in projects with a WIP limit.
     room: HashMap<String, usize>,
 }
@@ -73,6 +79,9 @@ struct Limited {
     /// The row that says the fleet's budget is spent, not a project's.
     #[diesel(sql_type = Bool)]
     fleet: bool,
+    /// The row that says some bead waits for an agent's review.
+    #[diesel(sql_type = Bool)]
+    reviews: bool,
 }
 
 const LIMITED: &str = "SELECT p.id, \
@@ -86,13 +95,17 @@ const LIMITED: &str = "SELECT p.id, \
        CASE WHEN p.max_in_progress IS NULL THEN true \
             ELSE pg_try_advisory_xact_lock(hashtext('loom.wip'), hashtext(p.id)) END AS locked, \
        p.repo_state = 'unreachable' AS unreachable, \
-       false AS fleet \
+       false AS fleet, false AS reviews \
   FROM projects p \
  WHERE p.max_in_progress IS NOT NULL OR p.max_awaiting_merge IS NOT NULL \
     OR EXISTS (SELECT 1 FROM spend_holds h WHERE h.project_id = p.id) \
     OR p.repo_state = 'unreachable' \
  UNION ALL \
-SELECT '', NULL, false, true, true, false, true FROM spend_holds WHERE scope = 'fleet'";
+SELECT '', NULL, false, true, true, false, true, false FROM spend_holds WHERE scope = 'fleet' \
+ UNION ALL \
+SELECT '', NULL, false, false, true, false, false, true \
+ WHERE EXISTS (SELECT 1 FROM beads b JOIN projects p ON p.id = b.project_id \
+                WHERE b.status = 'review' AND b.assignee_agent_id IS NULL AND p.review = 'agent')";
 
 impl Gate {
     /// The holds and limits now, in one round trip (every round pays it); call inside the
@@ -105,7 +118,14 @@ impl Gate {
                 gate.fleet_held = true;
                 continue;
             }
+            if r.reviews {
+                gate.reviews_waiting = true;
+                continue;
+            }
             let room = r.room.map(|n| n.max(0) as usize);
+            if r.spent || r.unreachable {
+                gate.held.push(r.id.clone());
+            }
             if r.spent || r.merges_full || r.unreachable || !r.locked || room == Some(0) {
                 gate.closed.push(r.id);
             } else if let Some(n) = room {
@@ -118,6 +138,11 @@ impl Gate {
     /// Projects whose beads this round must not claim.
     pub fn closed(&self) -> &[String] {
         &self.closed
+    }
+
+    /// Projects whose beads this round must not claim even for a review.
+    pub fn held(&self) -> &[String] {
+        &self.held
     }
 
     /// Takes one claim's room in `project`; false when it has none left (the project is
@@ -268,9 +293,9 @@ mod tests {
 
     fn gate(closed: &[&str], room: &[(&str, usize)]) -> Gate {
         Gate {
-            fleet_held: false,
             closed: closed.iter().map(|s| s.to_string()).collect(),
             room: room.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
+            ..Gate::default()
         }
     }
 

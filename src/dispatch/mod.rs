@@ -11,6 +11,7 @@ pub mod limits;
 mod listen;
 pub mod matching;
 mod queue;
+pub mod review;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -177,6 +178,13 @@ impl Dispatcher {
             crate::metrics::get().spend_refused();
             return Ok(0);
         }
+        // Reviews first: they move finished work on towards landing.
+        let until = crate::beads::lease_end(self.config.lease);
+        let require = self.config.require_executor;
+        let reviews = match gate.reviews_waiting {
+            true => review::claim(conn, gate.held(), require, until, self.config.page).await?,
+            false => 0,
+        };
         let mut free = queue::lock_idle_agents(conn, self.config.page).await?;
         let mut pairs = Vec::new();
         let mut after = None;
@@ -187,7 +195,6 @@ impl Dispatcher {
             // As many beads as agents: when every agent can take every bead that is
             // enough, and locking more would only hide them from the other dispatchers.
             let limit = free.len() as i64;
-            let require = self.config.require_executor;
             let page =
                 queue::lock_ready(conn, &free, after.as_ref(), limit, require, gate.closed())
                     .await?;
@@ -208,7 +215,7 @@ impl Dispatcher {
             after = page.last().map(|r| r.at.clone());
         }
         // Every row is locked by this transaction, so each pair is taken.
-        Ok(Bead::claim_many(conn, &pairs, self.config.lease).await?.len())
+        Ok(reviews + Bead::claim_many(conn, &pairs, self.config.lease).await?.len())
     }
 
     /// Steps until a pass claims nothing.

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::pickup::OpenRun;
-use super::prompt::{Brief, Pairing, REVIEWERS, Reviewed};
+use super::prompt::{Brief, Pairing, REVIEWERS, Reviewed, UnderReview};
 use crate::agents::Agent;
-use crate::beads::{Bead, Comment, DependencyKind, LANDING_CONFLICT, Link, Run, RunOutcome};
+use crate::beads::{
+    Bead, Comment, DependencyKind, LANDING_CONFLICT, Link, Run, RunKind, RunOutcome,
+};
 use crate::chat::{ChatRole, ChatState, Conversation, Transcript};
 use crate::db::Conn;
 use crate::error::Result;
@@ -38,9 +40,15 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
     let agent = Agent::find(conn, run.agent_id).await?;
     let persona = Persona::find(conn, &agent.persona).await?;
     let (dependencies, _) = Bead::links(conn, &bead).await?;
-    let review = match REVIEWERS.contains(&persona.name.as_str()) {
+    // A reviewer's bead reviews the beads it links to; a review run, the bead's own work.
+    let reviewer = REVIEWERS.contains(&persona.name.as_str()) && run.kind == RunKind::Work;
+    let review = match reviewer {
         true => Some(reviewed(conn, &dependencies).await?),
         false => None,
+    };
+    let reviewing = match run.kind {
+        RunKind::Review => Some(under_review(conn, &bead.id).await?),
+        RunKind::Work => None,
     };
     let discovered_from = dependencies
         .into_iter()
@@ -86,6 +94,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         setup: None,
         merged_base: None,
         review,
+        reviewing,
     };
     let repo = ProjectRepo {
         id: project.id.clone(),
@@ -123,6 +132,24 @@ async fn reviewed(conn: &mut Conn, links: &[Link]) -> Result<Vec<Reviewed>> {
         reviewed.push(Reviewed { id: link.id.clone(), title: link.title.clone(), merged });
     }
     Ok(reviewed)
+}
+
+/// Who did the work a review run judges and what the last of them said; the diff is the
+/// runner's to add, from the worktree's repository.
+async fn under_review(conn: &mut Conn, bead: &str) -> Result<UnderReview> {
+    let runs = Run::for_bead(conn, bead).await?;
+    let work = runs.iter().filter(|r| r.kind == RunKind::Work);
+    let summary = work
+        .clone()
+        .find(|r| r.outcome == Some(RunOutcome::Success))
+        .and_then(|r| r.summary.clone());
+    let mut ids: Vec<Uuid> = work.filter_map(|r| r.agent_id).collect();
+    ids.sort();
+    ids.dedup();
+    let names = Agent::names(conn, &ids).await?;
+    let mut authors: Vec<String> = names.into_values().collect();
+    authors.sort();
+    Ok(UnderReview { authors, summary, ..UnderReview::default() })
 }
 
 /// The bead's previous run that ended, if any.

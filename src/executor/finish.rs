@@ -10,15 +10,21 @@ use super::machine::Ending;
 use super::pickup::{self, OpenRun};
 use super::run::{Live, RunEnv};
 use crate::activity::Actor;
-use crate::beads::{Bead, Finish, RunOutcome};
+use crate::beads::{Bead, Decision, Finish, RunOutcome};
 use crate::db::schema::runs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::projects::{RepoState, Review, repo_state};
 use crate::workbench::tracker;
 
 pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<()> {
     match ending {
         Ending::Done { summary } => done(env, live, summary).await,
+        Ending::Approved { summary } => {
+            reviewed(env, live, Decision::Approve { comment: Some(summary) }).await
+        }
+        Ending::ChangesRequested { body } => {
+            reviewed(env, live, Decision::RequestChanges { body }).await
+        }
         Ending::NeedsHuman { question } => {
             let body = format!("**Question from {}:** {question}", live.start.agent.name);
             comment(env, live, body).await?;
@@ -114,6 +120,26 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
     env.bus.committed();
     tracing::info!(run.id = %live.open.id, bead.id = %bead, after = ?after, "a run finished its bead");
     env.repos.remove_worktree(repo, bead).await?;
+    Ok(())
+}
+
+/// A review run's decision: applied to the bead as a member's would be, by the reviewer.
+/// A decision the bead refuses (a request for changes that says none) ends the run failed
+/// with why, and the bead waits for the next review.
+async fn reviewed(env: &RunEnv, live: &Live, decision: Decision) -> Result<()> {
+    let mut conn = env.pool.get().await?;
+    let after = match Bead::decide(&mut conn, live.open.id, decision).await {
+        Err(e @ Error::Invalid { .. }) => {
+            drop(conn);
+            let why = format!("the review's decision was refused: {e}");
+            return release(env, &live.open, RunOutcome::Failed, Some(why)).await;
+        }
+        after => after?,
+    };
+    drop(conn);
+    env.bus.committed();
+    tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, after = ?after, "a review decided");
+    env.repos.remove_worktree(&live.start.repo, &live.open.bead_id).await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use super::history::{Answered, History};
 use crate::beads::RunOutcome;
 use crate::gateway::{Completion, GatewayError, Message, Role, ToolCall};
 
-use crate::workbench::actions::{Action, ReplyMode, parse_reply};
+use crate::workbench::actions::{Action, ReplyMode, Toolset, parse_reply};
 use crate::workbench::clip::{self, RESULT_MAX_CHARS, clip};
 
 /// When a run is stopped whatever the model says.
@@ -128,6 +128,10 @@ pub enum Ending {
     Done { summary: String },
     /// The agent called `block`: a person must answer.
     NeedsHuman { question: String },
+    /// A reviewer called `approve`: the work goes on to land.
+    Approved { summary: String },
+    /// A reviewer called `request_changes`: the work goes back to its author.
+    ChangesRequested { body: String },
     /// Stopped: the outcome to record and why, in words a person can act on.
     Stopped { outcome: RunOutcome, reason: String },
 }
@@ -162,6 +166,8 @@ pub struct Machine {
     plan: Vec<String>,
     /// How replies carry actions, which decides what an invalid one is told.
     mode: ReplyMode,
+    /// The actions this run is offered; others are refused.
+    toolset: Toolset,
     finished: bool,
 }
 
@@ -181,6 +187,7 @@ impl Machine {
             answering: Vec::new(),
             plan: Vec::new(),
             mode: ReplyMode::Native,
+            toolset: Toolset::Work,
             finished: false,
         }
     }
@@ -199,6 +206,11 @@ impl Machine {
     /// The conversation to send with `Effect::Ask`.
     pub fn messages(&self) -> &[Message] {
         self.history.messages()
+    }
+
+    /// The same machine, offering the actions of `toolset` (a work run's by default).
+    pub fn offering(self, toolset: Toolset) -> Machine {
+        Machine { toolset, ..self }
     }
 
     /// How replies are expected to carry actions.
@@ -329,7 +341,25 @@ impl Machine {
             }
             return self.ask_again();
         };
+        if !self.toolset.offers(next.action.name()) {
+            let refusal = ActionResult::error(self.toolset.refusal(next.action.name()));
+            self.current = Some(next);
+            return self.performed(refusal);
+        }
         match &next.action {
+            Action::Approve { summary } => {
+                return Effect::Finish(Ending::Approved { summary: summary.clone() });
+            }
+            Action::RequestChanges { body } if body.trim().is_empty() => {
+                let refusal = ActionResult::error(
+                    "request_changes needs a body: say what must change, specific enough to act on",
+                );
+                self.current = Some(next);
+                return self.performed(refusal);
+            }
+            Action::RequestChanges { body } => {
+                return Effect::Finish(Ending::ChangesRequested { body: body.clone() });
+            }
             Action::Done { summary } => {
                 return Effect::Finish(Ending::Done { summary: summary.clone() });
             }
@@ -405,7 +435,7 @@ impl Machine {
         for pending in std::mem::take(&mut self.queue) {
             let name = pending.action.name();
             let text = match pending.action {
-                Action::Done { .. } | Action::Block { .. } => format!(
+                ref ending if Toolset::ends(ending) => format!(
                     "skipped: {name} was not performed because {failed} before it failed, so \
                      the run goes on; deal with the failure, then call {name} again"
                 ),
@@ -447,7 +477,10 @@ impl Machine {
         let Some(text) = self.history.last_result_mut() else { return };
         let turns_left = self.limits.max_turns - self.turns;
         let tokens_left = self.limits.token_budget.saturating_sub(self.tokens);
-        let hurry = if turns_left <= 3 { " Finish (done) or ask (block) soon." } else { "" };
+        let hurry = match turns_left <= 3 {
+            true => format!(" {}", self.toolset.finish()),
+            false => String::new(),
+        };
         text.push_str(&format!(
             "\n\n[{turns_left} turns and about {tokens_left} tokens left in this run.{hurry}]"
         ));
@@ -466,14 +499,11 @@ impl Machine {
     }
 }
 
-/// The name of a `done` or `block` that is not the last action of a reply: it would end the
-/// run before the actions after it.
+/// The name of an action that ends the run (`done`, `approve`...) but is not the last of
+/// its reply: it would end the run before the actions after it.
 fn ends_early(actions: &[Action]) -> Option<&'static str> {
     let (_, before_last) = actions.split_last()?;
-    before_last
-        .iter()
-        .find(|a| matches!(a, Action::Done { .. } | Action::Block { .. }))
-        .map(Action::name)
+    before_last.iter().find(|a| Toolset::ends(a)).map(Action::name)
 }
 
 fn stopped(outcome: RunOutcome, reason: impl Into<String>) -> Ending {

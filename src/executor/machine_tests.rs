@@ -520,3 +520,53 @@ fn a_refusal_of_the_tools_fails_the_run_whatever_its_status_rather_than_parking_
         assert_eq!(outcome, RunOutcome::Failed, "{status}");
     }
 }
+
+#[test]
+fn a_review_reads_and_decides_but_may_not_change_the_work_or_finish_as_a_work_run() {
+    let mut m = machine(Limits::default()).offering(Toolset::Review);
+    assert_eq!(m.step(json_reply(json!({"action": "read_file", "path": "a.rs"}))), {
+        Effect::Perform(read("a.rs"))
+    });
+    assert_eq!(m.step(ok("fn a() {}")), Effect::Ask);
+    // Writing and `done` are refused to a reviewer, which is told how it finishes.
+    let write = json!({"action": "write_file", "path": "a.rs", "content": "x"});
+    assert_eq!(m.step(json_reply(write)), Effect::Ask);
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(told.contains("write_file is not offered in a review"), "{told}");
+    assert!(told.contains("Finish with approve"), "{told}");
+    assert_eq!(m.step(json_reply(json!({"action": "done", "summary": "ok"}))), Effect::Ask);
+    // A request for changes must say what to change.
+    let empty = json!({"action": "request_changes", "body": "  "});
+    assert_eq!(m.step(json_reply(empty)), Effect::Ask);
+    assert!(last(&m).content.as_deref().unwrap_or("").contains("request_changes needs a body"));
+    let asked = json!({"action": "request_changes", "body": "Test the empty case."});
+    assert_eq!(
+        m.step(json_reply(asked)),
+        Effect::Finish(Ending::ChangesRequested { body: "Test the empty case.".into() })
+    );
+
+    let mut m = machine(Limits::default()).offering(Toolset::Review);
+    let calls = [
+        ("c1", "read_file", json!({"path": "a.rs"})),
+        ("c2", "approve", json!({"summary": "Right."})),
+    ];
+    assert_eq!(m.step(native(&calls)), Effect::Perform(read("a.rs")));
+    assert_eq!(
+        m.step(ok("fn a() {}")),
+        Effect::Finish(Ending::Approved { summary: "Right.".into() })
+    );
+}
+
+#[test]
+fn a_work_run_cannot_approve_its_own_work_and_a_decision_must_come_last() {
+    let mut m = machine(Limits::default());
+    assert_eq!(m.step(json_reply(json!({"action": "approve", "summary": "mine"}))), Effect::Ask);
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(told.contains("approve is for reviewers"), "{told}");
+
+    let mut m = machine(Limits::default()).offering(Toolset::Review);
+    let early = json!({"actions": [{"action": "approve", "summary": "ok"}, {"action": "read_file", "path": "a"}]});
+    assert_eq!(m.step(json_reply(early)), Effect::Ask);
+    let told = last(&m).content.clone().unwrap_or_default();
+    assert!(told.contains("approve ends the run, so it must be the last action"), "{told}");
+}

@@ -10,6 +10,7 @@ use diesel::sql_types::{Array, Integer, Interval, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
+use crate::beads::RunKind;
 use crate::db::schema::{run_steps, runs};
 use crate::db::{Conn, Prepared};
 use crate::error::Result;
@@ -30,6 +31,8 @@ pub struct OpenRun {
     /// How many times it was adopted after its worker died.
     #[diesel(sql_type = Integer)]
     pub resumes: i32,
+    #[diesel(sql_type = Text)]
+    pub kind: RunKind,
 }
 
 /// Open runs in `$2`'s projects not yet worked by `$1`: new ones (no worker) and ones whose
@@ -45,10 +48,10 @@ const PICK_UP: &str = "WITH picked AS (UPDATE runs r SET worker = $1, \
                         AND (r2.worker IS NULL OR r2.worker <> $1) \
                       ORDER BY r2.started_at LIMIT $3 FOR UPDATE OF r2 SKIP LOCKED) \
         AND b.id = r.bead_id \
-  RETURNING r.id, r.bead_id, b.project_id, r.agent_id, r.attempt, r.resumes), \
+  RETURNING r.id, r.bead_id, b.project_id, r.agent_id, r.attempt, r.resumes, r.kind), \
      history AS (INSERT INTO activity (kind, project_id, bead_id, actor_agent_id, data) \
        SELECT 'run.started', project_id, bead_id, agent_id, jsonb_build_object('run', id, \
-              'agent', agent_id, 'attempt', attempt, 'resumes', resumes) FROM picked) \
+              'agent', agent_id, 'attempt', attempt, 'resumes', resumes, 'kind', kind) FROM picked) \
    SELECT * FROM picked";
 
 pub async fn pick_up(
@@ -72,13 +75,15 @@ pub async fn pick_up(
     Ok(runs)
 }
 
-/// Extends the leases of the beads of `$2`'s runs that are still open and still `$1`'s,
-/// in one statement; returns the runs renewed. A run missing from the answer has lost its
+/// Extends the leases of the beads of `$2`'s runs that are still open and still `$1`'s
+/// (a work run's bead in progress, a review run's in review), in one statement; returns the
+/// runs renewed. A run missing from the answer has lost its
 /// claim (taken back, expired and handed on, adopted elsewhere) and must stop.
 const RENEW: &str = "UPDATE beads b SET lease_expires_at = now() + $3 \
        FROM runs r \
       WHERE r.id = ANY($2) AND r.outcome IS NULL AND r.worker = $1 \
-        AND b.id = r.bead_id AND b.status = 'in_progress' AND b.assignee_agent_id = r.agent_id \
+        AND b.id = r.bead_id AND b.assignee_agent_id = r.agent_id \
+        AND b.status = CASE r.kind WHEN 'review' THEN 'review'::bead_status ELSE 'in_progress' END \
   RETURNING r.id";
 
 #[derive(QueryableByName)]

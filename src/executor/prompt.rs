@@ -46,6 +46,23 @@ pub struct Brief {
     /// For a reviewer's bead (code or security): the beads it is linked to, whose work it
     /// reviews. None for every other persona.
     pub review: Option<Vec<Reviewed>>,
+    /// For a review run: the finished work waiting in review that this run judges.
+    pub reviewing: Option<UnderReview>,
+}
+
+/// The work a review run judges: what its author said and what its branch changes.
+#[derive(Debug, Clone, Default)]
+pub struct UnderReview {
+    /// The agents whose runs did the work, by name.
+    pub authors: Vec<String>,
+    /// What the last of them said it did, when it finished.
+    pub summary: Option<String>,
+    /// The branch's diff against the project branch, as `git diff` prints it, maybe cut.
+    pub patch: String,
+    /// Files the branch changes.
+    pub files: usize,
+    /// Lines of the patch left out (0: it is whole).
+    pub omitted_lines: usize,
 }
 
 /// A bead whose work a reviewer reviews.
@@ -73,21 +90,40 @@ pub struct Pairing {
 /// The system message.
 pub fn system_prompt(brief: &Brief, vocabulary: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "You are {}, a {} ({}) working on the project \"{}\" as one of a team of AI agents run \
-         by Loom. You work alone in a git worktree of the project on branch `loom/{}`, cut from \
-         `{}`; when you call `done`, what you did is committed, merged into `{}` and the bead \
-         is closed with your summary. People review your work afterwards: work the way a \
-         careful senior engineer would.",
-        brief.agent_name,
-        brief.persona_role,
-        brief.persona_name,
-        brief.project_name,
-        brief.bead_id,
-        brief.branch,
-        brief.branch,
-    );
+    let _ = match brief.reviewing {
+        None => writeln!(
+            s,
+            "You are {}, a {} ({}) working on the project \"{}\" as one of a team of AI agents \
+             run by Loom. You work alone in a git worktree of the project on branch `loom/{}`, \
+             cut from `{}`; when you call `done`, what you did is committed and goes through \
+             review (when the project asks for one) and the project's checks before it is \
+             merged into `{}` and the bead closes with your summary. Work the way a careful \
+             senior engineer would.",
+            brief.agent_name,
+            brief.persona_role,
+            brief.persona_name,
+            brief.project_name,
+            brief.bead_id,
+            brief.branch,
+            brief.branch,
+        ),
+        Some(_) => writeln!(
+            s,
+            "You are {}, a {} ({}) reviewing work on the project \"{}\" for a team of AI agents \
+             run by Loom. Another agent finished the bead below; its work is committed on branch \
+             `loom/{}`, which your worktree has checked out, and would be merged into `{}`. \
+             Judge it the way a careful senior engineer reviews a colleague's change: does it do \
+             what the bead asks, is it correct, tested and clear? You read; you do not change \
+             the work. Finish with `approve` (it goes on to the project's checks and lands) or \
+             `request_changes` (it goes back to its author with what you write).",
+            brief.agent_name,
+            brief.persona_role,
+            brief.persona_name,
+            brief.project_name,
+            brief.bead_id,
+            brief.branch,
+        ),
+    };
     let _ = write!(s, "\n# Your instructions\n\n{}\n", brief.persona_instructions.trim());
     if let Some(md) = brief.agents_md.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
         // Cut where it is read (`Workspace::agents_md`), by the one truncation policy.
@@ -97,11 +133,53 @@ pub fn system_prompt(brief: &Brief, vocabulary: &str) -> String {
     s
 }
 
-/// The first user message: the bead to work on.
+/// The first user message: the bead to work on, or the work to review.
 pub fn task(brief: &Brief) -> String {
     let mut s = bead_context(brief);
-    let _ = writeln!(s, "\nStart by looking at what is there; finish with `done`.");
+    match &brief.reviewing {
+        None => {
+            let _ = writeln!(s, "\nStart by looking at what is there; finish with `done`.");
+        }
+        Some(work) => {
+            under_review(&mut s, work, &brief.branch);
+            let _ = writeln!(
+                s,
+                "\nRead what you need to judge it, then finish with `approve` or \
+                 `request_changes`."
+            );
+        }
+    }
     s
+}
+
+/// The work a review run judges: who did it, what they said, and its diff.
+fn under_review(s: &mut String, work: &UnderReview, branch: &str) {
+    let by = match work.authors.is_empty() {
+        true => "an agent".to_owned(),
+        false => work.authors.join(", "),
+    };
+    let _ = writeln!(s, "\n## The work under review\n\nDone by {by}.");
+    if let Some(summary) = work.summary.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let _ = writeln!(s, "\nWhat it says it did:\n\n{summary}");
+    }
+    let files = format!("{} file{}", work.files, if work.files == 1 { "" } else { "s" });
+    if work.patch.trim().is_empty() {
+        let _ = writeln!(s, "\nIts branch changes nothing against `{branch}`.");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nWhat its branch changes against `{branch}` ({files}):\n\n```diff\n{}\n```",
+        work.patch.trim_end()
+    );
+    if work.omitted_lines > 0 {
+        let _ = writeln!(
+            s,
+            "\nThe diff is cut here: {} more lines are left out. Read the changed files for \
+             the rest.",
+            work.omitted_lines
+        );
+    }
 }
 
 /// Everything known about the bead: what it asks, where it came from, what people said on
@@ -314,6 +392,37 @@ mod tests {
             assert!(s.contains(part), "{part} missing from:\n{s}");
         }
         assert!(!system_prompt(&brief(), "v").contains("AGENTS.md"));
+    }
+
+    #[test]
+    fn a_review_is_told_whose_work_it_judges_with_its_diff_and_how_to_finish() {
+        let work = UnderReview {
+            authors: vec!["bob".into()],
+            summary: Some("Added the login form.".into()),
+            patch: "diff --git a/a.txt b/a.txt\n+hello\n".into(),
+            files: 1,
+            omitted_lines: 12,
+        };
+        let b = Brief { reviewing: Some(work), ..brief() };
+        let system = system_prompt(&b, "v");
+        assert!(system.contains("reviewing work") && system.contains("`request_changes`"));
+        assert!(!system.contains("when you call `done`"), "{system}");
+        let t = task(&b);
+        for part in [
+            "## The work under review",
+            "Done by bob.",
+            "Added the login form.",
+            "(1 file)",
+            "```diff\ndiff --git a/a.txt b/a.txt\n+hello\n```",
+            "12 more lines are left out",
+            "finish with `approve` or `request_changes`",
+        ] {
+            assert!(t.contains(part), "{part} missing from:\n{t}");
+        }
+        assert!(!t.contains("finish with `done`"), "{t}");
+        let empty = UnderReview::default();
+        let t = task(&Brief { reviewing: Some(empty), ..brief() });
+        assert!(t.contains("Done by an agent.") && t.contains("changes nothing against"), "{t}");
     }
 
     #[test]

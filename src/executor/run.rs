@@ -13,13 +13,15 @@ use super::machine::{ActionResult, Effect, Ending, Event, Limits, Machine};
 use super::pickup::{self, OpenRun, StepRecord};
 use super::prompt;
 use crate::activity::Actor;
-use crate::beads::{RetryPolicy, RunOutcome};
+use crate::beads::{RetryPolicy, RunKind, RunOutcome};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::events::{Bus, Event as BusEvent, Kind};
 use crate::gateway::{CallContext, Gateway, GatewayError, Health, Tool};
-use crate::git::Repos;
-use crate::workbench::actions::{Action, ReplyMode, ToolsSetting, tool_specs, vocabulary_text};
+use crate::git::{PatchLimit, Repos};
+use crate::workbench::actions::{
+    Action, ReplyMode, ToolsSetting, Toolset, tool_specs, vocabulary_text,
+};
 use crate::workbench::{Acting, Opening, Outcome, REPOSITORY_UNREACHABLE, Sandbox, Workbench};
 
 /// What every run of this process shares.
@@ -31,8 +33,8 @@ pub struct RunEnv {
     pub retry: RetryPolicy,
     /// This process, as `runs.worker`.
     pub worker: uuid::Uuid,
-    /// The tools offered to the model for native calls.
-    pub tools: Vec<Tool>,
+    /// The tools offered to the model for native calls: a work run's and a review's.
+    pub tools: Offered,
     /// How replies carry actions.
     pub tools_setting: ToolsSetting,
     /// `HOME` for `run`, one directory per project, so tools' caches last between runs.
@@ -47,9 +49,35 @@ pub struct RunEnv {
     pub active: super::ActiveBeads,
 }
 
+/// The native tools of each kind of run, made once.
+pub struct Offered {
+    work: Vec<Tool>,
+    review: Vec<Tool>,
+}
+
+impl Offered {
+    pub fn new() -> Offered {
+        Offered { work: RunEnv::tools(Toolset::Work), review: RunEnv::tools(Toolset::Review) }
+    }
+
+    fn of(&self, set: Toolset) -> &[Tool] {
+        match set {
+            Toolset::Work => &self.work,
+            Toolset::Review => &self.review,
+        }
+    }
+}
+
+impl Default for Offered {
+    fn default() -> Self {
+        Offered::new()
+    }
+}
+
 impl RunEnv {
-    pub fn tools() -> Vec<Tool> {
-        let specs = tool_specs();
+    /// The tools offered to a model for native calls in a conversation of `set`.
+    pub fn tools(set: Toolset) -> Vec<Tool> {
+        let specs = tool_specs(set);
         specs
             .as_array()
             .into_iter()
@@ -79,6 +107,14 @@ pub(super) struct Live {
 }
 
 impl Live {
+    /// The actions this run is offered: a review's, or a work run's.
+    pub fn toolset(&self) -> Toolset {
+        match self.open.kind {
+            RunKind::Review => Toolset::Review,
+            RunKind::Work => Toolset::Work,
+        }
+    }
+
     /// Commits everything in the worktree with the agent as author and the `Bead:` and
     /// `Run:` trailers; the sha, or `None` when there was nothing to commit.
     pub async fn commit(&self, message: &str) -> Result<Option<String>> {
@@ -237,7 +273,14 @@ async fn drive(
     live.prompt_tokens = prompt.max(0) as u64;
     live.completion_tokens = completion.max(0) as u64;
     let spent = live.prompt_tokens + live.completion_tokens;
-    if turns == 0 {
+    if let Some(work) = &mut live.start.brief.reviewing {
+        // A review reads the work as it is: no setup, no merge; its diff is in the task.
+        let diff = env.repos.bead_diff(&live.start.repo, &live.open.bead_id, REVIEW_DIFF).await?;
+        if let Some(diff) = diff {
+            (work.patch, work.files, work.omitted_lines) =
+                (diff.patch, diff.files, diff.omitted_lines);
+        }
+    } else if turns == 0 {
         live.start.brief.on_branch = live.bench.ahead(ON_BRANCH_SHOWN).await?;
         if live.start.brief.merge_conflict {
             live.start.brief.merged_base = live.bench.merge_base().await?;
@@ -407,9 +450,10 @@ async fn ensure_ours(env: &RunEnv, live: &Live) -> Result<()> {
 /// The conversation's start, its replies expected in `mode`, counting `turns` and `spent`
 /// tokens already.
 fn begin(env: &RunEnv, live: &Live, mode: ReplyMode, turns: u32, spent: u64) -> (Machine, Effect) {
-    let system = prompt::system_prompt(&live.start.brief, &vocabulary_text(mode));
+    let toolset = live.toolset();
+    let system = prompt::system_prompt(&live.start.brief, &vocabulary_text(mode, toolset));
     let task = prompt::task(&live.start.brief);
-    let mut machine = Machine::resumed(env.limits, turns, spent).replying(mode);
+    let mut machine = Machine::resumed(env.limits, turns, spent).replying(mode).offering(toolset);
     let effect = machine.step(Event::Start { system, task });
     (machine, effect)
 }
@@ -423,7 +467,7 @@ async fn ask(env: &RunEnv, live: &mut Live, machine: &Machine) -> Event {
     }
     let ctx = CallContext { run_id: Some(live.open.id), agent_id: Some(live.open.agent_id) };
     let tools = match machine.mode() {
-        ReplyMode::Native => env.tools.as_slice(),
+        ReplyMode::Native => env.tools.of(live.toolset()),
         ReplyMode::Text => &[],
     };
     match env.gateway.complete(machine.messages(), tools, ctx).await {
@@ -450,6 +494,9 @@ async fn perform(live: &Live, action: &Action) -> ActionResult {
 
 /// Commits of an earlier attempt listed in a run's task, at most.
 const ON_BRANCH_SHOWN: usize = 20;
+
+/// The most of a bead's diff a review's task shows; the reviewer reads files for the rest.
+const REVIEW_DIFF: PatchLimit = PatchLimit { bytes: 60 * 1024, lines: 1_500 };
 
 #[cfg(test)]
 mod tests {

@@ -164,7 +164,7 @@ impl Executors {
             limits: config.limits,
             retry,
             worker: owner.id,
-            tools: RunEnv::tools(),
+            tools: super::run::Offered::new(),
             tools_setting: config.tools,
             homes: data_dir.join("homes"),
             sandbox: config.sandbox.clone(),

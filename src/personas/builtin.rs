@@ -61,8 +61,10 @@ mod tests {
     /// default team (what `labels` is filled with).
     fn vocabulary(defs: &[PersonaDef]) -> std::collections::BTreeSet<String> {
         let mut words = std::collections::BTreeSet::new();
-        let specs = crate::workbench::actions::tool_specs();
-        for tool in specs.as_array().expect("tool specs are a list") {
+        use crate::workbench::actions::{Toolset, tool_specs};
+        let specs = [tool_specs(Toolset::Work), tool_specs(Toolset::Review)];
+        let tools = specs.iter().flat_map(|s| s.as_array().expect("tool specs are a list"));
+        for tool in tools {
             let f = &tool["function"];
             words.insert(f["name"].as_str().expect("an action has a name").to_owned());
             let properties = f["parameters"]["properties"].as_object().expect("its arguments");

@@ -44,22 +44,14 @@ pub const DEFAULT_CHECK_TIMEOUT_S: i32 = 1800;
 pub const DEFAULT_MAX_TRAIN: i32 = 8;
 pub const DEFAULT_MAX_REVIEW_ROUNDS: i32 = 3;
 
-/// `review` as the API gives it. `agent` is refused until reviewing agents exist: a bead
-/// would wait in review with nobody to review it.
+/// `review` as the API gives it.
 pub fn parse_review(value: &str) -> Result<Review> {
-    let review = value.parse().map_err(|_| {
+    value.parse().map_err(|_| {
         Error::invalid(
             "invalid_review",
             format!("review is \"none\", \"agent\" or \"human\", not {value:?}"),
         )
-    })?;
-    if review == Review::Agent {
-        return Err(Error::invalid(
-            "review_agent_unavailable",
-            "review by an agent is not available yet: use \"human\" (members approve) or \"none\"",
-        ));
-    }
-    Ok(review)
+    })
 }
 
 /// A `check_command`: a shell command line; an empty one means none (merges are then

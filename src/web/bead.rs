@@ -15,7 +15,7 @@ use super::view::{ActivityLine, status_label};
 use crate::agents::Agent;
 use crate::beads::{
     Bead, BeadDetails, BeadPatch, BeadType, BlockedReason, Comment, Decision, Dependency,
-    DependencyKind, NewComment, PriorityInput, StatusChange,
+    DependencyKind, NewComment, PriorityInput, RunKind, StatusChange,
 };
 use crate::error::Error;
 use crate::git::ProjectRepo;
@@ -63,8 +63,12 @@ async fn render(
     let agents = Agent::names(&mut conn, &agent_ids).await?;
     let comments = parts::comments(&mut conn, &details.comments, &agents).await?;
     let project = Project::find(&mut conn, &details.bead.bead.project_id).await?;
+    let by_agent = project.review == crate::projects::Review::Agent;
     let repo = ProjectRepo { id: project.id, repo: project.repo, branch: project.branch };
+    let reviewer = details.runs.iter().find(|r| r.kind == RunKind::Review && r.outcome.is_none());
+    let reviewer = reviewer.and_then(|r| r.agent_id).and_then(|a| agents.get(&a).cloned());
     let review = landing::review(viewer, &repo, &details.bead.bead, &details.runs).await;
+    let review = review.map(|r| landing::ReviewView { by_agent, reviewer, ..r });
     let checks = landing::checks(&mut conn, id).await?;
     let runs = parts::runs(viewer, &mut conn, &repo, details.runs, &agents).await?;
     let conversations =

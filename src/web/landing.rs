@@ -9,7 +9,7 @@ use askama::Template;
 use super::bead_parts::{DiffLine, diff_lines};
 use super::page::{PageError, Viewer, html};
 use super::view::ago;
-use crate::beads::{Bead, BeadStatus, Run, RunOutcome};
+use crate::beads::{Bead, BeadStatus, Run, RunKind, RunOutcome};
 use crate::db::Conn;
 use crate::git::{PatchLimit, ProjectRepo};
 use crate::landing::{CheckView, QueueView, WaitingBead, checks_of};
@@ -28,6 +28,10 @@ pub struct ReviewView {
     pub summary: Option<String>,
     /// `None` when this replica's clone has neither its branch nor origin's.
     pub diff: Option<DiffView>,
+    /// The project has agents review (`review: agent`); members may still decide first.
+    pub by_agent: bool,
+    /// The agent reviewing it now, by name.
+    pub reviewer: Option<String>,
 }
 
 /// A bead branch's change against where it left the project branch.
@@ -52,7 +56,7 @@ pub async fn review(
         return None;
     }
     let summary = (runs.iter())
-        .find(|r| r.outcome == Some(RunOutcome::Success))
+        .find(|r| r.kind == RunKind::Work && r.outcome == Some(RunOutcome::Success))
         .and_then(|r| r.summary.clone());
     let diff = match viewer.state.repos.bead_diff(repo, &bead.id, REVIEW_PATCH).await {
         Ok(diff) => diff.map(|d| DiffView {
@@ -69,7 +73,7 @@ pub async fn review(
             None
         }
     };
-    Some(ReviewView { summary, diff })
+    Some(ReviewView { summary, diff, by_agent: false, reviewer: None })
 }
 
 /// One check as a page lists it.

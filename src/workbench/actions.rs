@@ -105,6 +105,12 @@ pub enum Action {
     Block {
         question: String,
     },
+    Approve {
+        summary: String,
+    },
+    RequestChanges {
+        body: String,
+    },
 }
 
 /// One replacement of a `multi_edit` (and what an `edit_file` is).
@@ -138,6 +144,8 @@ impl Action {
             Action::UpdatePlan { .. } => "update_plan",
             Action::Done { .. } => "done",
             Action::Block { .. } => "block",
+            Action::Approve { .. } => "approve",
+            Action::RequestChanges { .. } => "request_changes",
         }
     }
 
@@ -233,6 +241,72 @@ fn write_canonical(value: &Value, out: &mut String) {
             out.push(']');
         }
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The actions a conversation is offered: a run working on a bead (and a chat), or a run
+/// reviewing the work of another agent, which reads, comments and decides but changes
+/// nothing. The model is offered and told of its set only; an action outside it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Toolset {
+    #[default]
+    Work,
+    Review,
+}
+
+/// A review's actions: reading the work, commenting on it, deciding.
+const REVIEW_ACTIONS: [&str; 8] = [
+    "list_files",
+    "read_file",
+    "search",
+    "find_files",
+    "comment",
+    "update_plan",
+    "approve",
+    "request_changes",
+];
+
+impl Toolset {
+    pub fn offers(self, name: &str) -> bool {
+        match self {
+            Toolset::Work => !matches!(name, "approve" | "request_changes"),
+            Toolset::Review => REVIEW_ACTIONS.contains(&name),
+        }
+    }
+
+    /// Whether `action` ends a conversation (it must be the last of its reply).
+    pub fn ends(action: &Action) -> bool {
+        matches!(
+            action,
+            Action::Done { .. }
+                | Action::Block { .. }
+                | Action::Approve { .. }
+                | Action::RequestChanges { .. }
+        )
+    }
+
+    /// How a conversation of this set finishes, in the model's words.
+    pub fn finish(self) -> &'static str {
+        match self {
+            Toolset::Work => "Finish with done, or with block when you need a person.",
+            Toolset::Review => {
+                "Finish with approve, or with request_changes when the work must change."
+            }
+        }
+    }
+
+    /// Why `name` is refused in this set, for the model.
+    pub fn refusal(self, name: &str) -> String {
+        match self {
+            Toolset::Work => {
+                format!("{name} is for reviewers; this run works on the bead. {}", self.finish())
+            }
+            Toolset::Review => format!(
+                "{name} is not offered in a review: you read the work and judge it, you do not \
+                 change it. {}",
+                self.finish()
+            ),
+        }
     }
 }
 

@@ -220,7 +220,10 @@ impl Workbench {
             Action::UpdatePlan { plan } => {
                 Outcome::Ok(format!("Plan noted ({} steps).", plan.len()))
             }
-            Action::Done { .. } | Action::Block { .. } => return None,
+            Action::Done { .. }
+            | Action::Block { .. }
+            | Action::Approve { .. }
+            | Action::RequestChanges { .. } => return None,
         })
     }
 

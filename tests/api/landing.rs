@@ -482,7 +482,6 @@ async fn landing_settings_are_checked_shown_and_reset_with_null() {
         (json!({"max_train": 65}), "invalid_max_train"),
         (json!({"max_review_rounds": 0}), "invalid_max_review_rounds"),
         (json!({"review": "bogus"}), "invalid_review"),
-        (json!({"review": "agent"}), "review_agent_unavailable"),
         (json!({"check_command": "x".repeat(10_001)}), "invalid_check_command"),
     ] {
         let res = patch(body.clone()).await;

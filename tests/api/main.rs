@@ -3,6 +3,7 @@
 #![allow(clippy::cloned_ref_to_slice_refs)] // `[id.clone()]` reads better in assertions
 
 mod activity;
+mod agent_review;
 mod agents;
 mod auth;
 mod beads;

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use super::Toolset;
+
 /// The JSON type an argument takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ty {
@@ -186,7 +188,8 @@ pub(super) const SPECS: &[Spec] = &[
     },
     Spec {
         name: "done",
-        doc: "Finish: what is left is committed, the branch merged and the bead closed. `summary` \
+        doc: "Finish: what is left is committed and your work goes to review (when the project \
+              asks for one) and the project's checks, then lands and the bead closes. `summary` \
               says what changed and how you checked it.",
         args: &[req("summary", Ty::Str, "What changed and how you checked it.")],
     },
@@ -196,6 +199,18 @@ pub(super) const SPECS: &[Spec] = &[
               only a person has.",
         args: &[req("question", Ty::Str, "One specific question a person can answer.")],
     },
+    Spec {
+        name: "approve",
+        doc: "Finish the review: the work is right and goes on to the project's checks and \
+              lands. `summary` is recorded on the bead.",
+        args: &[req("summary", Ty::Str, "What you checked and why the work is right to land.")],
+    },
+    Spec {
+        name: "request_changes",
+        doc: "Finish the review: the work goes back to its author, who is told `body`. Be \
+              specific: the file, the behaviour, the missing test.",
+        args: &[req("body", Ty::Str, "What must change, specific enough to act on.")],
+    },
 ];
 
 pub(super) fn spec(name: &str) -> Option<&'static Spec> {
@@ -204,6 +219,11 @@ pub(super) fn spec(name: &str) -> Option<&'static Spec> {
 
 pub(super) fn names() -> String {
     SPECS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The actions `set` offers, in table order.
+fn offered(set: Toolset) -> impl Iterator<Item = &'static Spec> {
+    SPECS.iter().filter(move |s| set.offers(s.name))
 }
 
 impl Ty {
@@ -312,9 +332,8 @@ impl Spec {
 
 /// Every action as an OpenAI tool (`{"type": "function", "function": {name, description,
 /// parameters}}`), for the `tools` field of a chat completion request.
-pub fn tool_specs() -> Value {
-    SPECS
-        .iter()
+pub fn tool_specs(set: Toolset) -> Value {
+    offered(set)
         .map(|s| {
             json!({
                 "type": "function",
@@ -340,7 +359,7 @@ through a symlink) and anything in `.git` are refused. Arguments marked `?` are 
 const NATIVE_FORMAT: &str = r#"# Actions
 You work by calling the tools you are offered: each tool is one action. Several calls in one
 reply are performed in order, and stop at the first that fails (you are told which were
-skipped); done and block must come last. The results come back as the tools' answers.
+skipped); an action that finishes must come last. The results come back as the tools' answers.
 
 Paths are relative to the worktree root. Absolute paths, paths that leave the worktree (by `..` or
 through a symlink) and anything in `.git` are refused.
@@ -350,23 +369,18 @@ The tools: "#;
 /// The action vocabulary and how replies carry it, for the system prompt: the whole table for
 /// JSON written as text; for native tools (whose descriptions travel with the request) how to
 /// call them and their names.
-pub fn vocabulary_text(mode: super::ReplyMode) -> String {
+pub fn vocabulary_text(mode: super::ReplyMode, set: Toolset) -> String {
+    let finish = set.finish();
     if mode == super::ReplyMode::Native {
         let mut text = String::from(NATIVE_FORMAT);
-        text.push_str(&names());
-        text.push_str(
-            ".\n\nEvery reply must call a tool. Finish with done, or with block when you need a \
-             person.\n",
-        );
+        text.push_str(&offered(set).map(|s| s.name).collect::<Vec<_>>().join(", "));
+        text.push_str(&format!(".\n\nEvery reply must call a tool. {finish}\n"));
         return text;
     }
     let mut text = String::from(REPLY_FORMAT);
-    for s in SPECS {
+    for s in offered(set) {
         text.push_str(&format!("- {} {}\n  {}\n", s.name, s.usage(), s.doc));
     }
-    text.push_str(
-        "\nEvery reply must carry an action. Finish with done, or with block when you need a \
-         person.\n",
-    );
+    text.push_str(&format!("\nEvery reply must carry an action. {finish}\n"));
     text
 }

@@ -249,9 +249,9 @@ fn the_spec_table_and_the_action_type_agree_on_every_name_and_argument() {
 
 #[test]
 fn tool_specs_describe_every_action_with_its_required_arguments() {
-    let tools = tool_specs();
+    let tools = tool_specs(Toolset::Work);
     let tools = tools.as_array().unwrap();
-    assert_eq!(tools.len(), SPECS.len());
+    assert_eq!(tools.len(), SPECS.len() - 2, "all but a review's decisions");
     let read = tools.iter().find(|t| t["function"]["name"] == "read_file").unwrap();
     assert_eq!(read["type"], "function");
     assert_eq!(read["function"]["parameters"]["required"], json!(["path"]));
@@ -261,13 +261,47 @@ fn tool_specs_describe_every_action_with_its_required_arguments() {
 }
 
 #[test]
-fn the_vocabulary_names_every_action_and_the_reply_format() {
-    let text = vocabulary_text(ReplyMode::Text);
-    for spec in SPECS {
-        assert!(text.contains(&format!("- {} {{", spec.name)), "{}", spec.name);
+fn the_vocabulary_names_every_action_of_its_set_and_the_reply_format() {
+    for set in [Toolset::Work, Toolset::Review] {
+        let text = vocabulary_text(ReplyMode::Text, set);
+        for spec in SPECS {
+            let named = text.contains(&format!("- {} {{", spec.name));
+            assert_eq!(named, set.offers(spec.name), "{set:?}: {}", spec.name);
+        }
+        assert!(text.contains(r#"{"actions": ["#));
+        assert!(text.contains("<think>"));
+        assert!(text.contains(set.finish()), "{set:?}");
     }
-    assert!(text.contains(r#"{"actions": ["#));
-    assert!(text.contains("<think>"));
+}
+
+#[test]
+fn a_review_reads_comments_and_decides_and_a_work_run_cannot_decide() {
+    let names = |set| -> Vec<String> {
+        let tools = tool_specs(set);
+        let tools = tools.as_array().unwrap();
+        tools.iter().map(|t| t["function"]["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let review = names(Toolset::Review);
+    assert_eq!(
+        review,
+        [
+            "list_files",
+            "read_file",
+            "search",
+            "find_files",
+            "comment",
+            "update_plan",
+            "approve",
+            "request_changes"
+        ]
+    );
+    let work = names(Toolset::Work);
+    assert!(!work.iter().any(|n| n == "approve" || n == "request_changes"), "{work:?}");
+    assert!(work.iter().any(|n| n == "done"));
+    let native = vocabulary_text(ReplyMode::Native, Toolset::Review);
+    assert!(native.contains("approve, request_changes") && !native.contains("write_file"));
+    let approve = parse_reply("", &[("approve".into(), r#"{"summary": "ok"}"#.into())]);
+    assert_eq!(approve.unwrap(), [Action::Approve { summary: "ok".into() }]);
 }
 
 #[test]
