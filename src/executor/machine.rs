@@ -478,7 +478,7 @@ impl Machine {
         let turns_left = self.limits.max_turns - self.turns;
         let tokens_left = self.limits.token_budget.saturating_sub(self.tokens);
         let hurry = match turns_left <= 3 {
-            true => format!(" {}", self.toolset.finish()),
+            true => format!(" {}", self.toolset.hurry()),
             false => String::new(),
         };
         text.push_str(&format!(

@@ -295,6 +295,14 @@ impl Toolset {
         }
     }
 
+    /// The reminder at the end of a run's last turns.
+    pub fn hurry(self) -> &'static str {
+        match self {
+            Toolset::Work => "Finish (done) or ask (block) soon.",
+            Toolset::Review => "Decide (approve or request_changes) soon.",
+        }
+    }
+
     /// Why `name` is refused in this set, for the model.
     pub fn refusal(self, name: &str) -> String {
         match self {
