@@ -3,3 +3,7 @@
 -- stays in review; it charges no attempt.
 ALTER TABLE runs
     ADD COLUMN kind text NOT NULL DEFAULT 'work' CHECK (kind IN ('work', 'review'));
+
+-- A bead waiting in review since before this change has no `landing_since`: it is counted
+-- from its last change, so the reviews of its work are counted and it is served in order.
+UPDATE beads SET landing_since = updated_at WHERE status = 'review' AND landing_since IS NULL;

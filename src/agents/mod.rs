@@ -304,8 +304,9 @@ pub struct CurrentBead {
 }
 
 impl Agent {
-    /// For each agent among `ids` that holds a bead, that bead: the `in_progress` one
-    /// assigned to it (a claim holds at most one per agent). Agents without one are absent.
+    /// For each agent among `ids` that holds a bead, that bead: the one assigned to it in
+    /// progress, or in review while it reviews it (a claim holds at most one per agent).
+    /// Agents without one are absent.
     pub async fn current_beads(
         conn: &mut Conn,
         ids: &[Uuid],
@@ -314,7 +315,7 @@ impl Agent {
             return Ok(HashMap::new());
         }
         let rows: Vec<(Option<Uuid>, String, String)> = beads::table
-            .filter(beads::status.eq(BeadStatus::InProgress))
+            .filter(beads::status.eq_any(BeadStatus::HELD))
             .filter(beads::assignee_agent_id.eq_any(ids))
             .order(beads::id)
             .select((beads::assignee_agent_id, beads::id, beads::title))

@@ -100,7 +100,8 @@ pub enum AfterRun {
 pub struct Finish {
     /// The commit the agent finished on (the tip of `loom/<bead-id>`).
     pub sha: String,
-    pub review: bool,
+    /// Who reviews it before it lands, if anyone (the project's `review`).
+    pub review: crate::projects::Review,
 }
 
 /// The readiness rules of DESIGN.md on `beads`' own columns: the `beads_ready*` partial
@@ -472,7 +473,7 @@ async fn end_run(
             settle_bead(conn, bead, &run, (outcome, finish), error.clone(), retry).await?
         }
         (RunKind::Review, BeadStatus::Review) if held => {
-            super::landing::end_review(conn, &bead, outcome, error.as_deref()).await?
+            super::landing::end_review(conn, &bead, outcome, error.as_deref(), retry).await?
         }
         _ => AfterRun::Untouched,
     };

@@ -24,6 +24,7 @@ use crate::db::Conn;
 use crate::db::schema::{beads, projects, runs};
 use crate::error::{Error, Result};
 use crate::events::Kind;
+use crate::projects::Review;
 
 /// What a bead sent back because its work conflicts with the project branch has as its
 /// last error; its next run merges the project branch into its branch first.
@@ -43,20 +44,26 @@ pub(super) async fn enter(
     run: &Run,
     finish: Finish,
 ) -> Result<BeadStatus> {
-    let to = if finish.review { BeadStatus::Review } else { BeadStatus::Landing };
+    let reviewed = finish.review != Review::None;
+    let to = if reviewed { BeadStatus::Review } else { BeadStatus::Landing };
     diesel::update(beads::table.find(&bead.id))
         .set((
             beads::status.eq(to),
             beads::landing_sha.eq(&finish.sha),
-            beads::landing_since.eq(Utc::now()),
+            // The database's clock, as review runs' `started_at` (counted against it).
+            beads::landing_since.eq(db_now()),
             beads::assignee_agent_id.eq(None::<Uuid>),
             beads::lease_expires_at.eq(None::<DateTime<Utc>>),
         ))
         .execute(conn)
         .await?;
-    let kind = if finish.review { Kind::BeadReview } else { Kind::BeadLanding };
     let actor = run.agent_id.map(Actor::Agent).unwrap_or(Actor::System);
-    record(conn, bead, kind, actor, json!({ "sha": finish.sha, "run": run.id })).await?;
+    let (kind, data) = match finish.review {
+        Review::None => (Kind::BeadLanding, json!({ "sha": finish.sha, "run": run.id })),
+        // `by`: who is asked (people are notified only when it is them).
+        by => (Kind::BeadReview, json!({ "sha": finish.sha, "run": run.id, "by": by.as_str() })),
+    };
+    record(conn, bead, kind, actor, data).await?;
     Ok(to)
 }
 
@@ -319,8 +326,8 @@ impl Bead {
     /// The decision a review run ended with, in one transaction: the run succeeds with the
     /// decision's text as its summary, its agent is freed, and the decision is applied as a
     /// member's would be, by the reviewing agent. When the run no longer holds the bead (a
-    /// person decided first) it ends `cancelled` and nothing is decided. `None` when the
-    /// run had ended already.
+    /// person decided first), or the project no longer has agents review, it ends
+    /// `cancelled` and nothing is decided. `None` when nothing was decided.
     pub async fn decide(
         conn: &mut Conn,
         run_id: Uuid,
@@ -331,17 +338,17 @@ impl Bead {
             lock_graph(conn).await?;
             let Some(run) = Run::lock_open(conn, run_id).await? else { return Ok(None) };
             let bead = Bead::lock(conn, &run.bead_id).await?;
+            let by_agent: Review =
+                projects::table.find(&bead.project_id).select(projects::review).first(conn).await?;
             let agent = run.agent_id.filter(|_| holds_review(&bead, &run));
-            let Some(agent) = agent else {
-                let why = Some("a person decided the review first".to_owned());
-                return release_in(
-                    conn,
-                    run_id,
-                    RunOutcome::Cancelled,
-                    why,
-                    RetryPolicy::default(),
-                )
-                .await;
+            let (Some(agent), Review::Agent) = (agent, by_agent) else {
+                let why = match agent {
+                    None => "a person decided the review first",
+                    Some(_) => "the project no longer has agents review its work",
+                };
+                let cancel = RunOutcome::Cancelled;
+                release_in(conn, run_id, cancel, Some(why.into()), RetryPolicy::default()).await?;
+                return Ok(None);
             };
             let summary = Some(decision.text().to_owned());
             let ended =
@@ -368,19 +375,38 @@ fn holds_review(bead: &Bead, run: &Run) -> bool {
         && bead.assignee_agent_id == run.agent_id
 }
 
-/// Reviews by agents of one bead's work that may end without a decision; after that many,
-/// the bead waits for a member's.
+/// `now()`, the database's clock, for a nullable timestamp column.
+fn db_now()
+-> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
+    diesel::dsl::sql("now()")
+}
+
+/// Reviews by agents of one bead's work that may fail (end undecided by the reviewer's
+/// doing, `REVIEW_FAILURES`); after that many, the bead waits for a member's decision.
 pub const AGENT_REVIEW_TRIES: i64 = 3;
 
+/// How a review run fails: by what the reviewer did or did not do. An outage, a missing
+/// sandbox or a person's action (a pause, a take-back) costs the bead none of its tries.
+pub const REVIEW_FAILURES: [RunOutcome; 6] = [
+    RunOutcome::Failed,
+    RunOutcome::LeaseExpired,
+    RunOutcome::InvalidReplies,
+    RunOutcome::LoopDetected,
+    RunOutcome::TurnLimit,
+    RunOutcome::TokenBudget,
+];
+
 /// A review run's end on the bead it held (inside `release_in`'s transaction, the run's
-/// outcome written): the bead stays in review, no longer held. The `AGENT_REVIEW_TRIES`-th
-/// review of its work to end without a decision hands it to people, with a comment and a
-/// `bead.review` row (`review_requested` to its filer and watchers).
+/// outcome written): the bead stays in review, no longer held; one parked by an outage
+/// waits out the park's back-off before its next review. The `AGENT_REVIEW_TRIES`-th
+/// failed review of its work hands it to people, with a comment and a `bead.review` row
+/// (`review_requested` to its filer and watchers).
 pub(super) async fn end_review(
     conn: &mut Conn,
     bead: &Bead,
     outcome: RunOutcome,
     error: Option<&str>,
+    retry: RetryPolicy,
 ) -> Result<AfterRun> {
     diesel::update(beads::table.find(&bead.id))
         .set((
@@ -389,25 +415,38 @@ pub(super) async fn end_review(
         ))
         .execute(conn)
         .await?;
-    if outcome == RunOutcome::Success {
+    let reviews = || {
+        let mut q = runs::table
+            .filter(runs::bead_id.eq(&bead.id))
+            .filter(runs::kind.eq(RunKind::Review))
+            .into_boxed();
+        if let Some(since) = bead.landing_since {
+            q = q.filter(runs::started_at.ge(since));
+        }
+        q
+    };
+    if matches!(outcome, RunOutcome::GatewayUnavailable | RunOutcome::SandboxUnavailable) {
+        let parks: i64 =
+            reviews().filter(runs::outcome.eq(outcome)).count().get_result(conn).await?;
+        let wait = chrono::Duration::from_std(retry.park_delay(parks)).unwrap_or_default();
+        diesel::update(beads::table.find(&bead.id))
+            .set(beads::not_before.eq(Some(Utc::now() + wait)))
+            .execute(conn)
+            .await?;
+    }
+    if !REVIEW_FAILURES.contains(&outcome) {
         return Ok(AfterRun::Finished(BeadStatus::Review));
     }
-    let undecided: i64 = runs::table
-        .filter(runs::bead_id.eq(&bead.id))
-        .filter(runs::kind.eq(RunKind::Review))
-        .filter(runs::outcome.ne(RunOutcome::Success))
-        .filter(runs::started_at.nullable().ge(bead.landing_since))
-        .count()
-        .get_result(conn)
-        .await?;
+    let undecided: i64 =
+        reviews().filter(runs::outcome.eq_any(REVIEW_FAILURES)).count().get_result(conn).await?;
     if undecided == AGENT_REVIEW_TRIES {
         let why = error.unwrap_or("no reason was recorded");
         let body = format!(
-            "The agent review of this work ended without a decision {undecided} times (the \
-             last: {why}). A member approves it or requests changes."
+            "The agent review of this work failed {undecided} times (the last: {why}). A \
+             member approves it or requests changes."
         );
         Comment::add(conn, &bead.id, NewComment { body }, Actor::System).await?;
-        let data = json!({ "sha": bead.landing_sha, "by": "people", "reviews": undecided });
+        let data = json!({ "sha": bead.landing_sha, "by": "human", "reviews": undecided });
         record(conn, bead, Kind::BeadReview, Actor::System, data).await?;
     }
     Ok(AfterRun::Finished(BeadStatus::Review))
@@ -430,7 +469,7 @@ async fn approve(conn: &mut Conn, bead: Bead, comment: Option<String>, actor: Ac
     diesel::update(beads::table.find(&bead.id))
         .set((
             beads::status.eq(BeadStatus::Landing),
-            beads::landing_since.eq(Utc::now()),
+            beads::landing_since.eq(db_now()),
             beads::assignee_agent_id.eq(None::<Uuid>),
             beads::lease_expires_at.eq(None::<DateTime<Utc>>),
         ))

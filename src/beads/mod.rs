@@ -28,7 +28,7 @@ pub use create::NewBead;
 pub use graph::Dependency;
 pub(crate) use graph::lock_graph;
 pub use heal::{Expired, free_zombie, zombie_agents};
-pub use landing::{AGENT_REVIEW_TRIES, Decision, LANDING_CONFLICT, Queued};
+pub use landing::{AGENT_REVIEW_TRIES, Decision, LANDING_CONFLICT, Queued, REVIEW_FAILURES};
 pub use model::{Bead, BeadDetails, BeadView, HeldBead, Hold, Link};
 pub use project_graph::{Edge, Graph, Node, project_graph};
 pub use query::{BeadFilter, Cursor};

@@ -320,6 +320,8 @@ diesel::table! {
         review -> Text,
         max_train -> Int4,
         max_review_rounds -> Int4,
+        landing_error -> Nullable<Text>,
+        landing_error_since -> Nullable<Timestamptz>,
     }
 }
 

@@ -11,7 +11,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Uuid as Sq
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::beads::AGENT_REVIEW_TRIES;
+use crate::beads::{AGENT_REVIEW_TRIES, REVIEW_FAILURES, RunOutcome};
 use crate::db::{Conn, Prepared};
 use crate::error::Result;
 
@@ -19,20 +19,22 @@ use crate::error::Result;
 pub const REVIEWER: &str = "code-reviewer";
 
 /// Beads waiting for an agent's review, in the landing queue's order (priority, then the
-/// time they entered review), of projects an executor runs for when `$1`, not in `$2`, with
-/// fewer than `$3` reviews of their work ended undecided; with the agents that did their
-/// work, who may not review it.
+/// time they entered review), of projects an executor runs for when `$1`, not in `$2`, not
+/// being paired on, past any back-off, with fewer than `$3` reviews of their work that the
+/// reviewer failed (outcomes `$5`); with the agents that did their work, who may not review
+/// it.
 const WAITING: &str = "SELECT b.id, b.project_id, b.attempts, \
         ARRAY(SELECT DISTINCT r.agent_id FROM runs r \
                WHERE r.bead_id = b.id AND r.kind = 'work' AND r.agent_id IS NOT NULL) AS authors \
    FROM beads b JOIN projects p ON p.id = b.project_id \
   WHERE b.status = 'review' AND b.assignee_agent_id IS NULL AND p.review = 'agent' \
+    AND b.paired_in IS NULL AND (b.not_before IS NULL OR b.not_before <= now()) \
     AND (NOT $1 OR EXISTS (SELECT 1 FROM executor_leases l \
                             WHERE l.project_id = b.project_id AND l.expires_at > now())) \
     AND b.project_id <> ALL($2) \
     AND (SELECT count(*) FROM runs r \
-          WHERE r.bead_id = b.id AND r.kind = 'review' AND r.outcome <> 'success' \
-            AND r.started_at >= b.landing_since) < $3 \
+          WHERE r.bead_id = b.id AND r.kind = 'review' AND r.outcome::text = ANY($5) \
+            AND r.started_at >= coalesce(b.landing_since, '-infinity')) < $3 \
   ORDER BY b.priority, b.landing_since, b.id \
   LIMIT $4 \
   FOR UPDATE OF b SKIP LOCKED";
@@ -103,7 +105,8 @@ pub async fn claim(
             .bind::<Bool, _>(require_executor)
             .bind::<Array<Text>, _>(held)
             .bind::<BigInt, _>(AGENT_REVIEW_TRIES)
-            .bind::<BigInt, _>(limit),
+            .bind::<BigInt, _>(limit)
+            .bind::<Array<Text>, _>(REVIEW_FAILURES.map(RunOutcome::as_str).to_vec()),
     )
     .load(conn)
     .await?;

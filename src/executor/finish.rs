@@ -10,10 +10,10 @@ use super::machine::Ending;
 use super::pickup::{self, OpenRun};
 use super::run::{Live, RunEnv};
 use crate::activity::Actor;
-use crate::beads::{Bead, Decision, Finish, RunOutcome};
+use crate::beads::{AfterRun, Bead, BeadStatus, Decision, Finish, RunKind, RunOutcome};
 use crate::db::schema::runs;
 use crate::error::{Error, Result};
-use crate::projects::{RepoState, Review, repo_state};
+use crate::projects::{RepoState, repo_state};
 use crate::workbench::tracker;
 
 pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<()> {
@@ -35,8 +35,11 @@ pub(super) async fn finish(env: &RunEnv, live: &Live, ending: Ending) -> Result<
             tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, outcome = %outcome, reason, "a run stopped");
             release(env, &live.open, outcome, Some(reason)).await?;
             // A parked run resumes where it was; any other starts its next attempt afresh
-            // (its commits stay on the bead's branch).
-            if !matches!(outcome, RunOutcome::GatewayUnavailable | RunOutcome::SandboxUnavailable) {
+            // (its commits stay on the bead's branch). A review changed nothing there: the
+            // next review or run takes the worktree as it is.
+            let parked =
+                matches!(outcome, RunOutcome::GatewayUnavailable | RunOutcome::SandboxUnavailable);
+            if !parked && live.open.kind == RunKind::Work {
                 env.repos.remove_worktree(&live.start.repo, &live.open.bead_id).await?;
             }
             Ok(())
@@ -113,7 +116,7 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
     if let Err(e) = env.repos.publish(repo, bead).await {
         tracing::warn!(bead.id = %bead, error = %e, "could not publish the bead's branch; only this replica can land it");
     }
-    let finish = Finish { sha, review: live.start.project.review != Review::None };
+    let finish = Finish { sha, review: live.start.project.review };
     let mut conn = env.pool.get().await?;
     let after = Bead::finish(&mut conn, live.open.id, Some(summary), finish).await?;
     drop(conn);
@@ -124,8 +127,10 @@ async fn done(env: &RunEnv, live: &Live, summary: String) -> Result<()> {
 }
 
 /// A review run's decision: applied to the bead as a member's would be, by the reviewer.
-/// A decision the bead refuses (a request for changes that says none) ends the run failed
-/// with why, and the bead waits for the next review.
+/// A decision the bead refuses (one over 64 KiB) ends the run failed with why, and the bead
+/// waits for the next review. Approved work leaves for the queue, so its worktree goes;
+/// work sent back keeps it for its next run (a review changes nothing in it), and so does
+/// a decision that came too late (a person's, or a new run's, by then).
 async fn reviewed(env: &RunEnv, live: &Live, decision: Decision) -> Result<()> {
     let mut conn = env.pool.get().await?;
     let after = match Bead::decide(&mut conn, live.open.id, decision).await {
@@ -138,8 +143,10 @@ async fn reviewed(env: &RunEnv, live: &Live, decision: Decision) -> Result<()> {
     };
     drop(conn);
     env.bus.committed();
-    tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, after = ?after, "a review decided");
-    env.repos.remove_worktree(&live.start.repo, &live.open.bead_id).await?;
+    tracing::info!(run.id = %live.open.id, bead.id = %live.open.bead_id, after = ?after, "a review ended");
+    if after == Some(AfterRun::Finished(BeadStatus::Landing)) {
+        env.repos.remove_worktree(&live.start.repo, &live.open.bead_id).await?;
+    }
     Ok(())
 }
 

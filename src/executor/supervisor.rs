@@ -271,6 +271,9 @@ impl Executors {
             let (lander, wake) = (self.lander.clone(), self.wake.clone());
             queue.step = Some(tokio::spawn(async move {
                 let stepped = lander.step(&project).await;
+                if let Err(e) = lander.note(&project, &stepped).await {
+                    tracing::warn!(project.id = %project, error = %e, "could not record how a landing queue step went");
+                }
                 // The loop starts the next step (or takes note of this one) at once.
                 wake.notify_one();
                 stepped

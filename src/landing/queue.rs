@@ -313,6 +313,35 @@ impl Lander {
         e.into()
     }
 
+    /// Records how a step of `project`'s queue went, for people: a failure's reason (kept
+    /// with when the failing began), or, after a step that went through, nothing.
+    pub async fn note(&self, project: &str, stepped: &Result<Stepped>) -> Result<()> {
+        use crate::db::schema::projects;
+        let mut conn = self.pool.get().await?;
+        let row = projects::table.find(project);
+        match stepped {
+            Err(e) => {
+                const FAILED: &str = "UPDATE projects SET landing_error = $2, \
+                     landing_error_since = coalesce(landing_error_since, now()) WHERE id = $1";
+                diesel::sql_query(FAILED)
+                    .bind::<diesel::sql_types::Text, _>(project)
+                    .bind::<diesel::sql_types::Text, _>(e.to_string())
+                    .execute(&mut conn)
+                    .await?;
+            }
+            Ok(_) => {
+                diesel::update(row.filter(projects::landing_error.is_not_null()))
+                    .set((
+                        projects::landing_error.eq(None::<String>),
+                        projects::landing_error_since.eq(None::<chrono::DateTime<chrono::Utc>>),
+                    ))
+                    .execute(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether this process still holds the project's executor lease (and so its queue).
     async fn owns(&self, project: &str) -> Result<bool> {
         use crate::db::schema::executor_leases as leases;

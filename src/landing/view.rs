@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::Conn;
-use crate::db::schema::{beads, checks};
+use crate::db::schema::{beads, checks, projects};
 use crate::error::Result;
 
 /// Recent checks shown.
@@ -28,6 +28,9 @@ pub struct QueueView {
     pub in_review: Vec<WaitingBead>,
     /// The check under way, if any.
     pub checking: Option<CheckView>,
+    /// Why the queue is stuck: its last step failed (a push refused, the repository gone),
+    /// and every step since; null once a step goes through.
+    pub error: Option<QueueError>,
     /// The last checks, newest first.
     pub recent: Vec<CheckView>,
 }
@@ -41,7 +44,7 @@ pub struct WaitingBead {
     /// The commit its agent finished on.
     #[diesel(column_name = landing_sha)]
     pub sha: Option<String>,
-    /// When it entered the queue (null while in review).
+    /// When it entered review or the queue.
     #[diesel(column_name = landing_since)]
     pub since: Option<DateTime<Utc>>,
     /// Blockers not closed yet: the queue does not take it until they are.
@@ -62,6 +65,14 @@ pub struct CheckRow {
     pub landed: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What stops a project's queue.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QueueError {
+    pub message: String,
+    /// When its steps began to fail.
+    pub since: DateTime<Utc>,
 }
 
 /// One check: the train it judged and how it ended (`outcome` null while it runs).
@@ -100,12 +111,22 @@ impl QueueView {
             .await?;
         let (running, done): (Vec<CheckRow>, Vec<CheckRow>) =
             rows.into_iter().partition(|r| r.outcome.is_none());
+        let error: (Option<String>, Option<DateTime<Utc>>) = projects::table
+            .find(project)
+            .select((projects::landing_error, projects::landing_error_since))
+            .first(conn)
+            .await?;
+        let error = match error {
+            (Some(message), Some(since)) => Some(QueueError { message, since }),
+            _ => None,
+        };
         Ok(QueueView {
             project: project.to_owned(),
             depth,
             waiting,
             in_review,
             checking: running.into_iter().next().map(CheckView::from),
+            error,
             recent: done.into_iter().take(RECENT as usize).map(CheckView::from).collect(),
         })
     }

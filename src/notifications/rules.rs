@@ -132,7 +132,10 @@ impl Trigger {
                 Some(branch) => Trigger::Landed { branch },
                 None => Trigger::Closed,
             }),
-            Kind::BeadReview if on_bead => Some(Trigger::ReviewRequested),
+            // A review asked of an agent is no person's to do (yet).
+            Kind::BeadReview if on_bead && text(data, "by").as_deref() != Some("agent") => {
+                Some(Trigger::ReviewRequested)
+            }
             Kind::BeadChangesRequested if on_bead => Some(Trigger::ChangesRequested),
             Kind::BeadSentBack
                 if on_bead && text(data, "why").as_deref() == Some("check_failed") =>

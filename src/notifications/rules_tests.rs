@@ -150,6 +150,10 @@ fn landing_tells_the_creator_of_reviews_landings_and_failed_checks() {
     let asked = derived(&review, &facts);
     assert_eq!(asked.iter().map(|t| t.0).collect::<Vec<_>>(), [ana, bob]);
     assert_eq!(asked[0].2, "lm-3 \"Fix login\" is ready for review");
+    let by_agent = row("bead.review", Some("lm-3"), None, json!({ "sha": "abc", "by": "agent" }));
+    assert_eq!(Trigger::of(&by_agent), None, "an agent's review is no person's to do");
+    let handed = row("bead.review", Some("lm-3"), None, json!({ "by": "human", "reviews": 3 }));
+    assert_eq!(Trigger::of(&handed), Some(Trigger::ReviewRequested));
     let changes = row("bead.changes_requested", Some("lm-3"), Some(bob), json!({ "round": 1 }));
     assert_eq!(derived(&changes, &filed_by(ana))[0].1, Reason::ChangesRequested);
     let red = row("bead.sent_back", Some("lm-3"), None, json!({ "why": "check_failed" }));

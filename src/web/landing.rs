@@ -123,7 +123,7 @@ pub struct QueuedLine {
     pub id: String,
     pub title: String,
     pub priority: i16,
-    /// Since when it waits in the queue, in words (`None` while in review).
+    /// Since when it waits in review or the queue, in words.
     pub since: Option<String>,
     pub at: Option<String>,
 }
@@ -150,6 +150,8 @@ pub struct QueuePanel {
     pub in_review: Vec<QueuedLine>,
     pub checking: Option<CheckLine>,
     pub recent: Vec<CheckLine>,
+    /// Why its steps fail: (why, since when in words, since when).
+    pub error: Option<(String, String, String)>,
 }
 
 impl QueuePanel {
@@ -163,12 +165,14 @@ impl QueuePanel {
             in_review: queue.in_review.into_iter().map(QueuedLine::from).collect(),
             checking: queue.checking.map(CheckLine::from),
             recent: queue.recent.into_iter().take(RECENT_CHECKS).map(CheckLine::from).collect(),
+            error: queue.error.map(|e| (e.message, ago(e.since), e.since.to_rfc3339())),
         })
     }
 
     /// Nothing waits and nothing has been checked yet.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
+            && self.error.is_none()
             && self.in_review.is_empty()
             && self.checking.is_none()
             && self.recent.is_empty()

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::landing::{work_with, writes};
+use crate::landing::{notified, work_with, writes};
 use crate::support::gateway::Reply;
 use crate::support::work::Work;
 
@@ -145,17 +145,24 @@ async fn a_review_that_never_decides_hands_the_work_to_people_and_a_member_can_d
     writes(&w, &bead, "b.txt", "b\n");
     w.settle().await;
     agent(&w, "rita", "code-reviewer").await;
-    // Each review reads and then fails (the gateway refuses it): no decision, no charge.
+    // Each review reads and then fails (the gateway refuses it): no decision, no charge;
+    // the next review starts at once.
     for _ in 0..loom::beads::AGENT_REVIEW_TRIES {
         w.script.push_for(&bead, Reply::action(json!({"action": "read_file", "path": "b.txt"})));
         w.script.push_for(&bead, Reply::status_with(400, "the model refused"));
-        w.settle().await;
     }
+    w.settle().await;
     let shown = w.show(&bead).await;
     assert_eq!((shown["status"].as_str(), shown["attempts"].as_i64()), (Some("review"), Some(0)));
-    assert!(comments(&shown).contains("ended without a decision 3 times"), "{shown}");
+    assert!(comments(&shown).contains("failed 3 times"), "{shown}");
     let reviews = runs(&w, &bead).await.into_iter().filter(|r| r["kind"] == "review").count();
     assert_eq!(reviews, 3, "no fourth review is started");
+    // People are asked once it is theirs to review, not while agents review.
+    notified(&w, &bead, "review_requested").await;
+    let mine = w.app.get("/api/v1/notifications").await.body;
+    let asked = mine["items"].as_array().unwrap().iter();
+    let asked = asked.filter(|n| n["reason"] == "review_requested" && n["subject"] == bead);
+    assert_eq!(asked.count(), 1, "{mine}");
     w.settle().await;
     assert_eq!(runs(&w, &bead).await.len(), 4);
 
@@ -226,4 +233,23 @@ async fn a_review_whose_lease_lapses_leaves_the_work_in_review_and_a_member_can_
     let shown = w.show(&bead).await;
     assert_eq!((shown["status"].as_str(), shown["attempts"].as_i64()), (Some("closed"), Some(0)));
     assert_eq!(w.upstream.file("b.txt"), "b\n");
+}
+
+#[tokio::test]
+async fn a_review_the_gateway_cannot_serve_waits_out_a_back_off_and_costs_no_try() {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "agent"})).await;
+    let bead = engineer_bead(&w, "Outage").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    agent(&w, "rita", "code-reviewer").await;
+    // Nothing scripted for the review: the gateway answers 500, an outage.
+    w.settle().await;
+    let shown = w.show(&bead).await;
+    assert_eq!((shown["status"].as_str(), &shown["assignee"]), (Some("review"), &Value::Null));
+    assert!(shown["not_before"].as_str().is_some(), "a back-off: {shown}");
+    assert!(!comments(&shown).contains("failed"), "{shown}");
+    let all = runs(&w, &bead).await;
+    assert_eq!(all.len(), 2, "one review, not retried at once: {all:?}");
+    assert_eq!(all[1]["outcome"], "gateway_unavailable");
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 0, "it waits out the back-off");
 }

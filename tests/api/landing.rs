@@ -35,7 +35,7 @@ async fn queue(w: &Work) -> Value {
 }
 
 /// Waits until the member (who files the beads) is notified `reason` about `bead`.
-async fn notified(w: &Work, bead: &str, reason: &str) {
+pub(crate) async fn notified(w: &Work, bead: &str, reason: &str) {
     let mut seen = Value::Null;
     for _ in 0..100 {
         seen = w.app.get("/api/v1/notifications").await.body;
