@@ -575,3 +575,37 @@ async fn a_bead_that_gained_an_open_child_lands_its_work_and_waits_for_a_person(
     assert!(shown["blocked_note"].as_str().unwrap_or_default().contains("child"), "{shown}");
     assert_eq!(w.upstream.file("p.txt"), "p\n", "its work landed");
 }
+
+/// A queue whose steps fail (its repository gone, here) says why and since when, in the
+/// queue view and on the project page; once a step goes through it says nothing.
+#[tokio::test]
+async fn a_stuck_queue_says_why_until_a_step_goes_through() {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "human"})).await;
+    let bead = w.bead("Held up").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    assert_eq!(queue(&w).await["error"], Value::Null);
+    let origin = w.upstream.path();
+    let away = origin.with_extension("away");
+    std::fs::rename(&origin, &away).unwrap();
+    let res = w.app.post(&format!("/api/v1/beads/{bead}/approve"), json!({})).await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+    w.settle().await;
+    let stuck = queue(&w).await;
+    let why = stuck["error"]["message"].as_str().unwrap_or_default();
+    assert!(!why.is_empty() && stuck["error"]["since"].is_string(), "{stuck}");
+    let mut viewer = crate::support::browser::logged_in(&w.app, "viewer").await;
+    let page = viewer.get("/projects/web").await.body;
+    assert!(page.contains("<strong>Nothing can land:</strong>"), "{page}");
+
+    std::fs::rename(&away, &origin).unwrap();
+    for _ in 0..100 {
+        w.settle().await;
+        if w.show(&bead).await["status"] == "closed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(w.show(&bead).await["status"], "closed");
+    assert_eq!(queue(&w).await["error"], Value::Null);
+}
