@@ -323,15 +323,7 @@ async fn a_server_killed_mid_run_is_taken_over_and_the_bead_finished() {
     );
     // The second call hangs: the process is killed while it waits.
     w.script.push_for(&bead, Reply::text("too late").delay(Duration::from_secs(120)));
-    let env = [
-        ("LOOM_DATA_DIR", w.data.path().to_string_lossy().into_owned()),
-        ("LOOM_GATEWAY_URL", w.script.url()),
-        ("LOOM_GATEWAY_MODEL", "scripted-model".to_owned()),
-        ("LOOM_GATEWAY_API_KEY", crate::support::work::KEY.to_owned()),
-        ("LOOM_EXECUTOR_LEASE_SECONDS", "3".to_owned()),
-        ("LOOM_DISPATCH_INTERVAL_SECONDS", "1".to_owned()),
-    ];
-    let mut server = crate::support::serve::Server::start(w.app.database_url(), &env);
+    let mut server = w.serve_beside();
     for _ in 0..600 {
         if w.script.completions().len() >= 2 {
             break;
@@ -344,24 +336,7 @@ async fn a_server_killed_mid_run_is_taken_over_and_the_bead_finished() {
 
     // This process takes the project over once the dead owner's lease lapses (3 s).
     w.script.push_for(&bead, Reply::action(json!({"action": "done", "summary": "Survived."})));
-    let config = loom::executor::ExecutorConfig {
-        ownership_lease: Duration::from_secs(3),
-        ..Default::default()
-    };
-    w.executors = loom::executor::Executors::start(
-        w.app.pool.clone(),
-        w.gateway.clone(),
-        w.data.path(),
-        loom::beads::RetryPolicy::default(),
-        config,
-    );
-    for _ in 0..200 {
-        w.executors.run_until_idle().await.unwrap();
-        if w.show(&bead).await["status"] == "closed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    w.take_over(&bead).await;
     let done = w.show(&bead).await;
     assert_eq!(
         (done["status"].as_str(), done["attempts"].as_i64()),

@@ -342,15 +342,7 @@ async fn a_replica_killed_mid_check_lands_nothing_and_the_next_owner_lands_it_on
     let before = w.upstream.git(&["rev-parse", "main"]);
     let bead = w.bead("Outlive a crash in the check").await;
     writes(&w, &bead, "b.txt", "b\n");
-    let env = [
-        ("LOOM_DATA_DIR", w.data.path().to_string_lossy().into_owned()),
-        ("LOOM_GATEWAY_URL", w.script.url()),
-        ("LOOM_GATEWAY_MODEL", "scripted-model".to_owned()),
-        ("LOOM_GATEWAY_API_KEY", crate::support::work::KEY.to_owned()),
-        ("LOOM_EXECUTOR_LEASE_SECONDS", "3".to_owned()),
-        ("LOOM_DISPATCH_INTERVAL_SECONDS", "1".to_owned()),
-    ];
-    let mut server = crate::support::serve::Server::start(w.app.database_url(), &env);
+    let mut server = w.serve_beside();
     #[derive(diesel::QueryableByName)]
     struct Running {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -375,24 +367,7 @@ async fn a_replica_killed_mid_check_lands_nothing_and_the_next_owner_lands_it_on
     let admin = w.app.admin.clone();
     let quick = json!({"check_command": "test -f b.txt"});
     w.app.call(reqwest::Method::PATCH, "/api/v1/projects/web", Some(&admin), Some(quick)).await;
-    let config = loom::executor::ExecutorConfig {
-        ownership_lease: Duration::from_secs(3),
-        ..Default::default()
-    };
-    w.executors = loom::executor::Executors::start(
-        w.app.pool.clone(),
-        w.gateway.clone(),
-        w.data.path(),
-        loom::beads::RetryPolicy::default(),
-        config,
-    );
-    for _ in 0..200 {
-        w.executors.run_until_idle().await.unwrap();
-        if w.show(&bead).await["status"] == "closed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    w.take_over(&bead).await;
     let shown = w.show(&bead).await;
     assert_eq!((shown["status"].as_str(), shown["attempts"].as_i64()), (Some("closed"), Some(0)));
     let q = queue(&w).await;

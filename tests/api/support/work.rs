@@ -255,6 +255,43 @@ impl Work {
         self.app.show(id).await
     }
 
+    /// A `loom serve` beside this process, on its database, data dir and scripted gateway,
+    /// with a 3 s ownership lease: a replica a test can kill to see its work taken over.
+    pub fn serve_beside(&self) -> crate::support::serve::Server {
+        let env = [
+            ("LOOM_DATA_DIR", self.data.path().to_string_lossy().into_owned()),
+            ("LOOM_GATEWAY_URL", self.script.url()),
+            ("LOOM_GATEWAY_MODEL", "scripted-model".to_owned()),
+            ("LOOM_GATEWAY_API_KEY", KEY.to_owned()),
+            ("LOOM_EXECUTOR_LEASE_SECONDS", "3".to_owned()),
+            ("LOOM_DISPATCH_INTERVAL_SECONDS", "1".to_owned()),
+        ];
+        crate::support::serve::Server::start(self.app.database_url(), &env)
+    }
+
+    /// This process's executors take the projects over once a killed replica's lease (3 s)
+    /// lapses, and work until `bead` is closed (or 20 s pass).
+    pub async fn take_over(&mut self, bead: &str) {
+        let config = loom::executor::ExecutorConfig {
+            ownership_lease: std::time::Duration::from_secs(3),
+            ..Default::default()
+        };
+        self.executors = Executors::start(
+            self.app.pool.clone(),
+            self.gateway.clone(),
+            self.data.path(),
+            loom::beads::RetryPolicy::default(),
+            config,
+        );
+        for _ in 0..200 {
+            self.executors.run_until_idle().await.expect("execute");
+            if self.show(bead).await["status"] == "closed" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// The steps of a bead's latest run, as the API serves them.
     pub async fn steps(&self, bead: &str) -> Vec<Value> {
         let runs = self.app.get(&format!("/api/v1/beads/{bead}/runs")).await.body;
