@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{server_url, url_for, write_doc};
+use common::{drop_database, fresh_pool, write_doc};
 
 #[path = "../tests/api/support/gateway.rs"]
 mod scripted;
@@ -22,10 +22,9 @@ use std::time::Instant;
 
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use loom::activity::Actor;
 use loom::beads::{Bead, NewBead, RetryPolicy};
-use loom::config::DbConfig;
 use loom::db::Pool;
 use loom::dispatch::{DispatchConfig, Dispatcher, Nudge};
 use loom::executor::{ExecutorConfig, Executors, Limits};
@@ -86,12 +85,7 @@ struct Env {
 }
 
 async fn setup() -> Env {
-    let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)")).await.unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {DB}")).await.unwrap();
-    let url = url_for(DB);
-    loom::db::migrate(&url).await.unwrap();
-    let pool = loom::db::connect(&url, &DbConfig::default()).await.unwrap();
+    let pool = fresh_pool(DB).await;
     let dir = tempfile::tempdir().unwrap();
     let origin = upstream(dir.path());
     pool.get()
@@ -354,7 +348,6 @@ fn main() {
         println!("{t}");
         write_doc("executor", &t);
         drop(env);
-        let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)")).await.unwrap();
+        drop_database(DB).await;
     });
 }

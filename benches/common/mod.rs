@@ -2,7 +2,7 @@
 //! docs/PERFORMANCE.md.
 #![allow(dead_code, clippy::unwrap_used)] // each benchmark uses a different part
 
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 /// The server each benchmark creates and drops its own databases on.
 pub fn server_url() -> String {
@@ -12,6 +12,21 @@ pub fn server_url() -> String {
 
 pub fn url_for(db: &str) -> String {
     loom::db::database_url(&server_url(), db)
+}
+
+/// A fresh database `db` (dropped first if a run left it), migrated, with a pool on it.
+pub async fn fresh_pool(db: &str) -> loom::db::Pool {
+    drop_database(db).await;
+    let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    let url = url_for(db);
+    loom::db::migrate(&url).await.unwrap();
+    loom::db::connect(&url, &loom::config::DbConfig::default()).await.unwrap()
+}
+
+pub async fn drop_database(db: &str) {
+    let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await.unwrap();
 }
 
 /// Replaces the section between `<!-- bench:<name>:start -->` and its end marker in
