@@ -84,14 +84,31 @@ pub(super) async fn fail(env: &RunEnv, open: &OpenRun, reason: &str) -> Result<(
     release(env, open, RunOutcome::Failed, Some(reason.to_owned())).await
 }
 
+/// What a run given back because the repository could not be used says first.
+const UNREACHABLE: &str = "the project's repository could not be reached";
+
 /// A run that could not fetch or clone its project's repository: the project is marked
 /// unreachable (so no bead of it is dispatched until the ticker reaches the repository
 /// again) and the run cancelled, which gives the bead back without charging an attempt.
+/// The ticker's probe is an ls-remote, though: a repository it reaches but a fetch cannot
+/// use (a corrupt object, say) would hand the bead out and back for ever, so past
+/// `MAX_PARKS` such returns of one bead the run is charged as failed.
 pub(super) async fn repository_unreachable(env: &RunEnv, open: &OpenRun, why: &str) -> Result<()> {
     let mut conn = env.pool.get().await?;
     repo_state::mark(&mut conn, &open.project_id, None, RepoState::Unreachable, Some(why)).await?;
+    let returned: i64 = runs::table
+        .filter(runs::bead_id.eq(&open.bead_id))
+        .filter(runs::outcome.eq(RunOutcome::Cancelled))
+        .filter(runs::error.like(format!("{UNREACHABLE}%")))
+        .count()
+        .get_result(&mut conn)
+        .await?;
     drop(conn);
-    let note = format!("the project's repository could not be reached: {why}");
+    if returned + 1 >= MAX_PARKS {
+        let note = format!("{UNREACHABLE} on this bead {} times: {why}", returned + 1);
+        return release(env, open, RunOutcome::Failed, Some(note)).await;
+    }
+    let note = format!("{UNREACHABLE}: {why}");
     release(env, open, RunOutcome::Cancelled, Some(note)).await
 }
 

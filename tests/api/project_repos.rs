@@ -146,6 +146,38 @@ async fn a_repository_gone_away_parks_the_project_uncharged_until_the_ticker_rea
     assert_eq!(w.show(&bead).await["status"], "closed");
 }
 
+/// A repository the ticker's probe (an ls-remote) reaches but no fetch can use (an object
+/// is missing) would hand its bead out and back uncharged for ever: past five such returns
+/// the run is charged, and the attempts rule takes it from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_that_answers_but_cannot_be_fetched_charges_the_bead_in_the_end() {
+    let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
+    let blob = w.upstream.git(&["rev-parse", "main:a.txt"]);
+    let blob = blob.trim();
+    let loose = w.upstream.path().join("objects").join(&blob[..2]).join(&blob[2..]);
+    std::fs::remove_file(&loose).unwrap();
+    let bead = w.bead("Change a").await;
+    let ticker = Ticker::new(
+        w.app.pool.clone(),
+        loom::beads::RetryPolicy::default(),
+        HealthState::default(),
+        Nudge::default(),
+    )
+    .with_repos(loom::git::Repos::new(w.data.path().to_path_buf()));
+    for returned in 1..=4 {
+        w.settle().await;
+        parked_unreachable(&w, &bead).await;
+        assert_eq!(runs(&w, &bead).await.len(), returned);
+        assert_eq!(ticker.check_repos().await.unwrap().healed, 1, "the probe reaches it");
+    }
+    w.settle().await;
+    let ran = runs(&w, &bead).await;
+    assert_eq!((ran.len(), ran[0]["outcome"].as_str()), (5, Some("failed")), "{ran:?}");
+    let error = ran[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("could not be reached on this bead 5 times"), "{error}");
+    assert_eq!(w.show(&bead).await["attempts"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_nothing_answers_at_is_reported_and_a_new_url_starts_afresh() {
     let mut w = Work::new(&[("a.txt", "a\n")], 1, Limits::default()).await;
