@@ -314,13 +314,29 @@ impl Bead {
                 ));
             }
             // A person decides over an agent's review under way: it ends, uncharged.
-            if bead.assignee_agent_id.is_some() {
-                status::take_back(conn, &bead, actor).await?;
-            }
+            Bead::stop_review(conn, &bead, actor).await?;
             decide_in(conn, bead, decision, actor).await?;
             bump_version(conn, &id).await
         })
         .await
+    }
+
+    /// Ends an agent's review under way on `bead` (locked, in the caller's transaction),
+    /// uncharged, because a person acts on it: the run ends `cancelled`, the agent is free,
+    /// and the bead stays in review, unheld. Nothing happens when no agent reviews it.
+    pub(crate) async fn stop_review(conn: &mut Conn, bead: &Bead, actor: Actor) -> Result<()> {
+        if bead.status != BeadStatus::Review || bead.assignee_agent_id.is_none() {
+            return Ok(());
+        }
+        status::take_back(conn, bead, actor).await?;
+        diesel::update(beads::table.find(&bead.id))
+            .set((
+                beads::assignee_agent_id.eq(None::<Uuid>),
+                beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     /// The decision a review run ended with, in one transaction: the run succeeds with the

@@ -30,7 +30,8 @@ fn already_pairing(bead: &str, open: Option<Uuid>) -> Error {
 /// Readies a bead for a person to pair on, first in the transaction that starts the
 /// conversation: under the graph lock (the bead may change status) and the bead's row lock,
 /// a bead with an open conversation is refused, and one an agent is working is taken back as
-/// a person's reopening would (the run ends `cancelled`, the agent is idle, the bead open).
+/// a person's reopening would (the run ends `cancelled`, the agent is idle, the bead open);
+/// an agent's review under way ends the same way, the bead staying in review.
 pub(super) async fn take_bead(conn: &mut Conn, id: &str, user: Uuid) -> Result<()> {
     lock_graph(conn).await?;
     let bead = Bead::lock(conn, id).await?;
@@ -50,6 +51,8 @@ pub(super) async fn take_bead(conn: &mut Conn, id: &str, user: Uuid) -> Result<(
     if bead.status == BeadStatus::InProgress {
         let reason = Some("a person is pairing on it".to_owned());
         apply_status_change(conn, bead, StatusChange::Reopen { reason }, Actor::User(user)).await?;
+    } else {
+        Bead::stop_review(conn, &bead, Actor::User(user)).await?;
     }
     Ok(())
 }

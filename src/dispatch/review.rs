@@ -21,8 +21,9 @@ pub const REVIEWER: &str = "code-reviewer";
 /// Beads waiting for an agent's review, in the landing queue's order (priority, then the
 /// time they entered review), of projects an executor runs for when `$1`, not in `$2`, not
 /// being paired on, past any back-off, with fewer than `$3` reviews of their work that the
-/// reviewer failed (outcomes `$5`); with the agents that did their work, who may not review
-/// it.
+/// reviewer failed (outcomes `$5`), and with some idle reviewer (persona `$6`) free to take
+/// them, so a page is never filled by beads no one may review; with the agents that did
+/// their work, who may not review it.
 const WAITING: &str = "SELECT b.id, b.project_id, b.attempts, \
         ARRAY(SELECT DISTINCT r.agent_id FROM runs r \
                WHERE r.bead_id = b.id AND r.kind = 'work' AND r.agent_id IS NOT NULL) AS authors \
@@ -35,6 +36,11 @@ const WAITING: &str = "SELECT b.id, b.project_id, b.attempts, \
     AND (SELECT count(*) FROM runs r \
           WHERE r.bead_id = b.id AND r.kind = 'review' AND r.outcome::text = ANY($5) \
             AND r.started_at >= coalesce(b.landing_since, '-infinity')) < $3 \
+    AND EXISTS (SELECT 1 FROM agents a \
+                 WHERE a.status = 'idle' AND a.persona = $6 \
+                   AND (a.project_id IS NULL OR a.project_id = b.project_id) \
+                   AND NOT EXISTS (SELECT 1 FROM runs w WHERE w.bead_id = b.id \
+                                    AND w.kind = 'work' AND w.agent_id = a.id)) \
   ORDER BY b.priority, b.landing_since, b.id \
   LIMIT $4 \
   FOR UPDATE OF b SKIP LOCKED";
@@ -106,7 +112,8 @@ pub async fn claim(
             .bind::<Array<Text>, _>(held)
             .bind::<BigInt, _>(AGENT_REVIEW_TRIES)
             .bind::<BigInt, _>(limit)
-            .bind::<Array<Text>, _>(REVIEW_FAILURES.map(RunOutcome::as_str).to_vec()),
+            .bind::<Array<Text>, _>(REVIEW_FAILURES.map(RunOutcome::as_str).to_vec())
+            .bind::<Text, _>(REVIEWER),
     )
     .load(conn)
     .await?;

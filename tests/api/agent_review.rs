@@ -253,3 +253,27 @@ async fn a_review_the_gateway_cannot_serve_waits_out_a_back_off_and_costs_no_try
     assert_eq!(all[1]["outcome"], "gateway_unavailable");
     assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 0, "it waits out the back-off");
 }
+
+#[tokio::test]
+async fn pairing_on_a_bead_under_review_ends_the_review_and_none_starts_while_paired() {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "agent"})).await;
+    let bead = engineer_bead(&w, "Paired").await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    let rita = agent(&w, "rita", "code-reviewer").await;
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1, "rita claims the review");
+
+    let body = json!({"project": "web", "persona": "software-engineer", "bead": bead});
+    let res = w.app.post("/api/v1/conversations", body).await;
+    assert_eq!(res.status.as_u16(), 201, "{:?}", res.body);
+    let shown = w.show(&bead).await;
+    assert_eq!((shown["status"].as_str(), &shown["assignee"]), (Some("review"), &Value::Null));
+    let review = runs(&w, &bead).await;
+    assert_eq!(
+        (review[1]["kind"].as_str(), review[1]["outcome"].as_str()),
+        (Some("review"), Some("cancelled"))
+    );
+    let reviewer = w.app.get(&format!("/api/v1/agents/{rita}")).await.body;
+    assert_eq!(reviewer["status"], "idle", "{reviewer}");
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 0, "no review while paired");
+}
