@@ -23,7 +23,9 @@ impl Repos {
                 // `.<id>.partial`: a clone a crash interrupted, removed by its next `ensure`.
                 let hidden =
                     clone.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-                if clone.is_dir() && !hidden {
+                // Not through a link: only what is in the data dir is Loom's to clear.
+                let dir = std::fs::symlink_metadata(&clone).is_ok_and(|m| m.is_dir());
+                if dir && !hidden {
                     sweep(&clone, &clone, &mut removed)?;
                 }
             }

@@ -262,4 +262,16 @@ async fn the_locks_a_killed_process_left_wedge_the_clone_until_a_start_clears_th
     fx.repos.ensure(&project).await.expect("ensure once the locks are gone");
     assert_eq!(tip(&clone, "main"), Some(upstream.to_string()));
     assert!(fx.repos.clear_stale_locks().await.expect("clear").is_empty());
+
+    // A link in the repos dir is not followed, nor is a staging dir swept: neither is a
+    // clone of this process's.
+    let elsewhere = fx.path("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("refs")).expect("mkdir");
+    std::fs::write(elsewhere.join("refs/x.lock"), "").expect("a lock");
+    std::os::unix::fs::symlink(&elsewhere, fx.path("data/repos/linked")).expect("symlink");
+    let staging = fx.path("data/repos/.web.partial");
+    std::fs::create_dir_all(&staging).expect("mkdir");
+    std::fs::write(staging.join("HEAD.lock"), "").expect("a lock");
+    assert!(fx.repos.clear_stale_locks().await.expect("clear").is_empty());
+    assert!(elsewhere.join("refs/x.lock").exists() && staging.join("HEAD.lock").exists());
 }
