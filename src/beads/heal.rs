@@ -190,15 +190,8 @@ async fn lock_if_exists(conn: &mut Conn, id: &str) -> Result<Option<Bead>> {
 
 /// A bead in review held by no open run: it waits for its next review, uncharged.
 async fn orphan_review(conn: &mut Conn, bead: Bead) -> Result<Expired> {
-    diesel::update(beads::table.find(&bead.id))
-        .set((
-            beads::assignee_agent_id.eq(None::<Uuid>),
-            beads::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-            beads::version.eq(beads::version + 1),
-            beads::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    super::landing::unhold(conn, &bead.id).await?;
+    super::transitions::bump_version(conn, &bead.id).await?;
     if let Some(agent) = bead.assignee_agent_id
         && !has_live_claim(conn, agent).await?
     {

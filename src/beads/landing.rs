@@ -329,14 +329,7 @@ impl Bead {
             return Ok(());
         }
         status::take_back(conn, bead, actor).await?;
-        diesel::update(beads::table.find(&bead.id))
-            .set((
-                beads::assignee_agent_id.eq(None::<Uuid>),
-                beads::lease_expires_at.eq(None::<DateTime<Utc>>),
-            ))
-            .execute(conn)
-            .await?;
-        Ok(())
+        unhold(conn, &bead.id).await
     }
 
     /// The decision a review run ended with, in one transaction: the run succeeds with the
@@ -424,13 +417,7 @@ pub(super) async fn end_review(
     error: Option<&str>,
     retry: RetryPolicy,
 ) -> Result<AfterRun> {
-    diesel::update(beads::table.find(&bead.id))
-        .set((
-            beads::assignee_agent_id.eq(None::<Uuid>),
-            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
-        ))
-        .execute(conn)
-        .await?;
+    unhold(conn, &bead.id).await?;
     let reviews = || {
         let mut q = runs::table
             .filter(runs::bead_id.eq(&bead.id))
@@ -466,6 +453,18 @@ pub(super) async fn end_review(
         record(conn, bead, Kind::BeadReview, Actor::System, data).await?;
     }
     Ok(AfterRun::Finished(BeadStatus::Review))
+}
+
+/// A bead in review no agent holds any more: no assignee, no lease.
+pub(super) async fn unhold(conn: &mut Conn, id: &str) -> Result<()> {
+    diesel::update(beads::table.find(id))
+        .set((
+            beads::assignee_agent_id.eq(None::<Uuid>),
+            beads::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Applies a review decision to a bead in review, locked, under the graph lock.

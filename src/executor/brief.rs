@@ -40,6 +40,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
     let agent = Agent::find(conn, run.agent_id).await?;
     let persona = Persona::find(conn, &agent.persona).await?;
     let (dependencies, _) = Bead::links(conn, &bead).await?;
+    let runs = Run::for_bead(conn, &bead.id).await?;
     // A reviewer's bead reviews the beads it links to; a review run, the bead's own work.
     let reviewer = REVIEWERS.contains(&persona.name.as_str()) && run.kind == RunKind::Work;
     let review = match reviewer {
@@ -47,7 +48,7 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         false => None,
     };
     let reviewing = match run.kind {
-        RunKind::Review => Some(under_review(conn, &bead.id).await?),
+        RunKind::Review => Some(under_review(conn, &runs).await?),
         RunKind::Work => None,
     };
     let discovered_from = dependencies
@@ -57,7 +58,8 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         .collect();
     let comments = Comment::list(conn, &bead.id, None, MAX_COMMENTS).await?.items;
     let authored = authored(conn, comments).await?;
-    let last = last_run(conn, &bead.id, run.id).await?;
+    // The bead's previous run that ended, if any.
+    let last = runs.iter().find(|r| r.id != run.id && r.outcome.is_some());
     let pairing = match Conversation::handed_off_on(conn, &bead.id, MAX_PAIRING_MESSAGES).await? {
         Some(transcript) => Some(pairing(conn, transcript).await?),
         None => None,
@@ -83,10 +85,10 @@ pub async fn load(conn: &mut Conn, run: &OpenRun) -> Result<Start> {
         last_error: match bead.last_error.clone() {
             Some(e) => Some(e),
             // Reopening by hand clears the bead's last error; the last run still says.
-            None => ending(last.as_ref()),
+            None => ending(last),
         },
         // Its work conflicted with the project branch, when it last ended or in the queue.
-        merge_conflict: last.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::MergeConflict)
+        merge_conflict: last.and_then(|r| r.outcome) == Some(RunOutcome::MergeConflict)
             || bead.last_error.as_deref().is_some_and(|e| e.starts_with(LANDING_CONFLICT)),
         resumed: run.resumes > 0,
         on_branch: Vec::new(),
@@ -136,8 +138,7 @@ async fn reviewed(conn: &mut Conn, links: &[Link]) -> Result<Vec<Reviewed>> {
 
 /// Who did the work a review run judges and what the last of them said; the diff is the
 /// runner's to add, from the worktree's repository.
-async fn under_review(conn: &mut Conn, bead: &str) -> Result<UnderReview> {
-    let runs = Run::for_bead(conn, bead).await?;
+async fn under_review(conn: &mut Conn, runs: &[Run]) -> Result<UnderReview> {
     let work = runs.iter().filter(|r| r.kind == RunKind::Work);
     let summary = work
         .clone()
@@ -150,12 +151,6 @@ async fn under_review(conn: &mut Conn, bead: &str) -> Result<UnderReview> {
     let mut authors: Vec<String> = names.into_values().collect();
     authors.sort();
     Ok(UnderReview { authors, summary, ..UnderReview::default() })
-}
-
-/// The bead's previous run that ended, if any.
-async fn last_run(conn: &mut Conn, bead: &str, current: uuid::Uuid) -> Result<Option<Run>> {
-    let runs = Run::for_bead(conn, bead).await?;
-    Ok(runs.into_iter().find(|r| r.id != current && r.outcome.is_some()))
 }
 
 /// How a run ended, when it did not succeed.

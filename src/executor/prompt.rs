@@ -90,38 +90,28 @@ pub struct Pairing {
 /// The system message.
 pub fn system_prompt(brief: &Brief, vocabulary: &str) -> String {
     let mut s = String::new();
+    let (agent, role, persona) = (&brief.agent_name, &brief.persona_role, &brief.persona_name);
+    let (project, bead, branch) = (&brief.project_name, &brief.bead_id, &brief.branch);
     let _ = match brief.reviewing {
         None => writeln!(
             s,
-            "You are {}, a {} ({}) working on the project \"{}\" as one of a team of AI agents \
-             run by Loom. You work alone in a git worktree of the project on branch `loom/{}`, \
-             cut from `{}`; when you call `done`, what you did is committed and goes through \
-             review (when the project asks for one) and the project's checks before it is \
-             merged into `{}` and the bead closes with your summary. Work the way a careful \
-             senior engineer would.",
-            brief.agent_name,
-            brief.persona_role,
-            brief.persona_name,
-            brief.project_name,
-            brief.bead_id,
-            brief.branch,
-            brief.branch,
+            "You are {agent}, a {role} ({persona}) working on the project \"{project}\" as one of \
+             a team of AI agents run by Loom. You work alone in a git worktree of the project on \
+             branch `loom/{bead}`, cut from `{branch}`; when you call `done`, what you did is \
+             committed and goes through review (when the project asks for one) and the \
+             project's checks before it is merged into `{branch}` and the bead closes with your \
+             summary. Work the way a careful senior engineer would."
         ),
         Some(_) => writeln!(
             s,
-            "You are {}, a {} ({}) reviewing work on the project \"{}\" for a team of AI agents \
-             run by Loom. Another agent finished the bead below; its work is committed on branch \
-             `loom/{}`, which your worktree has checked out, and would be merged into `{}`. \
-             Judge it the way a careful senior engineer reviews a colleague's change: does it do \
-             what the bead asks, is it correct, tested and clear? You read; you do not change \
-             the work. Finish with `approve` (it goes on to the project's checks and lands) or \
-             `request_changes` (it goes back to its author with what you write).",
-            brief.agent_name,
-            brief.persona_role,
-            brief.persona_name,
-            brief.project_name,
-            brief.bead_id,
-            brief.branch,
+            "You are {agent}, a {role} ({persona}) reviewing work on the project \"{project}\" \
+             for a team of AI agents run by Loom. Another agent finished the bead below; its \
+             work is committed on branch `loom/{bead}`, which your worktree has checked out, and \
+             would be merged into `{branch}`. Judge it the way a careful senior engineer reviews \
+             a colleague's change: does it do what the bead asks, is it correct, tested and \
+             clear? You read; you do not change the work. Finish with `approve` (it goes on to \
+             the project's checks and lands) or `request_changes` (it goes back to its author \
+             with what you write)."
         ),
     };
     let _ = write!(s, "\n# Your instructions\n\n{}\n", brief.persona_instructions.trim());

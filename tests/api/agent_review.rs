@@ -20,6 +20,16 @@ async fn engineer_bead(w: &Work, title: &str) -> String {
     w.app.bead("web", title, json!({"persona": "software-engineer"})).await
 }
 
+/// A project with agent review whose engineer finished a bead writing `b.txt`, waiting in
+/// review with no reviewer yet.
+async fn waiting_for_review(title: &str) -> (Work, String) {
+    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "agent"})).await;
+    let bead = engineer_bead(&w, title).await;
+    writes(&w, &bead, "b.txt", "b\n");
+    w.settle().await;
+    (w, bead)
+}
+
 /// The bead's runs, oldest first.
 async fn runs(w: &Work, bead: &str) -> Vec<Value> {
     let res = w.app.get(&format!("/api/v1/beads/{bead}/runs")).await;
@@ -140,10 +150,7 @@ async fn requested_changes_go_back_to_the_author_and_the_reviewer_is_never_the_a
 
 #[tokio::test]
 async fn a_review_that_never_decides_hands_the_work_to_people_and_a_member_can_decide_first() {
-    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "agent"})).await;
-    let bead = engineer_bead(&w, "Undecided").await;
-    writes(&w, &bead, "b.txt", "b\n");
-    w.settle().await;
+    let (mut w, bead) = waiting_for_review("Undecided").await;
     agent(&w, "rita", "code-reviewer").await;
     // Each review reads and then fails (the gateway refuses it): no decision, no charge;
     // the next review starts at once.
@@ -175,10 +182,7 @@ async fn a_review_that_never_decides_hands_the_work_to_people_and_a_member_can_d
 #[tokio::test]
 async fn a_review_whose_lease_lapses_leaves_the_work_in_review_and_a_member_can_take_over() {
     use diesel_async::RunQueryDsl;
-    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "agent"})).await;
-    let bead = engineer_bead(&w, "Outlived").await;
-    writes(&w, &bead, "b.txt", "b\n");
-    w.settle().await;
+    let (mut w, bead) = waiting_for_review("Outlived").await;
     let rita = agent(&w, "rita", "code-reviewer").await;
 
     // Claimed, never worked (its replica died): the lease lapses and the ticker heals it.
@@ -237,10 +241,7 @@ async fn a_review_whose_lease_lapses_leaves_the_work_in_review_and_a_member_can_
 
 #[tokio::test]
 async fn a_review_the_gateway_cannot_serve_waits_out_a_back_off_and_costs_no_try() {
-    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "agent"})).await;
-    let bead = engineer_bead(&w, "Outage").await;
-    writes(&w, &bead, "b.txt", "b\n");
-    w.settle().await;
+    let (mut w, bead) = waiting_for_review("Outage").await;
     agent(&w, "rita", "code-reviewer").await;
     // Nothing scripted for the review: the gateway answers 500, an outage.
     w.settle().await;
@@ -256,10 +257,7 @@ async fn a_review_the_gateway_cannot_serve_waits_out_a_back_off_and_costs_no_try
 
 #[tokio::test]
 async fn pairing_on_a_bead_under_review_ends_the_review_and_none_starts_while_paired() {
-    let mut w = work_with(&[("a.txt", "a\n")], 1, json!({"review": "agent"})).await;
-    let bead = engineer_bead(&w, "Paired").await;
-    writes(&w, &bead, "b.txt", "b\n");
-    w.settle().await;
+    let (w, bead) = waiting_for_review("Paired").await;
     let rita = agent(&w, "rita", "code-reviewer").await;
     assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1, "rita claims the review");
 
@@ -276,4 +274,28 @@ async fn pairing_on_a_bead_under_review_ends_the_review_and_none_starts_while_pa
     let reviewer = w.app.get(&format!("/api/v1/agents/{rita}")).await.body;
     assert_eq!(reviewer["status"], "idle", "{reviewer}");
     assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 0, "no review while paired");
+}
+
+#[tokio::test]
+async fn a_review_decided_after_the_project_stopped_agent_review_decides_nothing() {
+    let (mut w, bead) = waiting_for_review("Switched").await;
+    let rita = agent(&w, "rita", "code-reviewer").await;
+    w.script.push_for(&bead, Reply::action(json!({"action": "approve", "summary": "Fine."})));
+    assert_eq!(w.dispatcher.run_until_idle().await.unwrap(), 1, "rita claims the review");
+    let admin = w.app.admin.clone();
+    let human = Some(json!({"review": "human"}));
+    let res = w.app.call(reqwest::Method::PATCH, "/api/v1/projects/web", Some(&admin), human).await;
+    assert_eq!(res.status.as_u16(), 200, "{:?}", res.body);
+
+    w.executors.run_until_idle().await.unwrap();
+    let shown = w.show(&bead).await;
+    assert_eq!((shown["status"].as_str(), &shown["assignee"]), (Some("review"), &Value::Null));
+    let review = runs(&w, &bead).await;
+    assert_eq!(
+        (review[1]["outcome"].as_str(), review[1]["error"].as_str()),
+        (Some("cancelled"), Some("the project no longer has agents review its work"))
+    );
+    let reviewer = w.app.get(&format!("/api/v1/agents/{rita}")).await.body;
+    assert_eq!(reviewer["status"], "idle", "{reviewer}");
+    assert!(!comments(&shown).contains("Approved"), "{shown}");
 }

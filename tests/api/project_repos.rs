@@ -96,6 +96,17 @@ async fn parked_unreachable(w: &Work, bead: &str) -> (Value, String) {
     (p, error)
 }
 
+/// The ticker, with the repositories of `w`'s data dir to probe.
+fn ticker(w: &Work) -> Ticker {
+    Ticker::new(
+        w.app.pool.clone(),
+        loom::beads::RetryPolicy::default(),
+        HealthState::default(),
+        Nudge::default(),
+    )
+    .with_repos(loom::git::Repos::new(w.data.path().to_path_buf()))
+}
+
 async fn runs(w: &Work, bead: &str) -> Vec<Value> {
     let runs = w.app.get(&format!("/api/v1/beads/{bead}/runs")).await.body;
     runs["items"].as_array().or(runs.as_array()).cloned().unwrap_or_default()
@@ -127,13 +138,7 @@ async fn a_repository_gone_away_parks_the_project_uncharged_until_the_ticker_rea
     w.settle().await;
     assert_eq!(runs(&w, &bead).await.len(), 1);
 
-    let ticker = Ticker::new(
-        w.app.pool.clone(),
-        loom::beads::RetryPolicy::default(),
-        HealthState::default(),
-        Nudge::default(),
-    )
-    .with_repos(loom::git::Repos::new(w.data.path().to_path_buf()));
+    let ticker = ticker(&w);
     assert_eq!(ticker.check_repos().await.unwrap().healed, 0, "still gone");
     std::fs::rename(&hidden, w.upstream.path()).unwrap();
     assert_eq!(ticker.check_repos().await.unwrap().healed, 1);
@@ -157,13 +162,7 @@ async fn a_repository_that_answers_but_cannot_be_fetched_charges_the_bead_in_the
     let loose = w.upstream.path().join("objects").join(&blob[..2]).join(&blob[2..]);
     std::fs::remove_file(&loose).unwrap();
     let bead = w.bead("Change a").await;
-    let ticker = Ticker::new(
-        w.app.pool.clone(),
-        loom::beads::RetryPolicy::default(),
-        HealthState::default(),
-        Nudge::default(),
-    )
-    .with_repos(loom::git::Repos::new(w.data.path().to_path_buf()));
+    let ticker = ticker(&w);
     for returned in 1..=4 {
         w.settle().await;
         parked_unreachable(&w, &bead).await;
